@@ -1,0 +1,5 @@
+"""`python -m lacme_watch`."""
+
+from lacme_watch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Certificate authorities: one module per YAML `authorities: - type:`."""

@@ -1,0 +1,48 @@
+"""lacme's CertificateAuthority root: `<path>/ca/<name>/cert.pem`.
+
+The key.pem beside it is never read.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Self
+
+from ..certificates import CertificateReader, describe
+from ..observations import Observation, Problem, ScanResult
+from ..options import Options
+
+
+class LacmeAuthority:
+    """A lacme CA; stores check every new certificate's signature against its key."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path = path
+        self.name = name
+        self.certificate_path = os.path.join(path, "ca", name, "cert.pem")
+        self.id = f"lacme-ca:{path}#{name}"
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        return cls(
+            options.path("path", "~/.lacme", must_exist=True), options.string("name", "root")
+        )
+
+    def scan(self, reader: CertificateReader) -> ScanResult:
+        loaded = reader.load_certificates(self.certificate_path)
+        if isinstance(loaded, Problem):
+            return ScanResult(problems=(loaded,), failed=True)
+        if not loaded:
+            problem = Problem(self.certificate_path, "no_certificate_found")
+            return ScanResult(problems=(problem,), failed=True)
+        root = loaded[0]
+        facts = describe(root)
+        observation = Observation(
+            lineage=f"ca/{self.name}",
+            role="ca",
+            path=self.certificate_path,
+            domain=facts.subject_cn or self.name,
+            domains=(facts.subject_cn or self.name,),
+            certificate=facts,
+        )
+        return ScanResult(observations=(observation,), signers=(root,))

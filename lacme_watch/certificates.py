@@ -1,0 +1,346 @@
+"""Reading certificate files as hostile input: capped, never a private key, never a hang.
+
+Every source reads through one :class:`CertificateReader`. It stats a file first and,
+when its identity (device, inode, size, mtime) is the one remembered from the last
+pass, reuses what was parsed then without opening it: large stores rescan cheaply.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .observations import CertificateFacts, Observation, Problem
+
+DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
+
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+_CERTIFICATE_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE"})
+# privkey.pem, key.pem, privkey-1700000000.pem, server.key, tls-key.pem, private_key.json ...
+_KEY_FILE_NAME = re.compile(r"(^|[._-])(priv(ate)?[._-]?)?key([._-]|\d|$)|\.key$", re.IGNORECASE)
+
+Identity = tuple[int, int, int, int]
+
+
+def looks_like_private_key(path: str | Path) -> bool:
+    """True for file names that ACME clients and CAs give private keys; those are never opened."""
+    return bool(_KEY_FILE_NAME.search(Path(path).name))
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """What was parsed from one file, and the identity it had then."""
+
+    identity: Identity
+    signers: str
+    payload: str
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def signers_digest(signers: Sequence[x509.Certificate]) -> str:
+    """Names the set of CA certificates that `signed_by` was computed against."""
+    return hashlib.sha256("".join(sorted(fingerprint(s) for s in signers)).encode()).hexdigest()[
+        :16
+    ]
+
+
+class CertificateReader:
+    """Reads certificates and metadata for one source's scan, with the file-identity cache."""
+
+    def __init__(
+        self,
+        *,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        chain: bool = True,
+        signers: Sequence[x509.Certificate] = (),
+        cache: Mapping[str, CachedFile] | None = None,
+    ) -> None:
+        self.max_file_size = max_file_size
+        self.chain = chain
+        self._signers = tuple(signers)
+        self._signers_digest = signers_digest(self._signers)
+        self._previous = cache or {}
+        self.files: dict[str, CachedFile] = {}
+        """Every file read or reused in this scan: the cache for the next one."""
+        self.parsed = 0
+        self.reused = 0
+
+    # -- public API for sources ------------------------------------------------
+
+    def read_certificates(self, path: str) -> tuple[CertificateFacts, ...] | Problem:
+        """Every certificate in a PEM (bundle, text-prefixed) or DER file, in file order.
+
+        Files named like private keys are not opened and yield nothing. Other PEM
+        blocks (keys, CSRs, parameters) are skipped without noise.
+        """
+        if looks_like_private_key(path):
+            return ()
+        found = self._cached(path, self._parse_certificates)
+        if isinstance(found, Problem):
+            return found
+        return tuple(CertificateFacts.from_json(raw) for raw in found)
+
+    def read_json(self, path: str) -> object | Problem:
+        """A small JSON document (lacme's meta.json), through the same caps and cache."""
+        found: object = self._cached(path, _parse_json)
+        return found
+
+    def load_certificates(self, path: str) -> list[x509.Certificate] | Problem:
+        """Parsed certificates, uncached: for the few CA files whose keys verify others."""
+        if looks_like_private_key(path):
+            return []
+        read = self._read(path)
+        if isinstance(read, Problem):
+            return read
+        parsed = _parse_pem_or_der(path, read[0])
+        return parsed
+
+    def bundle(
+        self,
+        *,
+        lineage: str,
+        path: str,
+        domain: str | None = None,
+        domains: Sequence[str] = (),
+    ) -> list[Observation] | Problem:
+        """Observations for a certificate file: its first certificate is the lineage's leaf.
+
+        With `chain: full` the other certificates become `chain` observations, keyed
+        by fingerprint so an intermediate shared by many bundles is watched once.
+        """
+        found = self.read_certificates(path)
+        if isinstance(found, Problem):
+            return found
+        observations: list[Observation] = []
+        for position, facts in enumerate(found):
+            if position and not self.chain:
+                break
+            if position == 0:
+                names = tuple(domains) or facts.names
+                observations.append(
+                    Observation(
+                        lineage=lineage,
+                        role="leaf",
+                        path=path,
+                        domain=domain or (names[0] if names else facts.subject),
+                        domains=names,
+                        certificate=facts,
+                    )
+                )
+            else:
+                label = facts.subject_cn or facts.subject
+                observations.append(
+                    Observation(
+                        lineage=f"chain:{facts.fingerprint}",
+                        role="chain",
+                        path=path,
+                        domain=label,
+                        domains=facts.names or (label,),
+                        certificate=facts,
+                    )
+                )
+        return observations
+
+    # -- internals -------------------------------------------------------------
+
+    def _cached(self, path: str, parse: Callable[[str, bytes], Any]) -> Any:
+        """Parse a file, or reuse last pass's result when its identity is unchanged."""
+        try:
+            status = os.stat(path)
+        except OSError as exc:
+            return _problem_from_os_error(path, exc)
+        previous = self._previous.get(path)
+        identity = _identity(status)
+        if (
+            previous is not None
+            and previous.identity == identity
+            and previous.signers == self._signers_digest
+        ):
+            self.files[path] = previous
+            self.reused += 1
+            return json.loads(previous.payload)
+        read = self._read(path)
+        if isinstance(read, Problem):
+            return read
+        content, identity = read
+        result = parse(path, content)
+        if isinstance(result, Problem):
+            return result
+        if parse is self._parse_certificates:
+            self.parsed += 1
+        self.files[path] = CachedFile(identity, self._signers_digest, json.dumps(result))
+        return result
+
+    def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
+        """The file's bytes (at most max_file_size) and the identity they were read at."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            return _problem_from_os_error(path, exc)
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                return Problem(path, "no_certificate_found", "not a regular file")
+            if status.st_size > self.max_file_size:
+                return Problem(path, "too_large", f"{status.st_size} bytes > {self.max_file_size}")
+            with os.fdopen(fd, "rb", closefd=False) as stream:
+                content = stream.read(self.max_file_size + 1)
+        except OSError as exc:
+            return _problem_from_os_error(path, exc)
+        finally:
+            os.close(fd)
+        if len(content) > self.max_file_size:
+            return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
+        return content, _identity(status)
+
+    def _parse_certificates(self, path: str, content: bytes) -> list[dict[str, Any]] | Problem:
+        parsed = _parse_pem_or_der(path, content)
+        if isinstance(parsed, Problem):
+            return parsed
+        return [self._facts(certificate).to_json() for certificate in parsed]
+
+    def _facts(self, certificate: x509.Certificate) -> CertificateFacts:
+        facts = describe(certificate)
+        for signer in self._signers:
+            if facts.fingerprint != fingerprint(signer) and _verifies(certificate, signer):
+                return CertificateFacts(**{**_fields(facts), "signed_by": fingerprint(signer)})
+        return facts
+
+
+def describe(certificate: x509.Certificate) -> CertificateFacts:
+    """The facts lacme-watch keeps about a certificate."""
+    try:
+        extensions: x509.Extensions | None = certificate.extensions
+    except ValueError:  # duplicate or malformed extensions: judge the rest of the certificate
+        extensions = None
+    names: tuple[str, ...] = ()
+    is_ca = False
+    usages: set[x509.ObjectIdentifier] = set()
+    if extensions is not None:
+        for extension in extensions:
+            value = extension.value
+            if isinstance(value, x509.SubjectAlternativeName):
+                dns = value.get_values_for_type(x509.DNSName)
+                ips = [str(ip) for ip in value.get_values_for_type(x509.IPAddress)]
+                names = (*dns, *ips)
+            elif isinstance(value, x509.BasicConstraints):
+                is_ca = value.ca
+            elif isinstance(value, x509.ExtendedKeyUsage):
+                usages = set(value)
+    subject_cn = _common_name(certificate.subject)
+    if not names and subject_cn:
+        names = (subject_cn,)
+    return CertificateFacts(
+        fingerprint=fingerprint(certificate),
+        serial=_serial_hex(certificate.serial_number),
+        subject=certificate.subject.rfc4514_string(),
+        subject_cn=subject_cn,
+        issuer=certificate.issuer.rfc4514_string(),
+        issuer_cn=_common_name(certificate.issuer),
+        names=names,
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        is_ca=is_ca,
+        is_client=(
+            ExtendedKeyUsageOID.CLIENT_AUTH in usages
+            and ExtendedKeyUsageOID.SERVER_AUTH not in usages
+        ),
+    )
+
+
+def _fields(facts: CertificateFacts) -> dict[str, Any]:
+    return {name: getattr(facts, name) for name in CertificateFacts.__dataclass_fields__}
+
+
+def _verifies(certificate: x509.Certificate, signer: x509.Certificate) -> bool:
+    """Issuer name and signature both check out against the CA's public key."""
+    try:
+        certificate.verify_directly_issued_by(signer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _parse_pem_or_der(path: str, content: bytes) -> list[x509.Certificate] | Problem:
+    if not content.strip():
+        return Problem(path, "no_certificate_found", "empty file")
+    if b"-----BEGIN" in content:
+        return _parse_pem(path, content)
+    try:
+        return [x509.load_der_x509_certificate(content)]
+    except ValueError:
+        return Problem(path, "no_certificate_found", "neither PEM nor a DER certificate")
+
+
+def _parse_pem(path: str, content: bytes) -> list[x509.Certificate] | Problem:
+    """Certificates from every CERTIFICATE block; text around blocks is ignored (easy-rsa)."""
+    blocks = _PEM_BLOCK.findall(content)
+    begun = [label for label in _PEM_BEGIN.findall(content) if label in _CERTIFICATE_LABELS]
+    complete = [body for label, body in blocks if label in _CERTIFICATE_LABELS]
+    if len(begun) > len(complete):
+        return Problem(path, "bad_pem", "a certificate block has no END line (truncated?)")
+    certificates = []
+    for position, body in enumerate(complete, start=1):
+        pem = b"-----BEGIN CERTIFICATE-----" + body + b"-----END CERTIFICATE-----\n"
+        try:
+            certificates.append(x509.load_pem_x509_certificate(pem))
+        except ValueError as exc:
+            return Problem(path, "bad_pem", f"certificate block {position}: {exc}")
+    if not certificates and not blocks:
+        return Problem(path, "bad_pem", "no complete PEM block")
+    return certificates
+
+
+def _parse_json(path: str, content: bytes) -> object | Problem:
+    try:
+        document: object = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Problem(path, "bad_metadata", f"not JSON: {exc}")
+    return document
+
+
+def _problem_from_os_error(path: str, exc: OSError) -> Problem:
+    if exc.errno == errno.ELOOP:
+        return Problem(path, "broken_symlink", "symlink loop")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.path.islink(path):
+            return Problem(path, "broken_symlink", f"points to missing {os.readlink(path)}")
+        return Problem(path, "not_found")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Problem(path, "permission_denied")
+    return Problem(path, "io_error", exc.strerror or str(exc))
+
+
+def _identity(status: os.stat_result) -> Identity:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def _common_name(name: x509.Name) -> str | None:
+    for attribute in name.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attribute.value
+        return value if isinstance(value, str) else value.decode(errors="replace")
+    return None
+
+
+def _serial_hex(serial: int) -> str:
+    """Upper-case hex with an even number of digits, as OpenSSL and easy-rsa print it."""
+    text = f"{serial:X}"
+    return text if len(text) % 2 == 0 else "0" + text

@@ -1,0 +1,315 @@
+"""`lacme-watch`: argparse + rich. The only module that prints or reads the real clock."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .config import Config, find_config, load, zero_config
+from .errors import ConfigError, LacmeWatchError
+from .events import EVENT_TYPES
+from .external import event_from_arguments, record
+from .state import EXPIRED, days_remaining
+from .store import StateStore
+from .watch import PassReport, run_pass, scan_sources
+from .wire import format_time, parse_time, to_cloudevent
+
+Handler = Callable[[argparse.Namespace, "Io"], int]
+
+
+class Io:
+    """Where the CLI writes: results to stdout, diagnostics to stderr."""
+
+    def __init__(self) -> None:
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @property
+    def interactive(self) -> bool:
+        return sys.stdout.isatty()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `lacme-watch`; return the process exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)  # argparse exits 2 on usage errors
+    io = Io()
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="lacme-watch: %(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "handler"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        handler: Handler = args.handler
+        return handler(args, io)
+    except LacmeWatchError as exc:
+        io.err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return exc.exit_code
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lacme-watch",
+        description="Watch certificate stores and CAs; turn what changed into typed events.",
+    )
+    parser.add_argument("--version", action="version", version=f"lacme-watch {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="configuration file (see README)")
+    parser.add_argument(
+        "--now",
+        type=_instant,
+        metavar="ISO8601",
+        help="evaluate as if the current time were this instant (UTC if no offset)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="daemon log verbosity (default: warning)",
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    watch = commands.add_parser("watch", help="run the daemon, or one pass with --once")
+    watch.add_argument("--once", action="store_true", help="run one full pass and exit")
+    watch.set_defaults(handler=_watch)
+
+    status = commands.add_parser("status", help="inventory: every certificate and its state")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+
+    events = commands.add_parser("events", help="recent events and their delivery per sink")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    events.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    events.add_argument("--pending", action="store_true", help="only events not yet delivered")
+    events.set_defaults(handler=_events)
+
+    emit = commands.add_parser(
+        "emit",
+        help="record an external event (e.g. from an ACME client hook) and deliver it",
+        description="Fields are given as --field value, e.g. --domain example.com"
+        " --challenge-type http-01 --error '...'. Lists are space- or comma-separated.",
+    )
+    emit.add_argument("kind", choices=sorted(EVENT_TYPES), metavar="KIND")
+    emit.add_argument("extra", nargs=argparse.REMAINDER, metavar="--FIELD VALUE")
+    emit.set_defaults(handler=_emit)
+
+    config = commands.add_parser("config", help="configuration commands")
+    config_commands = config.add_subparsers(metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate the configuration file")
+    check.set_defaults(handler=_config_check)
+
+    demo = commands.add_parser("demo", help="show every event kind in a throw-away sandbox")
+    demo.add_argument("--keep", metavar="DIR", help="build the sandbox here and keep it")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _clock(args: argparse.Namespace) -> datetime:
+    now: datetime | None = args.now
+    return now if now is not None else datetime.now(UTC)
+
+
+def _config(args: argparse.Namespace, io: Io) -> Config:
+    path = find_config(args.config)
+    if path is None:
+        config, watched = zero_config()
+        io.err.print("lacme-watch: no configuration file; watching " + "; ".join(watched))
+        return config
+    config = load(path)
+    for warning in config.warnings:
+        io.err.print(f"[yellow]warning:[/] {escape(warning)}")
+    return config
+
+
+def _watch(args: argparse.Namespace, io: Io) -> int:
+    config = _config(args, io)
+    if not args.once:
+        from .scheduler import run_daemon
+
+        return run_daemon(config, now=args.now)
+    with StateStore(config.state_dir) as store:
+        report = run_pass(config, store, _clock(args))
+    _print_pass(report, io)
+    return report.exit_code
+
+
+def _print_pass(report: PassReport, io: Io) -> None:
+    """Quiet on success when stdout is not a terminal (cron mails whatever a job prints)."""
+    if not report.ok:
+        for source, problem in report.problems:
+            detail = f" ({problem.detail})" if problem.detail else ""
+            io.err.print(f"lacme-watch: {source}: {problem.path}: {problem.reason}{detail}")
+        for sink, reason in report.delivery.failures.items():
+            io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+        for row in report.delivery.expired:
+            io.err.print(
+                f"lacme-watch: sink {row.sink}: gave up on {row.envelope.event.summary()}"
+                f" after {row.attempts} attempts: {row.last_error}"
+            )
+    if io.interactive:
+        io.out.print(
+            f"{report.certificates} certificates, {len(report.envelopes)} new events,"
+            f" {report.delivery.delivered} deliveries, {len(report.problems)} problems"
+        )
+
+
+def _status(args: argparse.Namespace, io: Io) -> int:
+    config = _config(args, io)
+    now = _clock(args)
+    report = PassReport()
+    with StateStore(config.state_dir) as store:
+        changes, _ = scan_sources(config, store, now, report)
+    rows = []
+    for change in changes:
+        for observation in change.after.certificates.values():
+            facts = observation.certificate
+            crossed = config.policy.crossed(facts.not_before, facts.not_after, now)
+            state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
+            rows.append(
+                {
+                    "name": observation.domain,
+                    "store": change.after.source,
+                    "lineage": observation.lineage,
+                    "role": observation.role,
+                    "names": list(observation.domains),
+                    "not_after": format_time(facts.not_after),
+                    "days_left": days_remaining(facts.not_after, now),
+                    "state": state,
+                    "threshold": crossed[0] if crossed else None,
+                    "path": observation.path,
+                    "fingerprint": facts.fingerprint,
+                }
+            )
+    rows.sort(key=lambda row: (str(row["not_after"]), str(row["name"])))
+    problems = [
+        {"store": source, "path": p.path, "reason": p.reason, "detail": p.detail}
+        for source, p in report.problems
+    ]
+    if args.json:
+        io.out.print_json(json.dumps({"certificates": rows, "problems": problems}))
+        return report.exit_code
+    table = Table(title=f"lacme-watch status at {format_time(now)}")
+    for column in ("name", "store", "names", "not after", "days left", "state"):
+        table.add_column(column, justify="right" if column == "days left" else "left")
+    style = {"ok": "green", "expiring": "yellow", "expired": "bold red"}
+    for row in rows:
+        name = str(row["name"]) + ("" if row["role"] == "leaf" else f" ({row['role']})")
+        state = str(row["state"]) + (f" ({row['threshold']})" if row["state"] == "expiring" else "")
+        table.add_row(
+            escape(name),
+            escape(str(row["store"])),
+            escape(" ".join(str(n) for n in row["names"])),  # type: ignore[attr-defined]
+            str(row["not_after"])[:10],
+            str(row["days_left"]),
+            f"[{style[str(row['state'])]}]{state}[/]",
+        )
+    for problem in problems:
+        table.add_row(
+            escape(problem["path"]),
+            escape(problem["store"]),
+            "",
+            "",
+            "",
+            f"[bold red]unreadable: {problem['reason']}[/]",
+        )
+    io.out.print(table)
+    return report.exit_code
+
+
+def _events(args: argparse.Namespace, io: Io) -> int:
+    config = _config(args, io)
+    with StateStore(config.state_dir) as store:
+        entries = store.history(args.limit)
+    if args.pending:
+        entries = [e for e in entries if "pending" in e.deliveries.values()]
+    if args.json:
+        io.out.print_json(
+            json.dumps(
+                [
+                    {"event": to_cloudevent(e.envelope), "deliveries": dict(e.deliveries)}
+                    for e in entries
+                ]
+            )
+        )
+        return 0
+    table = Table(title="recent events")
+    for column in ("time", "event", "deliveries"):
+        table.add_column(column)
+    for entry in entries:
+        deliveries = ", ".join(f"{sink}: {state}" for sink, state in entry.deliveries.items())
+        table.add_row(
+            format_time(entry.envelope.time),
+            escape(entry.envelope.event.summary()),
+            escape(deliveries or "no sink wanted it"),
+        )
+    io.out.print(table)
+    return 0
+
+
+def _emit(args: argparse.Namespace, io: Io) -> int:
+    fields = _field_arguments(args.extra)
+    event = event_from_arguments(args.kind, fields)
+    config = _config(args, io)
+    with StateStore(config.state_dir) as store:
+        envelopes, delivery = record(config, store, [event], _clock(args))
+    for sink, reason in delivery.failures.items():
+        io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+    if io.interactive:
+        io.out.print(f"recorded {envelopes[0].id}")
+    return 0 if delivery.ok else 1
+
+
+def _field_arguments(extra: Sequence[str]) -> dict[str, str]:
+    """`--challenge-type http-01 --error=x` -> {"challenge_type": "http-01", "error": "x"}."""
+    fields: dict[str, str] = {}
+    items = list(extra)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--") or len(flag) == 2:
+            raise ConfigError("emit", f"expected --field value, got {flag!r}")
+        name, has_value, value = flag[2:].partition("=")
+        if not has_value:
+            if not items:
+                raise ConfigError("emit", f"{flag} needs a value")
+            value = items.pop(0)
+        fields[name.replace("-", "_")] = value
+    return fields
+
+
+def _config_check(args: argparse.Namespace, io: Io) -> int:
+    config = _config(args, io)
+    io.out.print(
+        f"{escape(config.path or 'zero configuration')}: OK —"
+        f" {len(config.stores)} store(s), {len(config.authorities)} authorit(y/ies),"
+        f" {len(config.sinks)} sink(s); state in {escape(str(config.state_dir))};"
+        f" scans {config.schedule.describe()}"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace, io: Io) -> int:
+    from .demo import run_demo
+
+    return run_demo(io.out, Path(args.keep) if args.keep else None)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m lacme_watch` goes through __main__
+    raise SystemExit(main())

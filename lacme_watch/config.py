@@ -1,0 +1,286 @@
+"""The configuration file, read once into frozen objects with file:line errors.
+
+Search order: --config, $LACME_WATCH_CONFIG, ./lacme-watch.yaml,
+/etc/lacme-watch/config.yaml. With none found, lacme-watch watches the default
+places of the tools it knows (zero configuration).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from apscheduler.triggers.cron import CronTrigger
+
+from .certificates import DEFAULT_MAX_FILE_SIZE
+from .delivery import RetryPolicy
+from .errors import ConfigError
+from .events import EVENT_TYPES
+from .options import Node, Options, load_yaml, parse_duration
+from .plugins import Sink, Source
+from .registry import GROUPS, lookup
+from .state import Policy
+
+__all__ = ["Config", "ConfigError", "Options", "Schedule", "SinkRoute", "find_config", "load"]
+
+SYSTEM_CONFIG = Path("/etc/lacme-watch/config.yaml")
+LOCAL_CONFIG = Path("lacme-watch.yaml")
+DEFAULT_SCAN = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """When the daemon scans: every `interval`, or on a 5-field `cron` expression."""
+
+    interval: timedelta | None = DEFAULT_SCAN
+    cron: str | None = None
+
+    def describe(self) -> str:
+        return f"cron '{self.cron}'" if self.cron else f"every {self.interval}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkRoute:
+    """A sink and the event names it wants (None: all)."""
+
+    sink: Sink
+    events: frozenset[str] | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.events is None or kind in self.events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything a pass needs, validated."""
+
+    path: str | None
+    state_dir: Path
+    host: str
+    stores: tuple[Source, ...]
+    authorities: tuple[Source, ...]
+    policy: Policy = field(default_factory=Policy)
+    chain: bool = True
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    schedule: Schedule = field(default_factory=Schedule)
+    sinks: tuple[SinkRoute, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """Authorities first: stores check signatures against their keys."""
+        return (*self.authorities, *self.stores)
+
+
+def find_config(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The configuration file to use, or None for zero configuration."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("LACME_WATCH_CONFIG"):
+        return Path(environ["LACME_WATCH_CONFIG"])
+    for candidate in (LOCAL_CONFIG, SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """/var/lib/lacme-watch for root; else $XDG_STATE_HOME or ~/.local/state."""
+    environ = os.environ if environ is None else environ
+    if os.geteuid() == 0:
+        return Path("/var/lib/lacme-watch")
+    base = environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "lacme-watch"
+
+
+def load(path: Path) -> Config:
+    """Read and validate a configuration file."""
+    if not path.exists():
+        raise ConfigError(str(path), "no such configuration file")
+    return build(load_yaml(path), str(path))
+
+
+def build(root: Node, file: str) -> Config:
+    """Validate a parsed YAML document into a Config."""
+    warnings: list[str] = []
+    options = Options.of(root, warnings)
+    state_dir = (
+        Path(options.path("state_dir"))
+        if options.node("state_dir") is not None
+        else default_state_dir()
+    )
+    host = options.string("host", socket.gethostname())
+    max_file_size = options.size("max_file_size", DEFAULT_MAX_FILE_SIZE)
+    stores = tuple(_plugin(GROUPS["stores"], item) for item in options.sections("stores"))
+    authorities = tuple(
+        _plugin(GROUPS["authorities"], item) for item in options.sections("authorities")
+    )
+    if not stores and not authorities:
+        raise ConfigError(f"{file}:{root.where.line}", "configure at least one store or authority")
+    _reject_duplicates(options, (*authorities, *stores))
+    policy, chain = _expiry(options.section("expiry"))
+    schedule = _schedule(options.section("schedule"))
+    sinks = _sinks(options)
+    retry = _retry(options.section("delivery"))
+    options.finish()
+    return Config(
+        path=file,
+        state_dir=state_dir,
+        host=host,
+        stores=stores,
+        authorities=authorities,
+        policy=policy,
+        chain=chain,
+        max_file_size=max_file_size,
+        schedule=schedule,
+        sinks=sinks,
+        retry=retry,
+        warnings=tuple(warnings),
+    )
+
+
+def _plugin(group: str, options: Options) -> Source:
+    kind = options.string("type")
+    cls = lookup(group, kind, str(options.where.child("type")))
+    source: Source = cls.from_options(options)
+    options.finish()
+    return source
+
+
+def _reject_duplicates(options: Options, sources: tuple[Source, ...]) -> None:
+    seen: set[str] = set()
+    for source in sources:
+        if source.id in seen:
+            raise ConfigError(str(options.where), f"{source.id} is configured twice")
+        seen.add(source.id)
+
+
+def _expiry(options: Options) -> tuple[Policy, bool]:
+    default = Policy()
+    policy = Policy(
+        thresholds_days=options.numbers(
+            "thresholds_days", default.thresholds_days, int, low=0, high=36500
+        ),
+        thresholds_percent=options.numbers(
+            "thresholds_percent", default.thresholds_percent, float, low=0, high=100
+        ),
+    )
+    chain = options.choice("chain", ("full", "leaf"), "full") == "full"
+    options.finish()
+    return policy, chain
+
+
+def _schedule(options: Options) -> Schedule:
+    node = options.node("scan")
+    options.finish()
+    if node is None:
+        return Schedule()
+    if not isinstance(node.value, str):
+        raise node.unexpected("a duration like '15m' or a 5-field cron expression")
+    if (interval := parse_duration(node.value)) is not None and interval.total_seconds() > 0:
+        return Schedule(interval=interval)
+    if len(node.value.split()) == 5:
+        try:
+            CronTrigger.from_crontab(node.value)
+        except ValueError as exc:
+            raise node.unexpected(f"a valid cron expression ({exc})") from None
+        return Schedule(interval=None, cron=node.value)
+    raise node.unexpected("a duration like '15m' or a 5-field cron expression")
+
+
+def _sinks(options: Options) -> tuple[SinkRoute, ...]:
+    if options.node("sinks") is None:
+        from .sinks.log import LogSink
+
+        return (SinkRoute(sink=LogSink("log")),)
+    routes: list[SinkRoute] = []
+    names: set[str] = set()
+    for index, item in enumerate(options.sections("sinks")):
+        kind = item.string("type")
+        cls = lookup(GROUPS["sinks"], kind, str(item.where.child("type")))
+        name = item.string("name", kind if kind not in names else f"{kind}-{index + 1}")
+        if name in names:
+            raise ConfigError(str(item.where.child("name")), f"sink name {name!r} is used twice")
+        names.add(name)
+        events = _event_filter(item)
+        sink: Sink = cls.from_options(name, item)
+        item.finish()
+        routes.append(SinkRoute(sink=sink, events=events))
+    return tuple(routes)
+
+
+def _event_filter(options: Options) -> frozenset[str] | None:
+    node = options.node("events")
+    if node is None:
+        return None
+    names = options.strings("events")
+    items = node.value if isinstance(node.value, list) else [node]
+    for name, item in zip(names, items, strict=True):
+        if name not in EVENT_TYPES:
+            raise item.unexpected(f"an event name ({', '.join(EVENT_TYPES)})")
+    return frozenset(names)
+
+
+def _retry(options: Options) -> RetryPolicy:
+    default = RetryPolicy()
+    retry = RetryPolicy(
+        initial=options.duration("retry_initial", default.initial),
+        maximum=options.duration("retry_max", default.maximum),
+        max_age=options.duration("max_age", default.max_age),
+    )
+    options.finish()
+    return retry
+
+
+def zero_config(home: Path | None = None) -> tuple[Config, list[str]]:
+    """Watch the default places of the tools lacme-watch knows that exist and are readable.
+
+    Returns the configuration and the places watched (the CLI says them on stderr).
+    """
+    from .authorities.lacme import LacmeAuthority
+    from .stores.lacme import LacmeStore
+    from .stores.pem import PemStore
+
+    home = home or Path.home()
+    stores: list[Source] = []
+    authorities: list[Source] = []
+    watched: list[str] = []
+    lacme_base = home / ".lacme"
+    if os.access(lacme_base, os.R_OK | os.X_OK):
+        stores.append(LacmeStore(str(lacme_base)))
+        watched.append(f"lacme store {lacme_base}")
+        ca_root = lacme_base / "ca"
+        for ca in sorted(ca_root.glob("*/cert.pem")) if ca_root.is_dir() else []:
+            authorities.append(LacmeAuthority(str(lacme_base), ca.parent.name))
+            watched.append(f"lacme CA {ca.parent.name} in {lacme_base}")
+    for live, label in (
+        (Path("/etc/letsencrypt/live"), "certbot live certificates"),
+        (Path("/var/lib/dehydrated/certs"), "dehydrated certificates"),
+    ):
+        if os.access(live, os.R_OK | os.X_OK):
+            stores.append(PemStore((str(live / "*" / "cert.pem"),)))
+            watched.append(f"{label} {live}/*/cert.pem")
+    if not stores and not authorities:
+        places = ", ".join((str(lacme_base), "/etc/letsencrypt/live", "/var/lib/dehydrated/certs"))
+        raise ConfigError(
+            "",
+            "no configuration file found (--config, $LACME_WATCH_CONFIG, ./lacme-watch.yaml,"
+            f" {SYSTEM_CONFIG}) and none of the default stores is readable ({places})",
+        )
+    from .sinks.log import LogSink
+
+    config = Config(
+        path=None,
+        state_dir=default_state_dir(),
+        host=socket.gethostname(),
+        stores=tuple(stores),
+        authorities=tuple(authorities),
+        sinks=(SinkRoute(sink=LogSink("log")),),
+    )
+    return config, watched

@@ -1,0 +1,229 @@
+"""`lacme-watch demo`: a sandbox that shows every event kind in seconds, offline.
+
+It writes a lacme FileStore (the exact on-disk layout lacme 1.2 writes: certs/<key>/
+cert.pem, fullchain.pem, key.pem, meta.json; ca/root/) with certificates made by
+`cryptography`, writes a configuration file for it, and runs real passes over it
+with simulated time, changing the store between passes as lacme would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .config import load
+from .external import event_from_arguments, record
+from .store import StateStore
+from .watch import run_pass
+from .wire import Envelope, to_json
+
+_Key = ec.EllipticCurvePrivateKey
+
+
+class _Issuer:
+    """A signing certificate and key, held in memory by the demo only."""
+
+    def __init__(self, cn: str, not_before: datetime, days: int) -> None:
+        self.key: _Key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_before + timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def issue(
+        self, names: list[str], not_before: datetime, days: int, *, client: bool = False
+    ) -> x509.Certificate:
+        usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+        key = ec.generate_private_key(ec.SECP256R1())
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_before + timedelta(days=days))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) -> None:
+    """Write one certificate as lacme's FileStore.save_cert does (meta.json last)."""
+    names = [
+        str(n)
+        for n in certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.DNSName)
+    ]
+    directory = base / "certs" / names[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(_pem(certificate))
+    (directory / "fullchain.pem").write_bytes(_pem(certificate) + _pem(chain))
+    key = directory / "key.pem"
+    key.write_bytes(b"")  # the demo keeps no keys; lacme's CA side leaves 0-byte ones too
+    key.chmod(0o600)
+    meta = {
+        "domain": names[0],
+        "domains": names,
+        "issued_at": datetime.now(UTC).isoformat(),
+        "expires_at": certificate.not_valid_after_utc.isoformat(),
+    }
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def build_sandbox(root: Path, now: datetime) -> tuple[Path, _Issuer, _Issuer]:
+    """The lacme store, a plain PEM folder and the configuration file; returns the config path."""
+    store = root / "lacme"
+    acme = _Issuer("Demo ACME Intermediate R1", now - timedelta(days=400), 1000)
+    ca = _Issuer("Demo Internal CA", now - timedelta(days=30), 3650)
+    (store / "ca" / "root").mkdir(parents=True)
+    (store / "ca" / "root" / "cert.pem").write_bytes(_pem(ca.certificate))
+    for name, age in (("shop.example.com", 85), ("api.example.com", 70), ("www.example.com", 30)):
+        _save(
+            store,
+            acme.issue([name, f"static.{name}"], now - timedelta(days=age), 90),
+            acme.certificate,
+        )
+    _save(store, ca.issue(["grafana.internal"], now - timedelta(days=5), 365), ca.certificate)
+    extra = root / "pem"
+    extra.mkdir()
+    (extra / "legacy.der").write_bytes(
+        acme.issue(["legacy.example.net"], now - timedelta(days=10), 90).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
+    (extra / "truncated.pem").write_bytes(_pem(ca.certificate)[:300])
+    config = root / "demo.yaml"
+    config.write_text(
+        f"""# Written by `lacme-watch demo`. Try: lacme-watch --config {config} status
+state_dir: {root / "state"}
+stores:
+  - type: lacme
+    path: {store}
+  - type: pem
+    paths: ["{extra}/*"]
+authorities:
+  - type: lacme
+    path: {store}
+    name: root
+sinks:
+  - type: log
+    format: json
+    path: {root / "events.jsonl"}
+"""
+    )
+    return config, acme, ca
+
+
+def run_demo(console: Console, keep: Path | None = None) -> int:
+    """Build the sandbox, run five passes over simulated time, show what each one emitted."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        return _run(console, keep)
+    with tempfile.TemporaryDirectory(prefix="lacme-watch-demo-") as directory:
+        return _run(console, Path(directory))
+
+
+def _run(console: Console, root: Path) -> int:
+    now = datetime.now(UTC).replace(microsecond=0)
+    config_path, acme, ca = build_sandbox(root, now)
+    config = load(config_path)
+    store_dir = root / "lacme"
+    console.print(f"[bold]lacme-watch demo[/] — sandbox in {escape(str(root))}\n")
+    with StateStore(config.state_dir) as state:
+
+        def scan(title: str, at: datetime) -> None:
+            report = run_pass(config, state, at)
+            _show(console, title, at, report.envelopes)
+
+        scan("Pass 1: the first pass is a quiet baseline, but reports what holds now", now)
+
+        _save(
+            store_dir,
+            acme.issue(["shop.example.com", "static.shop.example.com"], now, 90),
+            acme.certificate,
+        )
+        _save(store_dir, acme.issue(["blog.example.com"], now, 90), acme.certificate)
+        _save(store_dir, ca.issue(["vpn-alice"], now, 365, client=True), ca.certificate)
+        scan(
+            "Pass 2: shop renewed, blog issued, the CA signed a client certificate",
+            now + timedelta(hours=1),
+        )
+
+        os.remove(root / "pem" / "legacy.der")
+        scan("Pass 3: ten days later; legacy.der was deleted", now + timedelta(days=10))
+
+        scan("Pass 4: the same day again: nothing is repeated", now + timedelta(days=10, hours=1))
+
+        later = now + timedelta(days=10, hours=2)
+        hooked = [
+            event_from_arguments(
+                "challenge_failed",
+                {
+                    "domain": "new.example.com",
+                    "challenge_type": "http-01",
+                    "error": "Invalid response from http://new.example.com/"
+                    ".well-known/acme-challenge/x: 404",
+                },
+            ),
+            event_from_arguments(
+                "rate_limit_warning",
+                {
+                    "registered_domain": "example.com",
+                    "current_count": "45",
+                    "limit": "50",
+                    "window_hours": "168",
+                },
+            ),
+        ]
+        envelopes, _ = record(config, state, hooked, later)
+        _show(console, "Pass 5: an ACME client's hook ran `lacme-watch emit ...`", later, envelopes)
+    lines = (root / "events.jsonl").read_text().splitlines()
+    console.print(f"The log sink wrote {len(lines)} CloudEvents, one per line. The first:")
+    console.print_json(lines[0])
+    console.print(
+        "\nNext: point lacme-watch at your own store — see config.example.yaml and the README."
+    )
+    return 0
+
+
+def _show(console: Console, title: str, at: datetime, envelopes: list[Envelope]) -> None:
+    table = Table(title=f"{title}\n[dim]{at:%Y-%m-%d %H:%M} UTC[/]", title_justify="left")
+    table.add_column("event", style="bold")
+    table.add_column("what happened")
+    for envelope in envelopes:
+        table.add_row(envelope.event.kind, escape(envelope.event.summary().partition(": ")[2]))
+    if not envelopes:
+        table.add_row("[dim](none)[/]", "")
+    console.print(table)
+    console.print()
+
+
+__all__ = ["build_sandbox", "run_demo", "to_json"]

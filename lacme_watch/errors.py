@@ -1,0 +1,57 @@
+"""Every error lacme-watch raises on purpose, and the exit status it maps to.
+
+LacmeWatchError   cli.main prints it, exits with .exit_code (1 unless noted)
+├── ConfigError   the YAML or the command line is wrong               exit 2
+├── StoreError    state_dir cannot be read or written
+├── SourceError   a store or authority is unreadable  -> reported; pass goes on
+├── SinkError     one delivery failed                 -> retried from the outbox
+└── EventFormatError  a CloudEvent (spool, emit, decoder) is malformed   exit 2
+"""
+
+from __future__ import annotations
+
+
+class LacmeWatchError(Exception):
+    """Base of every deliberate lacme-watch error."""
+
+    exit_code: int = 1
+
+
+class ConfigError(LacmeWatchError):
+    """The configuration or the command line is wrong; the message says where."""
+
+    exit_code = 2
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}" if where else problem)
+        self.where = where
+        self.problem = problem
+
+
+class StoreError(LacmeWatchError):
+    """The state database in state_dir cannot be opened, read or written."""
+
+
+class SourceError(LacmeWatchError):
+    """A store or authority cannot be read as a whole; its inventory carries over."""
+
+    def __init__(self, path: str, reason: str, detail: str = "") -> None:
+        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+
+
+class SinkError(LacmeWatchError):
+    """A sink could not deliver; the outbox will try again later."""
+
+    def __init__(self, sink: str, reason: str) -> None:
+        super().__init__(f"sink {sink!r}: {reason}")
+        self.sink = sink
+        self.reason = reason
+
+
+class EventFormatError(LacmeWatchError):
+    """A CloudEvent could not be decoded into a lacme-watch event."""
+
+    exit_code = 2

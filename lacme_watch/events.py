@@ -1,0 +1,259 @@
+"""Typed lifecycle events: lacme's seven kinds, with lacme's names and fields, and ours.
+
+The data fields of the seven lacme kinds are exactly those of ``lacme.events``,
+so code and dashboards written against lacme keep working. Every event may also
+carry context (which store saw it, the path, the fingerprint...), kept in the
+shared base class so one serializer handles them all. The name of a kind lives
+in ``kind``, since ``name`` is a data field of ``ca_certificate_issued``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+__all__ = [
+    "EVENT_TYPES",
+    "CACertificateIssued",
+    "CertificateAuthorityInitialized",
+    "CertificateEvent",
+    "CertificateExpiring",
+    "CertificateIssued",
+    "CertificateRemoved",
+    "CertificateRenewed",
+    "CertificateUnreadable",
+    "ChallengeFailed",
+    "Event",
+    "RateLimitWarning",
+    "lacme_fields",
+]
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """What every event carries besides its own fields: where it was seen."""
+
+    kind: ClassVar[str]
+
+    store: str | None = None
+    lineage: str | None = None
+    path: str | None = None
+    fingerprint: str | None = None
+    serial: str | None = None
+    issuer: str | None = None
+    not_before: datetime | None = None
+    host: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """The CloudEvents subject: primary domain, CA name or registered domain."""
+        raise NotImplementedError
+
+    def identity(self) -> tuple[str, ...]:
+        """What makes two occurrences the same event; the event id derives from it."""
+        return (self.lineage or "", self.fingerprint or "")
+
+    def summary(self) -> str:
+        """One human line, used by the text log, email subjects and shell hooks."""
+        return f"{self.kind}: {self.subject}"
+
+
+_CONTEXT_FIELDS = frozenset(field.name for field in dataclasses.fields(Event))
+
+
+def lacme_fields(event_type: type[Event]) -> tuple[str, ...]:
+    """The data fields a kind adds to the shared context, in declaration order."""
+    return tuple(
+        field.name for field in dataclasses.fields(event_type) if field.name not in _CONTEXT_FIELDS
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateEvent(Event):
+    """An event about one certificate lineage."""
+
+    domain: str
+    domains: tuple[str, ...]
+    expires_at: datetime
+
+    @property
+    def subject(self) -> str:
+        return self.domain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateIssued(CertificateEvent):
+    """A lineage appeared after the store's baseline pass."""
+
+    kind: ClassVar[str] = "certificate_issued"
+
+    def summary(self) -> str:
+        return f"{self.kind}: {self.domain} issued, expires {_day(self.expires_at)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateRenewed(CertificateEvent):
+    """A lineage's certificate was replaced by one that expires later."""
+
+    kind: ClassVar[str] = "certificate_renewed"
+    previous_expires_at: datetime
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: {self.domain} renewed, expires {_day(self.expires_at)}"
+            f" (was {_day(self.previous_expires_at)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateExpiring(CertificateEvent):
+    """A certificate crossed one of the configured expiry thresholds (or expired)."""
+
+    kind: ClassVar[str] = "certificate_expiring"
+    days_remaining: int
+    threshold: str | None = None
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.lineage or "", self.fingerprint or "", self.threshold or "")
+
+    def summary(self) -> str:
+        if self.days_remaining < 0:
+            state = f"EXPIRED {-self.days_remaining} days ago"
+        else:
+            state = f"{self.days_remaining} days left"
+        return f"{self.kind}: {self.domain} expires {_day(self.expires_at)} ({state})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeFailed(Event):
+    """An ACME challenge failed validation."""
+
+    kind: ClassVar[str] = "challenge_failed"
+    domain: str
+    challenge_type: str
+    error: str
+
+    @property
+    def subject(self) -> str:
+        return self.domain
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.domain, self.challenge_type, self.error)
+
+    def summary(self) -> str:
+        return f"{self.kind}: {self.domain} {self.challenge_type}: {self.error}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitWarning(Event):
+    """Issuance for a registered domain is approaching a rate limit."""
+
+    kind: ClassVar[str] = "rate_limit_warning"
+    registered_domain: str
+    current_count: int
+    limit: int
+    window_hours: int
+
+    @property
+    def subject(self) -> str:
+        return self.registered_domain
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.registered_domain, str(self.limit), str(self.window_hours))
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: {self.registered_domain} {self.current_count}/{self.limit}"
+            f" in {self.window_hours}h"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateAuthorityInitialized(Event):
+    """A CA root was seen for the first time (created, or first watched)."""
+
+    kind: ClassVar[str] = "ca_initialized"
+    cn: str
+    expires_at: datetime
+
+    @property
+    def subject(self) -> str:
+        return self.cn
+
+    def summary(self) -> str:
+        return f"{self.kind}: {self.cn}, expires {_day(self.expires_at)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CACertificateIssued(Event):
+    """A watched CA signed a new certificate (verified by signature, not by name)."""
+
+    kind: ClassVar[str] = "ca_certificate_issued"
+    name: str
+    names: tuple[str, ...]
+    is_client: bool
+    expires_at: datetime
+    ca: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.ca or self.name
+
+    def summary(self) -> str:
+        role = "client" if self.is_client else "server"
+        return f"{self.kind}: {self.ca or 'CA'} signed {role} {self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateRemoved(CertificateEvent):
+    """A lineage vanished from a store that was read successfully."""
+
+    kind: ClassVar[str] = "certificate_removed"
+
+    def summary(self) -> str:
+        return f"{self.kind}: {self.domain} is gone from {self.store}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateUnreadable(Event):
+    """A file that should hold a certificate could not be used; the pass went on."""
+
+    kind: ClassVar[str] = "certificate_unreadable"
+    reason: str
+    detail: str = ""
+    seen_at: datetime | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.path or self.store or ""
+
+    def identity(self) -> tuple[str, ...]:
+        seen = self.seen_at.isoformat() if self.seen_at else ""
+        return (self.path or "", self.reason, seen)
+
+    def summary(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.kind}: {self.path}: {self.reason}{detail}"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    event_type.kind: event_type
+    for event_type in (
+        CertificateIssued,
+        CertificateRenewed,
+        CertificateExpiring,
+        ChallengeFailed,
+        RateLimitWarning,
+        CertificateAuthorityInitialized,
+        CACertificateIssued,
+        CertificateRemoved,
+        CertificateUnreadable,
+    )
+}
+"""Every kind lacme-watch knows, by its wire name; serialization goes through here."""

@@ -1,0 +1,75 @@
+"""Events that come from outside a scan: `lacme-watch emit`, and later the spool and bridge.
+
+They are recorded (history + outbox) in one transaction, then delivered like any other.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, fields
+from datetime import datetime
+
+from .config import Config
+from .delivery import DeliveryReport, drain
+from .errors import EventFormatError
+from .events import EVENT_TYPES, Event
+from .store import StateStore
+from .wire import Envelope, decode_event, wrap
+
+EXTERNAL_STORE = "external"
+
+
+def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
+    """Build an event from `--field value` strings, converting numbers, lists and booleans."""
+    event_type = EVENT_TYPES.get(kind)
+    if event_type is None:
+        raise EventFormatError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
+    hints = typing.get_type_hints(event_type)
+    data: dict[str, object] = {}
+    for name, text in arguments.items():
+        hint = hints.get(name)
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if int in options and bool not in options:
+            try:
+                data[name] = int(text)
+            except ValueError:
+                raise EventFormatError(
+                    f"--{_flag(name)}: expected an integer, got {text!r}"
+                ) from None
+        elif bool in options:
+            if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise EventFormatError(f"--{_flag(name)}: expected true or false, got {text!r}")
+            data[name] = text.lower() in ("true", "yes", "1")
+        elif any(typing.get_origin(option) is tuple for option in options):
+            data[name] = [part for part in text.replace(",", " ").split() if part]
+        else:
+            data[name] = text
+    data.setdefault("store", EXTERNAL_STORE)
+    try:
+        return decode_event(event_type, data)
+    except EventFormatError as exc:
+        raise EventFormatError(str(exc).replace("data.", "--").replace("_", "-")) from None
+
+
+def required_fields(kind: str) -> list[str]:
+    return [f.name for f in fields(EVENT_TYPES[kind]) if f.default is MISSING]
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def record(
+    config: Config, store: StateStore, events: Sequence[Event], now: datetime
+) -> tuple[list[Envelope], DeliveryReport]:
+    """Record external events (new ids: each occurrence is its own event) and deliver them."""
+    envelopes = [wrap(event, host=config.host, time=now, id=str(uuid.uuid4())) for event in events]
+    routed = [
+        (envelope, [route.sink.name for route in config.sinks if route.wants(envelope.event.kind)])
+        for envelope in envelopes
+    ]
+    store.record_events(routed, now)
+    return envelopes, drain(store, [route.sink for route in config.sinks], now, config.retry)

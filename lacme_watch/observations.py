@@ -1,0 +1,149 @@
+"""What a source saw on one scan: certificates and problems. Nothing here is decided yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from cryptography import x509
+
+from .wire import format_time, parse_time
+
+Role = Literal["leaf", "chain", "ca"]
+"""leaf: the certificate a lineage is about; chain: an intermediate or root riding in a
+bundle (expiry only); ca: the root of a watched certificate authority."""
+
+REASONS = (
+    "bad_pem",
+    "no_certificate_found",
+    "permission_denied",
+    "not_found",
+    "broken_symlink",
+    "too_large",
+    "bad_metadata",
+    "io_error",
+)
+"""Why a file could not be used; `certificate_unreadable.reason` is one of these."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateFacts:
+    """What one X.509 certificate says about itself (never anything about its key)."""
+
+    fingerprint: str
+    serial: str
+    subject: str
+    subject_cn: str | None
+    issuer: str
+    issuer_cn: str | None
+    names: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    is_ca: bool
+    is_client: bool
+    signed_by: str | None = None
+    """Fingerprint of the watched CA whose key verifies this certificate's signature."""
+
+    @property
+    def lifetime_seconds(self) -> float:
+        return (self.not_after - self.not_before).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "serial": self.serial,
+            "subject": self.subject,
+            "subject_cn": self.subject_cn,
+            "issuer": self.issuer,
+            "issuer_cn": self.issuer_cn,
+            "names": list(self.names),
+            "not_before": format_time(self.not_before),
+            "not_after": format_time(self.not_after),
+            "is_ca": self.is_ca,
+            "is_client": self.is_client,
+            "signed_by": self.signed_by,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CertificateFacts:
+        return cls(
+            fingerprint=raw["fingerprint"],
+            serial=raw["serial"],
+            subject=raw["subject"],
+            subject_cn=raw["subject_cn"],
+            issuer=raw["issuer"],
+            issuer_cn=raw["issuer_cn"],
+            names=tuple(raw["names"]),
+            not_before=parse_time(raw["not_before"]),
+            not_after=parse_time(raw["not_after"]),
+            is_ca=raw["is_ca"],
+            is_client=raw["is_client"],
+            signed_by=raw["signed_by"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observation:
+    """One certificate in one lineage of one source, as seen now."""
+
+    lineage: str
+    role: Role
+    path: str
+    domain: str
+    domains: tuple[str, ...]
+    certificate: CertificateFacts
+
+    @property
+    def fingerprint(self) -> str:
+        return self.certificate.fingerprint
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lineage": self.lineage,
+            "role": self.role,
+            "path": self.path,
+            "domain": self.domain,
+            "domains": list(self.domains),
+            "certificate": self.certificate.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Observation:
+        return cls(
+            lineage=raw["lineage"],
+            role=raw["role"],
+            path=raw["path"],
+            domain=raw["domain"],
+            domains=tuple(raw["domains"]),
+            certificate=CertificateFacts.from_json(raw["certificate"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A file that could not be used, and why (one of REASONS).
+
+    `lineage` names the lineage the file belongs to, so detection keeps that
+    lineage's previous certificate instead of reporting it removed.
+    """
+
+    path: str
+    reason: str
+    detail: str = ""
+    lineage: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanResult:
+    """Everything one source saw on one scan.
+
+    `failed` means the source could not be read as a whole (its root is missing
+    or unreadable): its previous inventory then carries over unchanged.
+    """
+
+    observations: tuple[Observation, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    failed: bool = False
+    signers: tuple[x509.Certificate, ...] = ()
+    """CA certificates whose signatures stores should check (authorities only)."""

@@ -1,0 +1,301 @@
+"""Detection: what changed between the last snapshot of a source and what it shows now.
+
+Pure: no I/O and no clock. `detect()` takes the previous snapshot, a scan and the
+time, and returns the next snapshot and the events that explain the difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from .events import (
+    CACertificateIssued,
+    CertificateAuthorityInitialized,
+    CertificateExpiring,
+    CertificateIssued,
+    CertificateRemoved,
+    CertificateRenewed,
+    CertificateUnreadable,
+    Event,
+)
+from .observations import Observation, Problem, ScanResult
+
+EXPIRED = "expired"
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """When a certificate counts as expiring."""
+
+    thresholds_days: tuple[int, ...] = (30, 14, 7, 3, 1)
+    thresholds_percent: tuple[float, ...] = (33, 10)
+    max_day_fraction: float = 0.5
+    """A day threshold applies only to certificates whose lifetime is at least twice as
+    long: a 30-day warning would otherwise fire the moment a 47-day certificate is issued."""
+
+    def crossed(self, not_before: datetime, not_after: datetime, now: datetime) -> list[str]:
+        """Labels of every threshold crossed at `now`, most urgent first."""
+        remaining = (not_after - now).total_seconds()
+        if remaining <= 0:
+            return [EXPIRED, *self._labels(not_before, not_after)]
+        lifetime = max((not_after - not_before).total_seconds(), 1.0)
+        return [label for label, seconds in self._windows(lifetime) if remaining <= seconds]
+
+    def _labels(self, not_before: datetime, not_after: datetime) -> list[str]:
+        lifetime = max((not_after - not_before).total_seconds(), 1.0)
+        return [label for label, _ in self._windows(lifetime)]
+
+    def _windows(self, lifetime: float) -> list[tuple[str, float]]:
+        """(label, seconds before expiry) for the thresholds that suit this lifetime."""
+        windows = [
+            (f"{days}d", days * DAY.total_seconds())
+            for days in self.thresholds_days
+            if days * DAY.total_seconds() <= lifetime * self.max_day_fraction
+        ]
+        windows += [
+            (f"{_number(percent)}%", lifetime * percent / 100)
+            for percent in self.thresholds_percent
+        ]
+        return sorted(windows, key=lambda window: window[1])
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def days_remaining(expires_at: datetime, now: datetime) -> int:
+    """floor((expires_at - now) / 1 day): 0 on the last day, negative once expired."""
+    return math.floor((expires_at - now) / DAY)
+
+
+Reported = tuple[str, str, str]
+"""(lineage, fingerprint, threshold label) already announced."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceSnapshot:
+    """What lacme-watch remembers about one source between passes."""
+
+    source: str
+    baselined: bool = False
+    certificates: Mapping[str, Observation] = field(default_factory=dict)
+    reported: frozenset[Reported] = frozenset()
+    problems: frozenset[Problem] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authority:
+    """A watched CA, for naming it in `ca_certificate_issued`."""
+
+    fingerprint: str
+    cn: str
+
+
+def detect(
+    previous: SourceSnapshot | None,
+    scan: ScanResult,
+    *,
+    source: str,
+    now: datetime,
+    policy: Policy,
+    authorities: Mapping[str, Authority] | None = None,
+) -> tuple[SourceSnapshot, list[Event]]:
+    """Compare a scan with the previous snapshot; return the next snapshot and its events.
+
+    The first successful scan of a source is a quiet baseline: it reports what holds
+    now (expiring certificates, CAs, unreadable files) but no issuance.
+    """
+    before = previous or SourceSnapshot(source=source)
+    baseline = not before.baselined
+    authorities = authorities or {}
+    events: list[Event] = []
+
+    if scan.failed:
+        current = dict(before.certificates)
+    else:
+        current = {}
+        for observation in scan.observations:
+            current.setdefault(observation.lineage, observation)
+        # A file that cannot be read this time keeps its lineage: it is unreadable, not gone.
+        held = {problem.lineage or problem.path for problem in scan.problems}
+        for lineage, old in before.certificates.items():
+            if lineage not in current and (lineage in held or old.path in held):
+                current[lineage] = old
+        if not baseline:
+            events += _lifecycle(source, before.certificates, current, authorities)
+        events += _removed(source, before.certificates, current)
+    events += _authorities(source, before.certificates, current)
+
+    reported: set[Reported] = set()
+    for lineage, observation in current.items():
+        crossed = policy.crossed(
+            observation.certificate.not_before, observation.certificate.not_after, now
+        )
+        keys = {(lineage, observation.fingerprint, label) for label in crossed}
+        fresh = [
+            label
+            for label in crossed
+            if (lineage, observation.fingerprint, label) not in before.reported
+        ]
+        if fresh:
+            events.append(_expiring(source, observation, fresh[0], now))
+        reported |= keys
+    # Keep marks for thresholds no longer crossed (a --now jump backwards must not re-arm them).
+    reported |= {
+        key
+        for key in before.reported
+        if key[0] in current and current[key[0]].fingerprint == key[1]
+    }
+
+    problems = frozenset(scan.problems)
+    for problem in sorted(problems - before.problems, key=lambda p: (p.path, p.reason)):
+        events.append(
+            CertificateUnreadable(
+                store=source,
+                path=problem.path,
+                reason=problem.reason,
+                detail=problem.detail,
+                seen_at=now,
+            )
+        )
+
+    after = SourceSnapshot(
+        source=source,
+        baselined=before.baselined or not scan.failed,
+        certificates=current,
+        reported=frozenset(reported),
+        problems=problems,
+    )
+    return after, events
+
+
+def _lifecycle(
+    source: str,
+    before: Mapping[str, Observation],
+    current: Mapping[str, Observation],
+    authorities: Mapping[str, Authority],
+) -> list[Event]:
+    """certificate_issued / certificate_renewed (+ ca_certificate_issued) for leaves."""
+    events: list[Event] = []
+    for lineage, observation in current.items():
+        if observation.role != "leaf":
+            continue
+        old = before.get(lineage)
+        if old is None:
+            events.append(CertificateIssued(**_certificate_fields(source, observation)))
+        elif old.fingerprint == observation.fingerprint:
+            continue
+        elif observation.certificate.not_after > old.certificate.not_after:
+            events.append(
+                CertificateRenewed(
+                    **_certificate_fields(source, observation),
+                    previous_expires_at=old.certificate.not_after,
+                )
+            )
+        else:
+            continue  # replaced by an older certificate (a restored backup): not a renewal
+        signer = observation.certificate.signed_by
+        if signer is not None:
+            authority = authorities.get(signer)
+            events.append(
+                CACertificateIssued(
+                    **_context(source, observation),
+                    name=observation.domain,
+                    names=observation.domains,
+                    is_client=observation.certificate.is_client,
+                    expires_at=observation.certificate.not_after,
+                    ca=authority.cn if authority else observation.certificate.issuer_cn,
+                )
+            )
+    return events
+
+
+def _removed(
+    source: str, before: Mapping[str, Observation], current: Mapping[str, Observation]
+) -> list[Event]:
+    return [
+        CertificateRemoved(**_certificate_fields(source, observation))
+        for lineage, observation in before.items()
+        if lineage not in current and observation.role == "leaf"
+    ]
+
+
+def _authorities(
+    source: str, before: Mapping[str, Observation], current: Mapping[str, Observation]
+) -> list[Event]:
+    """ca_initialized once per CA certificate, baseline included."""
+    events: list[Event] = []
+    for lineage, observation in current.items():
+        old = before.get(lineage)
+        if observation.role == "ca" and (old is None or old.fingerprint != observation.fingerprint):
+            events.append(
+                CertificateAuthorityInitialized(
+                    **_context(source, observation),
+                    cn=observation.certificate.subject_cn or observation.domain,
+                    expires_at=observation.certificate.not_after,
+                )
+            )
+    return events
+
+
+def _expiring(
+    source: str, observation: Observation, threshold: str, now: datetime
+) -> CertificateExpiring:
+    return CertificateExpiring(
+        **_certificate_fields(source, observation),
+        days_remaining=days_remaining(observation.certificate.not_after, now),
+        threshold=threshold,
+    )
+
+
+class _Context(TypedDict):
+    store: str
+    lineage: str
+    path: str
+    fingerprint: str
+    serial: str
+    issuer: str
+    not_before: datetime
+
+
+class _CertificateFields(_Context):
+    domain: str
+    domains: tuple[str, ...]
+    expires_at: datetime
+
+
+def _context(source: str, observation: Observation) -> _Context:
+    facts = observation.certificate
+    return {
+        "store": source,
+        "lineage": observation.lineage,
+        "path": observation.path,
+        "fingerprint": facts.fingerprint,
+        "serial": facts.serial,
+        "issuer": facts.issuer,
+        "not_before": facts.not_before,
+    }
+
+
+def _certificate_fields(source: str, observation: Observation) -> _CertificateFields:
+    return {
+        **_context(source, observation),
+        "domain": observation.domain,
+        "domains": observation.domains,
+        "expires_at": observation.certificate.not_after,
+    }
+
+
+__all__ = [
+    "EXPIRED",
+    "Authority",
+    "Policy",
+    "SourceSnapshot",
+    "days_remaining",
+    "detect",
+]

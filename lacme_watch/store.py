@@ -1,0 +1,383 @@
+"""The state database in state_dir: snapshots, file cache, event history and the outbox.
+
+One pass commits once: the new snapshots and the outbox rows for the events they
+caused go in the same transaction, so a crash either repeats the pass (before the
+commit) or loses nothing (after it).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .certificates import CachedFile
+from .errors import StoreError
+from .observations import Observation, Problem
+from .state import SourceSnapshot
+from .wire import Envelope, from_json, to_json
+
+SCHEMA_VERSION = 1
+DATABASE_NAME = "state.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    source TEXT PRIMARY KEY, baselined INTEGER NOT NULL, last_scan REAL);
+CREATE TABLE IF NOT EXISTS certificates (
+    source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    observation TEXT NOT NULL, PRIMARY KEY (source, lineage));
+CREATE TABLE IF NOT EXISTS reported (
+    source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold));
+CREATE TABLE IF NOT EXISTS problems (
+    source TEXT NOT NULL, path TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    lineage TEXT, PRIMARY KEY (source, path, reason));
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER, ino INTEGER, size INTEGER,
+    mtime_ns INTEGER, signers TEXT, payload TEXT NOT NULL, PRIMARY KEY (source, path));
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, store TEXT,
+    time REAL NOT NULL, cloudevent TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id TEXT NOT NULL REFERENCES events (id), sink TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'expired')),
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
+    created_at REAL NOT NULL, delivered_at REAL, last_error TEXT,
+    PRIMARY KEY (event_id, sink));
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, sink, next_attempt);
+"""
+
+
+_OUTBOX_ROWS = (
+    "SELECT e.cloudevent, o.sink, o.attempts, o.created_at, o.last_error"
+    " FROM outbox o JOIN events e ON e.id = o.event_id"
+)
+_DUE = _OUTBOX_ROWS + (
+    " WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt <= ? ORDER BY o.rowid"
+)
+_PENDING = _OUTBOX_ROWS + " WHERE o.state = 'pending' ORDER BY o.rowid"
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceChange:
+    """One source's result of a pass: what to write in place of what was there."""
+
+    before: SourceSnapshot | None
+    after: SourceSnapshot
+    files_before: Mapping[str, CachedFile]
+    files_after: Mapping[str, CachedFile]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    """One event waiting for (or done with) one sink."""
+
+    envelope: Envelope
+    sink: str
+    attempts: int
+    created_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """A recorded event with its delivery state per sink."""
+
+    envelope: Envelope
+    deliveries: Mapping[str, str]
+
+
+class StateStore:
+    """SQLite in state_dir (created 0700); schema versioned."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._db = sqlite3.connect(state_dir / DATABASE_NAME, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the state database in {state_dir}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"{state_dir / DATABASE_NAME}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.state_dir / DATABASE_NAME} has schema {row[0]}, newer than this"
+                    f" lacme-watch understands ({SCHEMA_VERSION}): upgrade lacme-watch"
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the state database: {exc}") from exc
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot commit to the state database: {exc}") from exc
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def load_snapshot(self, source: str) -> SourceSnapshot | None:
+        row = self._db.execute(
+            "SELECT baselined FROM sources WHERE source = ?", (source,)
+        ).fetchone()
+        if row is None:
+            return None
+        certificates = {
+            lineage: Observation.from_json(json.loads(raw))
+            for lineage, raw in self._db.execute(
+                "SELECT lineage, observation FROM certificates WHERE source = ?", (source,)
+            )
+        }
+        reported = frozenset(
+            (lineage, fingerprint, threshold)
+            for lineage, fingerprint, threshold in self._db.execute(
+                "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?", (source,)
+            )
+        )
+        problems = frozenset(
+            Problem(path, reason, detail, lineage)
+            for path, reason, detail, lineage in self._db.execute(
+                "SELECT path, reason, detail, lineage FROM problems WHERE source = ?", (source,)
+            )
+        )
+        return SourceSnapshot(
+            source=source,
+            baselined=bool(row[0]),
+            certificates=certificates,
+            reported=reported,
+            problems=problems,
+        )
+
+    def load_files(self, source: str) -> dict[str, CachedFile]:
+        return {
+            path: CachedFile((dev, ino, size, mtime_ns), signers, payload)
+            for path, dev, ino, size, mtime_ns, signers, payload in self._db.execute(
+                "SELECT path, dev, ino, size, mtime_ns, signers, payload FROM files"
+                " WHERE source = ?",
+                (source,),
+            )
+        }
+
+    def commit_pass(
+        self,
+        changes: Sequence[SourceChange],
+        routed: Sequence[tuple[Envelope, Sequence[str]]],
+        now: datetime,
+    ) -> None:
+        """Write every source's new snapshot and the routed events in one transaction."""
+        with self.transaction() as db:
+            for change in changes:
+                _write_snapshot(db, change.before, change.after, now)
+                _write_files(db, change.after.source, change.files_before, change.files_after)
+            _write_events(db, routed, now)
+
+    def record_events(
+        self, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
+    ) -> None:
+        """History and outbox rows for events that no snapshot caused (emit, spool)."""
+        with self.transaction() as db:
+            _write_events(db, routed, now)
+
+    # -- outbox --------------------------------------------------------------------
+
+    def due(self, sink: str, now: datetime) -> list[OutboxRow]:
+        """Pending rows for one sink whose next attempt is due, in the order they were queued."""
+        return self._rows(_DUE, (sink, _epoch(now)))
+
+    def pending(self) -> list[OutboxRow]:
+        return self._rows(_PENDING, ())
+
+    def _rows(self, query: str, parameters: tuple[object, ...]) -> list[OutboxRow]:
+        return [
+            OutboxRow(
+                envelope=from_json(cloudevent),
+                sink=sink,
+                attempts=attempts,
+                created_at=datetime.fromtimestamp(created_at, UTC),
+                last_error=last_error,
+            )
+            for cloudevent, sink, attempts, created_at, last_error in self._db.execute(
+                query, parameters
+            )
+        ]
+
+    def mark_delivered(self, sink: str, rows: Iterable[OutboxRow], now: datetime) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE event_id = ? AND sink = ?",
+                [(_epoch(now), row.envelope.id, sink) for row in rows],
+            )
+
+    def retry_later(
+        self, sink: str, rows: Iterable[OutboxRow], next_attempt: datetime, reason: str
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
+                " WHERE event_id = ? AND sink = ?",
+                [(_epoch(next_attempt), reason, row.envelope.id, sink) for row in rows],
+            )
+
+    def expire(self, sink: str, rows: Iterable[OutboxRow]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'expired' WHERE event_id = ? AND sink = ?",
+                [(row.envelope.id, sink) for row in rows],
+            )
+
+    # -- history -------------------------------------------------------------------
+
+    def history(self, limit: int = 100) -> list[HistoryEntry]:
+        """The most recent events, newest last, with each sink's delivery state."""
+        rows = self._db.execute(
+            "SELECT id, cloudevent FROM events ORDER BY time DESC, rowid DESC LIMIT ?", (limit,)
+        ).fetchall()
+        entries = []
+        for event_id, cloudevent in reversed(rows):
+            deliveries = dict(
+                self._db.execute(
+                    "SELECT sink, state FROM outbox WHERE event_id = ? ORDER BY sink", (event_id,)
+                ).fetchall()
+            )
+            entries.append(HistoryEntry(envelope=from_json(cloudevent), deliveries=deliveries))
+        return entries
+
+    def inventory(self) -> dict[str, list[Observation]]:
+        """Every source's certificates as of the last pass."""
+        found: dict[str, list[Observation]] = {}
+        for source, raw in self._db.execute(
+            "SELECT source, observation FROM certificates ORDER BY source, lineage"
+        ):
+            found.setdefault(source, []).append(Observation.from_json(json.loads(raw)))
+        return found
+
+
+def _write_snapshot(
+    db: sqlite3.Connection, before: SourceSnapshot | None, after: SourceSnapshot, now: datetime
+) -> None:
+    source = after.source
+    db.execute(
+        "INSERT INTO sources VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE"
+        " SET baselined = excluded.baselined, last_scan = excluded.last_scan",
+        (source, int(after.baselined), _epoch(now)),
+    )
+    old = before.certificates if before else {}
+    db.executemany(
+        "DELETE FROM certificates WHERE source = ? AND lineage = ?",
+        [(source, lineage) for lineage in old if lineage not in after.certificates],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
+        [
+            (source, lineage, observation.fingerprint, json.dumps(observation.to_json()))
+            for lineage, observation in after.certificates.items()
+            if old.get(lineage) != observation
+        ],
+    )
+    old_reported = before.reported if before else frozenset()
+    db.executemany(
+        "DELETE FROM reported WHERE source = ? AND lineage = ? AND fingerprint = ?"
+        " AND threshold = ?",
+        [(source, *key) for key in old_reported - after.reported],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?)",
+        [(source, *key) for key in after.reported - old_reported],
+    )
+    old_problems = before.problems if before else frozenset()
+    db.executemany(
+        "DELETE FROM problems WHERE source = ? AND path = ? AND reason = ?",
+        [(source, p.path, p.reason) for p in old_problems - after.problems],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO problems VALUES (?, ?, ?, ?, ?)",
+        [(source, p.path, p.reason, p.detail, p.lineage) for p in after.problems - old_problems],
+    )
+
+
+def _write_files(
+    db: sqlite3.Connection,
+    source: str,
+    before: Mapping[str, CachedFile],
+    after: Mapping[str, CachedFile],
+) -> None:
+    db.executemany(
+        "DELETE FROM files WHERE source = ? AND path = ?",
+        [(source, path) for path in before if path not in after],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (source, path, *cached.identity, cached.signers, cached.payload)
+            for path, cached in after.items()
+            if before.get(path) != cached
+        ],
+    )
+
+
+def _write_events(
+    db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
+) -> None:
+    for envelope, sinks in routed:
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                envelope.id,
+                envelope.event.kind,
+                envelope.event.subject,
+                envelope.event.store,
+                _epoch(envelope.time),
+                to_json(envelope),
+            ),
+        ).rowcount
+        if not inserted:
+            continue  # the same event was recorded before: never queue it twice
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
+            " VALUES (?, ?, 'pending', ?, ?)",
+            [(envelope.id, sink, _epoch(now), _epoch(now)) for sink in sinks],
+        )

@@ -1,0 +1,1 @@
+"""Certificate stores: one module per YAML `stores: - type:`."""

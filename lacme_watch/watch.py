@@ -1,0 +1,122 @@
+"""run_pass(): the one pass that `watch --once` and the daemon share.
+
+scan every source (authorities first, so stores can check signatures) -> detect
+-> one transaction (snapshots + history + outbox) -> in-process subscribers -> drain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from dataclasses import replace as _replace
+from datetime import datetime
+
+from cryptography import x509
+
+from .certificates import CertificateReader
+from .config import Config
+from .delivery import DeliveryReport, drain
+from .dispatch import EventDispatcher
+from .observations import Problem, ScanResult
+from .state import Authority, detect
+from .store import SourceChange, StateStore
+from .wire import Envelope, wrap
+
+
+@dataclass(slots=True, kw_only=True)
+class PassReport:
+    """What a pass saw and did: the CLI's summary and exit status come from here."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    problems: list[tuple[str, Problem]] = field(default_factory=list)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    certificates: int = 0
+    files_parsed: int = 0
+    files_reused: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.delivery.ok
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+def scan_sources(
+    config: Config, store: StateStore, now: datetime, report: PassReport
+) -> tuple[list[SourceChange], list[Envelope]]:
+    """Scan and detect every source; nothing is written yet."""
+    signers: list[x509.Certificate] = []
+    authorities: dict[str, Authority] = {}
+    changes: list[SourceChange] = []
+    envelopes: list[Envelope] = []
+    authority_ids = {source.id for source in config.authorities}
+    for source in config.sources:
+        previous = store.load_snapshot(source.id)
+        files_before = store.load_files(source.id)
+        reader = CertificateReader(
+            max_file_size=config.max_file_size,
+            chain=config.chain,
+            signers=tuple(signers),
+            cache=files_before,
+        )
+        scan = source.scan(reader)
+        if source.id in authority_ids:
+            signers += scan.signers
+            for observation in scan.observations:
+                authorities[observation.fingerprint] = Authority(
+                    fingerprint=observation.fingerprint, cn=observation.domain
+                )
+        else:
+            scan = _without_watched_cas(scan, authorities)
+        after, events = detect(
+            previous, scan, source=source.id, now=now, policy=config.policy, authorities=authorities
+        )
+        changes.append(
+            SourceChange(
+                before=previous,
+                after=after,
+                files_before=files_before,
+                files_after=files_before if scan.failed else reader.files,
+            )
+        )
+        envelopes += [wrap(event, host=config.host, time=now) for event in events]
+        report.problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
+        report.certificates += len(after.certificates)
+        report.files_parsed += reader.parsed
+        report.files_reused += reader.reused
+    return changes, envelopes
+
+
+def run_pass(
+    config: Config,
+    store: StateStore,
+    now: datetime,
+    dispatcher: EventDispatcher | None = None,
+) -> PassReport:
+    """One full pass: scan, detect, commit, notify subscribers, deliver."""
+    report = PassReport()
+    changes, envelopes = scan_sources(config, store, now, report)
+    routed = [
+        (envelope, [route.sink.name for route in config.sinks if route.wants(envelope.event.kind)])
+        for envelope in envelopes
+    ]
+    store.commit_pass(changes, routed, now)
+    report.envelopes = envelopes
+    if dispatcher is not None:
+        for envelope in envelopes:
+            dispatcher.emit_sync(envelope.event)
+    report.delivery = drain(store, [route.sink for route in config.sinks], now, config.retry)
+    return report
+
+
+def _without_watched_cas(scan: ScanResult, authorities: dict[str, Authority]) -> ScanResult:
+    """A watched CA's root riding in a bundle is reported by its authority, not twice."""
+    if not authorities:
+        return scan
+    kept = tuple(
+        observation
+        for observation in scan.observations
+        if not (observation.role == "chain" and observation.fingerprint in authorities)
+    )
+    return _replace(scan, observations=kept)

@@ -1,0 +1,219 @@
+"""CloudEvents 1.0 JSON: the one wire format of the log sink, shell stdin, emit and the spool.
+
+An :class:`Envelope` is an event plus what CloudEvents adds (id, source, time).
+Ids of detected events derive from what makes the event unique, so a retry or a
+pass repeated after a crash sends the same id and receivers can deduplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+import uuid
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from .errors import EventFormatError
+from .events import EVENT_TYPES, Event, lacme_fields
+
+TYPE_PREFIX = "lacme."
+SOURCE_SCHEME = "lacme-watch"
+_ID_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4f57-9a43-1b7f6f0c2a11")
+_ENVELOPE_KEYS = frozenset(
+    {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Envelope:
+    """One event as it travels: the event and its CloudEvents attributes."""
+
+    id: str
+    source: str
+    time: datetime
+    event: Event
+
+    @property
+    def type(self) -> str:
+        return TYPE_PREFIX + self.event.kind
+
+
+def event_id(host: str, event: Event) -> str:
+    """A stable id: the same detected event always gets the same one."""
+    parts = (host, event.store or "", event.kind, *event.identity())
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def source_uri(host: str, store: str | None) -> str:
+    """`lacme-watch://HOST/STORE`: names the host and the store, as the spec asks."""
+    return f"{SOURCE_SCHEME}://{quote(host, safe='')}/{quote(store or '', safe='/:@')}"
+
+
+def host_of(source: str) -> str:
+    """The host named by a source URI (empty when the URI is not ours)."""
+    parts = urlsplit(source)
+    return unquote(parts.netloc) if parts.scheme == SOURCE_SCHEME else ""
+
+
+def wrap(event: Event, *, host: str, time: datetime, id: str | None = None) -> Envelope:
+    """Put an event in its envelope; the id is derived unless one is given."""
+    return Envelope(
+        id=id or event_id(host, event),
+        source=source_uri(host, event.store),
+        time=time,
+        event=event,
+    )
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as CloudEvents producers usually write it."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every time in lacme-watch is aware UTC")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an ISO 8601 instant; naive input is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """The `data` object: the kind's own (lacme) fields first, then non-empty context."""
+    own = lacme_fields(type(event))
+    ordered = [*own, *(f.name for f in fields(event) if f.name not in own)]
+    data: dict[str, Any] = {}
+    for name in ordered:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = format_time(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        data[name] = value
+    return data
+
+
+def to_cloudevent(envelope: Envelope) -> dict[str, Any]:
+    """The CloudEvents 1.0 JSON object for an envelope."""
+    return {
+        "specversion": "1.0",
+        "id": envelope.id,
+        "source": envelope.source,
+        "type": envelope.type,
+        "time": format_time(envelope.time),
+        "subject": envelope.event.subject,
+        "datacontenttype": "application/json",
+        "data": event_data(envelope.event),
+    }
+
+
+def to_json(envelope: Envelope) -> str:
+    """One line of JSON, no trailing newline."""
+    return json.dumps(to_cloudevent(envelope), ensure_ascii=False, separators=(",", ":"))
+
+
+def from_json(text: str | bytes) -> Envelope:
+    """Decode one CloudEvent JSON document; raises EventFormatError saying what is wrong."""
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventFormatError(f"not JSON: {exc}") from None
+    return from_cloudevent(document)
+
+
+def from_cloudevent(document: object) -> Envelope:
+    """Decode a parsed CloudEvent object into an envelope."""
+    if not isinstance(document, Mapping):
+        raise EventFormatError("a CloudEvent must be a JSON object")
+    if unknown := sorted(set(document) - _ENVELOPE_KEYS):
+        raise EventFormatError(f"unknown CloudEvent attribute(s): {', '.join(unknown)}")
+    if document.get("specversion") != "1.0":
+        raise EventFormatError(f"specversion must be '1.0', got {document.get('specversion')!r}")
+    kind = _require_str(document, "type")
+    if not kind.startswith(TYPE_PREFIX) or kind[len(TYPE_PREFIX) :] not in EVENT_TYPES:
+        raise EventFormatError(f"unknown event type {kind!r}")
+    contenttype = document.get("datacontenttype", "application/json")
+    if contenttype != "application/json":
+        raise EventFormatError(f"datacontenttype must be application/json, got {contenttype!r}")
+    event_type = EVENT_TYPES[kind[len(TYPE_PREFIX) :]]
+    data = document.get("data")
+    if not isinstance(data, Mapping):
+        raise EventFormatError("data must be a JSON object")
+    try:
+        time = parse_time(_require_str(document, "time"))
+    except ValueError:
+        raise EventFormatError(f"time is not ISO 8601: {document.get('time')!r}") from None
+    return Envelope(
+        id=_require_str(document, "id"),
+        source=_require_str(document, "source"),
+        time=time,
+        event=decode_event(event_type, data),
+    )
+
+
+def decode_event(event_type: type[Event], data: Mapping[str, object]) -> Event:
+    """Build an event from its `data` object, checking every field's type."""
+    hints = typing.get_type_hints(event_type)
+    known = {f.name: f for f in fields(event_type)}
+    if unknown := sorted(set(data) - set(known)):
+        raise EventFormatError(f"{event_type.kind}: unknown data field(s): {', '.join(unknown)}")
+    values: dict[str, object] = {}
+    for name, field in known.items():
+        if name not in data:
+            if field.default is MISSING:
+                raise EventFormatError(f"{event_type.kind}: data.{name} is required")
+            continue
+        values[name] = _convert(event_type.kind, name, hints[name], data[name])
+    return event_type(**values)  # type: ignore[arg-type]  # each value narrowed above
+
+
+def _convert(kind: str, name: str, hint: object, value: object) -> object:
+    """Narrow one JSON value to the declared field type."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is datetime and isinstance(value, str):
+            try:
+                return parse_time(value)
+            except ValueError:
+                continue
+        if (
+            typing.get_origin(option) is tuple
+            and isinstance(value, list)
+            and all(isinstance(item, str) for item in value)
+        ):
+            return tuple(value)
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is str and isinstance(value, str):
+            return value
+    expected = " or ".join(_describe(option) for option in options)
+    raise EventFormatError(f"{kind}: data.{name}: expected {expected}, got {value!r}")
+
+
+def _describe(option: object) -> str:
+    if option is datetime:
+        return "an ISO 8601 time"
+    if typing.get_origin(option) is tuple:
+        return "a list of strings"
+    if option is type(None):
+        return "null"
+    return getattr(option, "__name__", str(option))
+
+
+def _require_str(document: Mapping[str, object], key: str) -> str:
+    value = document.get(key)
+    if not isinstance(value, str) or not value:
+        raise EventFormatError(f"{key} must be a non-empty string, got {value!r}")
+    return value
