@@ -183,8 +183,6 @@ class CertificateReader:
         result = parse(path, content)
         if isinstance(result, Problem):
             return result
-        if parse is self._parse_certificates:
-            self.parsed += 1
         self.files[path] = CachedFile(identity, self._signers_digest, json.dumps(result))
         return result
 
@@ -215,6 +213,7 @@ class CertificateReader:
         parsed = _parse_pem_or_der(path, content)
         if isinstance(parsed, Problem):
             return parsed
+        self.parsed += 1
         return [self._facts(certificate).to_json() for certificate in parsed]
 
     def _facts(self, certificate: x509.Certificate) -> CertificateFacts:

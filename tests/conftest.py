@@ -1,0 +1,137 @@
+"""Shared fixtures: real lacme stores and CAs, trustme certificates, the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+from lacme import CertificateAuthority, FileStore
+from lacme._types import CertBundle
+
+from lacme_watch.cli import main
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The real time, to the second: lacme's CA stamps certificates with the real clock."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "lacme"
+
+
+@pytest.fixture
+def file_store(store_dir: Path) -> FileStore:
+    return FileStore(store_dir)
+
+
+@pytest.fixture
+def lacme_ca(file_store: FileStore) -> CertificateAuthority:
+    ca = CertificateAuthority(file_store, name="root")
+    ca.init(cn="Test Internal CA", validity_days=3650)
+    return ca
+
+
+@pytest.fixture
+def acme_ca() -> trustme.CA:
+    """Stands in for a public ACME CA: not watched, signs 'ACME-issued' certificates."""
+    return trustme.CA()
+
+
+def save_acme_cert(
+    store: FileStore,
+    ca: trustme.CA,
+    names: list[str],
+    *,
+    not_before: datetime,
+    not_after: datetime,
+) -> CertBundle:
+    """Save a certificate into a lacme FileStore exactly as lacme's Client.issue() does."""
+    leaf = ca.issue_cert(*names, not_before=not_before, not_after=not_after)
+    chain = [blob.bytes() for blob in leaf.cert_chain_pems]
+    bundle = CertBundle(
+        domain=names[0],
+        domains=tuple(names),
+        cert_pem=chain[0],
+        fullchain_pem=b"".join(chain) + ca.cert_pem.bytes(),
+        key_pem=leaf.private_key_pem.bytes(),
+        issued_at=datetime.now(UTC),
+        expires_at=not_after,
+    )
+    return store.save_cert(bundle)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+CliRunner = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run `lacme-watch ARGS` in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> Result:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def read_events(path: Path) -> list[dict[str, object]]:
+    """The CloudEvents a json log sink wrote, one per line."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def kinds(events: list[dict[str, object]]) -> list[str]:
+    return [str(event["type"]).removeprefix("lacme.") for event in events]
+
+
+@pytest.fixture
+def watched(tmp_path: Path, store_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """A config watching the lacme store and its CA, logging JSON lines; yields (config, log)."""
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "lacme-watch.yaml",
+        f"""
+state_dir: {tmp_path / "state"}
+stores:
+  - type: lacme
+    path: {store_dir}
+authorities:
+  - type: lacme
+    path: {store_dir}
+    name: root
+sinks:
+  - type: log
+    format: json
+    path: {log}
+""",
+    )
+    yield config, log
+
+
+def days(n: float) -> timedelta:
+    return timedelta(days=n)
