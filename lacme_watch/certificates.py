@@ -38,7 +38,7 @@ Identity = tuple[int, int, int, int]
 
 def looks_like_private_key(path: str | Path) -> bool:
     """True for file names that ACME clients and CAs give private keys; those are never opened."""
-    return bool(_KEY_FILE_NAME.search(Path(path).name))
+    return bool(_KEY_FILE_NAME.search(os.path.basename(path)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -296,11 +296,17 @@ def _field_arguments(extra: Sequence[str]) -> dict[str, str]:
 
 def _config_check(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
+    counts = ", ".join(
+        f"{count} {noun if count == 1 else plural}"
+        for count, noun, plural in (
+            (len(config.stores), "store", "stores"),
+            (len(config.authorities), "authority", "authorities"),
+            (len(config.sinks), "sink", "sinks"),
+        )
+    )
     io.out.print(
-        f"{escape(config.path or 'zero configuration')}: OK —"
-        f" {len(config.stores)} store(s), {len(config.authorities)} authorit(y/ies),"
-        f" {len(config.sinks)} sink(s); state in {escape(str(config.state_dir))};"
-        f" scans {config.schedule.describe()}"
+        f"{escape(config.path or 'zero configuration')}: OK — {counts};"
+        f" state in {escape(str(config.state_dir))}; scans {config.schedule.describe()}"
     )
     return 0
 

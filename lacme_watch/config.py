@@ -20,7 +20,7 @@ from .certificates import DEFAULT_MAX_FILE_SIZE
 from .delivery import RetryPolicy
 from .errors import ConfigError
 from .events import EVENT_TYPES
-from .options import Node, Options, load_yaml, parse_duration
+from .options import Node, Options, format_duration, load_yaml, parse_duration
 from .plugins import Sink, Source
 from .registry import GROUPS, lookup
 from .state import Policy
@@ -40,7 +40,9 @@ class Schedule:
     cron: str | None = None
 
     def describe(self) -> str:
-        return f"cron '{self.cron}'" if self.cron else f"every {self.interval}"
+        if self.cron or self.interval is None:
+            return f"on cron '{self.cron}'"
+        return f"every {format_duration(self.interval)}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

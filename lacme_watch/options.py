@@ -35,6 +35,16 @@ def parse_duration(text: str) -> timedelta | None:
     return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
 
 
+def format_duration(duration: timedelta) -> str:
+    """The shortest exact spelling parse_duration reads back: `15m`, `36h`, `90s`."""
+    seconds = duration.total_seconds()
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_size(text: str) -> int | None:
     """`4MiB`, `512k`, `1048576`; None when the text is not a size."""
     match = _SIZE.match(text)
@@ -265,6 +275,20 @@ class Options:
             place = node.where if node else self.where.child(key)
             self.warnings.append(f"{place}: {expanded} does not exist (yet)")
         return expanded
+
+    def paths(self, key: str) -> tuple[str, ...]:
+        """A list of absolute paths or globs (`~` and `${ENV}` expanded in each)."""
+        node = self.node(key)
+        if node is None:
+            return ()
+        items = node.value if isinstance(node.value, list) else [node]
+        found = []
+        for item in items:
+            if not isinstance(item.value, str) or not item.value:
+                raise item.unexpected("a non-empty string")
+            expanded = expand_env(item.value, item)
+            found.append(os.path.abspath(os.path.expanduser(expanded)))
+        return tuple(found)
 
     def section(self, key: str) -> Options:
         """A nested mapping (empty when absent); call finish() on it too."""

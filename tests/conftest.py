@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,7 +110,7 @@ def kinds(events: list[dict[str, object]]) -> list[str]:
 
 
 @pytest.fixture
-def watched(tmp_path: Path, store_dir: Path) -> Iterator[tuple[Path, Path]]:
+def watched(tmp_path: Path, store_dir: Path) -> tuple[Path, Path]:
     """A config watching the lacme store and its CA, logging JSON lines; yields (config, log)."""
     log = tmp_path / "events.jsonl"
     config = write_config(
@@ -130,7 +130,7 @@ sinks:
     path: {log}
 """,
     )
-    yield config, log
+    return config, log
 
 
 def days(n: float) -> timedelta:

@@ -53,14 +53,22 @@ def observation(
         path=f"/store/{lineage}/fullchain.pem",
         domain=lineage.rsplit("/", 1)[-1],
         domains=(lineage.rsplit("/", 1)[-1],),
-        certificate=facts(not_before=not_before, not_after=not_after, fingerprint=fp, **fact_overrides),
+        certificate=facts(
+            not_before=not_before, not_after=not_after, fingerprint=fp, **fact_overrides
+        ),
     )
 
 
-def scan(*observations: Observation, problems: tuple[Problem, ...] = (), failed: bool = False) -> ScanResult:
+def scan(
+    *observations: Observation, problems: tuple[Problem, ...] = (), failed: bool = False
+) -> ScanResult:
     return ScanResult(observations=observations, problems=problems, failed=failed)
 
 
-def renewed(old: Observation, *, now: datetime, days_left: float, lifetime_days: float = 90) -> Observation:
-    fresh = observation(now=now, days_left=days_left, lifetime_days=lifetime_days, lineage=old.lineage)
+def renewed(
+    old: Observation, *, now: datetime, days_left: float, lifetime_days: float = 90
+) -> Observation:
+    fresh = observation(
+        now=now, days_left=days_left, lifetime_days=lifetime_days, lineage=old.lineage
+    )
     return replace(fresh, domain=old.domain, domains=old.domains)

@@ -164,7 +164,11 @@ def test_a_problem_is_reported_once_and_again_after_it_was_fixed() -> None:
     first, events = run(None, problems=(problem,))
     assert names(events) == ["certificate_unreadable"]
     assert isinstance(events[0], CertificateUnreadable)
-    assert (events[0].path, events[0].reason, events[0].detail) == (problem.path, "bad_pem", "truncated")
+    assert (events[0].path, events[0].reason, events[0].detail) == (
+        problem.path,
+        "bad_pem",
+        "truncated",
+    )
 
     second, events = run(first, problems=(problem,), now=NOW + timedelta(hours=1))
     assert events == []
@@ -210,7 +214,9 @@ def test_chain_certificates_warn_about_expiry_but_are_never_issued() -> None:
         pytest.param(6, 0.5, "10%", id="6d-cert-tenth-of-life-left"),
     ],
 )
-def test_thresholds_suit_the_lifetime(lifetime: float, days_left: float, threshold: str | None) -> None:
+def test_thresholds_suit_the_lifetime(
+    lifetime: float, days_left: float, threshold: str | None
+) -> None:
     cert = observation(now=NOW, days_left=days_left, lifetime_days=lifetime)
 
     _, events = run(None, cert)
@@ -283,7 +289,9 @@ offsets = st.floats(min_value=-10, max_value=400, allow_nan=False)
 
 
 @given(lifetime=lifetimes, days_left=offsets, step=st.floats(min_value=0.01, max_value=30))
-def test_a_snapshot_compared_with_itself_is_silent(lifetime: int, days_left: float, step: float) -> None:
+def test_a_snapshot_compared_with_itself_is_silent(
+    lifetime: int, days_left: float, step: float
+) -> None:
     cert = observation(now=NOW, days_left=min(days_left, lifetime), lifetime_days=lifetime)
     snapshot, _ = run(None, cert)
 

@@ -24,7 +24,9 @@ SPEC_FIELDS = {
 }
 
 
-def watch(cli: CliRunner, config: Path, log: Path, *extra: str) -> tuple[int, list[dict[str, object]]]:
+def watch(
+    cli: CliRunner, config: Path, log: Path, *extra: str
+) -> tuple[int, list[dict[str, object]]]:
     """One `watch --once`; returns its exit code and the events it appended to the log."""
     before = len(read_events(log))
     result = cli("--config", str(config), *extra, "watch", "--once")
@@ -48,7 +50,9 @@ def test_a_lacme_store_through_its_lifecycle(
     config, log = watched
     for name, days_left in (("five.example", 5), ("twenty.example", 20), ("sixty.example", 60)):
         save_acme_cert(
-            file_store, acme_ca, [name, f"www.{name}"],
+            file_store,
+            acme_ca,
+            [name, f"www.{name}"],
             not_before=now + timedelta(days=days_left - 90),
             not_after=now + timedelta(days=days_left),
         )
@@ -61,7 +65,9 @@ def test_a_lacme_store_through_its_lifecycle(
     ca_event, five, twenty = events
     assert data(ca_event)["cn"] == "Test Internal CA"
     assert (data(five)["domain"], data(five)["days_remaining"], data(five)["threshold"]) == (
-        "five.example", 5, "7d"
+        "five.example",
+        5,
+        "7d",
     )
     assert data(five)["domains"] == ["five.example", "www.five.example"]
     assert (data(twenty)["domain"], data(twenty)["threshold"]) == ("twenty.example", "33%")
@@ -77,13 +83,18 @@ def test_a_lacme_store_through_its_lifecycle(
     lacme_ca.issue(["internal.example"], validity_days=90)
     lacme_ca.issue(["client.example"], client=True, validity_days=7)
     save_acme_cert(
-        file_store, acme_ca, ["five.example", "www.five.example"],
-        not_before=now, not_after=now + timedelta(days=90),
+        file_store,
+        acme_ca,
+        ["five.example", "www.five.example"],
+        not_before=now,
+        not_after=now + timedelta(days=90),
     )
     code, events = watch(cli, config, log)
     assert code == 0
-    by_kind = {(kind, str(data(e).get("domain", data(e).get("name")))): e
-               for kind, e in zip(kinds(events), events, strict=True)}
+    by_kind = {
+        (kind, str(data(e).get("domain", data(e).get("name")))): e
+        for kind, e in zip(kinds(events), events, strict=True)
+    }
     assert sorted(by_kind) == [
         ("ca_certificate_issued", "client.example"),
         ("ca_certificate_issued", "internal.example"),
@@ -96,7 +107,9 @@ def test_a_lacme_store_through_its_lifecycle(
     assert parse_time(str(renewal["expires_at"])) == now + timedelta(days=90)
     client = data(by_kind[("ca_certificate_issued", "client.example")])
     assert (client["names"], client["is_client"], client["ca"]) == (
-        ["client.example"], True, "Test Internal CA"
+        ["client.example"],
+        True,
+        "Test Internal CA",
     )
     assert by_kind[("ca_certificate_issued", "client.example")]["subject"] == "Test Internal CA"
     assert data(by_kind[("ca_certificate_issued", "internal.example")])["is_client"] is False
@@ -133,7 +146,9 @@ def test_a_certificate_with_the_cas_name_but_another_key_is_not_the_cas(
     _, events = watch(cli, config, log)
 
     signed = [data(e)["name"] for e in events if e["type"] == "lacme.ca_certificate_issued"]
-    issued = sorted(str(data(e)["domain"]) for e in events if e["type"] == "lacme.certificate_issued")
+    issued = sorted(
+        str(data(e)["domain"]) for e in events if e["type"] == "lacme.certificate_issued"
+    )
     assert signed == ["genuine.example"]
     assert issued == ["forged.example", "genuine.example"]
 
@@ -158,7 +173,9 @@ def test_hashed_directories_tmp_leftovers_and_empty_keys_are_normal(
     code, events = watch(cli, config, log)
 
     assert code == 0
-    issued = sorted(str(data(e)["domain"]) for e in events if e["type"] == "lacme.certificate_issued")
+    issued = sorted(
+        str(data(e)["domain"]) for e in events if e["type"] == "lacme.certificate_issued"
+    )
     assert issued == ["*.wild.example", "::1"]
 
 

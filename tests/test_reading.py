@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -15,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from lacme_watch.certificates import CertificateReader, looks_like_private_key
-from lacme_watch.observations import Problem
+from lacme_watch.observations import CertificateFacts, Problem
 from lacme_watch.stores.pem import PemStore
 
 _OPENED: list[str] | None = None
@@ -49,11 +50,11 @@ def leaf_pem(ca: trustme.CA, name: str = "www.example.test") -> bytes:
     return ca.issue_cert(name).cert_chain_pems[0].bytes()
 
 
-def read(path: Path, **kwargs: object) -> tuple[object, ...] | Problem:
-    return CertificateReader(**kwargs).read_certificates(str(path))  # type: ignore[arg-type]
+def read(path: Path, **kwargs: Any) -> tuple[CertificateFacts, ...] | Problem:
+    return CertificateReader(**kwargs).read_certificates(str(path))
 
 
-def reason(path: Path, **kwargs: object) -> str:
+def reason(path: Path, **kwargs: Any) -> str:
     found = read(path, **kwargs)
     assert isinstance(found, Problem), found
     return found.reason
@@ -72,7 +73,9 @@ def test_a_bundle_yields_every_certificate_in_file_order(tmp_path: Path, ca: tru
     assert found[1].is_ca
 
 
-def test_chain_leaf_mode_observes_only_the_first_certificate(tmp_path: Path, ca: trustme.CA) -> None:
+def test_chain_leaf_mode_observes_only_the_first_certificate(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
     bundle = tmp_path / "fullchain.pem"
     bundle.write_bytes(leaf_pem(ca) + ca.cert_pem.bytes())
 
@@ -120,9 +123,22 @@ def test_keys_and_csrs_beside_a_certificate_are_skipped_without_noise(
     leaf = ca.issue_cert("www.example.test")
     combined = tmp_path / "haproxy.pem"
     csr = subprocess.run(
-        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", "/dev/null", "-subj", "/CN=x"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/CN=x",
+        ],
+        check=True,
+        capture_output=True,
     ).stdout
     combined.write_bytes(csr + leaf.cert_chain_pems[0].bytes() + leaf.private_key_pem.bytes())
     only_key = tmp_path / "server.pem"
@@ -154,9 +170,17 @@ def test_files_named_like_private_keys_are_never_opened(
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("privkey.pem", True), ("key.pem", True), ("account.key", True), ("ca.key", True),
-        ("privkey-1700000000.pem", True), ("private_key.json", True), ("server-key.pem", True),
-        ("cert.pem", False), ("fullchain.pem", False), ("monkey.pem", False), ("keys.pem", False),
+        ("privkey.pem", True),
+        ("key.pem", True),
+        ("account.key", True),
+        ("ca.key", True),
+        ("privkey-1700000000.pem", True),
+        ("private_key.json", True),
+        ("server-key.pem", True),
+        ("cert.pem", False),
+        ("fullchain.pem", False),
+        ("monkey.pem", False),
+        ("keys.pem", False),
         ("chain-1700000000.pem", False),
     ],
 )
@@ -281,8 +305,14 @@ def test_permission_denied(tmp_path: Path, ca: trustme.CA) -> None:
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is needed to test permission errors as root"
     done = subprocess.run(
-        [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c", _READ,
-         str(locked)],
+        [
+            setpriv,
+            "--bounding-set=-dac_override,-dac_read_search",
+            sys.executable,
+            "-c",
+            _READ,
+            str(locked),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
+import lacme.events as lacme_events
 import pytest
 
-import lacme.events as lacme_events
 from lacme_watch.errors import EventFormatError
 from lacme_watch.events import (
     EVENT_TYPES,
@@ -29,9 +30,17 @@ T2 = datetime(2031, 11, 22, 18, 52, 43, 366241, tzinfo=UTC)
 SAMPLES: list[Event] = [
     CertificateIssued(domain="a.example", domains=("a.example", "www.a.example"), expires_at=T2),
     CertificateRenewed(
-        domain="a.example", domains=("a.example",), expires_at=T2, previous_expires_at=T,
-        store="lacme:/etc/lacme", lineage="certs/a.example", fingerprint="ab" * 32,
-        serial="0A", issuer="CN=R11,O=Let's Encrypt,C=US", not_before=T, path="/etc/lacme/x",
+        domain="a.example",
+        domains=("a.example",),
+        expires_at=T2,
+        previous_expires_at=T,
+        store="lacme:/etc/lacme",
+        lineage="certs/a.example",
+        fingerprint="ab" * 32,
+        serial="0A",
+        issuer="CN=R11,O=Let's Encrypt,C=US",
+        not_before=T,
+        path="/etc/lacme/x",
     ),
     CertificateExpiring(
         domain="a.example", domains=("a.example",), expires_at=T, days_remaining=-1, threshold="7d"
@@ -39,7 +48,9 @@ SAMPLES: list[Event] = [
     ChallengeFailed(domain="a.example", challenge_type="http-01", error="connection refused"),
     RateLimitWarning(registered_domain="example.com", current_count=45, limit=50, window_hours=168),
     CertificateAuthorityInitialized(cn="Internal CA", expires_at=T2),
-    CACertificateIssued(name="vpn", names=("vpn", "10.0.0.1"), is_client=True, expires_at=T, ca="CA"),
+    CACertificateIssued(
+        name="vpn", names=("vpn", "10.0.0.1"), is_client=True, expires_at=T, ca="CA"
+    ),
 ]
 
 
@@ -63,7 +74,10 @@ def test_the_seven_lacme_kinds_have_lacmes_names_and_fields() -> None:
 
 def test_the_cloudevent_attributes_follow_the_spec() -> None:
     event = CertificateExpiring(
-        domain="a.example", domains=("a.example", "b.example"), expires_at=T2, days_remaining=9,
+        domain="a.example",
+        domains=("a.example", "b.example"),
+        expires_at=T2,
+        days_remaining=9,
         store="lacme:/etc/lacme",
     )
     document = to_cloudevent(wrap(event, host="web1", time=T))
@@ -98,16 +112,31 @@ def test_subject(event: Event, subject: str) -> None:
 
 def test_the_same_detected_event_always_gets_the_same_id() -> None:
     first = CertificateExpiring(
-        domain="a", domains=("a",), expires_at=T, days_remaining=9, threshold="14d",
-        lineage="certs/a", fingerprint="ff",
+        domain="a",
+        domains=("a",),
+        expires_at=T,
+        days_remaining=9,
+        threshold="14d",
+        lineage="certs/a",
+        fingerprint="ff",
     )
     later = CertificateExpiring(
-        domain="a", domains=("a",), expires_at=T, days_remaining=8, threshold="14d",
-        lineage="certs/a", fingerprint="ff",
+        domain="a",
+        domains=("a",),
+        expires_at=T,
+        days_remaining=8,
+        threshold="14d",
+        lineage="certs/a",
+        fingerprint="ff",
     )
     other = CertificateExpiring(
-        domain="a", domains=("a",), expires_at=T, days_remaining=6, threshold="7d",
-        lineage="certs/a", fingerprint="ff",
+        domain="a",
+        domains=("a",),
+        expires_at=T,
+        days_remaining=6,
+        threshold="7d",
+        lineage="certs/a",
+        fingerprint="ff",
     )
 
     assert event_id("h", first) == event_id("h", later)
@@ -153,13 +182,14 @@ def _document(**changes: object) -> str:
             id="unknown-field",
         ),
         pytest.param(
-            _document(datacontenttype="text/plain"), "datacontenttype must be application/json",
+            _document(datacontenttype="text/plain"),
+            "datacontenttype must be application/json",
             id="content-type",
         ),
     ],
 )
 def test_malformed_cloudevents_are_rejected_with_a_reason(text: str, message: str) -> None:
-    with pytest.raises(EventFormatError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(EventFormatError, match=re.escape(message)):
         from_json(text)
 
 
@@ -167,5 +197,5 @@ def test_integers_are_not_booleans_on_decode() -> None:
     document = json.loads(to_json(wrap(SAMPLES[4], host="h", time=T)))
     document["data"]["limit"] = True
 
-    with pytest.raises(EventFormatError, match="data.limit: expected int"):
+    with pytest.raises(EventFormatError, match=r"data\.limit: expected int"):
         from_json(json.dumps(document))

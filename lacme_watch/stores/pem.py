@@ -31,19 +31,16 @@ class PemStore:
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        patterns = options.strings("paths")
+        patterns = options.paths("paths")
         if not patterns:
             raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
-        expanded = []
         for pattern in patterns:
-            path = os.path.abspath(os.path.expanduser(os.path.expandvars(pattern)))
-            base = _split(path)[0]
+            base = _split(pattern)[0]
             if not os.path.exists(base):
                 options.warnings.append(
                     f"{options.where.child('paths')}: {base} does not exist (yet)"
                 )
-            expanded.append(path)
-        return cls(tuple(expanded))
+        return cls(patterns)
 
     def scan(self, reader: CertificateReader) -> ScanResult:
         observations: list[Observation] = []

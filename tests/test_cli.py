@@ -1,0 +1,268 @@
+"""The command line: exit codes, quiet success, status, events, emit, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+from lacme import CertificateAuthority, FileStore
+
+from lacme_watch.events import EVENT_TYPES
+
+from .conftest import CliRunner, kinds, read_events, save_acme_cert
+
+
+def test_watch_once_is_quiet_on_success_when_not_a_terminal(
+    cli: CliRunner, watched: tuple[Path, Path], lacme_ca: CertificateAuthority
+) -> None:
+    config, _ = watched
+
+    result = cli("--config", str(config), "watch", "--once")
+
+    assert (result.code, result.out, result.err) == (0, "", "")
+
+
+def test_watch_once_exits_1_and_says_why_when_a_file_is_unreadable(
+    cli: CliRunner, tmp_path: Path, acme_ca: trustme.CA
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "good.pem").write_bytes(acme_ca.issue_cert("good.example").cert_chain_pems[0].bytes())
+    (certs / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nstores:\n  - type: pem\n    paths: ['{certs}/*.pem']\n"
+        f"sinks:\n  - type: log\n    format: json\n    path: {tmp_path / 'log.jsonl'}\n"
+    )
+
+    first = cli("--config", str(config), "watch", "--once")
+    second = cli("--config", str(config), "watch", "--once")
+
+    assert first.code == second.code == 1
+    assert f"{certs / 'broken.pem'}: bad_pem" in first.err
+    assert kinds(read_events(tmp_path / "log.jsonl")) == ["certificate_unreadable"]
+
+
+def test_a_configuration_error_exits_2_naming_file_line_and_key(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("stores:\n  - type: lacme\n    path: /x\n    colour: blue\n")
+
+    result = cli("--config", str(config), "watch", "--once")
+
+    assert result.code == 2
+    assert f"{config}:4: stores[0].colour: unknown key" in result.err
+
+
+def test_a_bad_now_is_a_usage_error(cli: CliRunner) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli("--now", "tomorrow", "watch", "--once")
+    assert exited.value.code == 2
+
+
+def test_now_without_offset_is_utc(
+    cli: CliRunner,
+    watched: tuple[Path, Path],
+    lacme_ca: CertificateAuthority,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config, _ = watched
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14: a local reading would be a day off
+    time.tzset()
+    lacme_ca.issue(["a.example"], validity_days=30)
+    naive = (now + timedelta(days=20)).replace(tzinfo=None).isoformat()
+
+    result = cli("--config", str(config), "--now", naive, "status", "--json")
+
+    rows = json.loads(result.out)["certificates"]
+    leaf = next(row for row in rows if row["name"] == "a.example")
+    assert leaf["days_left"] == 10
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def test_status_lists_every_certificate_with_its_state(
+    cli: CliRunner,
+    watched: tuple[Path, Path],
+    file_store: FileStore,
+    lacme_ca: CertificateAuthority,
+    acme_ca: trustme.CA,
+    now: datetime,
+) -> None:
+    config, _ = watched
+    save_acme_cert(
+        file_store,
+        acme_ca,
+        ["soon.example"],
+        not_before=now - timedelta(days=80),
+        not_after=now + timedelta(days=10),
+    )
+    save_acme_cert(
+        file_store,
+        acme_ca,
+        ["gone.example"],
+        not_before=now - timedelta(days=95),
+        not_after=now - timedelta(days=5),
+    )
+    lacme_ca.issue(["fine.example"], validity_days=300)
+
+    result = cli("--config", str(config), "--now", now.isoformat(), "status", "--json")
+
+    assert result.code == 0
+    rows = {row["name"]: row for row in json.loads(result.out)["certificates"]}
+    assert (rows["soon.example"]["state"], rows["soon.example"]["days_left"]) == ("expiring", 10)
+    assert (rows["gone.example"]["state"], rows["gone.example"]["days_left"]) == ("expired", -5)
+    assert rows["fine.example"]["state"] == "ok"
+    assert rows["Test Internal CA"]["role"] == "ca"
+    assert set(rows["soon.example"]) >= {
+        "name",
+        "store",
+        "names",
+        "not_after",
+        "days_left",
+        "state",
+    }
+
+    os.environ["COLUMNS"] = "200"  # rich fits a table to 80 columns when not on a terminal
+    try:
+        table = cli("--config", str(config), "--now", now.isoformat(), "status")
+    finally:
+        del os.environ["COLUMNS"]
+    assert "soon.example" in table.out
+    assert "expired" in table.out
+
+
+def test_status_writes_nothing(
+    cli: CliRunner, watched: tuple[Path, Path], lacme_ca: CertificateAuthority
+) -> None:
+    config, log = watched
+    cli("--config", str(config), "status")
+
+    result = cli("--config", str(config), "watch", "--once")
+
+    assert result.code == 0
+    assert kinds(read_events(log)) == ["ca_initialized"]  # the status run was no baseline
+
+
+def test_emit_records_and_delivers_an_external_event(
+    cli: CliRunner, watched: tuple[Path, Path], lacme_ca: CertificateAuthority
+) -> None:
+    config, log = watched
+    error = 'Invalid response from http://a.example/.well-known/acme-challenge/x: 404 "$(id)"'
+
+    result = cli(
+        "--config",
+        str(config),
+        "emit",
+        "challenge_failed",
+        "--domain",
+        "a.example",
+        "--challenge-type",
+        "http-01",
+        f"--error={error}",
+    )
+
+    assert result.code == 0, result.err
+    (event,) = read_events(log)
+    assert event["type"] == "lacme.challenge_failed"
+    assert event["data"] == {
+        "domain": "a.example",
+        "challenge_type": "http-01",
+        "error": error,
+        "store": "external",
+    }
+    history = json.loads(cli("--config", str(config), "events", "--json").out)
+    assert [entry["deliveries"] for entry in history] == [{"log": "delivered"}]
+    assert cli("--config", str(config), "events", "--json", "--pending").out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param(["--domain", "a.example"], "--challenge-type is required", id="missing"),
+        pytest.param(
+            [
+                "--registered-domain",
+                "x",
+                "--current-count",
+                "many",
+                "--limit",
+                "5",
+                "--window-hours",
+                "1",
+            ],
+            "--current-count: expected an integer",
+            id="not-a-number",
+        ),
+        pytest.param(["--domain"], "--domain needs a value", id="no-value"),
+        pytest.param(["domain", "x"], "expected --field value", id="not-a-flag"),
+    ],
+)
+def test_emit_rejects_bad_fields(
+    cli: CliRunner, watched: tuple[Path, Path], arguments: list[str], message: str
+) -> None:
+    config, log = watched
+    kind = "rate_limit_warning" if "--limit" in arguments else "challenge_failed"
+
+    result = cli("--config", str(config), "emit", kind, *arguments)
+
+    assert result.code == 2
+    assert message in result.err
+    assert read_events(log) == []
+
+
+def test_demo_shows_every_event_kind(cli: CliRunner) -> None:
+    result = cli("demo")
+
+    assert result.code == 0, result.err
+    for kind in EVENT_TYPES:
+        assert kind in result.out, kind
+    assert "nothing is repeated" in result.out
+
+
+def test_demo_can_keep_its_sandbox_for_a_closer_look(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli("demo", "--keep", str(tmp_path / "sandbox"))
+    assert result.code == 0
+
+    again = cli("--config", str(tmp_path / "sandbox" / "demo.yaml"), "events", "--json")
+
+    assert len(json.loads(again.out)) == len(read_events(tmp_path / "sandbox" / "events.jsonl"))
+
+
+def test_no_configuration_and_no_known_store_is_a_clear_error(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.path.exists("/etc/letsencrypt/live") or os.path.exists("/var/lib/dehydrated/certs"):
+        pytest.fail("this machine has certbot or dehydrated stores; the test needs a clean one")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("LACME_WATCH_CONFIG", raising=False)
+
+    result = cli("watch", "--once")
+
+    assert result.code == 2
+    assert "no configuration file found" in result.err
+
+
+def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lacme_watch", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("lacme-watch ")
+
+
+def test_no_command_prints_help_and_exits_2(cli: CliRunner) -> None:
+    assert cli().code == 2

@@ -1,0 +1,139 @@
+"""The state database: created private, versioned, and the outbox never loses an event."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+
+from lacme_watch.config import Config, SinkRoute
+from lacme_watch.errors import StoreError
+from lacme_watch.store import StateStore
+from lacme_watch.stores.pem import PemStore
+from lacme_watch.testing import FailingSink, RecordingSink
+from lacme_watch.watch import run_pass
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def test_state_dir_is_created_private(tmp_path: Path) -> None:
+    state = tmp_path / "deep" / "state"
+    with StateStore(state):
+        pass
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def test_a_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
+    with StateStore(tmp_path):
+        pass
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+
+    with pytest.raises(StoreError, match="upgrade lacme-watch"):
+        StateStore(tmp_path)
+
+
+def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot open the state database"):
+        StateStore(blocker / "state")
+
+
+def _config(tmp_path: Path, certs: Path, *sinks: RecordingSink) -> Config:
+    return Config(
+        path=None,
+        state_dir=tmp_path / "state",
+        host="test-host",
+        stores=(PemStore((str(certs / "*.pem"),)),),
+        authorities=(),
+        sinks=tuple(SinkRoute(sink=sink) for sink in sinks),
+    )
+
+
+def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(
+    tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "a.pem").write_bytes(
+        ca.issue_cert("a.example", not_after=NOW + timedelta(days=3)).cert_chain_pems[0].bytes()
+    )
+    good = RecordingSink("good")
+    bad = FailingSink("bad", failures=1)
+    config = _config(tmp_path, certs, good, bad)
+
+    with StateStore(config.state_dir) as store:
+        first = run_pass(config, store, NOW)
+        assert first.exit_code == 1
+        assert first.delivery.failures == {"bad": "failure 1 of 1"}
+        assert good.kinds == ["certificate_expiring"]
+        assert [row.sink for row in store.pending()] == ["bad"]
+
+        # Not yet due: the retry waits for its backoff.
+        second = run_pass(config, store, NOW + timedelta(seconds=1))
+        assert (second.exit_code, bad.kinds) == (0, [])
+
+        third = run_pass(config, store, NOW + timedelta(hours=2))
+        assert third.exit_code == 0
+        assert bad.envelopes == good.envelopes  # the same events, the same ids
+        assert store.pending() == []
+
+
+def test_undelivered_events_age_out_loudly(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "a.pem").write_bytes(
+        ca.issue_cert(
+            "a.example", not_before=NOW - timedelta(days=65), not_after=NOW + timedelta(days=25)
+        )
+        .cert_chain_pems[0]
+        .bytes()
+    )
+    config = _config(tmp_path, certs, FailingSink("bad"))
+
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)
+        report = run_pass(config, store, NOW + timedelta(days=8))
+
+        assert report.exit_code == 1
+        assert [row.envelope.event.kind for row in report.delivery.expired] == [
+            "certificate_expiring"
+        ]
+        assert store.pending() == []
+        assert [entry.deliveries for entry in store.history()] == [{"bad": "expired"}]
+
+
+def test_snapshot_and_outbox_commit_together(tmp_path: Path) -> None:
+    """If the transaction fails, neither the new state nor its events are kept."""
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "a.pem").write_bytes(
+        ca.issue_cert("a.example", not_after=NOW + timedelta(days=2)).cert_chain_pems[0].bytes()
+    )
+    sink = RecordingSink("rec")
+    config = _config(tmp_path, certs, sink)
+    with StateStore(config.state_dir) as store:
+        # A real fault inside the transaction: another connection holds the write lock.
+        blocker = sqlite3.connect(config.state_dir / "state.sqlite3", timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")
+        store._db.execute("PRAGMA busy_timeout = 100")
+        with pytest.raises(StoreError):
+            run_pass(config, store, NOW)
+        blocker.rollback()
+        blocker.close()
+        assert store.history() == []
+        assert store.load_snapshot(config.stores[0].id) is None
+
+        report = run_pass(config, store, NOW)  # the pass repeats, nothing lost
+        assert [e.event.kind for e in report.envelopes] == ["certificate_expiring"]
+        assert sink.kinds == ["certificate_expiring"]
