@@ -253,18 +253,21 @@ class Options:
             values.append(kind(number))  # type: ignore[call-arg]  # kind is int or float
         return tuple(values)
 
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """A list of strings; a single string is accepted as a list of one."""
+    def _string_items(self, key: str) -> list[Node] | None:
+        """The items of a list of non-empty strings (a single string is a list of one)."""
         node = self.node(key)
         if node is None:
-            return default
+            return None
         items = node.value if isinstance(node.value, list) else [node]
-        result = []
         for item in items:
             if not isinstance(item.value, str) or not item.value:
                 raise item.unexpected("a non-empty string")
-            result.append(item.value)
-        return tuple(result)
+        return items
+
+    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """A list of strings; a single string is accepted as a list of one."""
+        items = self._string_items(key)
+        return default if items is None else tuple(str(item.value) for item in items)
 
     def path(self, key: str, default: str | None = None, *, must_exist: bool = False) -> str:
         """An absolute path (`~` and `${ENV}` expanded); a missing one is a warning."""
@@ -278,17 +281,10 @@ class Options:
 
     def paths(self, key: str) -> tuple[str, ...]:
         """A list of absolute paths or globs (`~` and `${ENV}` expanded in each)."""
-        node = self.node(key)
-        if node is None:
-            return ()
-        items = node.value if isinstance(node.value, list) else [node]
-        found = []
-        for item in items:
-            if not isinstance(item.value, str) or not item.value:
-                raise item.unexpected("a non-empty string")
-            expanded = expand_env(item.value, item)
-            found.append(os.path.abspath(os.path.expanduser(expanded)))
-        return tuple(found)
+        return tuple(
+            os.path.abspath(os.path.expanduser(expand_env(str(item.value), item)))
+            for item in self._string_items(key) or []
+        )
 
     def section(self, key: str) -> Options:
         """A nested mapping (empty when absent); call finish() on it too."""

@@ -339,3 +339,30 @@ def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path, ca: trustme.CA) -
     changed = third.read_certificates(str(path))
     assert isinstance(changed, tuple)
     assert (third.parsed, changed[0].names) == (1, ("changed.example.test",))
+
+
+def test_scanning_a_lacme_store_and_its_ca_opens_no_key(tmp_path: Path, opened: list[str]) -> None:
+    from lacme import CertificateAuthority, FileStore
+
+    from lacme_watch.authorities.lacme import LacmeAuthority
+    from lacme_watch.stores.lacme import LacmeStore
+
+    store = FileStore(tmp_path / "lacme")
+    authority = CertificateAuthority(store, name="root")
+    authority.init(cn="Audit CA")
+    authority.issue(["a.example"], validity_days=30)
+    opened.clear()
+
+    ca_scan = LacmeAuthority(str(store.base), "root").scan(CertificateReader())
+    store_scan = LacmeStore(str(store.base)).scan(CertificateReader(signers=ca_scan.signers))
+
+    assert [(o.role, o.domain) for o in store_scan.observations] == [
+        ("leaf", "a.example"),
+        ("chain", "Audit CA"),  # the root rides in fullchain.pem; run_pass leaves it to the CA
+    ]
+    touched = sorted(os.path.relpath(path, store.base) for path in opened if "lacme" in path)
+    assert touched == [
+        "ca/root/cert.pem",
+        "certs/a.example/fullchain.pem",
+        "certs/a.example/meta.json",
+    ]

@@ -46,6 +46,19 @@ def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:
         StateStore(blocker / "state")
 
 
+def _certs(tmp_path: Path, days_left: int, lifetime: int = 90) -> Path:
+    """A folder with one certificate for a.example expiring in `days_left` days."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    leaf = trustme.CA().issue_cert(
+        "a.example",
+        not_before=NOW + timedelta(days=days_left - lifetime),
+        not_after=NOW + timedelta(days=days_left),
+    )
+    (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    return certs
+
+
 def _config(tmp_path: Path, certs: Path, *sinks: RecordingSink) -> Config:
     return Config(
         path=None,
@@ -60,12 +73,7 @@ def _config(tmp_path: Path, certs: Path, *sinks: RecordingSink) -> Config:
 def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(
     tmp_path: Path,
 ) -> None:
-    ca = trustme.CA()
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    (certs / "a.pem").write_bytes(
-        ca.issue_cert("a.example", not_after=NOW + timedelta(days=3)).cert_chain_pems[0].bytes()
-    )
+    certs = _certs(tmp_path, days_left=3)
     good = RecordingSink("good")
     bad = FailingSink("bad", failures=1)
     config = _config(tmp_path, certs, good, bad)
@@ -88,38 +96,7 @@ def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(
 
 
 def test_undelivered_events_age_out_loudly(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    (certs / "a.pem").write_bytes(
-        ca.issue_cert(
-            "a.example", not_before=NOW - timedelta(days=65), not_after=NOW + timedelta(days=25)
-        )
-        .cert_chain_pems[0]
-        .bytes()
-    )
-    config = _config(tmp_path, certs, FailingSink("bad"))
-
-    with StateStore(config.state_dir) as store:
-        run_pass(config, store, NOW)
-        report = run_pass(config, store, NOW + timedelta(days=8))
-
-        assert report.exit_code == 1
-        assert [row.envelope.event.kind for row in report.delivery.expired] == [
-            "certificate_expiring"
-        ]
-        assert store.pending() == []
-        assert [entry.deliveries for entry in store.history()] == [{"bad": "expired"}]
-
-
-def test_snapshot_and_outbox_commit_together(tmp_path: Path) -> None:
-    """If the transaction fails, neither the new state nor its events are kept."""
-    ca = trustme.CA()
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    (certs / "a.pem").write_bytes(
-        ca.issue_cert("a.example", not_after=NOW + timedelta(days=2)).cert_chain_pems[0].bytes()
-    )
+    certs = _certs(tmp_path, days_left=2)
     sink = RecordingSink("rec")
     config = _config(tmp_path, certs, sink)
     with StateStore(config.state_dir) as store:
