@@ -96,6 +96,23 @@ def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(
 
 
 def test_undelivered_events_age_out_loudly(tmp_path: Path) -> None:
+    certs = _certs(tmp_path, days_left=25)
+    config = _config(tmp_path, certs, FailingSink("bad"))
+
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)
+        report = run_pass(config, store, NOW + timedelta(days=8))
+
+        assert report.exit_code == 1
+        assert [row.envelope.event.kind for row in report.delivery.expired] == [
+            "certificate_expiring"
+        ]
+        assert store.pending() == []
+        assert [entry.deliveries for entry in store.history()] == [{"bad": "expired"}]
+
+
+def test_snapshot_and_outbox_commit_together(tmp_path: Path) -> None:
+    """If the transaction fails, neither the new state nor its events are kept."""
     certs = _certs(tmp_path, days_left=2)
     sink = RecordingSink("rec")
     config = _config(tmp_path, certs, sink)
