@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lacme_watch.config import Config, SinkRoute
+from lacme_watch.config import Config
+from lacme_watch.delivery import SinkRoute
 from lacme_watch.store import StateStore
 from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.testing import RecordingSink

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +17,13 @@ from rich.table import Table
 
 from . import __version__
 from .config import Config, find_config, load, zero_config
-from .errors import ConfigError, LacmeWatchError
+from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
-from .external import event_from_arguments, record
+from .external import event_from_arguments, record, test_event
 from .state import EXPIRED, days_remaining
 from .store import StateStore
 from .watch import PassReport, run_pass, scan_sources
-from .wire import format_time, parse_time, to_cloudevent
+from .wire import format_time, parse_time, to_cloudevent, wrap
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
 
@@ -116,6 +117,14 @@ def _build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate the configuration file")
     check.set_defaults(handler=_config_check)
 
+    sinks = commands.add_parser("sinks", help="sink commands")
+    sinks_commands = sinks.add_subparsers(metavar="ACTION")
+    sinks_test = sinks_commands.add_parser(
+        "test", help="send a clearly marked test event through one sink now"
+    )
+    sinks_test.add_argument("name", help="the sink's name (see `config check`)")
+    sinks_test.set_defaults(handler=_sinks_test)
+
     demo = commands.add_parser("demo", help="show every event kind in a throw-away sandbox")
     demo.add_argument("--keep", metavar="DIR", help="build the sandbox here and keep it")
     demo.set_defaults(handler=_demo)
@@ -159,6 +168,10 @@ def _print_pass(report: PassReport, io: Io) -> None:
             io.err.print(f"lacme-watch: {source}: {problem.path}: {problem.reason}{detail}")
         for sink, reason in report.delivery.failures.items():
             io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+        for row in report.delivery.rejected:
+            io.err.print(
+                f"lacme-watch: sink {row.sink}: refused {row.envelope.event.summary()} for good"
+            )
         for row in report.delivery.expired:
             io.err.print(
                 f"lacme-watch: sink {row.sink}: gave up on {row.envelope.event.summary()}"
@@ -308,6 +321,26 @@ def _config_check(args: argparse.Namespace, io: Io) -> int:
         f"{escape(config.path or 'zero configuration')}: OK — {counts};"
         f" state in {escape(str(config.state_dir))}; scans {config.schedule.describe()}"
     )
+    return 0
+
+
+def _sinks_test(args: argparse.Namespace, io: Io) -> int:
+    """Deliver one drill event straight to a sink (no outbox, no filter), and say how it went."""
+    config = _config(args, io)
+    routes = {route.sink.name: route for route in config.sinks}
+    route = routes.get(args.name)
+    if route is None:
+        raise ConfigError(
+            "sinks test", f"no sink named {args.name!r}; configured: {', '.join(routes)}"
+        )
+    now = _clock(args)
+    envelope = wrap(test_event(now), host=config.host, time=now, id=str(uuid.uuid4()))
+    try:
+        route.sink.deliver([envelope])
+    except SinkError as exc:
+        io.err.print(f"sink {escape(args.name)}: [bold red]FAILED[/]: {escape(exc.reason)}")
+        return 1
+    io.out.print(f"sink {escape(args.name)}: delivered test event {envelope.id}")
     return 0
 
 

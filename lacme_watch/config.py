@@ -17,7 +17,7 @@ from pathlib import Path
 from apscheduler.triggers.cron import CronTrigger
 
 from .certificates import DEFAULT_MAX_FILE_SIZE
-from .delivery import RetryPolicy
+from .delivery import RetryPolicy, SinkRoute
 from .errors import ConfigError
 from .events import EVENT_TYPES
 from .options import Node, Options, format_duration, load_yaml, parse_duration
@@ -43,17 +43,6 @@ class Schedule:
         if self.cron or self.interval is None:
             return f"on cron '{self.cron}'"
         return f"every {format_duration(self.interval)}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SinkRoute:
-    """A sink and the event names it wants (None: all)."""
-
-    sink: Sink
-    events: frozenset[str] | None = None
-
-    def wants(self, kind: str) -> bool:
-        return self.events is None or kind in self.events
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,9 +200,10 @@ def _sinks(options: Options) -> tuple[SinkRoute, ...]:
             raise ConfigError(str(item.where.child("name")), f"sink name {name!r} is used twice")
         names.add(name)
         events = _event_filter(item)
+        min_interval = item.duration("min_interval") if "min_interval" in item else None
         sink: Sink = cls.from_options(name, item)
         item.finish()
-        routes.append(SinkRoute(sink=sink, events=events))
+        routes.append(SinkRoute(sink=sink, events=events, min_interval=min_interval))
     return tuple(routes)
 
 

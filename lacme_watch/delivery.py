@@ -1,8 +1,11 @@
 """Outbox -> sinks: each sink gets its due events as one batch, retried with backoff.
 
-Success marks rows delivered; SinkError (or a crash in the sink) schedules a retry
-with exponential backoff and jitter; rows older than max_age are marked expired and
-reported, never dropped silently.
+Success marks rows delivered. A SinkError schedules a retry with exponential backoff
+and jitter (or after the receiver's Retry-After), marks the events the sink did
+deliver before failing, or - when the sink says the failure is permanent - marks the
+rest failed and reports them. Rows older than max_age are marked expired and
+reported, never dropped silently. A sink with `min_interval` is given nothing until
+that long after its last delivery: what arrives meanwhile waits for the next batch.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SinkRoute:
+    """A sink, the event names it wants (None: all) and its alert hygiene."""
+
+    sink: Sink
+    events: frozenset[str] | None = None
+    min_interval: timedelta | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.events is None or kind in self.events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How long to wait between attempts, and when to give up loudly."""
 
@@ -32,7 +47,7 @@ class RetryPolicy:
         """Exponential in the attempts made so far, capped, with jitter in [50%, 100%]."""
         base: timedelta = min(self.maximum, self.initial * (2 ** min(attempts, 30)))
         jitter = 0.5 + random.random() / 2  # noqa: S311  # jitter, not cryptography
-        return base * jitter  # jitter, not cryptography
+        return base * jitter
 
 
 @dataclass(slots=True)
@@ -41,19 +56,26 @@ class DeliveryReport:
 
     delivered: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    """Sinks that failed this time; their events stay queued for a retry."""
+    rejected: list[OutboxRow] = field(default_factory=list)
+    """Events a sink refused for good (e.g. HTTP 400): reported, not retried."""
     expired: list[OutboxRow] = field(default_factory=list)
+    """Events that aged out undelivered."""
+    held: dict[str, int] = field(default_factory=dict)
+    """Events a sink's min_interval is holding for its next batch."""
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.expired
+        return not self.failures and not self.expired and not self.rejected
 
 
 def drain(
-    store: StateStore, sinks: Sequence[Sink], now: datetime, policy: RetryPolicy
+    store: StateStore, routes: Sequence[SinkRoute], now: datetime, policy: RetryPolicy
 ) -> DeliveryReport:
     """Deliver every due outbox row, sink by sink; one failing sink never stops the others."""
     report = DeliveryReport()
-    for sink in sinks:
+    for route in routes:
+        sink = route.sink
         rows = store.due(sink.name, now)
         stale = [row for row in rows if now - row.created_at > policy.max_age]
         if stale:
@@ -65,22 +87,48 @@ def drain(
                 len(stale),
                 policy.max_age,
             )
-        rows = [row for row in rows if row not in stale]
+            rows = [row for row in rows if row not in stale]
         if not rows:
             continue
-        try:
-            sink.deliver([row.envelope for row in rows])
-        except SinkError as exc:
-            _retry(store, sink.name, rows, now, policy, exc.reason)
-            report.failures[sink.name] = exc.reason
-        except Exception:  # a bug in one plugin must not stop the others
-            log.exception("sink %s crashed delivering %d events", sink.name, len(rows))
-            _retry(store, sink.name, rows, now, policy, "sink crashed; see the log")
-            report.failures[sink.name] = "sink crashed; see the log"
-        else:
-            store.mark_delivered(sink.name, rows, now)
-            report.delivered += len(rows)
+        if route.min_interval is not None:
+            last = store.last_delivery(sink.name)
+            if last is not None and now - last < route.min_interval:
+                report.held[sink.name] = len(rows)
+                continue
+        _deliver(store, sink, rows, now, policy, report)
     return report
+
+
+def _deliver(
+    store: StateStore,
+    sink: Sink,
+    rows: list[OutboxRow],
+    now: datetime,
+    policy: RetryPolicy,
+    report: DeliveryReport,
+) -> None:
+    try:
+        sink.deliver([row.envelope for row in rows])
+    except SinkError as exc:
+        done = [row for row in rows if row.envelope.id in exc.delivered]
+        rest = [row for row in rows if row.envelope.id not in exc.delivered]
+        if done:
+            store.mark_delivered(sink.name, done, now)
+            report.delivered += len(done)
+        if exc.permanent:
+            store.reject(sink.name, rest, exc.reason)
+            report.rejected += rest
+            log.error("sink %s refused %d event(s) for good: %s", sink.name, len(rest), exc.reason)
+        else:
+            _retry(store, sink.name, rest, now, policy, exc.reason, exc.retry_after)
+            report.failures[sink.name] = exc.reason
+    except Exception:  # a bug in one plugin must not stop the others
+        log.exception("sink %s crashed delivering %d events", sink.name, len(rows))
+        _retry(store, sink.name, rows, now, policy, "sink crashed; see the log", None)
+        report.failures[sink.name] = "sink crashed; see the log"
+    else:
+        store.mark_delivered(sink.name, rows, now)
+        report.delivered += len(rows)
 
 
 def _retry(
@@ -90,6 +138,11 @@ def _retry(
     now: datetime,
     policy: RetryPolicy,
     reason: str,
+    retry_after: timedelta | None,
 ) -> None:
-    attempts = max(row.attempts for row in rows)
-    store.retry_later(sink, rows, now + policy.delay(attempts), reason)
+    if not rows:
+        return
+    delay = policy.delay(max(row.attempts for row in rows))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    store.retry_later(sink, rows, now + delay, reason)

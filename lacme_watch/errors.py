@@ -10,6 +10,9 @@ LacmeWatchError   cli.main prints it, exits with .exit_code (1 unless noted)
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import timedelta
+
 
 class LacmeWatchError(Exception):
     """Base of every deliberate lacme-watch error."""
@@ -43,12 +46,28 @@ class SourceError(LacmeWatchError):
 
 
 class SinkError(LacmeWatchError):
-    """A sink could not deliver; the outbox will try again later."""
+    """A sink could not deliver; the outbox will try again later.
 
-    def __init__(self, sink: str, reason: str) -> None:
+    `delivered` names the event ids that did get through before the failure (they
+    are not sent again); `retry_after` is the receiver's own wish (HTTP Retry-After);
+    `permanent` means retrying cannot help (HTTP 400): the events are reported, not retried.
+    """
+
+    def __init__(
+        self,
+        sink: str,
+        reason: str,
+        *,
+        delivered: Collection[str] = (),
+        retry_after: timedelta | None = None,
+        permanent: bool = False,
+    ) -> None:
         super().__init__(f"sink {sink!r}: {reason}")
         self.sink = sink
         self.reason = reason
+        self.delivered = frozenset(delivered)
+        self.retry_after = retry_after
+        self.permanent = permanent
 
 
 class EventFormatError(LacmeWatchError):

@@ -49,6 +49,8 @@ class Event:
     issuer: str | None = None
     not_before: datetime | None = None
     host: str | None = None
+    test: bool | None = None
+    """True on the event `lacme-watch sinks test` sends: a drill, not news."""
 
     @property
     def subject(self) -> str:
@@ -127,7 +129,8 @@ class CertificateExpiring(CertificateEvent):
             state = f"EXPIRED {-self.days_remaining} days ago"
         else:
             state = f"{self.days_remaining} days left"
-        return f"{self.kind}: {self.domain} expires {_day(self.expires_at)} ({state})"
+        drill = "TEST " if self.test else ""
+        return f"{self.kind}: {drill}{self.domain} expires {_day(self.expires_at)} ({state})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,13 +9,12 @@ import types
 import typing
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .errors import EventFormatError
-from .events import EVENT_TYPES, Event
+from .events import EVENT_TYPES, CertificateExpiring, Event
 from .store import StateStore
 from .wire import Envelope, decode_event, wrap
 
@@ -54,8 +53,21 @@ def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
         raise EventFormatError(str(exc).replace("data.", "--").replace("_", "-")) from None
 
 
-def required_fields(kind: str) -> list[str]:
-    return [f.name for f in fields(EVENT_TYPES[kind]) if f.default is MISSING]
+TEST_DOMAIN = "test.lacme-watch.invalid"
+
+
+def test_event(now: datetime) -> CertificateExpiring:
+    """What `sinks test` sends: realistic, and plainly a drill (RFC 2606 .invalid, test=true)."""
+    expires = now + timedelta(days=9)
+    return CertificateExpiring(
+        domain=TEST_DOMAIN,
+        domains=(TEST_DOMAIN, f"www.{TEST_DOMAIN}"),
+        expires_at=expires,
+        days_remaining=9,
+        threshold="14d",
+        store="lacme-watch sinks test",
+        test=True,
+    )
 
 
 def _flag(name: str) -> str:
@@ -72,4 +84,4 @@ def record(
         for envelope in envelopes
     ]
     store.record_events(routed, now)
-    return envelopes, drain(store, [route.sink for route in config.sinks], now, config.retry)
+    return envelopes, drain(store, config.sinks, now, config.retry)

@@ -286,6 +286,49 @@ class Options:
             for item in self._string_items(key) or []
         )
 
+    def string_map(self, key: str) -> dict[str, str]:
+        """A mapping of names to strings (`${ENV}` expanded): environment, headers."""
+        node = self.node(key)
+        if node is None:
+            return {}
+        if not isinstance(node.value, dict):
+            raise node.unexpected("a mapping of names to strings")
+        found = {}
+        for name, item in node.value.items():
+            if isinstance(item.value, bool) or not isinstance(item.value, (str, int)):
+                raise item.unexpected("a string")
+            found[name] = expand_env(str(item.value), item)
+        return found
+
+    def secret(self, key: str) -> str | None:
+        """A secret from `KEY_file` or a `${ENV}` reference in `KEY`, never plain text.
+
+        Plain text is refused so that a secret never sits in a file that is
+        copied, committed and shown in `config check` output.
+        """
+        file_key = f"{key}_file"
+        node = self.node(key)
+        file_node = self.node(file_key)
+        if node is not None and file_node is not None:
+            raise ConfigError(str(node.where), f"give either {key} or {file_key}, not both")
+        if file_node is not None:
+            path = self.path(file_key)
+            try:
+                with open(path, encoding="utf-8") as stream:
+                    return stream.read().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    str(file_node.where), f"cannot read {path}: {exc.strerror}"
+                ) from exc
+        if node is None:
+            return None
+        if not isinstance(node.value, str) or not _ENV_REF.search(node.value):
+            raise ConfigError(
+                str(node.where),
+                f"a secret must come from ${{ENV_VAR}} or {file_key}, not plain text",
+            )
+        return expand_env(node.value, node)
+
     def section(self, key: str) -> Options:
         """A nested mapping (empty when absent); call finish() on it too."""
         node = self.node(key)

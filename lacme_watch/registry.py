@@ -28,6 +28,9 @@ _BUILT_IN = {
     },
     "lacme_watch.sinks": {
         "log": "lacme_watch.sinks.log:LogSink",
+        "email": "lacme_watch.sinks.email:EmailSink",
+        "shell": "lacme_watch.sinks.shell:ShellSink",
+        "webhook": "lacme_watch.sinks.webhook:WebhookSink",
     },
 }
 

@@ -46,11 +46,12 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT NOT NULL REFERENCES events (id), sink TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'expired')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'expired', 'rejected')),
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
     created_at REAL NOT NULL, delivered_at REAL, last_error TEXT,
     PRIMARY KEY (event_id, sink));
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, sink, next_attempt);
+CREATE TABLE IF NOT EXISTS sinks (sink TEXT PRIMARY KEY, last_delivered REAL NOT NULL);
 """
 
 
@@ -250,6 +251,27 @@ class StateStore:
                 "UPDATE outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,"
                 " last_error = NULL WHERE event_id = ? AND sink = ?",
                 [(_epoch(now), row.envelope.id, sink) for row in rows],
+            )
+            db.execute(
+                "INSERT INTO sinks VALUES (?, ?) ON CONFLICT (sink) DO UPDATE"
+                " SET last_delivered = excluded.last_delivered",
+                (sink, _epoch(now)),
+            )
+
+    def last_delivery(self, sink: str) -> datetime | None:
+        """When this sink last delivered anything (for min_interval)."""
+        row = self._db.execute(
+            "SELECT last_delivered FROM sinks WHERE sink = ?", (sink,)
+        ).fetchone()
+        return None if row is None else datetime.fromtimestamp(row[0], UTC)
+
+    def reject(self, sink: str, rows: Iterable[OutboxRow], reason: str) -> None:
+        """The sink refused these for good: keep them, marked, for `events` to show."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?"
+                " WHERE event_id = ? AND sink = ?",
+                [(reason, row.envelope.id, sink) for row in rows],
             )
 
     def retry_later(

@@ -106,7 +106,7 @@ def run_pass(
     if dispatcher is not None:
         for envelope in envelopes:
             dispatcher.emit_sync(envelope.event)
-    report.delivery = drain(store, [route.sink for route in config.sinks], now, config.retry)
+    report.delivery = drain(store, config.sinks, now, config.retry)
     return report
 
 

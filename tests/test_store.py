@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.config import Config, SinkRoute
+from lacme_watch.config import Config
+from lacme_watch.delivery import SinkRoute
 from lacme_watch.errors import StoreError
 from lacme_watch.store import StateStore
 from lacme_watch.stores.pem import PemStore

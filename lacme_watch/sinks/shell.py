@@ -1,0 +1,181 @@
+"""The shell sink: runs a program once per event, with the event as data, never as code.
+
+`command` is an argv list, run without a shell. The event reaches the program three
+ways: as CloudEvent JSON on stdin; as environment variables (LACME_WATCH_EVENT, a
+one-line LACME_WATCH_SUMMARY, LACME_WATCH_<FIELD> per data field) in a per-call
+environment built from a minimal base, so the daemon's own secrets never reach the
+hook; and as LACME_WATCH_EVENT_FILE, a private JSON file of the whole event, since
+environment variables have size limits. A timeout kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Self
+
+from ..errors import ConfigError, SinkError
+from ..options import Options
+from ..wire import Envelope, event_data, format_time, to_json
+
+PREFIX = "LACME_WATCH_"
+MAX_VALUE = 64 * 1024
+"""Longest single variable: Linux refuses an exec whose strings pass 128 KiB each."""
+PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME")
+"""What a hook inherits from the daemon's environment; nothing else does."""
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """How one run ended."""
+
+    returncode: int
+    stderr: bytes
+
+
+Runner = Callable[[Sequence[str], bytes, Mapping[str, str], float], Finished]
+
+
+def run_in_own_group(
+    argv: Sequence[str], stdin: bytes, env: Mapping[str, str], timeout: float
+) -> Finished:
+    """Run argv in a new session; on timeout kill the whole group, not just the leader."""
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,
+        close_fds=True,
+    )
+    try:
+        _, stderr = process.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return Finished(process.returncode, stderr or b"")
+
+
+class ShellSink:
+    """Runs `command` once per event."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        timeout: timedelta = timedelta(seconds=30),
+        environment: Mapping[str, str] | None = None,
+        run: Runner = run_in_own_group,
+    ) -> None:
+        self.name = name
+        self._argv = tuple(argv)
+        self._timeout = timeout
+        self._base_env = {**_inherited(), **(environment or {})}
+        self._run = run
+
+    @classmethod
+    def from_options(cls, name: str, options: Options) -> Self:
+        node = options.node("command")
+        if node is not None and isinstance(node.value, str):
+            raise ConfigError(
+                str(node.where),
+                "must be a list (argv), e.g. [/usr/local/bin/reload-nginx]: lacme-watch never"
+                " runs a shell string",
+            )
+        argv = options.strings("command")
+        if not argv:
+            raise ConfigError(str(options.where.child("command")), "is required")
+        environment = options.string_map("environment")
+        return cls(
+            name,
+            argv,
+            timeout=options.duration("timeout", timedelta(seconds=30)),
+            environment=environment,
+        )
+
+    def deliver(self, events: Sequence[Envelope]) -> None:
+        delivered: list[str] = []
+        for envelope in events:
+            try:
+                self._run_one(envelope)
+            except SinkError as exc:
+                raise SinkError(self.name, exc.reason, delivered=delivered) from exc
+            delivered.append(envelope.id)
+
+    def _run_one(self, envelope: Envelope) -> None:
+        program = self._argv[0]
+        document = to_json(envelope).encode()
+        with tempfile.TemporaryDirectory(prefix="lacme-watch-") as directory:
+            event_file = os.path.join(directory, "event.json")
+            with open(
+                os.open(event_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"
+            ) as out:
+                out.write(document)
+            env = {**self._base_env, **event_environment(envelope, event_file)}
+            try:
+                done = self._run(self._argv, document, env, self._timeout.total_seconds())
+            except subprocess.TimeoutExpired:
+                raise SinkError(self.name, f"{program} timed out after {self._timeout}") from None
+            except OSError as exc:
+                raise SinkError(self.name, f"cannot run {program}: {exc.strerror}") from exc
+        if done.returncode != 0:
+            detail = _last_line(done.stderr)
+            raise SinkError(
+                self.name, f"{program} exited {done.returncode}" + (f": {detail}" if detail else "")
+            )
+
+
+def event_environment(envelope: Envelope, event_file: str) -> dict[str, str]:
+    """The LACME_WATCH_* variables for one event (long values cut; the file has them whole)."""
+    event = envelope.event
+    env = {
+        f"{PREFIX}EVENT": event.kind,
+        f"{PREFIX}SUMMARY": " ".join(event.summary().split()),
+        f"{PREFIX}ID": envelope.id,
+        f"{PREFIX}TIME": format_time(envelope.time),
+        f"{PREFIX}SOURCE": envelope.source,
+        f"{PREFIX}SUBJECT": event.subject,
+        f"{PREFIX}EVENT_FILE": event_file,
+    }
+    for field, value in event_data(event).items():
+        env[PREFIX + field.upper()] = _text(value)
+    truncated = []
+    for key, value in env.items():
+        value = value.replace("\x00", "\\x00")  # the one character an environment cannot hold
+        if len(value.encode()) > MAX_VALUE:
+            value = value.encode()[:MAX_VALUE].decode(errors="ignore")
+            truncated.append(key.removeprefix(PREFIX))
+        env[key] = value
+    if truncated:
+        env[f"{PREFIX}TRUNCATED"] = " ".join(truncated)
+    return env
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    if isinstance(value, datetime):
+        return format_time(value)
+    return str(value)
+
+
+def _inherited() -> dict[str, str]:
+    env = {key: os.environ[key] for key in PASSED_THROUGH if key in os.environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else ""
