@@ -187,7 +187,7 @@ def _print_pass(report: PassReport, io: Io) -> None:
 def _status(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     now = _clock(args)
-    report = PassReport()
+    report = PassReport(now=now)
     with StateStore(config.state_dir) as store:
         changes, _ = scan_sources(config, store, now, report)
     rows = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -38,11 +39,25 @@ class Schedule:
 
     interval: timedelta | None = DEFAULT_SCAN
     cron: str | None = None
+    deliver: timedelta = timedelta(minutes=1)
+    """How often the daemon retries pending deliveries between scans."""
+    jitter: timedelta = timedelta(0)
+    """Random delay added to each scan, so a fleet does not scan in lockstep."""
+    timezone: str | None = None
+    """For cron expressions; None is the system's time zone."""
 
     def describe(self) -> str:
         if self.cron or self.interval is None:
             return f"on cron '{self.cron}'"
         return f"every {format_duration(self.interval)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsOptions:
+    """Where Prometheus metrics go: an HTTP listener (daemon) and/or a textfile."""
+
+    listen: str | None = None
+    textfile: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +75,8 @@ class Config:
     schedule: Schedule = field(default_factory=Schedule)
     sinks: tuple[SinkRoute, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat: bool = False
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -119,6 +136,8 @@ def build(root: Node, file: str) -> Config:
     schedule = _schedule(options.section("schedule"))
     sinks = _sinks(options)
     retry = _retry(options.section("delivery"))
+    heartbeat = options.boolean("heartbeat", False)
+    metrics = _metrics(options.section("metrics"))
     options.finish()
     return Config(
         path=file,
@@ -132,6 +151,8 @@ def build(root: Node, file: str) -> Config:
         schedule=schedule,
         sinks=sinks,
         retry=retry,
+        heartbeat=heartbeat,
+        metrics=metrics,
         warnings=tuple(warnings),
     )
 
@@ -169,20 +190,49 @@ def _expiry(options: Options) -> tuple[Policy, bool]:
 
 def _schedule(options: Options) -> Schedule:
     node = options.node("scan")
+    deliver = options.duration("deliver", timedelta(minutes=1))
+    jitter = options.duration("jitter", timedelta(seconds=1)) if "jitter" in options else None
+    timezone = options.optional_string("timezone")
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            where = options.node("timezone")
+            raise ConfigError(
+                str(where.where if where else options.where), f"unknown time zone {timezone!r}"
+            ) from None
     options.finish()
+    base = Schedule(deliver=deliver, jitter=jitter or timedelta(0), timezone=timezone)
     if node is None:
-        return Schedule()
+        return base
     if not isinstance(node.value, str):
         raise node.unexpected("a duration like '15m' or a 5-field cron expression")
     if (interval := parse_duration(node.value)) is not None and interval.total_seconds() > 0:
-        return Schedule(interval=interval)
+        return replace(base, interval=interval)
     if len(node.value.split()) == 5:
         try:
             CronTrigger.from_crontab(node.value)
         except ValueError as exc:
             raise node.unexpected(f"a valid cron expression ({exc})") from None
-        return Schedule(interval=None, cron=node.value)
+        return replace(base, interval=None, cron=node.value)
     raise node.unexpected("a duration like '15m' or a 5-field cron expression")
+
+
+def _metrics(options: Options) -> MetricsOptions:
+    listen = options.optional_string("listen")
+    if listen is not None:
+        from .metrics import parse_listen
+
+        try:
+            parse_listen(listen)
+        except ConfigError:
+            node = options.node("listen")
+            raise ConfigError(
+                str(node.where if node else options.where), f"expected host:port, got {listen!r}"
+            ) from None
+    textfile = options.path("textfile") if options.node("textfile") is not None else None
+    options.finish()
+    return MetricsOptions(listen=listen, textfile=textfile)
 
 
 def _sinks(options: Options) -> tuple[SinkRoute, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .config import load
+from .config import Config, load
 from .external import event_from_arguments, record
 from .store import StateStore
 from .watch import run_pass
@@ -143,7 +144,7 @@ sinks:
 
 
 def run_demo(console: Console, keep: Path | None = None) -> int:
-    """Build the sandbox, run five passes over simulated time, show what each one emitted."""
+    """Build the sandbox, run six passes over simulated time, show what each one emitted."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         return _run(console, keep)
@@ -159,8 +160,8 @@ def _run(console: Console, root: Path) -> int:
     console.print(f"[bold]lacme-watch demo[/] — sandbox in {escape(str(root))}\n")
     with StateStore(config.state_dir) as state:
 
-        def scan(title: str, at: datetime) -> None:
-            report = run_pass(config, state, at)
+        def scan(title: str, at: datetime, settings: Config = config) -> None:
+            report = run_pass(settings, state, at)
             _show(console, title, at, report.envelopes)
 
         scan("Pass 1: the first pass is a quiet baseline, but reports what holds now", now)
@@ -205,6 +206,12 @@ def _run(console: Console, root: Path) -> int:
         ]
         envelopes, _ = record(config, state, hooked, later)
         _show(console, "Pass 5: an ACME client's hook ran `lacme-watch emit ...`", later, envelopes)
+
+        scan(
+            "Pass 6: with `heartbeat: true`, every pass reports that the watcher is alive",
+            now + timedelta(days=10, hours=3),
+            replace(config, heartbeat=True),
+        )
     lines = (root / "events.jsonl").read_text().splitlines()
     console.print(f"The log sink wrote {len(lines)} CloudEvents, one per line. The first:")
     console.print_json(lines[0])

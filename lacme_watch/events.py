@@ -26,6 +26,7 @@ __all__ = [
     "CertificateUnreadable",
     "ChallengeFailed",
     "Event",
+    "Heartbeat",
     "RateLimitWarning",
     "lacme_fields",
 ]
@@ -245,6 +246,32 @@ class CertificateUnreadable(Event):
         return f"{self.kind}: {self.path}: {self.reason}{detail}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Event):
+    """A pass finished: counts for a dead-man switch (silence means the watcher is down)."""
+
+    kind: ClassVar[str] = "heartbeat"
+    pass_at: datetime
+    certificates: int
+    sources: int
+    sources_failed: int
+    events: int
+    problems: int
+
+    @property
+    def subject(self) -> str:
+        return self.host or "lacme-watch"
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.pass_at.isoformat(),)
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: {self.certificates} certificates in {self.sources} sources,"
+            f" {self.events} events, {self.problems} problems"
+        )
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     event_type.kind: event_type
     for event_type in (
@@ -257,6 +284,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CACertificateIssued,
         CertificateRemoved,
         CertificateUnreadable,
+        Heartbeat,
     )
 }
 """Every kind lacme-watch knows, by its wire name; serialization goes through here."""

@@ -291,6 +291,25 @@ class StateStore:
                 [(row.envelope.id, sink) for row in rows],
             )
 
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """(sink, state) -> how many events, for metrics."""
+        return {
+            (sink, state): count
+            for sink, state, count in self._db.execute(
+                "SELECT sink, state, count(*) FROM outbox GROUP BY sink, state"
+            )
+        }
+
+    def last_success(self) -> datetime | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'last_success'").fetchone()
+        return None if row is None else datetime.fromtimestamp(float(row[0]), UTC)
+
+    def record_success(self, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_success', ?)", (str(_epoch(now)),)
+            )
+
     # -- history -------------------------------------------------------------------
 
     def history(self, limit: int = 100) -> list[HistoryEntry]:

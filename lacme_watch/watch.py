@@ -6,6 +6,7 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
@@ -16,7 +17,9 @@ from .certificates import CertificateReader
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .dispatch import EventDispatcher
-from .observations import Problem, ScanResult
+from .events import Heartbeat
+from .metrics import PassMetrics
+from .observations import Observation, Problem, ScanResult
 from .state import Authority, detect
 from .store import SourceChange, StateStore
 from .wire import Envelope, wrap
@@ -26,12 +29,29 @@ from .wire import Envelope, wrap
 class PassReport:
     """What a pass saw and did: the CLI's summary and exit status come from here."""
 
+    now: datetime
     envelopes: list[Envelope] = field(default_factory=list)
     problems: list[tuple[str, Problem]] = field(default_factory=list)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
-    certificates: int = 0
+    inventory: list[tuple[str, Observation]] = field(default_factory=list)
+    failed_sources: set[str] = field(default_factory=set)
     files_parsed: int = 0
     files_reused: int = 0
+    duration_seconds: float = 0.0
+
+    @property
+    def certificates(self) -> int:
+        return len(self.inventory)
+
+    def status(self) -> str:
+        """One line for systemd's STATUS= and the daemon's log."""
+        line = (
+            f"{self.certificates} certificates, {len(self.envelopes)} new events,"
+            f" {len(self.problems)} problems"
+        )
+        if self.delivery.failures:
+            line += f", {len(self.delivery.failures)} sink(s) failing"
+        return line
 
     @property
     def ok(self) -> bool:
@@ -82,7 +102,9 @@ def scan_sources(
         )
         envelopes += [wrap(event, host=config.host, time=now) for event in events]
         report.problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
-        report.certificates += len(after.certificates)
+        report.inventory += [(source.id, o) for o in after.certificates.values()]
+        if scan.failed:
+            report.failed_sources.add(source.id)
         report.files_parsed += reader.parsed
         report.files_reused += reader.reused
     return changes, envelopes
@@ -95,8 +117,11 @@ def run_pass(
     dispatcher: EventDispatcher | None = None,
 ) -> PassReport:
     """One full pass: scan, detect, commit, notify subscribers, deliver."""
-    report = PassReport()
+    started = time.monotonic()
+    report = PassReport(now=now)
     changes, envelopes = scan_sources(config, store, now, report)
+    if config.heartbeat:
+        envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
     routed = [
         (envelope, [route.sink.name for route in config.sinks if route.wants(envelope.event.kind)])
         for envelope in envelopes
@@ -107,7 +132,37 @@ def run_pass(
         for envelope in envelopes:
             dispatcher.emit_sync(envelope.event)
     report.delivery = drain(store, config.sinks, now, config.retry)
+    if report.ok:
+        store.record_success(now)
+    report.duration_seconds = time.monotonic() - started
     return report
+
+
+def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:
+    return Heartbeat(
+        host=config.host,
+        pass_at=report.now,
+        certificates=report.certificates,
+        sources=len(config.sources),
+        sources_failed=len(report.failed_sources),
+        events=len(envelopes),
+        problems=len(report.problems),
+    )
+
+
+def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassMetrics:
+    """What the metrics endpoint and textfile show after a pass."""
+    return PassMetrics(
+        now=report.now,
+        duration_seconds=report.duration_seconds,
+        sources=tuple(source.id for source in config.sources),
+        failed_sources=frozenset(report.failed_sources),
+        inventory=tuple(report.inventory),
+        problems=tuple(report.problems),
+        outbox=store.outbox_counts(),
+        last_success=store.last_success(),
+        events=len(report.envelopes),
+    )
 
 
 def _without_watched_cas(scan: ScanResult, authorities: dict[str, Authority]) -> ScanResult:

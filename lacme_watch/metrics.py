@@ -1,0 +1,178 @@
+"""Prometheus metrics: an HTTP endpoint for the daemon, a node-exporter textfile for cron.
+
+Per certificate, the names and labels of x509-certificate-exporter (`x509_cert_not_after`,
+`x509_cert_not_before`, `x509_cert_expired`; `subject_CN`, `issuer_CN`, decimal
+`serial_number`, `filepath`, `filename`), so its dashboards and alert rules work as
+they are, plus lacme-watch's own labels (`store`, `lineage`, `domain`, `role`).
+Expired certificates keep their series. Per source, per sink and per pass:
+`lacme_watch_*`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .errors import ConfigError
+from .observations import Observation, Problem
+
+CERT_LABELS = (
+    "store",
+    "lineage",
+    "domain",
+    "role",
+    "subject_CN",
+    "issuer_CN",
+    "serial_number",
+    "filepath",
+    "filename",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassMetrics:
+    """What one pass leaves for the next scrape."""
+
+    now: datetime
+    duration_seconds: float
+    sources: tuple[str, ...]
+    failed_sources: frozenset[str] = frozenset()
+    inventory: tuple[tuple[str, Observation], ...] = ()
+    problems: tuple[tuple[str, Problem], ...] = ()
+    outbox: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    last_success: datetime | None = None
+    events: int = 0
+
+
+class Metrics(Collector):
+    """A collector over the latest pass; thread-safe for scrapes during a pass."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._latest: PassMetrics | None = None
+        self._lock = threading.Lock()
+        self.registry.register(self)
+
+    def update(self, latest: PassMetrics) -> None:
+        with self._lock:
+            self._latest = latest
+
+    def serve(self, address: str) -> None:
+        """Serve /metrics on `host:port` from a background thread."""
+        host, port = parse_listen(address)
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def write_textfile(self, path: str) -> None:
+        """Atomically (temp file + rename), as node-exporter's textfile collector needs."""
+        write_to_textfile(path, self.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return
+        yield from _certificates(latest)
+        yield from _sources(latest)
+        yield from _sinks(latest)
+        yield from _pass(latest)
+
+
+def _certificates(latest: PassMetrics) -> Iterator[Metric]:
+    not_after = GaugeMetricFamily(
+        "x509_cert_not_after", "Unix time of the certificate's NotAfter", labels=CERT_LABELS
+    )
+    not_before = GaugeMetricFamily(
+        "x509_cert_not_before", "Unix time of the certificate's NotBefore", labels=CERT_LABELS
+    )
+    expired = GaugeMetricFamily(
+        "x509_cert_expired", "1 if the certificate has expired", labels=CERT_LABELS
+    )
+    for source, observation in latest.inventory:
+        facts = observation.certificate
+        labels = [
+            source,
+            observation.lineage,
+            observation.domain,
+            observation.role,
+            facts.subject_cn or "",
+            facts.issuer_cn or "",
+            str(int(facts.serial, 16)),
+            observation.path,
+            os.path.basename(observation.path),
+        ]
+        not_after.add_metric(labels, facts.not_after.timestamp())
+        not_before.add_metric(labels, facts.not_before.timestamp())
+        expired.add_metric(labels, 1.0 if facts.not_after <= latest.now else 0.0)
+    yield from (not_after, not_before, expired)
+
+
+def _sources(latest: PassMetrics) -> Iterator[Metric]:
+    up = GaugeMetricFamily("lacme_watch_source_up", "1 if the source was read", labels=["store"])
+    count = GaugeMetricFamily(
+        "lacme_watch_source_certificates", "Certificates the source holds", labels=["store"]
+    )
+    errors = GaugeMetricFamily(
+        "lacme_watch_source_read_errors",
+        "Files the source could not use, by reason",
+        labels=["store", "reason"],
+    )
+    per_source: dict[str, int] = dict.fromkeys(latest.sources, 0)
+    for source, _ in latest.inventory:
+        per_source[source] = per_source.get(source, 0) + 1
+    reasons: dict[tuple[str, str], int] = {}
+    for source, problem in latest.problems:
+        reasons[(source, problem.reason)] = reasons.get((source, problem.reason), 0) + 1
+    for source in latest.sources:
+        up.add_metric([source], 0.0 if source in latest.failed_sources else 1.0)
+        count.add_metric([source], per_source[source])
+    for (source, reason), number in sorted(reasons.items()):
+        errors.add_metric([source, reason], number)
+    yield from (up, count, errors)
+
+
+def _sinks(latest: PassMetrics) -> Iterator[Metric]:
+    events = GaugeMetricFamily(
+        "lacme_watch_sink_events",
+        "Events in the outbox per sink and delivery state (delivered, pending, rejected, expired)",
+        labels=["sink", "state"],
+    )
+    for (sink, state), number in sorted(latest.outbox.items()):
+        events.add_metric([sink, state], number)
+    yield events
+
+
+def _pass(latest: PassMetrics) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "lacme_watch_pass_duration_seconds",
+        "How long the last pass took",
+        value=latest.duration_seconds,
+    )
+    yield GaugeMetricFamily(
+        "lacme_watch_pass_timestamp_seconds",
+        "When the last pass ran",
+        value=latest.now.timestamp(),
+    )
+    yield GaugeMetricFamily(
+        "lacme_watch_pass_events", "Events the last pass emitted", value=latest.events
+    )
+    if latest.last_success is not None:
+        yield GaugeMetricFamily(
+            "lacme_watch_last_success_timestamp_seconds",
+            "When a pass last completed with nothing failed",
+            value=latest.last_success.timestamp(),
+        )
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """`127.0.0.1:9464`, `[::1]:9464` or `:9464` (all addresses)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("metrics.listen", f"expected host:port, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104  # ':PORT' asks for all
