@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import re
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,14 +15,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from . import __version__, logconfig
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
 from .external import event_from_arguments, record, test_event
+from .lock import StateLock
+from .metrics import Metrics
+from .observations import CertificateFacts
 from .state import EXPIRED, days_remaining
 from .store import StateStore
-from .watch import PassReport, run_pass, scan_sources
+from .watch import PassReport, pass_metrics, run_pass, scan_sources
 from .wire import format_time, parse_time, to_cloudevent, wrap
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
@@ -45,10 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 on usage errors
     io = Io()
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="lacme-watch: %(levelname)s %(name)s: %(message)s",
-    )
+    logconfig.configure(args.log_level, args.log_format)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return 2
@@ -84,7 +84,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="warning",
         choices=("debug", "info", "warning", "error"),
-        help="daemon log verbosity (default: warning)",
+        help="log verbosity (default: warning; the daemon's pass summaries are info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text: rich on a terminal, plain lines otherwise; json: one object per line",
     )
     commands = parser.add_subparsers(metavar="COMMAND")
 
@@ -116,6 +122,18 @@ def _build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(metavar="ACTION")
     check = config_commands.add_parser("check", help="validate the configuration file")
     check.set_defaults(handler=_config_check)
+
+    check = commands.add_parser(
+        "check",
+        help="one status line for Nagios/Icinga/Sensu: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+    )
+    check.add_argument(
+        "--warning", default="14d", type=_limit, help="days (14d) or %% of life (33%%)"
+    )
+    check.add_argument(
+        "--critical", default="7d", type=_limit, help="days (7d) or %% of life (10%%)"
+    )
+    check.set_defaults(handler=_check)
 
     sinks = commands.add_parser("sinks", help="sink commands")
     sinks_commands = sinks.add_subparsers(metavar="ACTION")
@@ -153,9 +171,13 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
     if not args.once:
         from .scheduler import run_daemon
 
-        return run_daemon(config, now=args.now)
-    with StateStore(config.state_dir) as store:
+        return run_daemon(config, lambda: _config(args, io), now=args.now)
+    with StateLock(config.state_dir), StateStore(config.state_dir) as store:
         report = run_pass(config, store, _clock(args))
+        if config.metrics.textfile:
+            metrics = Metrics()
+            metrics.update(pass_metrics(report, config, store))
+            metrics.write_textfile(config.metrics.textfile)
     _print_pass(report, io)
     return report.exit_code
 
@@ -184,33 +206,38 @@ def _print_pass(report: PassReport, io: Io) -> None:
         )
 
 
+def _inventory(config: Config, now: datetime) -> PassReport:
+    """Scan every source as a pass would, and write nothing (status, check)."""
+    report = PassReport(now=now)
+    with StateStore(config.state_dir) as store:
+        scan_sources(config, store, now, report)
+    return report
+
+
 def _status(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     now = _clock(args)
-    report = PassReport(now=now)
-    with StateStore(config.state_dir) as store:
-        changes, _ = scan_sources(config, store, now, report)
+    report = _inventory(config, now)
     rows = []
-    for change in changes:
-        for observation in change.after.certificates.values():
-            facts = observation.certificate
-            crossed = config.policy.crossed(facts.not_before, facts.not_after, now)
-            state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
-            rows.append(
-                {
-                    "name": observation.domain,
-                    "store": change.after.source,
-                    "lineage": observation.lineage,
-                    "role": observation.role,
-                    "names": list(observation.domains),
-                    "not_after": format_time(facts.not_after),
-                    "days_left": days_remaining(facts.not_after, now),
-                    "state": state,
-                    "threshold": crossed[0] if crossed else None,
-                    "path": observation.path,
-                    "fingerprint": facts.fingerprint,
-                }
-            )
+    for source, observation in report.inventory:
+        facts = observation.certificate
+        crossed = config.policy.crossed(facts.not_before, facts.not_after, now)
+        state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
+        rows.append(
+            {
+                "name": observation.domain,
+                "store": source,
+                "lineage": observation.lineage,
+                "role": observation.role,
+                "names": list(observation.domains),
+                "not_after": format_time(facts.not_after),
+                "days_left": days_remaining(facts.not_after, now),
+                "state": state,
+                "threshold": crossed[0] if crossed else None,
+                "path": observation.path,
+                "fingerprint": facts.fingerprint,
+            }
+        )
     rows.sort(key=lambda row: (str(row["not_after"]), str(row["name"])))
     problems = [
         {"store": source, "path": p.path, "reason": p.reason, "detail": p.detail}
@@ -247,6 +274,78 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     return report.exit_code
 
 
+_LIMIT = re.compile(r"^(\d+(?:\.\d+)?)\s*(d|%)?$")
+
+
+def _limit(text: str) -> tuple[float, str]:
+    """`14d` or `14` (days) or `33%` (of the certificate's lifetime)."""
+    match = _LIMIT.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected days like 14d or a percentage like 33%, got {text!r}"
+        )
+    return float(match.group(1)), match.group(2) or "d"
+
+
+def _within(limit: tuple[float, str], facts: CertificateFacts, now: datetime) -> bool:
+    amount, unit = limit
+    remaining = (facts.not_after - now).total_seconds()
+    window = amount * 86400 if unit == "d" else facts.lifetime_seconds * amount / 100
+    return remaining <= window
+
+
+def _spell(limit: tuple[float, str]) -> str:
+    amount, unit = limit
+    number = f"{amount:g}"
+    return f"{number} days" if unit == "d" else f"{number}% of their lifetime"
+
+
+def _check(args: argparse.Namespace, io: Io) -> int:
+    """Monitoring-plugins output: `LACME-WATCH STATE - text | perfdata`, exit 0/1/2/3."""
+    now = _clock(args)
+    try:
+        config = _config(args, io)
+        report = _inventory(config, now)
+    except LacmeWatchError as exc:
+        io.out.print(f"LACME-WATCH UNKNOWN - {escape(str(exc))}")
+        return 3
+    critical, warning, expired = [], [], 0
+    for _, observation in sorted(report.inventory, key=lambda item: item[1].certificate.not_after):
+        facts = observation.certificate
+        label = f"{observation.domain} ({days_remaining(facts.not_after, now)}d)"
+        if facts.not_after <= now:
+            expired += 1
+            critical.append(label)
+        elif _within(args.critical, facts, now):
+            critical.append(label)
+        elif _within(args.warning, facts, now):
+            warning.append(label)
+    problems = [f"{p.path}: {p.reason}" for _, p in report.problems]
+    if critical:
+        state, code = "CRITICAL", 2
+        text = f"{len(critical)} certificate(s) expired or expire within {_spell(args.critical)}: "
+        text += ", ".join(critical)
+    elif problems:
+        state, code = "UNKNOWN", 3
+        text = f"{len(problems)} input(s) unreadable: " + ", ".join(problems)
+    elif warning:
+        state, code = "WARNING", 1
+        text = f"{len(warning)} certificate(s) expire within {_spell(args.warning)}: "
+        text += ", ".join(warning)
+    else:
+        state, code = "OK", 0
+        text = f"{report.certificates} certificates, none expire within {_spell(args.warning)}"
+    if problems and state != "UNKNOWN":
+        text += f"; {len(problems)} input(s) unreadable"
+    expiring = len(warning) + len(critical) - expired
+    perfdata = (
+        f"certificates={report.certificates};;; expiring={expiring};;;"
+        f" expired={expired};;; unreadable={len(problems)};;;"
+    )
+    io.out.print(f"LACME-WATCH {state} - {escape(text)} | {perfdata}")
+    return code
+
+
 def _events(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     with StateStore(config.state_dir) as store:
@@ -281,12 +380,20 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
     fields = _field_arguments(args.extra)
     event = event_from_arguments(args.kind, fields)
     config = _config(args, io)
-    with StateStore(config.state_dir) as store:
-        envelopes, delivery = record(config, store, [event], _clock(args))
+    lock = StateLock(config.state_dir)
+    # With a daemon running (holding the lock) the event is recorded and the daemon
+    # delivers it on its next round; otherwise this process delivers it now.
+    deliver = lock.acquire()
+    try:
+        with StateStore(config.state_dir) as store:
+            envelopes, delivery = record(config, store, [event], _clock(args), deliver=deliver)
+    finally:
+        lock.release()
     for sink, reason in delivery.failures.items():
         io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
     if io.interactive:
-        io.out.print(f"recorded {envelopes[0].id}")
+        queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
+        io.out.print(f"recorded {envelopes[0].id}{queued}")
     return 0 if delivery.ok else 1
 
 

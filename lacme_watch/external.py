@@ -75,7 +75,12 @@ def _flag(name: str) -> str:
 
 
 def record(
-    config: Config, store: StateStore, events: Sequence[Event], now: datetime
+    config: Config,
+    store: StateStore,
+    events: Sequence[Event],
+    now: datetime,
+    *,
+    deliver: bool = True,
 ) -> tuple[list[Envelope], DeliveryReport]:
     """Record external events (new ids: each occurrence is its own event) and deliver them."""
     envelopes = [wrap(event, host=config.host, time=now, id=str(uuid.uuid4())) for event in events]
@@ -84,4 +89,6 @@ def record(
         for envelope in envelopes
     ]
     store.record_events(routed, now)
+    if not deliver:
+        return envelopes, DeliveryReport()
     return envelopes, drain(store, config.sinks, now, config.retry)

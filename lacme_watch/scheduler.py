@@ -1,68 +1,205 @@
 """The daemon: APScheduler 3.x runs the same pass as `watch --once` on a schedule.
 
-The only module that knows APScheduler; a move to APScheduler 4 stays a one-file change.
+The only module that knows APScheduler (a move to APScheduler 4 stays a one-file
+change) and the only one that installs signal handlers:
+
+- scan on `schedule.scan` (first pass at start-up), retries on `schedule.deliver`;
+  one job at a time (one worker thread), missed runs coalesce;
+- READY=1 after the first pass, STATUS= after each, WATCHDOG=1 while alive;
+- SIGHUP re-reads the configuration: a valid one replaces the old, an invalid one is
+  logged with its file:line and the old one keeps running;
+- SIGTERM/SIGINT let the pass or delivery in flight finish (it commits), then exit 0;
+- a lock on state_dir keeps a second instance out.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
-from .errors import ConfigError
+from .delivery import drain
+from .errors import ConfigError, LacmeWatchError
+from .lock import StateLock
+from .metrics import Metrics
+from .notify import Notifier
 from .store import StateStore
-from .watch import run_pass
+from .watch import pass_metrics, run_pass
 
 log = logging.getLogger(__name__)
 
+Loader = Callable[[], Config]
 
-def _trigger(config: Config) -> BaseTrigger:
+
+def _scan_trigger(config: Config) -> BaseTrigger:
+    """The scan schedule. Cron fields are APScheduler's: use day names (mon-fri), since
+    APScheduler counts day_of_week from Monday = 0 where cron counts from Sunday."""
+    jitter = int(config.schedule.jitter.total_seconds()) or None
     if config.schedule.cron:
-        return CronTrigger.from_crontab(config.schedule.cron)
-    assert config.schedule.interval is not None  # noqa: S101  # Schedule holds one or the other
-    return IntervalTrigger(seconds=config.schedule.interval.total_seconds(), timezone=UTC)
-
-
-def run_daemon(config: Config, now: datetime | None = None) -> int:
-    """Scan on the schedule until SIGTERM or SIGINT; one pass at a time, the first at once."""
-    if now is not None:
-        raise ConfigError("--now", "only works with `watch --once`: the daemon runs on real time")
-
-    def one_pass() -> None:
-        # A fresh connection per pass: APScheduler runs jobs on a worker thread.
-        with StateStore(config.state_dir) as store:
-            report = run_pass(config, store, datetime.now(UTC))
-        for source, problem in report.problems:
-            log.warning("%s: %s: %s %s", source, problem.path, problem.reason, problem.detail)
-        for sink, reason in report.delivery.failures.items():
-            log.warning("sink %s: %s (queued; will retry)", sink, reason)
-        log.info(
-            "pass done: %d certificates, %d new events", report.certificates, len(report.envelopes)
+        minute, hour, day, month, day_of_week = config.schedule.cron.split()
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=config.schedule.timezone,  # None: the system's time zone
+            jitter=jitter,
         )
-
-    scheduler = BlockingScheduler(timezone=UTC)
-    scheduler.add_job(
-        one_pass,
-        _trigger(config),
-        id="scan",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
+    assert config.schedule.interval is not None  # noqa: S101  # Schedule holds one or the other
+    return IntervalTrigger(
+        seconds=config.schedule.interval.total_seconds(), timezone=UTC, jitter=jitter
     )
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the pass in flight, then stopping", signum)
-        scheduler.shutdown(wait=False)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("watching %d sources, scanning %s", len(config.sources), config.schedule.describe())
-    scheduler.start()
-    return 0
+class Daemon:
+    """One long-lived watcher over one state_dir."""
+
+    def __init__(self, config: Config, reload: Loader, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self._reload_config = reload
+        self._notifier = notifier or Notifier()
+        self._metrics = Metrics()
+        self._ready = False
+        self._stopping = threading.Event()
+        self._scheduler = BlockingScheduler(
+            timezone=UTC,
+            executors={
+                "default": ThreadPoolExecutor(max_workers=1),  # passes and deliveries take turns
+                "watchdog": ThreadPoolExecutor(max_workers=1),  # never stuck behind a slow pass
+            },
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+
+    def run(self) -> int:
+        lock = StateLock(self.config.state_dir)
+        lock.require()
+        try:
+            if self.config.metrics.listen:
+                self._metrics.serve(self.config.metrics.listen)
+                log.info("serving metrics on http://%s/metrics", self.config.metrics.listen)
+            self._schedule(first_pass=True)
+            if self._notifier.watchdog is not None:
+                self._scheduler.add_job(
+                    self._notifier.send,
+                    IntervalTrigger(seconds=self._notifier.watchdog.total_seconds() / 2),
+                    kwargs={"watchdog": "1"},
+                    id="watchdog",
+                    executor="watchdog",
+                )
+            signal.signal(signal.SIGTERM, self._on_stop)
+            signal.signal(signal.SIGINT, self._on_stop)
+            signal.signal(signal.SIGHUP, self._on_reload)
+            log.info(
+                "watching %d sources, scanning %s",
+                len(self.config.sources),
+                self.config.schedule.describe(),
+            )
+            self._scheduler.start()  # blocks until shutdown
+        finally:
+            self._notifier.send(stopping="1")
+            lock.release()
+        log.info("stopped")
+        return 0
+
+    def _schedule(self, *, first_pass: bool) -> None:
+        self._scheduler.add_job(
+            self._scan,
+            _scan_trigger(self.config),
+            id="scan",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) if first_pass else None,
+        )
+        self._scheduler.add_job(
+            self._deliver,
+            IntervalTrigger(seconds=self.config.schedule.deliver.total_seconds(), timezone=UTC),
+            id="deliver",
+            replace_existing=True,
+        )
+
+    def _scan(self) -> None:
+        config = self.config
+        try:
+            with StateStore(config.state_dir) as store:
+                report = run_pass(config, store, datetime.now(UTC))
+                self._metrics.update(pass_metrics(report, config, store))
+            if config.metrics.textfile:
+                self._metrics.write_textfile(config.metrics.textfile)
+            status = report.status()
+            for source, problem in report.problems:
+                log.warning("%s: %s: %s %s", source, problem.path, problem.reason, problem.detail)
+            for sink, reason in report.delivery.failures.items():
+                log.warning("sink %s: %s (queued; will retry)", sink, reason)
+            log.info("pass done: %s", status)
+        except LacmeWatchError as exc:
+            status = f"last pass failed: {exc}"
+            log.error("%s", status)
+        if not self._ready:
+            self._ready = True
+            self._notifier.send(ready="1", status=status)
+        else:
+            self._notifier.send(status=status)
+
+    def _deliver(self) -> None:
+        config = self.config
+        try:
+            with StateStore(config.state_dir) as store:
+                report = drain(store, config.sinks, datetime.now(UTC), config.retry)
+        except LacmeWatchError as exc:
+            log.error("delivery failed: %s", exc)
+            return
+        for sink, reason in report.failures.items():
+            log.warning("sink %s: %s (queued; will retry)", sink, reason)
+
+    def _reload(self) -> None:
+        """Runs as a job, after the pass in flight: read, validate, then swap."""
+        self._notifier.send(reloading="1")
+        try:
+            fresh = self._reload_config()
+            if fresh.state_dir != self.config.state_dir:
+                raise ConfigError(
+                    "state_dir",
+                    "cannot change on reload (the lock and the outbox live there);"
+                    " restart lacme-watch instead",
+                )
+        except LacmeWatchError as exc:
+            log.error("reload failed; keeping the running configuration: %s", exc)
+        else:
+            self.config = fresh
+            self._schedule(first_pass=False)
+            log.info(
+                "configuration reloaded: %d sources, scanning %s",
+                len(fresh.sources),
+                fresh.schedule.describe(),
+            )
+        self._notifier.send(ready="1")
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self._scheduler.add_job(self._reload, id="reload", replace_existing=True)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("signal %d: finishing the work in flight, then stopping", signum)
+        self._notifier.send(stopping="1")
+        # shutdown(wait=True) waits for the running pass; doing it off the signal handler
+        # keeps the main thread free to return into the scheduler's loop and exit.
+        threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True}).start()
+
+
+def run_daemon(config: Config, reload: Loader, now: datetime | None = None) -> int:
+    """`lacme-watch watch`: run until SIGTERM or SIGINT."""
+    if now is not None:
+        raise ConfigError("--now", "only works with `watch --once`: the daemon runs on real time")
+    return Daemon(config, reload).run()

@@ -1,0 +1,45 @@
+"""Daemon logging: rich on a terminal, plain lines under systemd, JSON for log shippers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(level: str, form: str, stream: TextIO | None = None) -> None:
+    """`form`: text (rich on a terminal; plain, without time stamps, under systemd) or json."""
+    stream = stream or sys.stderr
+    handler: logging.Handler
+    if form == "json":
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+    elif stream.isatty() and "JOURNAL_STREAM" not in os.environ:
+        handler = RichHandler(console=Console(file=stream), show_path=False)
+    else:
+        # The journal (or cron's mail) adds its own time stamps.
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
