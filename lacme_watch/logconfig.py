@@ -43,3 +43,6 @@ def configure(level: str, form: str, stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))
+    # APScheduler narrates every job run at info; that is debugging detail here.
+    apscheduler_level = logging.DEBUG if level == "debug" else logging.WARNING
+    logging.getLogger("apscheduler").setLevel(apscheduler_level)

@@ -113,12 +113,11 @@ class Daemon:
         return 0
 
     def _schedule(self, *, first_pass: bool) -> None:
+        # APScheduler 3 reads an explicit next_run_time=None as "add paused": pass it only
+        # to start the first pass at once.
+        start = {"next_run_time": datetime.now(UTC)} if first_pass else {}
         self._scheduler.add_job(
-            self._scan,
-            _scan_trigger(self.config),
-            id="scan",
-            replace_existing=True,
-            next_run_time=datetime.now(UTC) if first_pass else None,
+            self._scan, _scan_trigger(self.config), id="scan", replace_existing=True, **start
         )
         self._scheduler.add_job(
             self._deliver,
