@@ -206,18 +206,21 @@ def _print_pass(report: PassReport, io: Io) -> None:
         )
 
 
-def _inventory(config: Config, now: datetime) -> PassReport:
-    """Scan every source as a pass would, and write nothing (status, check)."""
+def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[str, str], int]]:
+    """Scan every source as a pass would, and write nothing (status, check).
+
+    Also returns the outbox's counts per (sink, state), for `status`.
+    """
     report = PassReport(now=now)
     with StateStore(config.state_dir) as store:
         scan_sources(config, store, now, report)
-    return report
+        return report, store.outbox_counts()
 
 
 def _status(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     now = _clock(args)
-    report = _inventory(config, now)
+    report, outbox = _inventory(config, now)
     rows = []
     for source, observation in report.inventory:
         facts = observation.certificate
@@ -243,8 +246,13 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         {"store": source, "path": p.path, "reason": p.reason, "detail": p.detail}
         for source, p in report.problems
     ]
+    deliveries: dict[str, dict[str, int]] = {}
+    for (sink, state), count in sorted(outbox.items()):
+        deliveries.setdefault(sink, {})[state] = count
     if args.json:
-        io.out.print_json(json.dumps({"certificates": rows, "problems": problems}))
+        io.out.print_json(
+            json.dumps({"certificates": rows, "problems": problems, "deliveries": deliveries})
+        )
         return report.exit_code
     table = Table(title=f"lacme-watch status at {format_time(now)}")
     for column in ("name", "store", "names", "not after", "days left", "state"):
@@ -271,6 +279,13 @@ def _status(args: argparse.Namespace, io: Io) -> int:
             f"[bold red]unreadable: {problem['reason']}[/]",
         )
     io.out.print(table)
+    for sink, states in deliveries.items():
+        trouble = {k: v for k, v in states.items() if k != "delivered"}
+        if trouble:
+            counts = ", ".join(f"{count} {state}" for state, count in trouble.items())
+            io.out.print(
+                f"[yellow]sink {escape(sink)}:[/] {counts} (see `lacme-watch events --pending`)"
+            )
     return report.exit_code
 
 
@@ -305,7 +320,7 @@ def _check(args: argparse.Namespace, io: Io) -> int:
     now = _clock(args)
     try:
         config = _config(args, io)
-        report = _inventory(config, now)
+        report, _ = _inventory(config, now)
     except LacmeWatchError as exc:
         io.out.print(f"LACME-WATCH UNKNOWN - {escape(str(exc))}")
         return 3

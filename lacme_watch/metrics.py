@@ -140,7 +140,7 @@ def _sources(latest: PassMetrics) -> Iterator[Metric]:
 def _sinks(latest: PassMetrics) -> Iterator[Metric]:
     events = GaugeMetricFamily(
         "lacme_watch_sink_events",
-        "Events in the outbox per sink and delivery state (delivered, pending, rejected, expired)",
+        "Events in the outbox per sink and state (delivered, pending, failing, rejected, expired)",
         labels=["sink", "state"],
     )
     for (sink, state), number in sorted(latest.outbox.items()):

@@ -292,11 +292,12 @@ class StateStore:
             )
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
-        """(sink, state) -> how many events, for metrics."""
+        """(sink, state) -> how many events. A pending row already tried is `failing`."""
         return {
             (sink, state): count
             for sink, state, count in self._db.execute(
-                "SELECT sink, state, count(*) FROM outbox GROUP BY sink, state"
+                "SELECT sink, CASE WHEN state = 'pending' AND attempts > 0 THEN 'failing'"
+                " ELSE state END AS shown, count(*) FROM outbox GROUP BY sink, shown"
             )
         }
 

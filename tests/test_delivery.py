@@ -146,3 +146,34 @@ def test_sinks_test_sends_a_marked_event_through_one_sink(cli: CliRunner, tmp_pa
     assert "no sink named 'pager'; configured: ops, collector" in unknown.err
     history = cli("--config", str(config), "events", "--json")
     assert json.loads(history.out) == []  # a drill is not history
+
+
+def test_status_shows_deliveries_that_are_stuck(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: pem, paths: ['{tmp_path}/*.pem']}}\n"
+        "sinks:\n  - {type: webhook, name: collector, url: 'http://127.0.0.1:9/', timeout: 2s}\n"
+    )
+    cli(
+        "--config",
+        str(config),
+        "emit",
+        "challenge_failed",
+        "--domain",
+        "a.example",
+        "--challenge-type",
+        "dns-01",
+        "--error",
+        "no TXT",
+    )
+
+    result = cli("--config", str(config), "status", "--json")
+
+    assert json.loads(result.out)["deliveries"] == {"collector": {"failing": 1}}
+    os.environ["COLUMNS"] = "200"
+    try:
+        table = cli("--config", str(config), "status")
+    finally:
+        del os.environ["COLUMNS"]
+    assert "sink collector: 1 failing" in table.out

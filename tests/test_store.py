@@ -85,6 +85,7 @@ def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(
         assert first.delivery.failures == {"bad": "failure 1 of 1"}
         assert good.kinds == ["certificate_expiring"]
         assert [row.sink for row in store.pending()] == ["bad"]
+        assert store.outbox_counts() == {("good", "delivered"): 1, ("bad", "failing"): 1}
 
         # Not yet due: the retry waits for its backoff.
         second = run_pass(config, store, NOW + timedelta(seconds=1))
@@ -110,6 +111,7 @@ def test_undelivered_events_age_out_loudly(tmp_path: Path) -> None:
         ]
         assert store.pending() == []
         assert [entry.deliveries for entry in store.history()] == [{"bad": "expired"}]
+        assert store.outbox_counts() == {("bad", "expired"): 1}
 
 
 def test_snapshot_and_outbox_commit_together(tmp_path: Path) -> None:
