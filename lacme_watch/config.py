@@ -286,6 +286,7 @@ def zero_config(home: Path | None = None) -> tuple[Config, list[str]]:
     Returns the configuration and the places watched (the CLI says them on stderr).
     """
     from .authorities.lacme import LacmeAuthority
+    from .stores.certbot import CertbotStore
     from .stores.lacme import LacmeStore
     from .stores.pem import PemStore
 
@@ -301,13 +302,16 @@ def zero_config(home: Path | None = None) -> tuple[Config, list[str]]:
         for ca in sorted(ca_root.glob("*/cert.pem")) if ca_root.is_dir() else []:
             authorities.append(LacmeAuthority(str(lacme_base), ca.parent.name))
             watched.append(f"lacme CA {ca.parent.name} in {lacme_base}")
-    for live, label in (
-        (Path("/etc/letsencrypt/live"), "certbot live certificates"),
-        (Path("/var/lib/dehydrated/certs"), "dehydrated certificates"),
-    ):
-        if os.access(live, os.R_OK | os.X_OK):
-            stores.append(PemStore((str(live / "*" / "cert.pem"),)))
-            watched.append(f"{label} {live}/*/cert.pem")
+    certbot = Path("/etc/letsencrypt")
+    if os.access(certbot / "live", os.R_OK | os.X_OK):
+        log = Path("/var/log/letsencrypt/letsencrypt.log")
+        readable_log = str(log) if os.access(log, os.R_OK) else None
+        stores.append(CertbotStore(str(certbot), readable_log))
+        watched.append(f"certbot {certbot}" + (f" and its log {log}" if readable_log else ""))
+    dehydrated = Path("/var/lib/dehydrated/certs")
+    if os.access(dehydrated, os.R_OK | os.X_OK):
+        stores.append(PemStore((str(dehydrated / "*" / "cert.pem"),)))
+        watched.append(f"dehydrated certificates {dehydrated}/*/cert.pem")
     if not stores and not authorities:
         places = ", ".join((str(lacme_base), "/etc/letsencrypt/live", "/var/lib/dehydrated/certs"))
         raise ConfigError(

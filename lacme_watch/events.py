@@ -142,13 +142,16 @@ class ChallengeFailed(Event):
     domain: str
     challenge_type: str
     error: str
+    occurred_at: datetime | None = None
+    """When the ACME client saw it (its log line), if known."""
 
     @property
     def subject(self) -> str:
         return self.domain
 
     def identity(self) -> tuple[str, ...]:
-        return (self.domain, self.challenge_type, self.error)
+        when = self.occurred_at.isoformat() if self.occurred_at else ""
+        return (self.domain, self.challenge_type, self.error, when, self.path or "")
 
     def summary(self) -> str:
         return f"{self.kind}: {self.domain} {self.challenge_type}: {self.error}"

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from cryptography import x509
 
+from .events import Event
 from .wire import format_time, parse_time
 
 Role = Literal["leaf", "chain", "ca"]
@@ -147,3 +148,8 @@ class ScanResult:
     failed: bool = False
     signers: tuple[x509.Certificate, ...] = ()
     """CA certificates whose signatures stores should check (authorities only)."""
+    events: tuple[Event, ...] = ()
+    """Events the source read rather than derived (challenge failures in a client's log)."""
+    cursor: str | None = None
+    """What the source wants back next pass (a log position); None keeps the old one.
+    It is committed with the pass, so a crash re-reads rather than skips."""

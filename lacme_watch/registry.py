@@ -22,6 +22,7 @@ _BUILT_IN = {
     "lacme_watch.stores": {
         "lacme": "lacme_watch.stores.lacme:LacmeStore",
         "pem": "lacme_watch.stores.pem:PemStore",
+        "certbot": "lacme_watch.stores.certbot:CertbotStore",
     },
     "lacme_watch.authorities": {
         "lacme": "lacme_watch.authorities.lacme:LacmeAuthority",

@@ -86,6 +86,7 @@ class SourceSnapshot:
     certificates: Mapping[str, Observation] = field(default_factory=dict)
     reported: frozenset[Reported] = frozenset()
     problems: frozenset[Problem] = frozenset()
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +129,7 @@ def detect(
                 current[lineage] = old
         if not baseline:
             events += _lifecycle(source, before.certificates, current, authorities)
+            events += scan.events  # a source's first pass only records where it stands
         events += _removed(source, before.certificates, current)
     events += _authorities(source, before.certificates, current)
 
@@ -170,6 +172,7 @@ def detect(
         certificates=current,
         reported=frozenset(reported),
         problems=problems,
+        cursor=before.cursor if scan.failed or scan.cursor is None else scan.cursor,
     )
     return after, events
 

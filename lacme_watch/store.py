@@ -27,7 +27,7 @@ DATABASE_NAME = "state.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
-    source TEXT PRIMARY KEY, baselined INTEGER NOT NULL, last_scan REAL);
+    source TEXT PRIMARY KEY, baselined INTEGER NOT NULL, last_scan REAL, cursor TEXT);
 CREATE TABLE IF NOT EXISTS certificates (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
     observation TEXT NOT NULL, PRIMARY KEY (source, lineage));
@@ -162,7 +162,7 @@ class StateStore:
 
     def load_snapshot(self, source: str) -> SourceSnapshot | None:
         row = self._db.execute(
-            "SELECT baselined FROM sources WHERE source = ?", (source,)
+            "SELECT baselined, cursor FROM sources WHERE source = ?", (source,)
         ).fetchone()
         if row is None:
             return None
@@ -190,6 +190,7 @@ class StateStore:
             certificates=certificates,
             reported=reported,
             problems=problems,
+            cursor=row[1],
         )
 
     def load_files(self, source: str) -> dict[str, CachedFile]:
@@ -343,9 +344,10 @@ def _write_snapshot(
 ) -> None:
     source = after.source
     db.execute(
-        "INSERT INTO sources VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE"
-        " SET baselined = excluded.baselined, last_scan = excluded.last_scan",
-        (source, int(after.baselined), _epoch(now)),
+        "INSERT INTO sources VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE"
+        " SET baselined = excluded.baselined, last_scan = excluded.last_scan,"
+        " cursor = excluded.cursor",
+        (source, int(after.baselined), _epoch(now), after.cursor),
     )
     old = before.certificates if before else {}
     db.executemany(

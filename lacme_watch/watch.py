@@ -79,6 +79,7 @@ def scan_sources(
             chain=config.chain,
             signers=tuple(signers),
             cache=files_before,
+            cursor=previous.cursor if previous else None,
         )
         scan = source.scan(reader)
         if source.id in authority_ids:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +14,8 @@ from lacme import CertificateAuthority, FileStore
 from lacme._types import CertBundle
 
 from lacme_watch.cli import main
+
+from .acme import Pebble, start_pebble
 
 
 @pytest.fixture
@@ -135,3 +137,11 @@ sinks:
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    """A real ACME server (Debian's pebble) on loopback, shared by the session."""
+    server = start_pebble(tmp_path_factory.mktemp("pebble"))
+    yield server
+    server.stop()

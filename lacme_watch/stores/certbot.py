@@ -1,0 +1,107 @@
+"""certbot's config directory (SOURCES.md §2.1) and, optionally, its log.
+
+Lineages are `live/<name>/`, whose files are relative symlinks into `archive/<name>/`;
+a renewal is the symlink moving to the next `certN.pem`, which the reader sees as a
+new file identity and a later certificate. `renewal/<name>.conf` lists what certbot
+will renew: a conf whose live/ directory is gone is reported. With `log:`, failed
+challenges are read from letsencrypt.log as it grows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Self
+
+from ..certificates import CertificateReader
+from ..events import Event
+from ..logfollow import follow
+from ..observations import Observation, Problem, ScanResult
+from ..options import Options
+from .certbot_log import challenge_failures, is_record_start
+
+PERMISSIONS_HINT = (
+    "certbot keeps live/ and archive/ at mode 0700 for root: run lacme-watch as root,"
+    " or grant it read access (never to the private keys)"
+)
+
+
+class CertbotStore:
+    """Lineages in a certbot config dir (`/etc/letsencrypt`)."""
+
+    def __init__(self, path: str, log: str | None = None) -> None:
+        self.path = path
+        self.log = log
+        self.id = f"certbot:{path}"
+
+    @classmethod
+    def from_options(cls, options: Options) -> Self:
+        path = options.path("path", "/etc/letsencrypt", must_exist=True)
+        log = options.path("log") if options.node("log") is not None else None
+        return cls(path, log)
+
+    def scan(self, reader: CertificateReader) -> ScanResult:
+        live = os.path.join(self.path, "live")
+        try:
+            names = sorted(
+                entry.name
+                for entry in os.scandir(live)
+                if entry.is_dir() and entry.name != "README"
+            )
+        except FileNotFoundError:
+            if os.path.isdir(self.path):
+                names = []  # certbot has issued nothing yet
+            else:
+                return ScanResult(problems=(Problem(self.path, "not_found"),), failed=True)
+        except PermissionError:
+            problem = Problem(live, "permission_denied", PERMISSIONS_HINT)
+            return ScanResult(problems=(problem,), failed=True)
+        observations: list[Observation] = []
+        problems: list[Problem] = []
+        for name in names:
+            found = self._lineage(reader, live, name)
+            if isinstance(found, Problem):
+                problems.append(replace(found, lineage=name))
+            else:
+                observations += found
+        problems += self._orphaned_renewals(set(names))
+        events: tuple[Event, ...] = ()
+        cursor = reader.cursor
+        if self.log:
+            followed = follow(self.log, reader.cursor, is_record_start)
+            if isinstance(followed, Problem):
+                problems.append(followed)
+            else:
+                text, cursor = followed
+                events = tuple(challenge_failures(text, store=self.id, path=self.log))
+        return ScanResult(
+            observations=tuple(observations), problems=tuple(problems), events=events, cursor=cursor
+        )
+
+    def _lineage(
+        self, reader: CertificateReader, live: str, name: str
+    ) -> list[Observation] | Problem:
+        filename = "fullchain.pem" if reader.chain else "cert.pem"
+        found = reader.bundle(lineage=name, path=os.path.join(live, name, filename))
+        if isinstance(found, Problem) and found.reason == "permission_denied":
+            return replace(found, detail=PERMISSIONS_HINT)
+        return found
+
+    def _orphaned_renewals(self, lineages: set[str]) -> list[Problem]:
+        renewal = os.path.join(self.path, "renewal")
+        try:
+            confs = sorted(
+                entry.name for entry in os.scandir(renewal) if entry.name.endswith(".conf")
+            )
+        except OSError:
+            return []
+        return [
+            Problem(
+                os.path.join(renewal, conf),
+                "not_found",
+                f"certbot would renew {conf.removesuffix('.conf')}, but live/ has no such lineage",
+                lineage=conf.removesuffix(".conf"),
+            )
+            for conf in confs
+            if conf.removesuffix(".conf") not in lineages
+        ]
