@@ -287,8 +287,8 @@ def zero_config(home: Path | None = None) -> tuple[Config, list[str]]:
     """
     from .authorities.lacme import LacmeAuthority
     from .stores.certbot import CertbotStore
+    from .stores.dehydrated import DehydratedStore
     from .stores.lacme import LacmeStore
-    from .stores.pem import PemStore
 
     home = home or Path.home()
     stores: list[Source] = []
@@ -310,8 +310,8 @@ def zero_config(home: Path | None = None) -> tuple[Config, list[str]]:
         watched.append(f"certbot {certbot}" + (f" and its log {log}" if readable_log else ""))
     dehydrated = Path("/var/lib/dehydrated/certs")
     if os.access(dehydrated, os.R_OK | os.X_OK):
-        stores.append(PemStore((str(dehydrated / "*" / "cert.pem"),)))
-        watched.append(f"dehydrated certificates {dehydrated}/*/cert.pem")
+        stores.append(DehydratedStore(str(dehydrated)))
+        watched.append(f"dehydrated {dehydrated}")
     if not stores and not authorities:
         places = ", ".join((str(lacme_base), "/etc/letsencrypt/live", "/var/lib/dehydrated/certs"))
         raise ConfigError(

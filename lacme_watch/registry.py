@@ -23,6 +23,7 @@ _BUILT_IN = {
         "lacme": "lacme_watch.stores.lacme:LacmeStore",
         "pem": "lacme_watch.stores.pem:PemStore",
         "certbot": "lacme_watch.stores.certbot:CertbotStore",
+        "dehydrated": "lacme_watch.stores.dehydrated:DehydratedStore",
     },
     "lacme_watch.authorities": {
         "lacme": "lacme_watch.authorities.lacme:LacmeAuthority",

@@ -193,3 +193,52 @@ class Certbot:
             "--http-01-port",
             str(self.pebble.http_port),
         )
+
+
+@dataclass
+class Dehydrated:
+    """dehydrated with its own BASEDIR, answering dns-01 through challtestsrv."""
+
+    pebble: Pebble
+    root: Path
+    hook_cases: str = ""
+    """Extra `case` arms for the hook script (e.g. invalid_challenge)."""
+
+    @property
+    def certs(self) -> Path:
+        return self.root / "certs"
+
+    def setup(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        management = self.pebble.processes[1].args[-5]  # challtestsrv's -management address
+        hook = self.root / "hook.sh"
+        hook.write_text(
+            "#!/bin/sh\n"
+            'case "$1" in\n'
+            "  deploy_challenge) curl -s -X POST -d "
+            f'\'{{"host":"_acme-challenge.\'"$2"\'.","value":"\'"$4"\'"}}\' '
+            f"http://{management}/set-txt ;;\n"
+            f"{self.hook_cases}"
+            "  *) ;;\nesac\nexit 0\n"
+        )
+        hook.chmod(0o755)
+        (self.root / "wellknown").mkdir(exist_ok=True)
+        (self.root / "config").write_text(
+            f'CA="{self.pebble.directory}"\nBASEDIR="{self.root}"\nCHALLENGETYPE="dns-01"\n'
+            f'HOOK="{hook}"\nWELLKNOWN="{self.root / "wellknown"}"\n'
+        )
+        registered = self.run("--register", "--accept-terms")
+        assert registered.returncode == 0, registered.stderr
+
+    def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CURL_CA_BUNDLE": str(self.pebble.ca_file)}
+        return subprocess.run(
+            [require("dehydrated"), "-f", str(self.root / "config"), *arguments],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
+
+    def issue(self, *names: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        return self.run("-c", *[arg for name in names for arg in ("-d", name)], *extra)
