@@ -40,6 +40,8 @@ class Pebble:
     ca_file: Path
     http_port: int
     """Where pebble's validator fetches http-01 answers."""
+    dns_management: str
+    """challtestsrv's management address (POST /set-txt answers dns-01)."""
     processes: list[subprocess.Popen[bytes]]
 
     def stop(self) -> None:
@@ -121,7 +123,13 @@ def start_pebble(root: Path) -> Pebble:
         env=env,
     )
     logs.close()
-    started = Pebble(f"https://127.0.0.1:{acme}/dir", ca_file, http, [server, dns_server])
+    started = Pebble(
+        f"https://127.0.0.1:{acme}/dir",
+        ca_file,
+        http,
+        f"127.0.0.1:{dns_management}",
+        [server, dns_server],
+    )
     context = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + 30
     while True:
@@ -210,7 +218,7 @@ class Dehydrated:
 
     def setup(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        management = self.pebble.processes[1].args[-5]  # challtestsrv's -management address
+        management = self.pebble.dns_management
         hook = self.root / "hook.sh"
         hook.write_text(
             "#!/bin/sh\n"
