@@ -105,6 +105,13 @@ class CertificateReader:
         found: object = self._cached(path, _parse_json)
         return found
 
+    def read_text(self, path: str) -> str | Problem:
+        """A small text file (easy-rsa's index.txt), capped like every other read."""
+        read = self._read(path)
+        if isinstance(read, Problem):
+            return read
+        return read[0].decode("utf-8", errors="replace")
+
     def load_certificates(self, path: str) -> list[x509.Certificate] | Problem:
         """Parsed certificates, uncached: for the few CA files whose keys verify others."""
         if looks_like_private_key(path):

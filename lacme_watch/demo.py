@@ -121,6 +121,7 @@ def build_sandbox(root: Path, now: datetime) -> tuple[Path, _Issuer, _Issuer]:
         )
     )
     (extra / "truncated.pem").write_bytes(_pem(ca.certificate)[:300])
+    _easyrsa_pki(root / "pki", now)
     config = root / "demo.yaml"
     config.write_text(
         f"""# Written by `lacme-watch demo`. Try: lacme-watch --config {config} status
@@ -134,6 +135,8 @@ authorities:
   - type: lacme
     path: {store}
     name: root
+  - type: easyrsa
+    path: {root / "pki"}
 sinks:
   - type: log
     format: json
@@ -141,6 +144,33 @@ sinks:
 """
     )
     return config, acme, ca
+
+
+def _easyrsa_pki(pki: Path, now: datetime) -> None:
+    """An easy-rsa PKI as `easyrsa build-ca` and `build-client-full` leave it."""
+    vpn = _Issuer("Demo VPN CA", now - timedelta(days=200), 3650)
+    (pki / "certs_by_serial").mkdir(parents=True)
+    (pki / "ca.crt").write_bytes(_pem(vpn.certificate))
+    rows = []
+    for name in ("vpn-alice", "vpn-bob"):
+        leaf = vpn.issue([name], now - timedelta(days=100), 825, client=True)
+        serial = f"{leaf.serial_number:032X}"
+        (pki / "certs_by_serial" / f"{serial}.pem").write_bytes(_pem(leaf))
+        expires = leaf.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+        rows.append(f"V\t{expires}\t\t{serial}\tunknown\t/CN={name}\n")
+    (pki / "index.txt").write_text("".join(rows))
+
+
+def _revoke(pki: Path, name: str, when: datetime) -> None:
+    """What `easyrsa revoke NAME keyCompromise` does to index.txt."""
+    index = pki / "index.txt"
+    lines = []
+    for line in index.read_text().splitlines(keepends=True):
+        fields = line.split("\t")
+        if fields[5].strip() == f"/CN={name}":
+            fields[0], fields[2] = "R", when.strftime("%y%m%d%H%M%SZ") + ",keyCompromise"
+        lines.append("\t".join(fields))
+    index.write_text("".join(lines))
 
 
 def run_demo(console: Console, keep: Path | None = None) -> int:
@@ -172,14 +202,18 @@ def _run(console: Console, root: Path) -> int:
             acme.certificate,
         )
         _save(store_dir, acme.issue(["blog.example.com"], now, 90), acme.certificate)
-        _save(store_dir, ca.issue(["vpn-alice"], now, 365, client=True), ca.certificate)
+        _save(store_dir, ca.issue(["ops-laptop"], now, 365, client=True), ca.certificate)
         scan(
             "Pass 2: shop renewed, blog issued, the CA signed a client certificate",
             now + timedelta(hours=1),
         )
 
         os.remove(root / "pem" / "legacy.der")
-        scan("Pass 3: ten days later; legacy.der was deleted", now + timedelta(days=10))
+        _revoke(root / "pki", "vpn-bob", now + timedelta(days=9))
+        scan(
+            "Pass 3: ten days later; legacy.der was deleted, the VPN CA revoked bob",
+            now + timedelta(days=10),
+        )
 
         scan("Pass 4: the same day again: nothing is repeated", now + timedelta(days=10, hours=1))
 

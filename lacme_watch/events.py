@@ -23,6 +23,7 @@ __all__ = [
     "CertificateIssued",
     "CertificateRemoved",
     "CertificateRenewed",
+    "CertificateRevoked",
     "CertificateUnreadable",
     "ChallengeFailed",
     "Event",
@@ -228,6 +229,18 @@ class CertificateRemoved(CertificateEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateRevoked(CertificateEvent):
+    """A CA revoked a certificate (for a reason other than replacing it)."""
+
+    kind: ClassVar[str] = "certificate_revoked"
+    reason: str
+    revoked_at: datetime
+
+    def summary(self) -> str:
+        return f"{self.kind}: {self.domain} revoked ({self.reason}) on {_day(self.revoked_at)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateUnreadable(Event):
     """A file that should hold a certificate could not be used; the pass went on."""
 
@@ -286,6 +299,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CertificateAuthorityInitialized,
         CACertificateIssued,
         CertificateRemoved,
+        CertificateRevoked,
         CertificateUnreadable,
         Heartbeat,
     )

@@ -153,3 +153,6 @@ class ScanResult:
     cursor: str | None = None
     """What the source wants back next pass (a log position); None keeps the old one.
     It is committed with the pass, so a crash re-reads rather than skips."""
+    retired: frozenset[str] = frozenset()
+    """Lineages that left for a reason the source reports itself (a revocation):
+    no certificate_removed for them."""

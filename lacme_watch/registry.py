@@ -27,6 +27,7 @@ _BUILT_IN = {
     },
     "lacme_watch.authorities": {
         "lacme": "lacme_watch.authorities.lacme:LacmeAuthority",
+        "easyrsa": "lacme_watch.authorities.easyrsa:EasyRsaAuthority",
     },
     "lacme_watch.sinks": {
         "log": "lacme_watch.sinks.log:LogSink",

@@ -130,7 +130,7 @@ def detect(
         if not baseline:
             events += _lifecycle(source, before.certificates, current, authorities)
             events += scan.events  # a source's first pass only records where it stands
-        events += _removed(source, before.certificates, current)
+        events += _removed(source, before.certificates, current, scan.retired)
     events += _authorities(source, before.certificates, current)
 
     reported: set[Reported] = set()
@@ -219,12 +219,15 @@ def _lifecycle(
 
 
 def _removed(
-    source: str, before: Mapping[str, Observation], current: Mapping[str, Observation]
+    source: str,
+    before: Mapping[str, Observation],
+    current: Mapping[str, Observation],
+    retired: frozenset[str],
 ) -> list[Event]:
     return [
         CertificateRemoved(**_certificate_fields(source, observation))
         for lineage, observation in before.items()
-        if lineage not in current and observation.role == "leaf"
+        if lineage not in current and lineage not in retired and observation.role == "leaf"
     ]
 
 
