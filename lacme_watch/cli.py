@@ -19,14 +19,14 @@ from . import __version__, logconfig
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
-from .external import event_from_arguments, record, test_event
+from .external import event_from_arguments, record, record_envelopes, test_event
 from .lock import StateLock
 from .metrics import Metrics
 from .observations import CertificateFacts
 from .state import EXPIRED, days_remaining
 from .store import StateStore
 from .watch import PassReport, pass_metrics, run_pass, scan_sources
-from .wire import format_time, parse_time, to_cloudevent, wrap
+from .wire import format_time, from_json, parse_time, to_cloudevent, wrap
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
 
@@ -114,7 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Fields are given as --field value, e.g. --domain example.com"
         " --challenge-type http-01 --error '...'. Lists are space- or comma-separated.",
     )
-    emit.add_argument("kind", choices=sorted(EVENT_TYPES), metavar="KIND")
+    emit.add_argument(
+        "--json", metavar="FILE", help="a whole CloudEvent from FILE ('-' for stdin), id kept"
+    )
+    emit.add_argument("kind", nargs="?", choices=sorted(EVENT_TYPES), metavar="KIND")
     emit.add_argument("extra", nargs=argparse.REMAINDER, metavar="--FIELD VALUE")
     emit.set_defaults(handler=_emit)
 
@@ -190,6 +193,8 @@ def _print_pass(report: PassReport, io: Io) -> None:
             io.err.print(f"lacme-watch: {source}: {problem.path}: {problem.reason}{detail}")
         for sink, reason in report.delivery.failures.items():
             io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+        for path, reason in report.spool_rejected:
+            io.err.print(f"lacme-watch: spool: {path}: not a valid event ({reason}); set aside")
         for row in report.delivery.rejected:
             io.err.print(
                 f"lacme-watch: sink {row.sink}: refused {row.envelope.event.summary()} for good"
@@ -392,6 +397,12 @@ def _events(args: argparse.Namespace, io: Io) -> int:
 
 
 def _emit(args: argparse.Namespace, io: Io) -> int:
+    if args.json is not None:
+        if args.kind or args.extra:
+            raise ConfigError("emit", "give either --json FILE or KIND --field value, not both")
+        return _emit_json(args, io)
+    if args.kind is None:
+        raise ConfigError("emit", "name the event kind, or give --json FILE")
     fields = _field_arguments(args.extra)
     event = event_from_arguments(args.kind, fields)
     config = _config(args, io)
@@ -409,6 +420,26 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
     if io.interactive:
         queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
         io.out.print(f"recorded {envelopes[0].id}{queued}")
+    return 0 if delivery.ok else 1
+
+
+def _emit_json(args: argparse.Namespace, io: Io) -> int:
+    """`emit --json FILE`: a CloudEvent another tool built; its id is kept."""
+    try:
+        text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text()
+    except OSError as exc:
+        raise ConfigError(args.json, f"cannot read: {exc.strerror}") from exc
+    envelope = from_json(text)
+    config = _config(args, io)
+    lock = StateLock(config.state_dir)
+    deliver = lock.acquire()
+    try:
+        with StateStore(config.state_dir) as store:
+            delivery = record_envelopes(config, store, [envelope], _clock(args), deliver=deliver)
+    finally:
+        lock.release()
+    for sink, reason in delivery.failures.items():
+        io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
     return 0 if delivery.ok else 1
 
 

@@ -77,6 +77,8 @@ class Config:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     heartbeat: bool = False
     metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    spool: str | None = None
+    """Directory other processes (the lacme bridge, hooks) drop CloudEvent files into."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -138,6 +140,7 @@ def build(root: Node, file: str) -> Config:
     retry = _retry(options.section("delivery"))
     heartbeat = options.boolean("heartbeat", False)
     metrics = _metrics(options.section("metrics"))
+    spool = options.path("spool") if options.node("spool") is not None else None
     options.finish()
     return Config(
         path=file,
@@ -153,6 +156,7 @@ def build(root: Node, file: str) -> Config:
         retry=retry,
         heartbeat=heartbeat,
         metrics=metrics,
+        spool=spool,
         warnings=tuple(warnings),
     )
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from . import spool
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .errors import EventFormatError
@@ -84,11 +85,38 @@ def record(
 ) -> tuple[list[Envelope], DeliveryReport]:
     """Record external events (new ids: each occurrence is its own event) and deliver them."""
     envelopes = [wrap(event, host=config.host, time=now, id=str(uuid.uuid4())) for event in events]
-    routed = [
-        (envelope, [route.sink.name for route in config.sinks if route.wants(envelope.event.kind)])
+    return envelopes, record_envelopes(config, store, envelopes, now, deliver=deliver)
+
+
+def record_envelopes(
+    config: Config,
+    store: StateStore,
+    envelopes: Sequence[Envelope],
+    now: datetime,
+    *,
+    deliver: bool = True,
+) -> DeliveryReport:
+    """History and outbox rows for ready CloudEvents (their ids kept: a resend is a no-op)."""
+    store.record_events(route(config, envelopes), now)
+    if not deliver:
+        return DeliveryReport()
+    return drain(store, config.sinks, now, config.retry)
+
+
+def route(config: Config, envelopes: Sequence[Envelope]) -> list[tuple[Envelope, list[str]]]:
+    """Each event with the names of the sinks whose `events:` filter wants it."""
+    return [
+        (envelope, [r.sink.name for r in config.sinks if r.wants(envelope.event.kind)])
         for envelope in envelopes
     ]
-    store.record_events(routed, now)
-    if not deliver:
-        return envelopes, DeliveryReport()
-    return envelopes, drain(store, config.sinks, now, config.retry)
+
+
+def ingest_spool(config: Config, store: StateStore, now: datetime) -> spool.Collected:
+    """The daemon's between-passes look at the spool: record, then remove."""
+    if not config.spool:
+        return spool.Collected()
+    found = spool.collect(config.spool)
+    if found.envelopes:
+        store.record_events(route(config, found.envelopes), now)
+    found.remove_ingested()
+    return found

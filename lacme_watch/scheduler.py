@@ -30,6 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Config
 from .delivery import drain
 from .errors import ConfigError, LacmeWatchError
+from .external import ingest_spool
 from .lock import StateLock
 from .metrics import Metrics
 from .notify import Notifier
@@ -153,7 +154,11 @@ class Daemon:
         config = self.config
         try:
             with StateStore(config.state_dir) as store:
-                report = drain(store, config.sinks, datetime.now(UTC), config.retry)
+                now = datetime.now(UTC)
+                spooled = ingest_spool(config, store, now)
+                for path, reason in spooled.rejected:
+                    log.error("spool: %s is not a valid event (%s); set aside", path, reason)
+                report = drain(store, config.sinks, now, config.retry)
         except LacmeWatchError as exc:
             log.error("delivery failed: %s", exc)
             return

@@ -10,9 +10,11 @@ import time
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
 
+from . import spool
 from .certificates import CertificateReader
 from .config import Config
 from .delivery import DeliveryReport, drain
@@ -38,6 +40,7 @@ class PassReport:
     files_parsed: int = 0
     files_reused: int = 0
     duration_seconds: float = 0.0
+    spool_rejected: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def certificates(self) -> int:
@@ -55,7 +58,7 @@ class PassReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.delivery.ok
+        return not self.problems and not self.spool_rejected and self.delivery.ok
 
     @property
     def exit_code(self) -> int:
@@ -121,6 +124,9 @@ def run_pass(
     started = time.monotonic()
     report = PassReport(now=now)
     changes, envelopes = scan_sources(config, store, now, report)
+    spooled = spool.collect(config.spool) if config.spool else spool.Collected()
+    envelopes += spooled.envelopes
+    report.spool_rejected = spooled.rejected
     if config.heartbeat:
         envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
     routed = [
@@ -128,6 +134,7 @@ def run_pass(
         for envelope in envelopes
     ]
     store.commit_pass(changes, routed, now)
+    spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.envelopes = envelopes
     if dispatcher is not None:
         for envelope in envelopes:

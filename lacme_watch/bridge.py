@@ -1,0 +1,71 @@
+"""The lacme bridge: events lacme raises in-process reach lacme-watch's sinks.
+
+    from lacme.events import EventDispatcher
+    from lacme_watch.bridge import attach
+
+    dispatcher = EventDispatcher()
+    attach(dispatcher, "/var/spool/lacme-watch")      # then pass dispatcher to lacme's Client
+
+Every lacme event (challenge failures and rate-limit warnings above all, which
+leave no trace on disk) is written atomically into lacme-watch's spool as a
+CloudEvent; the next pass (or the daemon within `schedule.deliver`) delivers it.
+lacme is not imported here: any object with lacme's event fields is translated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from .events import EVENT_TYPES, Event
+from .spool import write
+from .wire import wrap
+
+log = logging.getLogger(__name__)
+
+# lacme's event classes carry the same names as ours (lacme.events); translate by name.
+_BY_CLASS_NAME: dict[str, type[Event]] = {cls.__name__: cls for cls in EVENT_TYPES.values()}
+
+
+class Dispatcher(Protocol):
+    """lacme.events.EventDispatcher, as far as the bridge needs it."""
+
+    def subscribe(self, callback: Callable[..., Any], event_type: Any = None) -> None: ...
+
+
+def translate(lacme_event: object, *, store: str = "lacme") -> Event | None:
+    """lacme's event object as ours (None for a kind lacme-watch does not know)."""
+    ours = _BY_CLASS_NAME.get(type(lacme_event).__name__)
+    if ours is None or not dataclasses.is_dataclass(lacme_event):
+        return None
+    fields = {f.name: getattr(lacme_event, f.name) for f in dataclasses.fields(lacme_event)}
+    return ours(**fields, store=store)
+
+
+def attach(
+    dispatcher: Dispatcher,
+    spool: str | Path,
+    *,
+    host: str | None = None,
+    store: str = "lacme",
+) -> Callable[[object], None]:
+    """Subscribe to every event of a lacme EventDispatcher; returns the callback
+    (pass it to `dispatcher.unsubscribe` to detach)."""
+    name = host or socket.gethostname()
+
+    def forward(lacme_event: object) -> None:
+        event = translate(lacme_event, store=store)
+        if event is None:
+            log.warning("lacme-watch does not know %s; not spooled", type(lacme_event).__name__)
+            return
+        envelope = wrap(event, host=name, time=datetime.now(UTC), id=str(uuid.uuid4()))
+        write(spool, envelope)
+
+    dispatcher.subscribe(forward)
+    return forward
