@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .events import EVENT_TYPES
 from .options import Node, Options, format_duration, load_yaml, parse_duration
 from .plugins import Sink, Source
+from .ratelimits import RULE_NAMES, RateLimits, Rule
 from .registry import GROUPS, lookup
 from .state import Policy
 
@@ -77,6 +78,7 @@ class Config:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     heartbeat: bool = False
     metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     spool: str | None = None
     """Directory other processes (the lacme bridge, hooks) drop CloudEvent files into."""
     warnings: tuple[str, ...] = ()
@@ -141,6 +143,7 @@ def build(root: Node, file: str) -> Config:
     heartbeat = options.boolean("heartbeat", False)
     metrics = _metrics(options.section("metrics"))
     spool = options.path("spool") if options.node("spool") is not None else None
+    rate_limits = _rate_limits(options.section("rate_limits"))
     options.finish()
     return Config(
         path=file,
@@ -157,6 +160,7 @@ def build(root: Node, file: str) -> Config:
         heartbeat=heartbeat,
         metrics=metrics,
         spool=spool,
+        rate_limits=rate_limits,
         warnings=tuple(warnings),
     )
 
@@ -220,6 +224,32 @@ def _schedule(options: Options) -> Schedule:
             raise node.unexpected(f"a valid cron expression ({exc})") from None
         return replace(base, interval=None, cron=node.value)
     raise node.unexpected("a duration like '15m' or a 5-field cron expression")
+
+
+def _rate_limits(options: Options) -> RateLimits:
+    default = RateLimits()
+    enabled = options.boolean("enabled", True)
+    warn_node = options.node("warn_at")
+    warn_at = default.warn_at
+    if warn_node is not None:
+        value = warn_node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise warn_node.unexpected("a fraction above 0 and at most 1, like 0.8")
+        warn_at = float(value)
+    rules = dict(default.rules)
+    configured = options.section("rules")
+    for name in RULE_NAMES:
+        if name not in configured:
+            continue
+        rule = configured.section(name)
+        rules[name] = Rule(
+            limit=rule.integer("limit", default.rules[name].limit, minimum=1),
+            window=rule.duration("window", default.rules[name].window),
+        )
+        rule.finish()
+    configured.finish()
+    options.finish()
+    return RateLimits(enabled=enabled, warn_at=warn_at, rules=rules)
 
 
 def _metrics(options: Options) -> MetricsOptions:

@@ -167,13 +167,23 @@ class RateLimitWarning(Event):
     current_count: int
     limit: int
     window_hours: int
+    rule: str | None = None
+    """registered_domain, exact_set or failed_authorizations (lacme-watch's own checks)."""
+    window_start: datetime | None = None
 
     @property
     def subject(self) -> str:
         return self.registered_domain
 
     def identity(self) -> tuple[str, ...]:
-        return (self.registered_domain, str(self.limit), str(self.window_hours))
+        start = self.window_start.isoformat() if self.window_start else ""
+        return (
+            self.registered_domain,
+            str(self.limit),
+            str(self.window_hours),
+            self.rule or "",
+            start,
+        )
 
     def summary(self) -> str:
         return (

@@ -122,6 +122,19 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class Issuance:
+    """One certificate issued at some time: what rate limits count."""
+
+    key: str
+    """Unique per issuance (a fingerprint), so the same one seen twice counts once."""
+    names: tuple[str, ...]
+    issued_at: datetime
+    certificate: bool = True
+    """False for a log of issuances (lacme's rate_limits.json): its time is the
+    client's, and the certificate it speaks of may be counted already."""
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     """A file that could not be used, and why (one of REASONS).
 
@@ -153,6 +166,9 @@ class ScanResult:
     cursor: str | None = None
     """What the source wants back next pass (a log position); None keeps the old one.
     It is committed with the pass, so a crash re-reads rather than skips."""
+    issuances: tuple[Issuance, ...] = ()
+    """Issuance history beyond the current certificates (certbot's archive, lacme's
+    rate_limits.json), for rate limits."""
     retired: frozenset[str] = frozenset()
     """Lineages that left for a reason the source reports itself (a revocation):
     no certificate_removed for them."""

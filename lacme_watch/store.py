@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .certificates import CachedFile
 from .errors import StoreError
-from .observations import Observation, Problem
+from .observations import Issuance, Observation, Problem
 from .state import SourceSnapshot
 from .wire import Envelope, from_json, to_json
 
@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (event_id, sink));
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, sink, next_attempt);
 CREATE TABLE IF NOT EXISTS sinks (sink TEXT PRIMARY KEY, last_delivered REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS issuances (
+    key TEXT PRIMARY KEY, names TEXT NOT NULL, issued_at REAL NOT NULL,
+    certificate INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS issuances_by_time ON issuances (issued_at);
+CREATE TABLE IF NOT EXISTS rate_warnings (
+    rule TEXT NOT NULL, key TEXT NOT NULL, warned_at REAL NOT NULL, PRIMARY KEY (rule, key));
 """
 
 
@@ -208,13 +214,53 @@ class StateStore:
         changes: Sequence[SourceChange],
         routed: Sequence[tuple[Envelope, Sequence[str]]],
         now: datetime,
+        *,
+        issuances: Sequence[Issuance] = (),
+        warned: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Write every source's new snapshot and the routed events in one transaction."""
+        """Write every source's new snapshot and the routed events in one transaction
+        (with the issuance history and the rate-limit warnings they caused)."""
         with self.transaction() as db:
             for change in changes:
                 _write_snapshot(db, change.before, change.after, now)
                 _write_files(db, change.after.source, change.files_before, change.files_after)
             _write_events(db, routed, now)
+            db.executemany(
+                "INSERT OR IGNORE INTO issuances VALUES (?, ?, ?, ?)",
+                [
+                    (i.key, json.dumps(list(i.names)), _epoch(i.issued_at), int(i.certificate))
+                    for i in issuances
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO rate_warnings VALUES (?, ?, ?)",
+                [(rule, key, _epoch(now)) for rule, key in warned],
+            )
+
+    def issuances_since(self, since: datetime) -> list[Issuance]:
+        return [
+            Issuance(key, tuple(json.loads(names)), datetime.fromtimestamp(at, UTC), certificate)
+            for key, names, at, certificate in self._db.execute(
+                "SELECT key, names, issued_at, certificate FROM issuances WHERE issued_at > ?",
+                (_epoch(since),),
+            )
+        ]
+
+    def failures_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(domain, when) of challenge failures recorded since `since`."""
+        return [
+            (subject, datetime.fromtimestamp(at, UTC))
+            for subject, at in self._db.execute(
+                "SELECT subject, time FROM events WHERE kind = 'challenge_failed' AND time > ?",
+                (_epoch(since),),
+            )
+        ]
+
+    def rate_warnings(self) -> dict[tuple[str, str], datetime]:
+        return {
+            (rule, key): datetime.fromtimestamp(at, UTC)
+            for rule, key, at in self._db.execute("SELECT rule, key, warned_at FROM rate_warnings")
+        }
 
     def record_events(
         self, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from cryptography import x509
 
-from . import spool
+from . import ratelimits, spool
 from .certificates import CertificateReader
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .dispatch import EventDispatcher
-from .events import Heartbeat
+from .events import ChallengeFailed, Heartbeat
 from .metrics import PassMetrics
-from .observations import Observation, Problem, ScanResult
+from .observations import Issuance, Observation, Problem, ScanResult
 from .state import Authority, detect
 from .store import SourceChange, StateStore
 from .wire import Envelope, wrap
@@ -41,6 +41,7 @@ class PassReport:
     files_reused: int = 0
     duration_seconds: float = 0.0
     spool_rejected: list[tuple[Path, str]] = field(default_factory=list)
+    issuances: list[Issuance] = field(default_factory=list)
 
     @property
     def certificates(self) -> int:
@@ -107,6 +108,13 @@ def scan_sources(
         envelopes += [wrap(event, host=config.host, time=now) for event in events]
         report.problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
         report.inventory += [(source.id, o) for o in after.certificates.values()]
+        if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
+            report.issuances += scan.issuances
+            report.issuances += [
+                Issuance(o.fingerprint, o.domains, o.certificate.not_before)
+                for o in after.certificates.values()
+                if o.role == "leaf" and o.certificate.signed_by is None
+            ]
         if scan.failed:
             report.failed_sources.add(source.id)
         report.files_parsed += reader.parsed
@@ -127,13 +135,17 @@ def run_pass(
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
     envelopes += spooled.envelopes
     report.spool_rejected = spooled.rejected
+    fresh, warnings = _rate_limits(config, store, now, report.issuances, envelopes)
+    envelopes += [wrap(w.event(now), host=config.host, time=now) for w in warnings]
     if config.heartbeat:
         envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
     routed = [
         (envelope, [route.sink.name for route in config.sinks if route.wants(envelope.event.kind)])
         for envelope in envelopes
     ]
-    store.commit_pass(changes, routed, now)
+    store.commit_pass(
+        changes, routed, now, issuances=fresh, warned=[(w.rule, w.key) for w in warnings]
+    )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.envelopes = envelopes
     if dispatcher is not None:
@@ -144,6 +156,31 @@ def run_pass(
         store.record_success(now)
     report.duration_seconds = time.monotonic() - started
     return report
+
+
+def _rate_limits(
+    config: Config,
+    store: StateStore,
+    now: datetime,
+    seen: list[Issuance],
+    envelopes: list[Envelope],
+) -> tuple[list[Issuance], list[ratelimits.Warning]]:
+    """Issuances to remember (inside the longest window) and the warnings due now."""
+    limits = config.rate_limits
+    if not limits.enabled:
+        return [], []
+    since = now - limits.longest_window
+    recent = [issuance for issuance in seen if issuance.issued_at > since]
+    history = store.issuances_since(since) + recent
+    failed_window = limits.rules.get("failed_authorizations")
+    failures = store.failures_since(now - failed_window.window) if failed_window else []
+    failures += [
+        (e.event.domain, e.event.occurred_at or e.time)
+        for e in envelopes
+        if isinstance(e.event, ChallengeFailed)
+    ]
+    warnings = ratelimits.evaluate(history, failures, limits, now, store.rate_warnings())
+    return recent, warnings
 
 
 def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:

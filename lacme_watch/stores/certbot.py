@@ -10,16 +10,18 @@ challenges are read from letsencrypt.log as it grows.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 from typing import Self
 
 from ..certificates import CertificateReader
 from ..events import Event
 from ..logfollow import follow
-from ..observations import Observation, Problem, ScanResult
+from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
 from .certbot_log import challenge_failures, is_record_start
 
+_ARCHIVED = re.compile(r"^cert\d+\.pem$")
 PERMISSIONS_HINT = (
     "certbot keeps live/ and archive/ at mode 0700 for root: run lacme-watch as root,"
     " or grant it read access (never to the private keys)"
@@ -65,6 +67,7 @@ class CertbotStore:
             else:
                 observations += found
         problems += self._orphaned_renewals(set(names))
+        issuances = tuple(self._archive(reader, names))
         events: tuple[Event, ...] = ()
         cursor = reader.cursor
         if self.log:
@@ -75,8 +78,30 @@ class CertbotStore:
                 text, cursor = followed
                 events = tuple(challenge_failures(text, store=self.id, path=self.log))
         return ScanResult(
-            observations=tuple(observations), problems=tuple(problems), events=events, cursor=cursor
+            observations=tuple(observations),
+            problems=tuple(problems),
+            events=events,
+            cursor=cursor,
+            issuances=issuances,
         )
+
+    def _archive(self, reader: CertificateReader, names: list[str]) -> list[Issuance]:
+        """Every certificate certbot ever saved (archive/<name>/certN.pem): the issuance
+        history rate limits count, renewals included."""
+        found: list[Issuance] = []
+        for name in names:
+            directory = os.path.join(self.path, "archive", name)
+            try:
+                files = sorted(f for f in os.listdir(directory) if _ARCHIVED.match(f))
+            except OSError:
+                continue
+            for filename in files:
+                facts = reader.read_certificates(os.path.join(directory, filename))
+                if not isinstance(facts, Problem) and facts:
+                    found.append(
+                        Issuance(facts[0].fingerprint, facts[0].names, facts[0].not_before)
+                    )
+        return found
 
     def _lineage(
         self, reader: CertificateReader, live: str, name: str

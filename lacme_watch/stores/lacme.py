@@ -10,13 +10,15 @@ needs every other certificate still reported.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import replace
 from typing import Self
 
 from ..certificates import CertificateReader
-from ..observations import Observation, Problem, ScanResult
+from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
+from ..wire import parse_time
 
 
 class LacmeStore:
@@ -35,8 +37,8 @@ class LacmeStore:
         try:
             entries = sorted(os.scandir(certs), key=lambda entry: entry.name)
         except FileNotFoundError:
-            if os.path.isdir(self.path):
-                return ScanResult()  # a store that has issued nothing yet
+            if os.path.isdir(self.path):  # no certificate saved yet; maybe issuance history
+                return ScanResult(issuances=tuple(self._rate_limit_records(reader)))
             return ScanResult(problems=(Problem(self.path, "not_found"),), failed=True)
         except PermissionError:
             return ScanResult(problems=(Problem(certs, "permission_denied"),), failed=True)
@@ -54,7 +56,35 @@ class LacmeStore:
                 problems.append(replace(found, lineage=f"certs/{entry.name}"))
             else:
                 observations += found
-        return ScanResult(observations=tuple(observations), problems=tuple(problems))
+        return ScanResult(
+            observations=tuple(observations),
+            problems=tuple(problems),
+            issuances=tuple(self._rate_limit_records(reader)),
+        )
+
+    def _rate_limit_records(self, reader: CertificateReader) -> list[Issuance]:
+        """lacme's RateLimitTracker history (rate_limits.json), if it keeps one here."""
+        path = os.path.join(self.path, "rate_limits.json")
+        if not os.path.exists(path):
+            return []
+        rows = reader.read_json(path)
+        if not isinstance(rows, list):
+            return []  # lacme itself treats a malformed file as empty
+        found = []
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            domains, issued_at = row.get("domains"), row.get("issued_at")
+            if not isinstance(domains, list) or not isinstance(issued_at, str):
+                continue
+            try:
+                when = parse_time(issued_at)
+            except ValueError:
+                continue
+            names = tuple(str(d) for d in domains)
+            key = hashlib.sha256(f"{sorted(names)}|{issued_at}".encode()).hexdigest()
+            found.append(Issuance(key, names, when, certificate=False))
+        return found
 
     def _scan_entry(
         self, directory: str, name: str, reader: CertificateReader
