@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import tempfile
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +56,11 @@ class _Issuer:
     def issue(
         self, names: list[str], not_before: datetime, days: int, *, client: bool = False
     ) -> x509.Certificate:
+        return self.issue_with_key(names, not_before, days, client=client)[0]
+
+    def issue_with_key(
+        self, names: list[str], not_before: datetime, days: int, *, client: bool = False
+    ) -> tuple[x509.Certificate, _Key]:
         usage = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
         key = ec.generate_private_key(ec.SECP256R1())
         return (
@@ -68,7 +76,7 @@ class _Issuer:
             )
             .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
             .sign(self.key, hashes.SHA256())
-        )
+        ), key
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
@@ -99,7 +107,46 @@ def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) ->
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def build_sandbox(root: Path, now: datetime) -> tuple[Path, _Issuer, _Issuer]:
+class _TlsServer:
+    """The shop's web server, on loopback, still serving the certificate it started with."""
+
+    def __init__(self, root: Path, certificate: x509.Certificate, key: _Key) -> None:
+        (root / "served.pem").write_bytes(_pem(certificate))
+        (root / "served.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(root / "served.pem", root / "served.key")
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port: int = self._listener.getsockname()[1]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with self._context.wrap_socket(connection, server_side=True) as tls:
+                    tls.recv(1)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._listener.close()
+
+
+def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, _Issuer]:
     """The lacme store, a plain PEM folder and the configuration file; returns the config path."""
     store = root / "lacme"
     acme = _Issuer("Demo ACME Intermediate R1", now - timedelta(days=400), 1000)
@@ -131,6 +178,8 @@ stores:
     path: {store}
   - type: pem
     paths: ["{extra}/*"]
+  - type: tls
+    endpoints: ["127.0.0.1:{port}/shop.example.com"]
 authorities:
   - type: lacme
     path: {store}
@@ -184,7 +233,19 @@ def run_demo(console: Console, keep: Path | None = None) -> int:
 
 def _run(console: Console, root: Path) -> int:
     now = datetime.now(UTC).replace(microsecond=0)
-    config_path, acme, ca = build_sandbox(root, now)
+    shop_server_ca = _Issuer("Demo ACME Intermediate R0", now - timedelta(days=400), 1000)
+    served, key = shop_server_ca.issue_with_key(
+        ["shop.example.com", "static.shop.example.com"], now - timedelta(days=85), 90
+    )
+    server = _TlsServer(root, served, key)
+    try:
+        return _passes(console, root, now, server.port)
+    finally:
+        server.stop()
+
+
+def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
+    config_path, acme, ca = build_sandbox(root, now, port)
     config = load(config_path)
     store_dir = root / "lacme"
     console.print(f"[bold]lacme-watch demo[/] — sandbox in {escape(str(root))}\n")
@@ -204,7 +265,8 @@ def _run(console: Console, root: Path) -> int:
         _save(store_dir, acme.issue(["blog.example.com"], now, 90), acme.certificate)
         _save(store_dir, ca.issue(["ops-laptop"], now, 365, client=True), ca.certificate)
         scan(
-            "Pass 2: shop renewed, blog issued, the CA signed a client certificate",
+            "Pass 2: shop renewed on disk, its server not reloaded; blog issued;"
+            " the CA signed a client certificate",
             now + timedelta(hours=1),
         )
 

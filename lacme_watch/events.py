@@ -26,6 +26,7 @@ __all__ = [
     "CertificateRevoked",
     "CertificateUnreadable",
     "ChallengeFailed",
+    "DeploymentStale",
     "Event",
     "Heartbeat",
     "RateLimitWarning",
@@ -251,6 +252,26 @@ class CertificateRevoked(CertificateEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeploymentStale(CertificateEvent):
+    """A TLS endpoint serves an older certificate than a watched store holds for its names:
+    renewed on disk, never reloaded."""
+
+    kind: ClassVar[str] = "deployment_stale"
+    newer_expires_at: datetime
+    newer_fingerprint: str
+    newer_path: str | None = None
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.lineage or "", self.fingerprint or "", self.newer_fingerprint)
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: {self.host or self.domain} serves a certificate expiring"
+            f" {_day(self.expires_at)}; the store has one until {_day(self.newer_expires_at)}"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateUnreadable(Event):
     """A file that should hold a certificate could not be used; the pass went on."""
 
@@ -311,6 +332,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CertificateRemoved,
         CertificateRevoked,
         CertificateUnreadable,
+        DeploymentStale,
         Heartbeat,
     )
 }

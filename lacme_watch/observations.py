@@ -24,6 +24,7 @@ REASONS = (
     "too_large",
     "bad_metadata",
     "io_error",
+    "unreachable",
 )
 """Why a file could not be used; `certificate_unreadable.reason` is one of these."""
 

@@ -24,6 +24,7 @@ _BUILT_IN = {
         "pem": "lacme_watch.stores.pem:PemStore",
         "certbot": "lacme_watch.stores.certbot:CertbotStore",
         "dehydrated": "lacme_watch.stores.dehydrated:DehydratedStore",
+        "tls": "lacme_watch.stores.tls:TlsStore",
     },
     "lacme_watch.authorities": {
         "lacme": "lacme_watch.authorities.lacme:LacmeAuthority",

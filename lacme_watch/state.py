@@ -7,8 +7,8 @@ time, and returns the next snapshot and the events that explain the difference.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypedDict
 
@@ -20,6 +20,7 @@ from .events import (
     CertificateRemoved,
     CertificateRenewed,
     CertificateUnreadable,
+    DeploymentStale,
     Event,
 )
 from .observations import Observation, Problem, ScanResult
@@ -175,6 +176,45 @@ def detect(
         cursor=before.cursor if scan.failed or scan.cursor is None else scan.cursor,
     )
     return after, events
+
+
+def stale_deployments(
+    served: SourceSnapshot, held: Iterable[Observation], now: datetime
+) -> tuple[SourceSnapshot, list[Event]]:
+    """deployment_stale for endpoints serving an older certificate than a store holds.
+
+    A store's leaf counts when it covers every name the endpoint serves, is already
+    valid, and expires later; each (endpoint, served, newer) is reported once.
+    """
+    events: list[Event] = []
+    marks: set[Reported] = set()
+    candidates = [o for o in held if o.role == "leaf" and o.certificate.not_before <= now]
+    for lineage, observation in served.certificates.items():
+        names = {name.lower() for name in observation.domains}
+        newer = [
+            o
+            for o in candidates
+            if names <= {name.lower() for name in o.domains}
+            and o.certificate.not_after > observation.certificate.not_after
+        ]
+        if not newer:
+            continue
+        best = max(newer, key=lambda o: o.certificate.not_after)
+        mark = (lineage, observation.fingerprint, f"stale:{best.fingerprint}")
+        marks.add(mark)
+        if mark in served.reported:
+            continue
+        events.append(
+            DeploymentStale(
+                **_certificate_fields(served.source, observation),
+                host=lineage.removeprefix("tls:"),
+                newer_expires_at=best.certificate.not_after,
+                newer_fingerprint=best.fingerprint,
+                newer_path=best.path,
+            )
+        )
+    stale_kept = {m for m in served.reported if not m[2].startswith("stale:")}
+    return replace(served, reported=frozenset(stale_kept | marks)), events
 
 
 def _lifecycle(

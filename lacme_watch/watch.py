@@ -19,10 +19,10 @@ from .certificates import CertificateReader
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .dispatch import EventDispatcher
-from .events import ChallengeFailed, Heartbeat
+from .events import ChallengeFailed, Event, Heartbeat
 from .metrics import PassMetrics
 from .observations import Issuance, Observation, Problem, ScanResult
-from .state import Authority, detect
+from .state import Authority, detect, stale_deployments
 from .store import SourceChange, StateStore
 from .wire import Envelope, wrap
 
@@ -119,7 +119,29 @@ def scan_sources(
             report.failed_sources.add(source.id)
         report.files_parsed += reader.parsed
         report.files_reused += reader.reused
+    envelopes += [wrap(e, host=config.host, time=now) for e in _stale(changes, now)]
     return changes, envelopes
+
+
+def _stale(changes: list[SourceChange], now: datetime) -> list[Event]:
+    """Compare what endpoints serve with what every other source holds (all scanned now)."""
+    endpoint_sources = {
+        index
+        for index, change in enumerate(changes)
+        if any(lineage.startswith("tls:") for lineage in change.after.certificates)
+    }
+    held = [
+        observation
+        for index, change in enumerate(changes)
+        if index not in endpoint_sources
+        for observation in change.after.certificates.values()
+    ]
+    events: list[Event] = []
+    for index in endpoint_sources:
+        after, found = stale_deployments(changes[index].after, held, now)
+        changes[index] = _replace(changes[index], after=after)
+        events += found
+    return events
 
 
 def run_pass(

@@ -1,0 +1,162 @@
+"""TLS endpoints on loopback: what is served, and whether it is older than the store's."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+
+from lacme_watch.stores.tls import parse_endpoint
+
+from ..acme import free_port
+from ..conftest import CliRunner, kinds, read_events
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class TlsServer:
+    """Serves one certificate on 127.0.0.1 until stopped; the certificate can be swapped."""
+
+    def __init__(self, chain_pem: bytes, key_pem: bytes, directory: Path) -> None:
+        self.port = free_port()
+        self._directory = directory
+        self.serve(chain_pem, key_pem)
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def serve(self, chain_pem: bytes, key_pem: bytes) -> None:
+        (self._directory / "chain.pem").write_bytes(chain_pem)
+        (self._directory / "key.pem").write_bytes(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self._directory / "chain.pem", self._directory / "key.pem")
+        self._context = context
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with self._context.wrap_socket(connection, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._listener.close()
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def served(ca: trustme.CA, tmp_path: Path) -> Iterator[TlsServer]:
+    old = ca.issue_cert(
+        "svc.example.com", not_before=NOW - timedelta(days=80), not_after=NOW + timedelta(days=10)
+    )
+    server = TlsServer(old.cert_chain_pems[0].bytes(), old.private_key_pem.bytes(), tmp_path)
+    yield server
+    server.stop()
+
+
+def write_config(tmp_path: Path, port: int, certs: Path) -> tuple[Path, Path]:
+    log, config = tmp_path / "events.jsonl", tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - type: tls\n    endpoints: ['127.0.0.1:{port}/svc.example.com']\n"
+        "    timeout: 3s\n"
+        f"  - type: pem\n    paths: ['{certs}/*.pem']\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    )
+    return config, log
+
+
+def test_a_served_certificate_older_than_the_stores_is_a_stale_deployment(
+    cli: CliRunner, ca: trustme.CA, served: TlsServer, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    renewed = ca.issue_cert(
+        "svc.example.com", not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=89)
+    )
+    (certs / "svc.pem").write_bytes(renewed.cert_chain_pems[0].bytes())
+    config, log = write_config(tmp_path, served.port, certs)
+
+    first = cli("--config", str(config), "watch", "--once")
+    second = cli("--config", str(config), "watch", "--once")
+
+    assert (first.code, second.code) == (0, 0)
+    events = read_events(log)
+    assert kinds(events) == ["certificate_expiring", "deployment_stale"]  # once, not twice
+    stale = events[1]["data"]
+    assert isinstance(stale, dict)
+    assert stale["host"] == f"127.0.0.1:{served.port}"
+    assert stale["lineage"] == f"tls:127.0.0.1:{served.port}"
+    assert stale["domain"] == "svc.example.com"
+    assert stale["newer_path"] == str(certs / "svc.pem")
+
+    # The server reloads: the endpoint's lineage is renewed, and nothing is stale.
+    served.serve(renewed.cert_chain_pems[0].bytes(), renewed.private_key_pem.bytes())
+    assert cli("--config", str(config), "watch", "--once").code == 0
+    assert kinds(read_events(log)[2:]) == ["certificate_renewed"]
+
+
+def test_an_expired_self_signed_certificate_is_read_anyway(cli: CliRunner, tmp_path: Path) -> None:
+    expired = trustme.CA().issue_cert(
+        "old.example.com", not_before=NOW - timedelta(days=100), not_after=NOW - timedelta(days=3)
+    )
+    server = TlsServer(
+        expired.cert_chain_pems[0].bytes(), expired.private_key_pem.bytes(), tmp_path
+    )
+    try:
+        (tmp_path / "certs").mkdir()
+        config, log = write_config(tmp_path, server.port, tmp_path / "certs")
+        assert cli("--config", str(config), "watch", "--once").code == 0
+    finally:
+        server.stop()
+    (event,) = read_events(log)
+    assert (event["type"], event["subject"]) == ("lacme.certificate_expiring", "old.example.com")
+
+
+def test_an_unreachable_endpoint_keeps_its_lineage(
+    cli: CliRunner, served: TlsServer, tmp_path: Path
+) -> None:
+    (tmp_path / "certs").mkdir()
+    config, log = write_config(tmp_path, served.port, tmp_path / "certs")
+    cli("--config", str(config), "watch", "--once")
+    served.stop()
+
+    result = cli("--config", str(config), "watch", "--once")
+
+    assert result.code == 1
+    assert f"127.0.0.1:{served.port}: unreachable" in result.err
+    assert "certificate_removed" not in kinds(read_events(log))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("example.com:443", ("example.com", 443, None)),
+        ("10.0.0.1:8443/www.example.com", ("10.0.0.1", 8443, "www.example.com")),
+        ("[::1]:443", ("::1", 443, None)),
+        ("example.com", None),
+        ("example.com:99999", None),
+    ],
+)
+def test_endpoint_syntax(text: str, expected: tuple[str, int, str | None] | None) -> None:
+    endpoint = parse_endpoint(text)
+    assert (None if endpoint is None else (endpoint.host, endpoint.port, endpoint.sni)) == expected
