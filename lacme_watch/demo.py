@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import ssl
 import tempfile
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +26,7 @@ from rich.table import Table
 from .config import Config, load
 from .external import event_from_arguments, record
 from .store import StateStore
+from .testing import TlsServer
 from .watch import run_pass
 from .wire import Envelope, to_json
 
@@ -105,45 +103,6 @@ def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) ->
         "expires_at": certificate.not_valid_after_utc.isoformat(),
     }
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
-
-
-class _TlsServer:
-    """The shop's web server, on loopback, still serving the certificate it started with."""
-
-    def __init__(self, root: Path, certificate: x509.Certificate, key: _Key) -> None:
-        (root / "served.pem").write_bytes(_pem(certificate))
-        (root / "served.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(root / "served.pem", root / "served.key")
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port: int = self._listener.getsockname()[1]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with self._context.wrap_socket(connection, server_side=True) as tls:
-                    tls.recv(1)
-            except OSError:
-                pass
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-        self._listener.close()
 
 
 def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, _Issuer]:
@@ -237,7 +196,10 @@ def _run(console: Console, root: Path) -> int:
     served, key = shop_server_ca.issue_with_key(
         ["shop.example.com", "static.shop.example.com"], now - timedelta(days=85), 90
     )
-    server = _TlsServer(root, served, key)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    server = TlsServer(_pem(served), key_pem)
     try:
         return _passes(console, root, now, server.port)
     finally:

@@ -111,6 +111,22 @@ def kinds(events: list[dict[str, object]]) -> list[str]:
     return [str(event["type"]).removeprefix("lacme.") for event in events]
 
 
+def data(event: dict[str, object]) -> dict[str, object]:
+    """A CloudEvent's `data` object."""
+    found = event["data"]
+    assert isinstance(found, dict)
+    return found
+
+
+def watch(
+    cli: CliRunner, config: Path, log: Path, *extra: str
+) -> tuple[int, list[dict[str, object]]]:
+    """One `watch --once`; its exit code and the events it appended to the JSON log."""
+    before = len(read_events(log))
+    result = cli("--config", str(config), *extra, "watch", "--once")
+    return result.code, read_events(log)[before:]
+
+
 @pytest.fixture
 def watched(tmp_path: Path, store_dir: Path) -> tuple[Path, Path]:
     """A config watching the lacme store and its CA, logging JSON lines; yields (config, log)."""

@@ -13,7 +13,7 @@ from lacme import CertificateAuthority, FileStore
 
 from lacme_watch.wire import from_json, parse_time
 
-from .conftest import CliRunner, kinds, read_events, save_acme_cert
+from .conftest import CliRunner, data, kinds, read_events, save_acme_cert, watch
 
 SPEC_FIELDS = {
     "certificate_issued": {"domain", "domains", "expires_at"},
@@ -22,21 +22,6 @@ SPEC_FIELDS = {
     "ca_initialized": {"cn", "expires_at"},
     "ca_certificate_issued": {"name", "names", "is_client", "expires_at"},
 }
-
-
-def watch(
-    cli: CliRunner, config: Path, log: Path, *extra: str
-) -> tuple[int, list[dict[str, object]]]:
-    """One `watch --once`; returns its exit code and the events it appended to the log."""
-    before = len(read_events(log))
-    result = cli("--config", str(config), *extra, "watch", "--once")
-    return result.code, read_events(log)[before:]
-
-
-def data(event: dict[str, object]) -> dict[str, object]:
-    found = event["data"]
-    assert isinstance(found, dict)
-    return found
 
 
 def test_a_lacme_store_through_its_lifecycle(

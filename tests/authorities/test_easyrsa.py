@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lacme_watch.authorities.easyrsa import parse_index, parse_time
 
-from ..conftest import CliRunner, kinds, read_events
+from ..conftest import CliRunner, data, kinds, read_events
 from .easyrsa_tool import easyrsa
 
 
@@ -61,12 +61,6 @@ def test_a_pki_through_issue_renew_and_revoke(cli: CliRunner, tmp_path: Path) ->
     assert [(e["subject"], data(e)["threshold"]) for e in expiring] == [
         ("short.example.com", "expired")
     ]
-
-
-def data(event: dict[str, object]) -> dict[str, object]:
-    found = event["data"]
-    assert isinstance(found, dict)
-    return found
 
 
 def test_index_times_and_rows() -> None:

@@ -17,7 +17,7 @@ from lacme_watch.stores.certbot_log import challenge_failures, is_record_start
 from lacme_watch.wire import parse_time
 
 from ..acme import Certbot, Pebble
-from ..conftest import CliRunner, kinds, read_events
+from ..conftest import CliRunner, data, kinds, watch
 
 
 @pytest.fixture
@@ -34,18 +34,6 @@ def config_for(tmp_path: Path, certbot: Certbot) -> tuple[Path, Path]:
         f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
     )
     return config, log
-
-
-def watch(cli: CliRunner, config: Path, log: Path) -> tuple[int, list[dict[str, object]]]:
-    before = len(read_events(log))
-    result = cli("--config", str(config), "watch", "--once")
-    return result.code, read_events(log)[before:]
-
-
-def data(event: dict[str, object]) -> dict[str, object]:
-    found = event["data"]
-    assert isinstance(found, dict)
-    return found
 
 
 def test_issue_renew_and_fail_with_real_certbot(

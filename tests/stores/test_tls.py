@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import ssl
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,49 +10,11 @@ import pytest
 import trustme
 
 from lacme_watch.stores.tls import parse_endpoint
+from lacme_watch.testing import TlsServer
 
-from ..acme import free_port
 from ..conftest import CliRunner, kinds, read_events
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-class TlsServer:
-    """Serves one certificate on 127.0.0.1 until stopped; the certificate can be swapped."""
-
-    def __init__(self, chain_pem: bytes, key_pem: bytes, directory: Path) -> None:
-        self.port = free_port()
-        self._directory = directory
-        self.serve(chain_pem, key_pem)
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._listener.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def serve(self, chain_pem: bytes, key_pem: bytes) -> None:
-        (self._directory / "chain.pem").write_bytes(chain_pem)
-        (self._directory / "key.pem").write_bytes(key_pem)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self._directory / "chain.pem", self._directory / "key.pem")
-        self._context = context
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with self._context.wrap_socket(connection, server_side=True) as tls:
-                    tls.recv(1)
-            except (OSError, ssl.SSLError):
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._listener.close()
 
 
 @pytest.fixture
@@ -68,7 +27,7 @@ def served(ca: trustme.CA, tmp_path: Path) -> Iterator[TlsServer]:
     old = ca.issue_cert(
         "svc.example.com", not_before=NOW - timedelta(days=80), not_after=NOW + timedelta(days=10)
     )
-    server = TlsServer(old.cert_chain_pems[0].bytes(), old.private_key_pem.bytes(), tmp_path)
+    server = TlsServer(old.cert_chain_pems[0].bytes(), old.private_key_pem.bytes())
     yield server
     server.stop()
 
@@ -119,9 +78,7 @@ def test_an_expired_self_signed_certificate_is_read_anyway(cli: CliRunner, tmp_p
     expired = trustme.CA().issue_cert(
         "old.example.com", not_before=NOW - timedelta(days=100), not_after=NOW - timedelta(days=3)
     )
-    server = TlsServer(
-        expired.cert_chain_pems[0].bytes(), expired.private_key_pem.bytes(), tmp_path
-    )
+    server = TlsServer(expired.cert_chain_pems[0].bytes(), expired.private_key_pem.bytes())
     try:
         (tmp_path / "certs").mkdir()
         config, log = write_config(tmp_path, server.port, tmp_path / "certs")
