@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
@@ -73,6 +74,8 @@ class Daemon:
         self._metrics = Metrics()
         self._ready = False
         self._stopping = threading.Event()
+        self._busy_since: float | None = None
+        """monotonic() when the running pass or delivery started; None when idle."""
         self._scheduler = BlockingScheduler(
             timezone=UTC,
             executors={
@@ -92,9 +95,8 @@ class Daemon:
             self._schedule(first_pass=True)
             if self._notifier.watchdog is not None:
                 self._scheduler.add_job(
-                    self._notifier.send,
+                    self._ping_watchdog,
                     IntervalTrigger(seconds=self._notifier.watchdog.total_seconds() / 2),
-                    kwargs={"watchdog": "1"},
                     id="watchdog",
                     executor="watchdog",
                 )
@@ -127,7 +129,27 @@ class Daemon:
             replace_existing=True,
         )
 
+    def _ping_watchdog(self) -> None:
+        """WATCHDOG=1, unless a pass has been stuck longer than the watchdog interval:
+        then silence, so systemd restarts the daemon (WatchdogSec > the longest pass)."""
+        assert self._notifier.watchdog is not None  # noqa: S101  # scheduled only then
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self._notifier.watchdog.total_seconds():
+            log.error(
+                "a pass has run for %.0f s; letting systemd's watchdog restart us",
+                time.monotonic() - busy,
+            )
+            return
+        self._notifier.send(watchdog="1")
+
     def _scan(self) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            self._scan_once()
+        finally:
+            self._busy_since = None
+
+    def _scan_once(self) -> None:
         config = self.config
         try:
             with StateStore(config.state_dir) as store:

@@ -268,3 +268,25 @@ def test_textfile_metrics_after_a_cron_pass_keep_expired_certificates(tmp_path: 
     beat = read_events(tmp_path / "log.jsonl")[-1]
     assert beat["type"] == "lacme.heartbeat"
     assert json.dumps(beat["data"]).count('"certificates": 2') == 1
+
+
+def test_the_watchdog_goes_silent_when_a_pass_is_stuck(
+    tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    from lacme_watch.config import Config
+    from lacme_watch.scheduler import Daemon
+
+    sock, path = notify_socket
+    config = Config(path=None, state_dir=tmp_path, host="h", stores=(), authorities=())
+    daemon = Daemon(
+        config, lambda: config, Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    )
+
+    daemon._ping_watchdog()
+    assert sock.recv(64) == b"WATCHDOG=1"
+
+    daemon._busy_since = time.monotonic() - 5  # a pass running for 5 s, past the 1 s watchdog
+    daemon._ping_watchdog()
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        sock.recv(64)
