@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,15 +54,20 @@ def attach(
     *,
     host: str | None = None,
     store: str = "lacme",
+    kinds: Collection[str] | None = None,
 ) -> Callable[[object], None]:
-    """Subscribe to every event of a lacme EventDispatcher; returns the callback
-    (pass it to `dispatcher.unsubscribe` to detach)."""
+    """Subscribe to a lacme EventDispatcher; returns the callback (pass it to
+    `dispatcher.unsubscribe` to detach). `kinds` limits what is spooled, e.g.
+    `{"challenge_failed", "rate_limit_warning"}` when lacme-watch already watches the
+    store and the CA (lacme re-emits ca_initialized at every process start)."""
     name = host or socket.gethostname()
 
     def forward(lacme_event: object) -> None:
         event = translate(lacme_event, store=store)
         if event is None:
             log.warning("lacme-watch does not know %s; not spooled", type(lacme_event).__name__)
+            return
+        if kinds is not None and event.kind not in kinds:
             return
         envelope = wrap(event, host=name, time=datetime.now(UTC), id=str(uuid.uuid4()))
         write(spool, envelope)

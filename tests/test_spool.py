@@ -169,3 +169,19 @@ def test_the_bridge_carries_lacmes_own_events_from_a_real_client(
     assert str(failure["source"]).startswith("lacme-watch://app1/")
     warning = next(e for e in events if e["type"] == "lacme.rate_limit_warning")
     assert json.dumps(warning["data"]).count('"limit": 2') == 1
+
+
+def test_the_bridge_can_spool_only_some_kinds(tmp_path: Path) -> None:
+    from lacme.events import CertificateAuthorityInitialized as LacmeCAInitialized
+    from lacme.events import ChallengeFailed as LacmeChallengeFailed
+
+    dispatcher = EventDispatcher()
+    attach(dispatcher, tmp_path, kinds={"challenge_failed"})
+
+    dispatcher.emit_sync(LacmeCAInitialized(cn="App CA", expires_at=NOW))  # every app start
+    dispatcher.emit_sync(
+        LacmeChallengeFailed(domain="a.example", challenge_type="dns-01", error="x")
+    )
+
+    (only,) = spool.collect(tmp_path).envelopes
+    assert only.event.kind == "challenge_failed"
