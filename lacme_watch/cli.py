@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,14 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, logconfig
+from . import __version__, logconfig, monitoring
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
 from .external import event_from_arguments, record, record_envelopes, test_event
 from .lock import StateLock
 from .metrics import Metrics
-from .observations import CertificateFacts
 from .state import EXPIRED, days_remaining
 from .store import StateStore
 from .watch import PassReport, pass_metrics, run_pass, scan_sources
@@ -131,10 +129,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="one status line for Nagios/Icinga/Sensu: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
     )
     check.add_argument(
-        "--warning", default="14d", type=_limit, help="days (14d) or %% of life (33%%)"
+        "--warning", default="14d", type=monitoring.limit, help="days (14d) or %% of life (33%%)"
     )
     check.add_argument(
-        "--critical", default="7d", type=_limit, help="days (7d) or %% of life (10%%)"
+        "--critical", default="7d", type=monitoring.limit, help="days (7d) or %% of life (10%%)"
     )
     check.set_defaults(handler=_check)
 
@@ -294,32 +292,6 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     return report.exit_code
 
 
-_LIMIT = re.compile(r"^(\d+(?:\.\d+)?)\s*(d|%)?$")
-
-
-def _limit(text: str) -> tuple[float, str]:
-    """`14d` or `14` (days) or `33%` (of the certificate's lifetime)."""
-    match = _LIMIT.match(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"expected days like 14d or a percentage like 33%, got {text!r}"
-        )
-    return float(match.group(1)), match.group(2) or "d"
-
-
-def _within(limit: tuple[float, str], facts: CertificateFacts, now: datetime) -> bool:
-    amount, unit = limit
-    remaining = (facts.not_after - now).total_seconds()
-    window = amount * 86400 if unit == "d" else facts.lifetime_seconds * amount / 100
-    return remaining <= window
-
-
-def _spell(limit: tuple[float, str]) -> str:
-    amount, unit = limit
-    number = f"{amount:g}"
-    return f"{number} days" if unit == "d" else f"{number}% of their lifetime"
-
-
 def _check(args: argparse.Namespace, io: Io) -> int:
     """Monitoring-plugins output: `LACME-WATCH STATE - text | perfdata`, exit 0/1/2/3."""
     now = _clock(args)
@@ -329,40 +301,8 @@ def _check(args: argparse.Namespace, io: Io) -> int:
     except LacmeWatchError as exc:
         io.out.print(f"LACME-WATCH UNKNOWN - {escape(str(exc))}")
         return 3
-    critical, warning, expired = [], [], 0
-    for _, observation in sorted(report.inventory, key=lambda item: item[1].certificate.not_after):
-        facts = observation.certificate
-        label = f"{observation.domain} ({days_remaining(facts.not_after, now)}d)"
-        if facts.not_after <= now:
-            expired += 1
-            critical.append(label)
-        elif _within(args.critical, facts, now):
-            critical.append(label)
-        elif _within(args.warning, facts, now):
-            warning.append(label)
-    problems = [f"{p.path}: {p.reason}" for _, p in report.problems]
-    if critical:
-        state, code = "CRITICAL", 2
-        text = f"{len(critical)} certificate(s) expired or expire within {_spell(args.critical)}: "
-        text += ", ".join(critical)
-    elif problems:
-        state, code = "UNKNOWN", 3
-        text = f"{len(problems)} input(s) unreadable: " + ", ".join(problems)
-    elif warning:
-        state, code = "WARNING", 1
-        text = f"{len(warning)} certificate(s) expire within {_spell(args.warning)}: "
-        text += ", ".join(warning)
-    else:
-        state, code = "OK", 0
-        text = f"{report.certificates} certificates, none expire within {_spell(args.warning)}"
-    if problems and state != "UNKNOWN":
-        text += f"; {len(problems)} input(s) unreadable"
-    expiring = len(warning) + len(critical) - expired
-    perfdata = (
-        f"certificates={report.certificates};;; expiring={expiring};;;"
-        f" expired={expired};;; unreadable={len(problems)};;;"
-    )
-    io.out.print(f"LACME-WATCH {state} - {escape(text)} | {perfdata}")
+    code, line = monitoring.status_line(report, args.warning, args.critical, now)
+    io.out.print(escape(line))
     return code
 
 
