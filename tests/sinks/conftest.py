@@ -128,6 +128,15 @@ def smtp_starttls_server(tls_ca: trustme.CA) -> Iterator[Mailbox]:
     controller.stop()
 
 
+@pytest.fixture
+def smtp_tls_server(tls_ca: trustme.CA) -> Iterator[Mailbox]:
+    """Implicit TLS from the first byte (SMTPS, port 465 style)."""
+    mailbox = Mailbox("127.0.0.1", free_port())
+    controller = _start(mailbox, ssl_context=_server_context(tls_ca))
+    yield mailbox
+    controller.stop()
+
+
 @dataclass
 class Recorded:
     """One HTTP request the test server received."""

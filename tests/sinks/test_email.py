@@ -109,6 +109,19 @@ def test_starttls_with_login_from_a_password_file(
     assert len(smtp_starttls_server.messages) == 1
 
 
+def test_implicit_tls(smtp_tls_server: Mailbox, ca_file: Path) -> None:
+    sink = sink_from(
+        "  - type: email\n"
+        f"    smtp: {{host: localhost, port: {smtp_tls_server.port}, security: tls,"
+        f" ca_file: {ca_file}}}\n"
+        "    from: a@example.com\n    to: b@example.com\n"
+    )
+
+    sink.deliver(sample_envelopes())
+
+    assert len(smtp_tls_server.messages) == 1
+
+
 def test_starttls_refuses_an_untrusted_server(smtp_starttls_server: Mailbox) -> None:
     sink = EmailSink(
         "mail",
