@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ class CertificateReader:
         facts = describe(certificate)
         for signer in self._signers:
             if facts.fingerprint != fingerprint(signer) and _verifies(certificate, signer):
-                return CertificateFacts(**{**_fields(facts), "signed_by": fingerprint(signer)})
+                return replace(facts, signed_by=fingerprint(signer))
         return facts
 
 
@@ -273,10 +273,6 @@ def describe(certificate: x509.Certificate) -> CertificateFacts:
             and ExtendedKeyUsageOID.SERVER_AUTH not in usages
         ),
     )
-
-
-def _fields(facts: CertificateFacts) -> dict[str, Any]:
-    return {name: getattr(facts, name) for name in CertificateFacts.__dataclass_fields__}
 
 
 def _verifies(certificate: x509.Certificate, signer: x509.Certificate) -> bool:

@@ -18,7 +18,7 @@ from . import __version__, logconfig, monitoring
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
-from .external import event_from_arguments, record, record_envelopes, test_event
+from .external import event_from_arguments, record_envelopes, test_event
 from .lock import StateLock
 from .metrics import Metrics
 from .state import EXPIRED, days_remaining
@@ -340,38 +340,21 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
     if args.json is not None:
         if args.kind or args.extra:
             raise ConfigError("emit", "give either --json FILE or KIND --field value, not both")
-        return _emit_json(args, io)
-    if args.kind is None:
+        try:
+            text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text()
+        except OSError as exc:
+            raise ConfigError(args.json, f"cannot read: {exc.strerror}") from exc
+        envelope = from_json(text)  # another tool's CloudEvent: its id is kept
+        config = _config(args, io)
+    elif args.kind is None:
         raise ConfigError("emit", "name the event kind, or give --json FILE")
-    fields = _field_arguments(args.extra)
-    event = event_from_arguments(args.kind, fields)
-    config = _config(args, io)
+    else:
+        event = event_from_arguments(args.kind, _field_arguments(args.extra))
+        config = _config(args, io)
+        envelope = wrap(event, host=config.host, time=_clock(args), id=str(uuid.uuid4()))
     lock = StateLock(config.state_dir)
     # With a daemon running (holding the lock) the event is recorded and the daemon
     # delivers it on its next round; otherwise this process delivers it now.
-    deliver = lock.acquire()
-    try:
-        with StateStore(config.state_dir) as store:
-            envelopes, delivery = record(config, store, [event], _clock(args), deliver=deliver)
-    finally:
-        lock.release()
-    for sink, reason in delivery.failures.items():
-        io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
-    if io.interactive:
-        queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
-        io.out.print(f"recorded {envelopes[0].id}{queued}")
-    return 0 if delivery.ok else 1
-
-
-def _emit_json(args: argparse.Namespace, io: Io) -> int:
-    """`emit --json FILE`: a CloudEvent another tool built; its id is kept."""
-    try:
-        text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text()
-    except OSError as exc:
-        raise ConfigError(args.json, f"cannot read: {exc.strerror}") from exc
-    envelope = from_json(text)
-    config = _config(args, io)
-    lock = StateLock(config.state_dir)
     deliver = lock.acquire()
     try:
         with StateStore(config.state_dir) as store:
@@ -380,6 +363,9 @@ def _emit_json(args: argparse.Namespace, io: Io) -> int:
         lock.release()
     for sink, reason in delivery.failures.items():
         io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+    if io.interactive:
+        queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
+        io.out.print(f"recorded {envelope.id}{queued}")
     return 0 if delivery.ok else 1
 
 

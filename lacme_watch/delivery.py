@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from .errors import SinkError
 from .plugins import Sink
 from .store import OutboxRow, StateStore
+from .wire import Envelope
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,17 @@ class SinkRoute:
 
     def wants(self, kind: str) -> bool:
         return self.events is None or kind in self.events
+
+
+def route(
+    routes: Sequence[SinkRoute], envelopes: Sequence[Envelope]
+) -> list[tuple[Envelope, list[str]]]:
+    """Each event with the names of the sinks whose `events:` filter wants it; decided
+    when the outbox rows are written."""
+    return [
+        (envelope, [r.sink.name for r in routes if r.wants(envelope.event.kind)])
+        for envelope in envelopes
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from . import spool
 from .config import Config
-from .delivery import DeliveryReport, drain
+from .delivery import DeliveryReport, drain, route
 from .errors import EventFormatError
 from .events import EVENT_TYPES, CertificateExpiring, Event
 from .store import StateStore
@@ -97,18 +97,10 @@ def record_envelopes(
     deliver: bool = True,
 ) -> DeliveryReport:
     """History and outbox rows for ready CloudEvents (their ids kept: a resend is a no-op)."""
-    store.record_events(route(config, envelopes), now)
+    store.record_events(route(config.sinks, envelopes), now)
     if not deliver:
         return DeliveryReport()
     return drain(store, config.sinks, now, config.retry)
-
-
-def route(config: Config, envelopes: Sequence[Envelope]) -> list[tuple[Envelope, list[str]]]:
-    """Each event with the names of the sinks whose `events:` filter wants it."""
-    return [
-        (envelope, [r.sink.name for r in config.sinks if r.wants(envelope.event.kind)])
-        for envelope in envelopes
-    ]
 
 
 def ingest_spool(config: Config, store: StateStore, now: datetime) -> spool.Collected:
@@ -117,6 +109,6 @@ def ingest_spool(config: Config, store: StateStore, now: datetime) -> spool.Coll
         return spool.Collected()
     found = spool.collect(config.spool)
     if found.envelopes:
-        store.record_events(route(config, found.envelopes), now)
+        store.record_events(route(config.sinks, found.envelopes), now)
     found.remove_ingested()
     return found

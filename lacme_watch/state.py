@@ -42,14 +42,9 @@ class Policy:
     def crossed(self, not_before: datetime, not_after: datetime, now: datetime) -> list[str]:
         """Labels of every threshold crossed at `now`, most urgent first."""
         remaining = (not_after - now).total_seconds()
-        if remaining <= 0:
-            return [EXPIRED, *self._labels(not_before, not_after)]
         lifetime = max((not_after - not_before).total_seconds(), 1.0)
-        return [label for label, seconds in self._windows(lifetime) if remaining <= seconds]
-
-    def _labels(self, not_before: datetime, not_after: datetime) -> list[str]:
-        lifetime = max((not_after - not_before).total_seconds(), 1.0)
-        return [label for label, _ in self._windows(lifetime)]
+        crossed = [label for label, seconds in self._windows(lifetime) if remaining <= seconds]
+        return [EXPIRED, *crossed] if remaining <= 0 else crossed
 
     def _windows(self, lifetime: float) -> list[tuple[str, float]]:
         """(label, seconds before expiry) for the thresholds that suit this lifetime."""

@@ -17,7 +17,7 @@ from cryptography import x509
 from . import ratelimits, spool
 from .certificates import CertificateReader
 from .config import Config
-from .delivery import DeliveryReport, drain
+from .delivery import DeliveryReport, drain, route
 from .dispatch import EventDispatcher
 from .events import ChallengeFailed, Event, Heartbeat
 from .metrics import PassMetrics
@@ -161,12 +161,12 @@ def run_pass(
     envelopes += [wrap(w.event(now), host=config.host, time=now) for w in warnings]
     if config.heartbeat:
         envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
-    routed = [
-        (envelope, [route.sink.name for route in config.sinks if route.wants(envelope.event.kind)])
-        for envelope in envelopes
-    ]
     store.commit_pass(
-        changes, routed, now, issuances=fresh, warned=[(w.rule, w.key) for w in warnings]
+        changes,
+        route(config.sinks, envelopes),
+        now,
+        issuances=fresh,
+        warned=[(w.rule, w.key) for w in warnings],
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.envelopes = envelopes

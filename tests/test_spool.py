@@ -18,9 +18,8 @@ from lacme.ratelimit import RateLimitTracker
 from lacme_watch import spool
 from lacme_watch.bridge import attach
 from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
+from lacme_watch.delivery import SinkRoute, route
 from lacme_watch.events import ChallengeFailed
-from lacme_watch.external import route
 from lacme_watch.store import StateStore
 from lacme_watch.testing import RecordingSink
 from lacme_watch.wire import Envelope, to_json, wrap
@@ -94,9 +93,11 @@ def test_a_crash_between_commit_and_removal_records_nothing_twice(tmp_path: Path
     )
     with StateStore(tmp_path) as store:
         found = spool.collect(directory)
-        store.record_events(route(config, found.envelopes), NOW)  # ...and the process dies here
+        store.record_events(
+            route(config.sinks, found.envelopes), NOW
+        )  # ...and the process dies here
         again = spool.collect(directory)
-        store.record_events(route(config, again.envelopes), NOW)
+        store.record_events(route(config.sinks, again.envelopes), NOW)
         again.remove_ingested()
 
         assert len(store.history()) == 1
