@@ -28,10 +28,10 @@ from cryptography.x509.oid import NameOID
 
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
-from lacme_watch.store import StateStore
+from lacme_watch.passes import run_pass
+from lacme_watch.statedb import StateStore
 from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.testing import RecordingSink
-from lacme_watch.watch import run_pass
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -6,6 +6,7 @@ pins it so it cannot drift unnoticed.
 
 from __future__ import annotations
 
+from .cloudevents import Envelope, from_json, to_cloudevent, to_json
 from .dispatch import EventDispatcher
 from .errors import (
     ConfigError,
@@ -31,7 +32,6 @@ from .events import (
 from .observations import CertificateFacts, Observation, Problem, ScanResult
 from .options import Options
 from .plugins import Sink, Source
-from .wire import Envelope, from_json, to_cloudevent, to_json
 
 __version__ = "0.1.0"
 

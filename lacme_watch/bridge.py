@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from .cloudevents import wrap
 from .events import EVENT_TYPES, Event
 from .spool import write
-from .wire import wrap
 
 log = logging.getLogger(__name__)
 

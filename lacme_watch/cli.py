@@ -14,17 +14,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, logconfig, monitoring
+from . import __version__, logconfig
+from . import check as check_line
+from .cloudevents import format_time, from_json, parse_time, to_cloudevent, wrap
 from .config import Config, find_config, load, zero_config
+from .detect import EXPIRED, days_remaining
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
-from .external import event_from_arguments, record_envelopes, test_event
+from .ingest import event_from_arguments, record_envelopes, test_event
 from .lock import StateLock
 from .metrics import Metrics
-from .state import EXPIRED, days_remaining
-from .store import StateStore
-from .watch import PassReport, pass_metrics, run_pass, scan_sources
-from .wire import format_time, from_json, parse_time, to_cloudevent, wrap
+from .passes import PassReport, pass_metrics, run_pass, scan_sources
+from .statedb import StateStore
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
 
@@ -129,10 +130,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="one status line for Nagios/Icinga/Sensu: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
     )
     check.add_argument(
-        "--warning", default="14d", type=monitoring.limit, help="days (14d) or %% of life (33%%)"
+        "--warning", default="14d", type=check_line.limit, help="days (14d) or %% of life (33%%)"
     )
     check.add_argument(
-        "--critical", default="7d", type=monitoring.limit, help="days (7d) or %% of life (10%%)"
+        "--critical", default="7d", type=check_line.limit, help="days (7d) or %% of life (10%%)"
     )
     check.set_defaults(handler=_check)
 
@@ -170,7 +171,7 @@ def _config(args: argparse.Namespace, io: Io) -> Config:
 def _watch(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     if not args.once:
-        from .scheduler import run_daemon
+        from .daemon import run_daemon
 
         return run_daemon(config, lambda: _config(args, io), now=args.now)
     with StateLock(config.state_dir), StateStore(config.state_dir) as store:
@@ -301,7 +302,7 @@ def _check(args: argparse.Namespace, io: Io) -> int:
     except LacmeWatchError as exc:
         io.out.print(f"LACME-WATCH UNKNOWN - {escape(str(exc))}")
         return 3
-    code, line = monitoring.status_line(report, args.warning, args.critical, now)
+    code, line = check_line.status_line(report, args.warning, args.critical, now)
     io.out.print(escape(line))
     return code
 

@@ -17,15 +17,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from .certificates import DEFAULT_MAX_FILE_SIZE
 from .delivery import RetryPolicy, SinkRoute
+from .detect import Policy
 from .errors import ConfigError
 from .events import EVENT_TYPES
 from .options import Node, Options, format_duration, load_yaml, parse_duration
-from .plugins import Sink, Source
+from .plugins import GROUPS, Sink, Source, lookup
 from .ratelimits import RULE_NAMES, RateLimits, Rule
-from .registry import GROUPS, lookup
-from .state import Policy
+from .reader import DEFAULT_MAX_FILE_SIZE
 
 __all__ = ["Config", "ConfigError", "Options", "Schedule", "SinkRoute", "find_config", "load"]
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .cloudevents import Envelope
 from .errors import SinkError
 from .plugins import Sink
-from .store import OutboxRow, StateStore
-from .wire import Envelope
+from .statedb import OutboxRow, StateStore
 
 log = logging.getLogger(__name__)
 

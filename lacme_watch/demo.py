@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cloudevents import Envelope, to_json
 from .config import Config, load
-from .external import event_from_arguments, record
-from .store import StateStore
+from .ingest import event_from_arguments, record
+from .passes import run_pass
+from .statedb import StateStore
 from .testing import TlsServer
-from .watch import run_pass
-from .wire import Envelope, to_json
 
 _Key = ec.EllipticCurvePrivateKey
 

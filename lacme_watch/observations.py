@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from cryptography import x509
 
+from .cloudevents import format_time, parse_time
 from .events import Event
-from .wire import format_time, parse_time
 
 Role = Literal["leaf", "chain", "ca"]
 """leaf: the certificate a lineage is about; chain: an intermediate or root riding in a

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cloudevents import Envelope, from_json, to_json
 from .errors import EventFormatError
-from .wire import Envelope, from_json, to_json
 
 REJECTED = "rejected"
 MAX_EVENT_SIZE = 1024 * 1024

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from .certificates import CertificateReader
+from .cloudevents import Envelope
 from .errors import SinkError
 from .observations import ScanResult
 from .options import Options
-from .wire import Envelope
+from .reader import CertificateReader
 
 
 class RecordingSink:

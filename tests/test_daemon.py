@@ -274,7 +274,7 @@ def test_the_watchdog_goes_silent_when_a_pass_is_stuck(
     tmp_path: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
     from lacme_watch.config import Config
-    from lacme_watch.scheduler import Daemon
+    from lacme_watch.daemon import Daemon
 
     sock, path = notify_socket
     config = Config(path=None, state_dir=tmp_path, host="h", stores=(), authorities=())

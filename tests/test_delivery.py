@@ -17,8 +17,8 @@ import trustme
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.events import ChallengeFailed
-from lacme_watch.external import record
-from lacme_watch.store import StateStore
+from lacme_watch.ingest import record
+from lacme_watch.statedb import StateStore
 from lacme_watch.testing import RecordingSink
 
 from .conftest import CliRunner, read_events

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from lacme_watch.cloudevents import from_json, wrap
 from lacme_watch.errors import SinkError
 from lacme_watch.events import CertificateExpiring, ChallengeFailed
 from lacme_watch.sinks.log import LogSink
-from lacme_watch.wire import from_json, wrap
 
 T = datetime(2026, 11, 22, 12, tzinfo=UTC)
 EXPIRING = wrap(

@@ -15,8 +15,8 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lacme_watch.certificates import CertificateReader, looks_like_private_key
 from lacme_watch.observations import CertificateFacts, Problem
+from lacme_watch.reader import CertificateReader, looks_like_private_key
 from lacme_watch.stores.pem import PemStore
 
 _OPENED: list[str] | None = None
@@ -289,7 +289,7 @@ def test_a_missing_glob_base_fails_the_source_so_its_inventory_carries_over(tmp_
 
 _READ = """
 import sys
-from lacme_watch.certificates import CertificateReader
+from lacme_watch.reader import CertificateReader
 print(CertificateReader().read_certificates(sys.argv[1]))
 """
 

@@ -17,12 +17,12 @@ from lacme.ratelimit import RateLimitTracker
 
 from lacme_watch import spool
 from lacme_watch.bridge import attach
+from lacme_watch.cloudevents import Envelope, to_json, wrap
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute, route
 from lacme_watch.events import ChallengeFailed
-from lacme_watch.store import StateStore
+from lacme_watch.statedb import StateStore
 from lacme_watch.testing import RecordingSink
-from lacme_watch.wire import Envelope, to_json, wrap
 
 from .acme import Pebble
 from .conftest import CliRunner, kinds, read_events

@@ -13,10 +13,10 @@ import trustme
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.errors import StoreError
-from lacme_watch.store import StateStore
+from lacme_watch.passes import run_pass
+from lacme_watch.statedb import StateStore
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
-from lacme_watch.watch import run_pass
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import lacme.events as lacme_events
 import pytest
 
+from lacme_watch.cloudevents import event_id, from_json, to_cloudevent, to_json, wrap
 from lacme_watch.errors import EventFormatError
 from lacme_watch.events import (
     EVENT_TYPES,
@@ -22,7 +23,6 @@ from lacme_watch.events import (
     RateLimitWarning,
     lacme_fields,
 )
-from lacme_watch.wire import event_id, from_json, to_cloudevent, to_json, wrap
 
 T = datetime(2026, 11, 22, 18, 52, 43, tzinfo=UTC)
 T2 = datetime(2031, 11, 22, 18, 52, 43, 366241, tzinfo=UTC)

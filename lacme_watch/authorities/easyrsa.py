@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Self
 
-from ..certificates import CertificateReader, describe, fingerprint
 from ..events import CertificateRevoked, Event
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
+from ..reader import CertificateReader, describe, fingerprint
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import Self
 
-from ..certificates import CertificateReader, describe
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
+from ..reader import CertificateReader, describe
 
 
 class LacmeAuthority:

@@ -18,10 +18,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Self
 
+from ..cloudevents import Envelope, host_of
 from ..errors import ConfigError, SinkError
 from ..events import CertificateExpiring, Event
 from ..options import Options
-from ..wire import Envelope, host_of
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 DEFAULT_SUBJECT = "[lacme-watch] {host}: {summary}"

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import Self, TextIO
 
+from ..cloudevents import Envelope, format_time, to_json
 from ..errors import SinkError
 from ..options import Options
-from ..wire import Envelope, format_time, to_json
 
 
 class LogSink:

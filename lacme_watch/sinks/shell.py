@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Self
 
+from ..cloudevents import Envelope, event_data, format_time, to_json
 from ..errors import ConfigError, SinkError
 from ..options import Options
-from ..wire import Envelope, event_data, format_time, to_json
 
 PREFIX = "LACME_WATCH_"
 MAX_VALUE = 64 * 1024

@@ -19,9 +19,9 @@ from email.utils import parsedate_to_datetime
 from typing import Self
 from urllib.parse import quote, urlsplit
 
+from ..cloudevents import Envelope, to_cloudevent
 from ..errors import ConfigError, SinkError
 from ..options import Options
-from ..wire import Envelope, to_cloudevent
 
 USER_AGENT = "lacme-watch"
 

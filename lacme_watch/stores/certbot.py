@@ -14,12 +14,12 @@ import re
 from dataclasses import replace
 from typing import Self
 
-from ..certificates import CertificateReader
 from ..events import Event
-from ..logfollow import follow
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
-from .certbot_log import challenge_failures, is_record_start
+from ..reader import CertificateReader
+from ._certbot_log import challenge_failures, is_record_start
+from ._logfollow import follow
 
 _ARCHIVED = re.compile(r"^cert\d+\.pem$")
 PERMISSIONS_HINT = (

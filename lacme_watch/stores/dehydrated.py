@@ -12,9 +12,9 @@ import os
 from dataclasses import replace
 from typing import Self
 
-from ..certificates import CertificateReader
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
+from ..reader import CertificateReader
 
 
 class DehydratedStore:

@@ -15,10 +15,10 @@ import os
 from dataclasses import replace
 from typing import Self
 
-from ..certificates import CertificateReader
+from ..cloudevents import parse_time
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
-from ..wire import parse_time
+from ..reader import CertificateReader
 
 
 class LacmeStore:

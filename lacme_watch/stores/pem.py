@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import PurePath
 from typing import Self
 
-from ..certificates import CertificateReader, looks_like_private_key
 from ..errors import ConfigError
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
+from ..reader import CertificateReader, looks_like_private_key
 
 _MAGIC = re.compile(r"[*?[]")
 

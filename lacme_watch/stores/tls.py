@@ -18,10 +18,10 @@ from typing import Self
 
 from cryptography import x509
 
-from ..certificates import CertificateReader, describe
 from ..errors import ConfigError
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
+from ..reader import CertificateReader, describe
 
 
 @dataclass(frozen=True, slots=True)

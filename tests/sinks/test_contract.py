@@ -16,8 +16,7 @@ import pytest
 from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.options import parse_yaml
-from lacme_watch.plugins import Sink
-from lacme_watch.registry import GROUPS, available
+from lacme_watch.plugins import GROUPS, Sink, available
 
 from .conftest import Mailbox, WebServer, sample_envelopes
 

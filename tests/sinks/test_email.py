@@ -194,8 +194,8 @@ def test_a_server_that_is_down_queues_the_digest_until_it_is_back(tmp_path: Path
     """End to end: the outbox keeps the digest while SMTP is down, then sends it once."""
     from lacme_watch.config import Config
     from lacme_watch.delivery import RetryPolicy, SinkRoute
-    from lacme_watch.external import record
-    from lacme_watch.store import StateStore
+    from lacme_watch.ingest import record
+    from lacme_watch.statedb import StateStore
 
     from .conftest import NOW, _start
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from lacme_watch.cloudevents import from_json, to_cloudevent
 from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.events import ChallengeFailed
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.webhook import WebhookSink
-from lacme_watch.wire import from_json, to_cloudevent
 
 from .conftest import WebServer, sample_envelopes
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .observations import Problem
+from ..observations import Problem
 
 MAX_READ = 64 * 1024 * 1024
 """Most new log read in one pass; the rest waits for the next."""

@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from . import spool
+from .cloudevents import Envelope, decode_event, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain, route
 from .errors import EventFormatError
 from .events import EVENT_TYPES, CertificateExpiring, Event
-from .store import StateStore
-from .wire import Envelope, decode_event, wrap
+from .statedb import StateStore
 
 EXTERNAL_STORE = "external"
 

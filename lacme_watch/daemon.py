@@ -31,12 +31,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import Config
 from .delivery import drain
 from .errors import ConfigError, LacmeWatchError
-from .external import ingest_spool
+from .ingest import ingest_spool
 from .lock import StateLock
 from .metrics import Metrics
 from .notify import Notifier
-from .store import StateStore
-from .watch import pass_metrics, run_pass
+from .passes import pass_metrics, run_pass
+from .statedb import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,16 @@ from pathlib import Path
 from cryptography import x509
 
 from . import ratelimits, spool
-from .certificates import CertificateReader
+from .cloudevents import Envelope, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain, route
+from .detect import Authority, detect, stale_deployments
 from .dispatch import EventDispatcher
 from .events import ChallengeFailed, Event, Heartbeat
 from .metrics import PassMetrics
 from .observations import Issuance, Observation, Problem, ScanResult
-from .state import Authority, detect, stale_deployments
-from .store import SourceChange, StateStore
-from .wire import Envelope, wrap
+from .reader import CertificateReader
+from .statedb import SourceChange, StateStore
 
 
 @dataclass(slots=True, kw_only=True)

@@ -11,9 +11,9 @@ import argparse
 import re
 from datetime import datetime
 
+from .detect import days_remaining
 from .observations import CertificateFacts
-from .state import days_remaining
-from .watch import PassReport
+from .passes import PassReport
 
 Limit = tuple[float, str]
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)\s*(d|%)?$")

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .certificates import CachedFile
+from .cloudevents import Envelope, from_json, to_json
+from .detect import SourceSnapshot
 from .errors import StoreError
 from .observations import Issuance, Observation, Problem
-from .state import SourceSnapshot
-from .wire import Envelope, from_json, to_json
+from .reader import CachedFile
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "state.sqlite3"
