@@ -1,10 +1,14 @@
 """lacme-watch: certificate-lifecycle observability for lacme, certbot and private CAs.
 
-The public surface for plugin authors and embedders; `tests/test_public_api.py`
-pins it so it cannot drift unnoticed.
-"""
+Data flow: sources (`stores/`, `authorities/`) read through `reader` into
+`observations`; `detect` decides the events; `statedb` commits state and outbox in
+one transaction (`passes` runs the whole pass); `dispatch` tells in-process
+subscribers and `delivery` hands the outbox to `sinks/`.
 
-from __future__ import annotations
+This namespace is the public surface for plugin authors and embedders: every event
+kind and every type a source or sink names. `tests/test_public_api.py` checks that
+`__all__` is exactly the public names bound here, so it cannot drift unnoticed.
+"""
 
 from .cloudevents import Envelope, from_json, to_cloudevent, to_json
 from .dispatch import EventDispatcher
@@ -20,37 +24,49 @@ from .events import (
     EVENT_TYPES,
     CACertificateIssued,
     CertificateAuthorityInitialized,
+    CertificateEvent,
     CertificateExpiring,
     CertificateIssued,
     CertificateRemoved,
     CertificateRenewed,
+    CertificateRevoked,
     CertificateUnreadable,
     ChallengeFailed,
+    DeploymentStale,
     Event,
+    Heartbeat,
     RateLimitWarning,
 )
-from .observations import CertificateFacts, Observation, Problem, ScanResult
+from .observations import REASONS, CertificateFacts, Issuance, Observation, Problem, ScanResult
 from .options import Options
 from .plugins import Sink, Source
+from .reader import CertificateReader
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EVENT_TYPES",
+    "REASONS",
     "CACertificateIssued",
     "CertificateAuthorityInitialized",
+    "CertificateEvent",
     "CertificateExpiring",
     "CertificateFacts",
     "CertificateIssued",
+    "CertificateReader",
     "CertificateRemoved",
     "CertificateRenewed",
+    "CertificateRevoked",
     "CertificateUnreadable",
     "ChallengeFailed",
     "ConfigError",
+    "DeploymentStale",
     "Envelope",
     "Event",
     "EventDispatcher",
     "EventFormatError",
+    "Heartbeat",
+    "Issuance",
     "LacmeWatchError",
     "Observation",
     "Options",

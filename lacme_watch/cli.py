@@ -215,10 +215,8 @@ def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[st
 
     Also returns the outbox's counts per (sink, state), for `status`.
     """
-    report = PassReport(now=now)
     with StateStore(config.state_dir) as store:
-        scan_sources(config, store, now, report)
-        return report, store.outbox_counts()
+        return PassReport.of(scan_sources(config, store, now), now), store.outbox_counts()
 
 
 def _status(args: argparse.Namespace, io: Io) -> int:

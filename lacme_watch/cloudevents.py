@@ -13,12 +13,14 @@ import typing
 import uuid
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import EventFormatError
 from .events import EVENT_TYPES, Event, lacme_fields
+from .instants import format_time as format_time  # re-exported: the wire's time format
+from .instants import parse_time as parse_time
 
 TYPE_PREFIX = "lacme."
 SOURCE_SCHEME = "lacme-watch"
@@ -67,21 +69,6 @@ def wrap(event: Event, *, host: str, time: datetime, id: str | None = None) -> E
         time=time,
         event=event,
     )
-
-
-def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, as CloudEvents producers usually write it."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: every time in lacme-watch is aware UTC")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an ISO 8601 instant; naive input is taken as UTC."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def event_data(event: Event) -> dict[str, Any]:

@@ -15,9 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
-from .delivery import RetryPolicy, SinkRoute
+from . import cron
 from .detect import Policy
 from .errors import ConfigError
 from .events import EVENT_TYPES
@@ -25,6 +23,7 @@ from .options import Node, Options, format_duration, load_yaml, parse_duration
 from .plugins import GROUPS, Sink, Source, lookup
 from .ratelimits import RULE_NAMES, RateLimits, Rule
 from .reader import DEFAULT_MAX_FILE_SIZE
+from .routes import RetryPolicy, SinkRoute
 
 __all__ = ["Config", "ConfigError", "Options", "Schedule", "SinkRoute", "find_config", "load"]
 
@@ -218,7 +217,7 @@ def _schedule(options: Options) -> Schedule:
         return replace(base, interval=interval)
     if len(node.value.split()) == 5:
         try:
-            CronTrigger.from_crontab(node.value)
+            cron.parse(node.value)
         except ValueError as exc:
             raise node.unexpected(f"a valid cron expression ({exc})") from None
         return replace(base, interval=None, cron=node.value)

@@ -28,6 +28,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from . import cron
 from .config import Config
 from .delivery import drain
 from .errors import ConfigError, LacmeWatchError
@@ -48,13 +49,8 @@ def _scan_trigger(config: Config) -> BaseTrigger:
     APScheduler counts day_of_week from Monday = 0 where cron counts from Sunday."""
     jitter = int(config.schedule.jitter.total_seconds()) or None
     if config.schedule.cron:
-        minute, hour, day, month, day_of_week = config.schedule.cron.split()
         return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
+            **cron.parse(config.schedule.cron).as_dict(),
             timezone=config.schedule.timezone,  # None: the system's time zone
             jitter=jitter,
         )

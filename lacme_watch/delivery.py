@@ -11,55 +11,18 @@ that long after its last delivery: what arrives meanwhile waits for the next bat
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .cloudevents import Envelope
 from .errors import SinkError
 from .plugins import Sink
+from .routes import RetryPolicy, SinkRoute
 from .statedb import OutboxRow, StateStore
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SinkRoute:
-    """A sink, the event names it wants (None: all) and its alert hygiene."""
-
-    sink: Sink
-    events: frozenset[str] | None = None
-    min_interval: timedelta | None = None
-
-    def wants(self, kind: str) -> bool:
-        return self.events is None or kind in self.events
-
-
-def route(
-    routes: Sequence[SinkRoute], envelopes: Sequence[Envelope]
-) -> list[tuple[Envelope, list[str]]]:
-    """Each event with the names of the sinks whose `events:` filter wants it; decided
-    when the outbox rows are written."""
-    return [
-        (envelope, [r.sink.name for r in routes if r.wants(envelope.event.kind)])
-        for envelope in envelopes
-    ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """How long to wait between attempts, and when to give up loudly."""
-
-    initial: timedelta = timedelta(seconds=30)
-    maximum: timedelta = timedelta(hours=1)
-    max_age: timedelta = timedelta(days=7)
-
-    def delay(self, attempts: int) -> timedelta:
-        """Exponential in the attempts made so far, capped, with jitter in [50%, 100%]."""
-        base: timedelta = min(self.maximum, self.initial * (2 ** min(attempts, 30)))
-        jitter = 0.5 + random.random() / 2  # noqa: S311  # jitter, not cryptography
-        return base * jitter
+__all__ = ["DeliveryReport", "RetryPolicy", "SinkRoute", "drain"]
 
 
 @dataclass(slots=True)

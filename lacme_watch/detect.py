@@ -72,6 +72,9 @@ def days_remaining(expires_at: datetime, now: datetime) -> int:
 Reported = tuple[str, str, str]
 """(lineage, fingerprint, threshold label) already announced."""
 
+Stale = tuple[str, str, str]
+"""(endpoint lineage, fingerprint it serves, fingerprint of the newer one held) announced."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceSnapshot:
@@ -81,6 +84,8 @@ class SourceSnapshot:
     baselined: bool = False
     certificates: Mapping[str, Observation] = field(default_factory=dict)
     reported: frozenset[Reported] = frozenset()
+    stale: frozenset[Stale] = frozenset()
+    """deployment_stale already announced (endpoint sources only)."""
     problems: frozenset[Problem] = frozenset()
     cursor: str | None = None
 
@@ -108,69 +113,91 @@ def detect(
     now (expiring certificates, CAs, unreadable files) but no issuance.
     """
     before = previous or SourceSnapshot(source=source)
-    baseline = not before.baselined
-    authorities = authorities or {}
+    current = _carry_over(before, scan)
     events: list[Event] = []
-
-    if scan.failed:
-        current = dict(before.certificates)
-    else:
-        current = {}
-        for observation in scan.observations:
-            current.setdefault(observation.lineage, observation)
-        # A file that cannot be read this time keeps its lineage: it is unreadable, not gone.
-        held = {problem.lineage or problem.path for problem in scan.problems}
-        for lineage, old in before.certificates.items():
-            if lineage not in current and (lineage in held or old.path in held):
-                current[lineage] = old
-        if not baseline:
-            events += _lifecycle(source, before.certificates, current, authorities)
-            events += scan.events  # a source's first pass only records where it stands
+    if not scan.failed:
+        if before.baselined:  # a source's first pass only records where it stands
+            events += _lifecycle(source, before.certificates, current, authorities or {})
+            events += scan.events
         events += _removed(source, before.certificates, current, scan.retired)
     events += _authorities(source, before.certificates, current)
-
-    reported: set[Reported] = set()
-    for lineage, observation in current.items():
-        crossed = policy.crossed(
-            observation.certificate.not_before, observation.certificate.not_after, now
-        )
-        keys = {(lineage, observation.fingerprint, label) for label in crossed}
-        fresh = [
-            label
-            for label in crossed
-            if (lineage, observation.fingerprint, label) not in before.reported
-        ]
-        if fresh:
-            events.append(_expiring(source, observation, fresh[0], now))
-        reported |= keys
-    # Keep marks for thresholds no longer crossed (a --now jump backwards must not re-arm them).
-    reported |= {
-        key
-        for key in before.reported
-        if key[0] in current and current[key[0]].fingerprint == key[1]
-    }
-
+    expiring, reported = _expiry(source, before.reported, current, policy, now)
+    events += expiring
     problems = frozenset(scan.problems)
-    for problem in sorted(problems - before.problems, key=lambda p: (p.path, p.reason)):
-        events.append(
-            CertificateUnreadable(
-                store=source,
-                path=problem.path,
-                reason=problem.reason,
-                detail=problem.detail,
-                seen_at=now,
-            )
-        )
-
+    events += _unreadable(source, problems - before.problems, now)
     after = SourceSnapshot(
         source=source,
         baselined=before.baselined or not scan.failed,
         certificates=current,
-        reported=frozenset(reported),
+        reported=reported,
+        stale=frozenset(mark for mark in before.stale if _still_held(mark, current)),
         problems=problems,
         cursor=before.cursor if scan.failed or scan.cursor is None else scan.cursor,
     )
     return after, events
+
+
+def _carry_over(before: SourceSnapshot, scan: ScanResult) -> dict[str, Observation]:
+    """The certificates a source holds now: the scan's, plus what it could not read.
+
+    A failed scan keeps the whole previous inventory; a file that cannot be read this
+    time keeps its lineage (it is unreadable, not gone). The first observation of a
+    lineage wins.
+    """
+    if scan.failed:
+        return dict(before.certificates)
+    current: dict[str, Observation] = {}
+    for observation in scan.observations:
+        current.setdefault(observation.lineage, observation)
+    held = {problem.lineage or problem.path for problem in scan.problems}
+    for lineage, old in before.certificates.items():
+        if lineage not in current and (lineage in held or old.path in held):
+            current[lineage] = old
+    return current
+
+
+def _expiry(
+    source: str,
+    reported: frozenset[Reported],
+    current: Mapping[str, Observation],
+    policy: Policy,
+    now: datetime,
+) -> tuple[list[Event], frozenset[Reported]]:
+    """certificate_expiring for the most urgent fresh threshold, and the marks to keep."""
+    events: list[Event] = []
+    marks: set[Reported] = set()
+    for lineage, observation in current.items():
+        facts = observation.certificate
+        crossed = policy.crossed(facts.not_before, facts.not_after, now)
+        fresh = [
+            label for label in crossed if (lineage, observation.fingerprint, label) not in reported
+        ]
+        if fresh:
+            events.append(_expiring(source, observation, fresh[0], now))
+        marks |= {(lineage, observation.fingerprint, label) for label in crossed}
+    # Keep marks for thresholds no longer crossed (a --now jump backwards must not re-arm them).
+    marks |= {key for key in reported if _still_held(key, current)}
+    return events, frozenset(marks)
+
+
+def _still_held(mark: tuple[str, str, str], current: Mapping[str, Observation]) -> bool:
+    """A mark stays while its lineage still holds the certificate it is about."""
+    lineage, fingerprint, _ = mark
+    return lineage in current and current[lineage].fingerprint == fingerprint
+
+
+def _unreadable(source: str, fresh: frozenset[Problem], now: datetime) -> list[Event]:
+    """certificate_unreadable once per new problem, in path order."""
+    return [
+        CertificateUnreadable(
+            store=source,
+            path=problem.path,
+            reason=problem.reason,
+            detail=problem.detail,
+            seen_at=now,
+        )
+        for problem in sorted(fresh, key=lambda p: (p.path, p.reason))
+    ]
 
 
 def stale_deployments(
@@ -182,7 +209,7 @@ def stale_deployments(
     valid, and expires later; each (endpoint, served, newer) is reported once.
     """
     events: list[Event] = []
-    marks: set[Reported] = set()
+    marks: set[Stale] = set()
     candidates = [o for o in held if o.role == "leaf" and o.certificate.not_before <= now]
     for lineage, observation in served.certificates.items():
         names = {name.lower() for name in observation.domains}
@@ -195,9 +222,9 @@ def stale_deployments(
         if not newer:
             continue
         best = max(newer, key=lambda o: o.certificate.not_after)
-        mark = (lineage, observation.fingerprint, f"stale:{best.fingerprint}")
+        mark = (lineage, observation.fingerprint, best.fingerprint)
         marks.add(mark)
-        if mark in served.reported:
+        if mark in served.stale:
             continue
         events.append(
             DeploymentStale(
@@ -208,8 +235,7 @@ def stale_deployments(
                 newer_path=best.path,
             )
         )
-    stale_kept = {m for m in served.reported if not m[2].startswith("stale:")}
-    return replace(served, reported=frozenset(stale_kept | marks)), events
+    return replace(served, stale=frozenset(marks)), events
 
 
 def _lifecycle(
@@ -337,6 +363,7 @@ __all__ = [
     "Authority",
     "Policy",
     "SourceSnapshot",
+    "Stale",
     "days_remaining",
     "detect",
 ]

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from . import spool
 from .cloudevents import Envelope, decode_event, wrap
 from .config import Config
-from .delivery import DeliveryReport, drain, route
+from .delivery import DeliveryReport, drain
 from .errors import EventFormatError
 from .events import EVENT_TYPES, CertificateExpiring, Event
+from .routes import route
 from .statedb import StateStore
 
 EXTERNAL_STORE = "external"

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from cryptography import x509
 
-from .cloudevents import format_time, parse_time
 from .events import Event
+from .instants import format_time, parse_time
 
 Role = Literal["leaf", "chain", "ca"]
 """leaf: the certificate a lineage is about; chain: an intermediate or root riding in a
@@ -25,6 +25,7 @@ REASONS = (
     "bad_metadata",
     "io_error",
     "unreachable",
+    "source_error",
 )
 """Why a file could not be used; `certificate_unreadable.reason` is one of these."""
 

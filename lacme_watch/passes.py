@@ -6,6 +6,8 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
@@ -17,14 +19,33 @@ from cryptography import x509
 from . import ratelimits, spool
 from .cloudevents import Envelope, wrap
 from .config import Config
-from .delivery import DeliveryReport, drain, route
+from .delivery import DeliveryReport, drain
 from .detect import Authority, detect, stale_deployments
 from .dispatch import EventDispatcher
+from .errors import SourceError
 from .events import ChallengeFailed, Event, Heartbeat
 from .metrics import PassMetrics
 from .observations import Issuance, Observation, Problem, ScanResult
+from .plugins import Source
 from .reader import CertificateReader
+from .routes import route
 from .statedb import SourceChange, StateStore
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scanned:
+    """What scanning every source found and decided; nothing is written yet."""
+
+    changes: tuple[SourceChange, ...] = ()
+    envelopes: tuple[Envelope, ...] = ()
+    problems: tuple[tuple[str, Problem], ...] = ()
+    inventory: tuple[tuple[str, Observation], ...] = ()
+    issuances: tuple[Issuance, ...] = ()
+    failed_sources: frozenset[str] = frozenset()
+    files_parsed: int = 0
+    files_reused: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,6 +63,20 @@ class PassReport:
     duration_seconds: float = 0.0
     spool_rejected: list[tuple[Path, str]] = field(default_factory=list)
     issuances: list[Issuance] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, scanned: Scanned, now: datetime) -> PassReport:
+        """The report of a scan, before anything is committed or delivered."""
+        return cls(
+            now=now,
+            envelopes=list(scanned.envelopes),
+            problems=list(scanned.problems),
+            inventory=list(scanned.inventory),
+            failed_sources=set(scanned.failed_sources),
+            files_parsed=scanned.files_parsed,
+            files_reused=scanned.files_reused,
+            issuances=list(scanned.issuances),
+        )
 
     @property
     def certificates(self) -> int:
@@ -66,14 +101,21 @@ class PassReport:
         return 0 if self.ok else 1
 
 
-def scan_sources(
-    config: Config, store: StateStore, now: datetime, report: PassReport
-) -> tuple[list[SourceChange], list[Envelope]]:
-    """Scan and detect every source; nothing is written yet."""
+def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
+    """Scan and detect every source; nothing is written yet.
+
+    A source that raises is that source's problem: its inventory carries over and the
+    other sources' events go ahead.
+    """
     signers: list[x509.Certificate] = []
     authorities: dict[str, Authority] = {}
     changes: list[SourceChange] = []
-    envelopes: list[Envelope] = []
+    events: list[Event] = []
+    problems: list[tuple[str, Problem]] = []
+    inventory: list[tuple[str, Observation]] = []
+    issuances: list[Issuance] = []
+    failed: set[str] = set()
+    parsed = reused = 0
     authority_ids = {source.id for source in config.authorities}
     for source in config.sources:
         previous = store.load_snapshot(source.id)
@@ -83,9 +125,8 @@ def scan_sources(
             chain=config.chain,
             signers=tuple(signers),
             cache=files_before,
-            cursor=previous.cursor if previous else None,
         )
-        scan = source.scan(reader)
+        scan = _scan(source, reader, previous.cursor if previous else None)
         if source.id in authority_ids:
             signers += scan.signers
             for observation in scan.observations:
@@ -94,7 +135,7 @@ def scan_sources(
                 )
         else:
             scan = _without_watched_cas(scan, authorities)
-        after, events = detect(
+        after, found = detect(
             previous, scan, source=source.id, now=now, policy=config.policy, authorities=authorities
         )
         changes.append(
@@ -105,26 +146,69 @@ def scan_sources(
                 files_after=files_before if scan.failed else reader.files,
             )
         )
-        envelopes += [wrap(event, host=config.host, time=now) for event in events]
-        report.problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
-        report.inventory += [(source.id, o) for o in after.certificates.values()]
+        events += found
+        problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
+        inventory += [(source.id, o) for o in after.certificates.values()]
         if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
-            report.issuances += scan.issuances
-            report.issuances += [
+            issuances += scan.issuances
+            issuances += [
                 Issuance(o.fingerprint, o.domains, o.certificate.not_before)
                 for o in after.certificates.values()
                 if o.role == "leaf" and o.certificate.signed_by is None
             ]
         if scan.failed:
-            report.failed_sources.add(source.id)
-        report.files_parsed += reader.parsed
-        report.files_reused += reader.reused
-    envelopes += [wrap(e, host=config.host, time=now) for e in _stale(changes, now)]
-    return changes, envelopes
+            failed.add(source.id)
+        parsed += reader.parsed
+        reused += reader.reused
+    checked, stale = _stale(changes, now)
+    return Scanned(
+        changes=checked,
+        envelopes=tuple(wrap(event, host=config.host, time=now) for event in events + stale),
+        problems=tuple(problems),
+        inventory=tuple(inventory),
+        issuances=tuple(issuances),
+        failed_sources=frozenset(failed),
+        files_parsed=parsed,
+        files_reused=reused,
+    )
 
 
-def _stale(changes: list[SourceChange], now: datetime) -> list[Event]:
-    """Compare what endpoints serve with what every other source holds (all scanned now)."""
+def _scan(source: Source, reader: CertificateReader, cursor: str | None) -> ScanResult:
+    """source.scan(), with anything it raises turned into a failed scan of that source.
+
+    SourceError is the documented way to say "this source cannot be read as a whole";
+    anything else is a bug in the source, logged with its traceback at debug level.
+    Sources written before `scan` took a cursor are called without one.
+    """
+    try:
+        if _takes_cursor(source):
+            return source.scan(reader, cursor)
+        return source.scan(reader)
+    except SourceError as exc:
+        problem = Problem(exc.path, exc.reason, exc.detail)
+    except Exception as exc:
+        _log.debug("source %s raised during its scan", source.id, exc_info=True)
+        problem = Problem(source.id, "source_error", f"{type(exc).__name__}: {exc}")
+    return ScanResult(problems=(problem,), failed=True)
+
+
+def _takes_cursor(source: Source) -> bool:
+    try:
+        parameters = inspect.signature(source.scan).parameters
+    except (TypeError, ValueError):
+        return True
+    return "cursor" in parameters or any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters.values()
+    )
+
+
+def _stale(
+    changes: list[SourceChange], now: datetime
+) -> tuple[tuple[SourceChange, ...], list[Event]]:
+    """Compare what endpoints serve with what every other source holds (all scanned now).
+
+    Returns the changes with the endpoints' stale marks updated, and the new events.
+    """
     endpoint_sources = {
         index
         for index, change in enumerate(changes)
@@ -136,12 +220,15 @@ def _stale(changes: list[SourceChange], now: datetime) -> list[Event]:
         if index not in endpoint_sources
         for observation in change.after.certificates.values()
     ]
+    checked: list[SourceChange] = []
     events: list[Event] = []
-    for index in endpoint_sources:
-        after, found = stale_deployments(changes[index].after, held, now)
-        changes[index] = _replace(changes[index], after=after)
-        events += found
-    return events
+    for index, change in enumerate(changes):
+        if index in endpoint_sources:
+            after, found = stale_deployments(change.after, held, now)
+            change = _replace(change, after=after)
+            events += found
+        checked.append(change)
+    return tuple(checked), events
 
 
 def run_pass(
@@ -152,8 +239,9 @@ def run_pass(
 ) -> PassReport:
     """One full pass: scan, detect, commit, notify subscribers, deliver."""
     started = time.monotonic()
-    report = PassReport(now=now)
-    changes, envelopes = scan_sources(config, store, now, report)
+    scanned = scan_sources(config, store, now)
+    report = PassReport.of(scanned, now)
+    envelopes = list(scanned.envelopes)
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
     envelopes += spooled.envelopes
     report.spool_rejected = spooled.rejected
@@ -162,7 +250,7 @@ def run_pass(
     if config.heartbeat:
         envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
     store.commit_pass(
-        changes,
+        scanned.changes,
         route(config.sinks, envelopes),
         now,
         issuances=fresh,

@@ -30,7 +30,10 @@ class Source(Protocol):
     @classmethod
     def from_options(cls, options: Options) -> Self: ...
 
-    def scan(self, reader: CertificateReader) -> ScanResult: ...
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        """What the source holds now. `cursor` is what its last ScanResult.cursor said
+        (None on its first pass); raise SourceError when it cannot be read at all."""
+        ...
 
 
 class Sink(Protocol):

@@ -71,7 +71,6 @@ class CertificateReader:
         chain: bool = True,
         signers: Sequence[x509.Certificate] = (),
         cache: Mapping[str, CachedFile] | None = None,
-        cursor: str | None = None,
     ) -> None:
         self.max_file_size = max_file_size
         self.chain = chain
@@ -82,8 +81,6 @@ class CertificateReader:
         """Every file read or reused in this scan: the cache for the next one."""
         self.parsed = 0
         self.reused = 0
-        self.cursor = cursor
-        """What this source returned as ScanResult.cursor last pass (None on its first)."""
 
     # -- public API for sources ------------------------------------------------
 

@@ -21,7 +21,8 @@ from .errors import StoreError
 from .observations import Issuance, Observation, Problem
 from .reader import CachedFile
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: deployment_stale marks moved out of `reported` into `stale_deployments`."""
 DATABASE_NAME = "state.sqlite3"
 
 _SCHEMA = """
@@ -34,6 +35,9 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE TABLE IF NOT EXISTS reported (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
     threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold));
+CREATE TABLE IF NOT EXISTS stale_deployments (
+    source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    newer_fingerprint TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, newer_fingerprint));
 CREATE TABLE IF NOT EXISTS problems (
     source TEXT NOT NULL, path TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
     lineage TEXT, PRIMARY KEY (source, path, reason));
@@ -138,13 +142,16 @@ class StateStore:
                 if statement.strip():
                     self._db.execute(statement)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.state_dir / DATABASE_NAME} has schema {row[0]}, newer than this"
                     f" lacme-watch understands ({SCHEMA_VERSION}): upgrade lacme-watch"
                 )
+            if row is not None and int(row[0]) < 2:
+                _move_stale_marks(self._db)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -184,6 +191,14 @@ class StateStore:
                 "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?", (source,)
             )
         )
+        stale = frozenset(
+            (lineage, fingerprint, newer)
+            for lineage, fingerprint, newer in self._db.execute(
+                "SELECT lineage, fingerprint, newer_fingerprint FROM stale_deployments"
+                " WHERE source = ?",
+                (source,),
+            )
+        )
         problems = frozenset(
             Problem(path, reason, detail, lineage)
             for path, reason, detail, lineage in self._db.execute(
@@ -195,6 +210,7 @@ class StateStore:
             baselined=bool(row[0]),
             certificates=certificates,
             reported=reported,
+            stale=stale,
             problems=problems,
             cursor=row[1],
         )
@@ -385,6 +401,16 @@ class StateStore:
         return found
 
 
+def _move_stale_marks(db: sqlite3.Connection) -> None:
+    """Schema 1 kept deployment_stale marks in `reported` as "stale:<newer fingerprint>"."""
+    db.execute(
+        "INSERT OR IGNORE INTO stale_deployments"
+        " SELECT source, lineage, fingerprint, substr(threshold, 7) FROM reported"
+        " WHERE threshold LIKE 'stale:%'"
+    )
+    db.execute("DELETE FROM reported WHERE threshold LIKE 'stale:%'")
+
+
 def _write_snapshot(
     db: sqlite3.Connection, before: SourceSnapshot | None, after: SourceSnapshot, now: datetime
 ) -> None:
@@ -417,6 +443,16 @@ def _write_snapshot(
     db.executemany(
         "INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?)",
         [(source, *key) for key in after.reported - old_reported],
+    )
+    old_stale = before.stale if before else frozenset()
+    db.executemany(
+        "DELETE FROM stale_deployments WHERE source = ? AND lineage = ? AND fingerprint = ?"
+        " AND newer_fingerprint = ?",
+        [(source, *mark) for mark in old_stale - after.stale],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO stale_deployments VALUES (?, ?, ?, ?)",
+        [(source, *mark) for mark in after.stale - old_stale],
     )
     old_problems = before.problems if before else frozenset()
     db.executemany(

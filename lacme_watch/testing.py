@@ -67,7 +67,7 @@ class StaticSource:
     def from_options(cls, options: Options) -> Self:
         return cls(options.string("id"))
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         return self.result
 
 

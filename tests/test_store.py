@@ -134,3 +134,26 @@ def test_snapshot_and_outbox_commit_together(tmp_path: Path) -> None:
         report = run_pass(config, store, NOW)  # the pass repeats, nothing lost
         assert [e.event.kind for e in report.envelopes] == ["certificate_expiring"]
         assert sink.kinds == ["certificate_expiring"]
+
+
+def test_schema_1_stale_deployment_marks_move_to_their_own_table(tmp_path: Path) -> None:
+    """Schema 1 kept them in `reported` as "stale:<newer>"; they must not re-announce."""
+    with StateStore(tmp_path):
+        pass
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.execute("INSERT INTO sources VALUES ('tls:x', 1, 0, NULL)")
+    db.executemany(
+        "INSERT INTO reported VALUES ('tls:x', 'tls:h:443', 'old', ?)", [("stale:new",), ("30d",)]
+    )
+    db.commit()
+    db.close()
+
+    with StateStore(tmp_path) as store:
+        snapshot = store.load_snapshot("tls:x")
+    assert snapshot is not None
+    assert snapshot.stale == {("tls:h:443", "old", "new")}
+    assert snapshot.reported == {("tls:h:443", "old", "30d")}
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    db.close()

@@ -82,7 +82,7 @@ class EasyRsaAuthority:
     def from_options(cls, options: Options) -> Self:
         return cls(options.path("path", must_exist=True))
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         ca_path = os.path.join(self.path, "ca.crt")
         loaded = reader.load_certificates(ca_path)
         if isinstance(loaded, Problem) or not loaded:
@@ -108,7 +108,7 @@ class EasyRsaAuthority:
             )
         rows = parse_index(index)
         observations, problems = self._current(reader, rows, fingerprint(root))
-        events, cursor, retired = self._revocations(reader.cursor, rows, observations)
+        events, cursor, retired = self._revocations(cursor, rows, observations)
         return ScanResult(
             observations=(authority, *observations),
             problems=tuple(problems),

@@ -28,7 +28,7 @@ class LacmeAuthority:
             options.path("path", "~/.lacme", must_exist=True), options.string("name", "root")
         )
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         loaded = reader.load_certificates(self.certificate_path)
         if isinstance(loaded, Problem):
             return ScanResult(problems=(loaded,), failed=True)

@@ -42,7 +42,7 @@ class CertbotStore:
         log = options.path("log") if options.node("log") is not None else None
         return cls(path, log)
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         live = os.path.join(self.path, "live")
         try:
             names = sorted(
@@ -69,9 +69,8 @@ class CertbotStore:
         problems += self._orphaned_renewals(set(names))
         issuances = tuple(self._archive(reader, names))
         events: tuple[Event, ...] = ()
-        cursor = reader.cursor
         if self.log:
-            followed = follow(self.log, reader.cursor, is_record_start)
+            followed = follow(self.log, cursor, is_record_start)
             if isinstance(followed, Problem):
                 problems.append(followed)
             else:

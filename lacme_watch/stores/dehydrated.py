@@ -28,7 +28,7 @@ class DehydratedStore:
     def from_options(cls, options: Options) -> Self:
         return cls(options.path("path", "/var/lib/dehydrated/certs", must_exist=True))
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         try:
             names = sorted(entry.name for entry in os.scandir(self.path) if entry.is_dir())
         except FileNotFoundError:

@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from typing import Self
 
-from ..cloudevents import parse_time
+from ..instants import parse_time
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader
@@ -32,7 +32,7 @@ class LacmeStore:
     def from_options(cls, options: Options) -> Self:
         return cls(options.path("path", "~/.lacme", must_exist=True))
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         certs = os.path.join(self.path, "certs")
         try:
             entries = sorted(os.scandir(certs), key=lambda entry: entry.name)

@@ -42,7 +42,7 @@ class PemStore:
                 )
         return cls(patterns)
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         observations: list[Observation] = []
         problems: list[Problem] = []
         failed = False

@@ -67,7 +67,7 @@ class TlsStore:
             endpoints.append(endpoint)
         return cls(tuple(endpoints), options.duration("timeout", timedelta(seconds=10)))
 
-    def scan(self, reader: CertificateReader) -> ScanResult:
+    def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         observations: list[Observation] = []
         problems: list[Problem] = []
         for endpoint in self.endpoints:

@@ -1,0 +1,53 @@
+"""What the configuration says about delivery: which sink wants which events, how
+often, and how long to keep retrying. Values only; delivery.py acts on them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .cloudevents import Envelope
+from .plugins import Sink
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkRoute:
+    """A sink, the event names it wants (None: all) and its alert hygiene."""
+
+    sink: Sink
+    events: frozenset[str] | None = None
+    min_interval: timedelta | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.events is None or kind in self.events
+
+
+def route(
+    routes: Sequence[SinkRoute], envelopes: Sequence[Envelope]
+) -> list[tuple[Envelope, list[str]]]:
+    """Each event with the names of the sinks whose `events:` filter wants it; decided
+    when the outbox rows are written."""
+    return [
+        (envelope, [r.sink.name for r in routes if r.wants(envelope.event.kind)])
+        for envelope in envelopes
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How long to wait between attempts, and when to give up loudly."""
+
+    initial: timedelta = timedelta(seconds=30)
+    maximum: timedelta = timedelta(hours=1)
+    max_age: timedelta = timedelta(days=7)
+
+    def delay(self, attempts: int) -> timedelta:
+        """Exponential in the attempts made so far, capped, with jitter in [50%, 100%]."""
+        base: timedelta = min(self.maximum, self.initial * (2 ** min(attempts, 30)))
+        jitter = 0.5 + random.random() / 2  # noqa: S311  # jitter, not cryptography
+        return base * jitter
+
+
+__all__ = ["RetryPolicy", "SinkRoute", "route"]
