@@ -26,9 +26,9 @@ from rich.table import Table
 from .cloudevents import Envelope, to_json
 from .config import Config, load
 from .ingest import event_from_arguments, record
+from .loopback import TlsServer
 from .passes import run_pass
 from .statedb import StateStore
-from .testing import TlsServer
 
 _Key = ec.EllipticCurvePrivateKey
 

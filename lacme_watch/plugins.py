@@ -56,7 +56,7 @@ GROUPS = {
     "sinks": "lacme_watch.sinks",
 }
 
-_BUILT_IN = {
+BUILT_IN: dict[str, dict[str, str]] = {
     "lacme_watch.stores": {
         "lacme": "lacme_watch.stores.lacme:LacmeStore",
         "pem": "lacme_watch.stores.pem:PemStore",
@@ -75,23 +75,59 @@ _BUILT_IN = {
         "webhook": "lacme_watch.sinks.webhook:WebhookSink",
     },
 }
+"""The same table as pyproject.toml's entry points (a test holds them equal)."""
+
+_PROTOCOLS = {
+    "lacme_watch.stores": ("store", ("from_options", "scan")),
+    "lacme_watch.authorities": ("authority", ("from_options", "scan")),
+    "lacme_watch.sinks": ("sink", ("from_options", "deliver")),
+}
 
 
 def available(group: str) -> dict[str, str]:
-    """type name -> "module:attribute" for one entry-point group."""
-    found = {entry.name: entry.value for entry in entry_points(group=group)}
-    return {**found, **_BUILT_IN.get(group, {})}
+    """type name -> "module:attribute" for one entry-point group.
+
+    A name registered with two different targets (a plugin reusing a built-in's name,
+    or two plugins one name) maps to every target, joined by " | ": lookup() refuses it.
+    """
+    targets: dict[str, list[str]] = {
+        name: [target] for name, target in BUILT_IN.get(group, {}).items()
+    }
+    for entry in entry_points(group=group):
+        found = targets.setdefault(entry.name, [])
+        if entry.value not in found:
+            found.append(entry.value)
+    return {name: " | ".join(found) for name, found in targets.items()}
 
 
 def lookup(group: str, name: str, where: str) -> Any:
-    """The class registered under `name`; an unknown name is a configuration error."""
+    """The class registered under `name`, checked against its protocol.
+
+    An unknown name, a name two packages claim, a target that cannot be imported or
+    a class without the protocol's methods is a configuration error at `where`.
+    """
     known = available(group)
     target = known.get(name)
     if target is None:
         raise ConfigError(where, f"unknown type {name!r}; known: {', '.join(sorted(known))}")
+    if " | " in target:
+        raise ConfigError(
+            where,
+            f"type {name!r} is registered more than once ({target});"
+            " uninstall one of the packages, or rename its entry point",
+        )
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+        cls = getattr(module, attribute)
+    except (ImportError, AttributeError) as exc:
         raise ConfigError(where, f"type {name!r} cannot be loaded: {exc}") from exc
-    return getattr(module, attribute)
+    role, methods = _PROTOCOLS.get(group, ("plugin", ()))
+    missing = [method for method in methods if not callable(getattr(cls, method, None))]
+    if missing:
+        raise ConfigError(
+            where,
+            f"type {name!r} ({target}) is not a {role} plugin:"
+            f" it has no {' and no '.join(missing)}()",
+        )
+    return cls

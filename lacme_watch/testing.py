@@ -1,21 +1,41 @@
-"""Fakes for tests, ours and plugin authors': sinks that record or fail, a static source,
-and a TLS server on loopback."""
+"""For tests, ours and plugin authors': fakes, and the contracts every sink and source keeps.
+
+- `RecordingSink`, `FailingSink`: sinks that record batches or raise SinkError;
+- `StaticSource`: a source that reports a fixed ScanResult;
+- `sample_envelopes()`: one event of every kind lacme-watch knows;
+- `check_sink()`, `check_failing_sink()`, `check_source()`: the contracts our built-in
+  sinks and sources pass; they raise AssertionError naming the broken rule;
+- `TlsServer`: a real TLS server on loopback (from `lacme_watch.loopback`).
+"""
 
 from __future__ import annotations
 
-import socket
-import ssl
-import tempfile
-import threading
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Self
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
 
-from .cloudevents import Envelope
-from .errors import SinkError
-from .observations import ScanResult
+from .cloudevents import Envelope, wrap
+from .errors import SinkError, SourceError
+from .events import EVENT_TYPES, Event
+from .loopback import TlsServer
+from .observations import REASONS, ScanResult
 from .options import Options
+from .plugins import Sink, Source
 from .reader import CertificateReader
+
+__all__ = [
+    "FailingSink",
+    "RecordingSink",
+    "StaticSource",
+    "TlsServer",
+    "check_failing_sink",
+    "check_sink",
+    "check_source",
+    "sample_envelopes",
+]
 
 
 class RecordingSink:
@@ -71,42 +91,147 @@ class StaticSource:
         return self.result
 
 
-class TlsServer:
-    """Serves one certificate on 127.0.0.1 (any free port) until stopped; `serve()` swaps it,
-    as a server reload would. Each connection is answered with a handshake, nothing more."""
+# -- sample events ------------------------------------------------------------------
 
-    def __init__(self, chain_pem: bytes, key_pem: bytes) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="lacme-watch-tls-")
-        self.serve(chain_pem, key_pem)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port: int = self._listener.getsockname()[1]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+_DOMAIN = "www.example.test"
 
-    def serve(self, chain_pem: bytes, key_pem: bytes) -> None:
-        directory = Path(self._directory.name)
-        (directory / "chain.pem").write_bytes(chain_pem)
-        (directory / "key.pem").write_bytes(key_pem)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(directory / "chain.pem", directory / "key.pem")
-        self._context = context
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with self._context.wrap_socket(connection, server_side=True) as tls:
-                    tls.recv(1)
-            except OSError:  # a client that hangs up mid-handshake is no test failure
-                pass
+def sample_envelopes(now: datetime | None = None, host: str = "test-host") -> list[Envelope]:
+    """One envelope of every kind in EVENT_TYPES, with plausible fields, in that order.
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-        self._listener.close()
-        self._directory.cleanup()
+    A sink must deliver every kind, including kinds added after it was written.
+    """
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    return [wrap(_sample(kind, now), host=host, time=now) for kind in EVENT_TYPES]
+
+
+def _sample(kind: str, now: datetime) -> Event:
+    cls = EVENT_TYPES[kind]
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {
+        "store": "pem:/etc/ssl/example",
+        "lineage": f"/etc/ssl/example/{_DOMAIN}.pem",
+        "path": f"/etc/ssl/example/{_DOMAIN}.pem",
+        "fingerprint": "ab" * 32,
+    }
+    for field in dataclasses.fields(cls):
+        if field.name in values or not field.init:
+            continue
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            values[field.name] = _value(field.name, hints[field.name], now)
+    return cls(**values)
+
+
+def _value(name: str, hint: Any, now: datetime) -> Any:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is datetime:
+        return now + timedelta(days=30) if "expires" in name else now - timedelta(days=1)
+    if hint is bool:
+        return False
+    if hint is int:
+        return 7
+    if hint is str:
+        return {"reason": "bad_pem", "threshold": "7d"}.get(name, _DOMAIN)
+    if typing.get_origin(hint) is tuple:
+        return (_DOMAIN,)
+    raise TypeError(f"no sample value for {name}: {hint}")
+
+
+# -- contracts ------------------------------------------------------------------------
+
+
+def check_sink(sink: Sink, received: Callable[[], int] | None = None) -> None:
+    """Assert that a working `sink` keeps the sink contract.
+
+    `received` (optional) counts the events its destination holds now: an empty batch
+    must add none, a batch of every kind must add one per event.
+    """
+    _check_name(sink, "name")
+    _check_classmethod(sink, "from_options")
+    before = received() if received else 0
+    sink.deliver([])
+    if received:
+        _expect(received() == before, "an empty batch must send nothing")
+    batch = sample_envelopes()
+    try:
+        sink.deliver(batch)
+    except SinkError as exc:
+        raise AssertionError(f"a working sink failed to deliver every kind: {exc}") from exc
+    if received:
+        got = received() - before
+        _expect(got == len(batch), f"delivered {got} of {len(batch)} events")
+
+
+def check_failing_sink(sink: Sink) -> SinkError:
+    """Assert that a sink whose destination is broken raises SinkError naming itself
+    (and nothing else, which would escape the outbox's retries); return the error."""
+    try:
+        sink.deliver(sample_envelopes())
+    except SinkError as exc:
+        _expect(exc.sink == sink.name, f"SinkError names {exc.sink!r}, not {sink.name!r}")
+        return exc
+    except Exception as exc:
+        raise AssertionError(f"a failing delivery must raise SinkError, not {exc!r}") from exc
+    raise AssertionError("delivery to a broken destination did not raise SinkError")
+
+
+def check_source(source: Source, reader: CertificateReader | None = None) -> ScanResult:
+    """Assert that `source` keeps the source contract; return its first scan.
+
+    It has an `id`; scan() returns a ScanResult (or raises SourceError); observations
+    have a lineage, a known role and facts; problems have a known reason; and a second
+    scan, given the first one's file cache and cursor, sees the same certificates.
+    """
+    _check_name(source, "id")
+    _check_classmethod(source, "from_options")
+    reader = reader or CertificateReader()
+    first = _scan(source, reader, None)
+    for observation in first.observations:
+        _expect(bool(observation.lineage), f"an observation without a lineage: {observation}")
+        _expect(observation.role in ("leaf", "chain", "ca"), f"unknown role {observation.role!r}")
+        _expect(isinstance(observation.domains, tuple), "domains must be a tuple")
+        _expect(
+            observation.certificate.not_before <= observation.certificate.not_after,
+            "not_before must not be after not_after",
+        )
+    lineages = [o.lineage for o in first.observations if o.role != "chain"]  # chains repeat
+    _expect(len(lineages) == len(set(lineages)), f"a lineage is reported twice: {lineages}")
+    for problem in first.problems:
+        _expect(problem.reason in REASONS, f"unknown problem reason {problem.reason!r}")
+    again = CertificateReader(
+        max_file_size=reader.max_file_size, chain=reader.chain, cache=reader.files
+    )
+    second = _scan(source, again, first.cursor)
+    _expect(_inventory(second) == _inventory(first), "a second scan saw other certificates")
+    return first
+
+
+def _scan(source: Source, reader: CertificateReader, cursor: str | None) -> ScanResult:
+    try:
+        result = source.scan(reader, cursor)
+    except SourceError:
+        return ScanResult(failed=True)
+    except Exception as exc:
+        raise AssertionError(f"scan() may raise SourceError, not {exc!r}") from exc
+    _expect(isinstance(result, ScanResult), f"scan() returned {type(result).__name__}")
+    return result
+
+
+def _inventory(scan: ScanResult) -> set[tuple[str, str]]:
+    return {(o.lineage, o.fingerprint) for o in scan.observations}
+
+
+def _check_name(plugin: object, attribute: str) -> None:
+    value = getattr(plugin, attribute, None)
+    _expect(isinstance(value, str) and bool(value), f"{attribute} must be a non-empty string")
+
+
+def _check_classmethod(plugin: object, name: str) -> None:
+    _expect(callable(getattr(type(plugin), name, None)), f"{type(plugin).__name__} has no {name}()")
+
+
+def _expect(condition: bool, message: str) -> None:
+    """assert that survives `python -O`: a contract check must never be skipped."""
+    if not condition:
+        raise AssertionError(message)
