@@ -43,6 +43,10 @@ class Event:
     """What every event carries besides its own fields: where it was seen."""
 
     kind: ClassVar[str]
+    heading: ClassVar[str] = "Other events"
+    """How a digest (the email sink) titles this kind's section."""
+    urgency: ClassVar[int] = 1000
+    """A digest's order: lower comes first; what needs a person today leads."""
 
     store: str | None = None
     lineage: str | None = None
@@ -67,6 +71,10 @@ class Event:
     def summary(self) -> str:
         """One human line, used by the text log, email subjects and shell hooks."""
         return f"{self.kind}: {self.subject}"
+
+    def line(self) -> str:
+        """summary() without the kind: one line under its heading in a digest."""
+        return self.summary().partition(": ")[2]
 
 
 _CONTEXT_FIELDS = frozenset(field.name for field in dataclasses.fields(Event))
@@ -97,6 +105,8 @@ class CertificateIssued(CertificateEvent):
     """A lineage appeared after the store's baseline pass."""
 
     kind: ClassVar[str] = "certificate_issued"
+    heading: ClassVar[str] = "Issued"
+    urgency: ClassVar[int] = 80
 
     def summary(self) -> str:
         return f"{self.kind}: {self.domain} issued, expires {_day(self.expires_at)}"
@@ -107,6 +117,8 @@ class CertificateRenewed(CertificateEvent):
     """A lineage's certificate was replaced by one that expires later."""
 
     kind: ClassVar[str] = "certificate_renewed"
+    heading: ClassVar[str] = "Renewed"
+    urgency: ClassVar[int] = 70
     previous_expires_at: datetime
 
     def summary(self) -> str:
@@ -121,6 +133,8 @@ class CertificateExpiring(CertificateEvent):
     """A certificate crossed one of the configured expiry thresholds (or expired)."""
 
     kind: ClassVar[str] = "certificate_expiring"
+    heading: ClassVar[str] = "Expiring"
+    urgency: ClassVar[int] = 10
     days_remaining: int
     threshold: str | None = None
 
@@ -141,6 +155,8 @@ class ChallengeFailed(Event):
     """An ACME challenge failed validation."""
 
     kind: ClassVar[str] = "challenge_failed"
+    heading: ClassVar[str] = "Challenge failed"
+    urgency: ClassVar[int] = 30
     domain: str
     challenge_type: str
     error: str
@@ -164,6 +180,8 @@ class RateLimitWarning(Event):
     """Issuance for a registered domain is approaching a rate limit."""
 
     kind: ClassVar[str] = "rate_limit_warning"
+    heading: ClassVar[str] = "Near a rate limit"
+    urgency: ClassVar[int] = 40
     registered_domain: str
     current_count: int
     limit: int
@@ -198,6 +216,8 @@ class CertificateAuthorityInitialized(Event):
     """A CA root was seen for the first time (created, or first watched)."""
 
     kind: ClassVar[str] = "ca_initialized"
+    heading: ClassVar[str] = "Certificate authorities"
+    urgency: ClassVar[int] = 90
     cn: str
     expires_at: datetime
 
@@ -214,6 +234,8 @@ class CACertificateIssued(Event):
     """A watched CA signed a new certificate (verified by signature, not by name)."""
 
     kind: ClassVar[str] = "ca_certificate_issued"
+    heading: ClassVar[str] = "Signed by a watched CA"
+    urgency: ClassVar[int] = 60
     name: str
     names: tuple[str, ...]
     is_client: bool
@@ -234,6 +256,8 @@ class CertificateRemoved(CertificateEvent):
     """A lineage vanished from a store that was read successfully."""
 
     kind: ClassVar[str] = "certificate_removed"
+    heading: ClassVar[str] = "Removed"
+    urgency: ClassVar[int] = 50
 
     def summary(self) -> str:
         return f"{self.kind}: {self.domain} is gone from {self.store}"
@@ -244,6 +268,8 @@ class CertificateRevoked(CertificateEvent):
     """A CA revoked a certificate (for a reason other than replacing it)."""
 
     kind: ClassVar[str] = "certificate_revoked"
+    heading: ClassVar[str] = "Revoked"
+    urgency: ClassVar[int] = 15
     reason: str
     revoked_at: datetime
 
@@ -257,6 +283,8 @@ class DeploymentStale(CertificateEvent):
     renewed on disk, never reloaded."""
 
     kind: ClassVar[str] = "deployment_stale"
+    heading: ClassVar[str] = "Served but not reloaded"
+    urgency: ClassVar[int] = 18
     newer_expires_at: datetime
     newer_fingerprint: str
     newer_path: str | None = None
@@ -276,6 +304,8 @@ class CertificateUnreadable(Event):
     """A file that should hold a certificate could not be used; the pass went on."""
 
     kind: ClassVar[str] = "certificate_unreadable"
+    heading: ClassVar[str] = "Unreadable"
+    urgency: ClassVar[int] = 20
     reason: str
     detail: str = ""
     seen_at: datetime | None = None
@@ -298,6 +328,8 @@ class Heartbeat(Event):
     """A pass finished: counts for a dead-man switch (silence means the watcher is down)."""
 
     kind: ClassVar[str] = "heartbeat"
+    heading: ClassVar[str] = "Heartbeat"
+    urgency: ClassVar[int] = 100
     pass_at: datetime
     certificates: int
     sources: int

@@ -20,35 +20,11 @@ from typing import Self
 
 from ..cloudevents import Envelope, host_of
 from ..errors import ConfigError, SinkError
-from ..events import CertificateExpiring, Event
+from ..events import CertificateExpiring
 from ..options import Options
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 DEFAULT_SUBJECT = "[lacme-watch] {host}: {summary}"
-
-# Most urgent first: what needs a person today leads the message.
-URGENCY = (
-    "certificate_expiring",
-    "certificate_unreadable",
-    "challenge_failed",
-    "rate_limit_warning",
-    "certificate_removed",
-    "ca_certificate_issued",
-    "certificate_renewed",
-    "certificate_issued",
-    "ca_initialized",
-)
-HEADINGS = {
-    "certificate_expiring": "Expiring",
-    "certificate_unreadable": "Unreadable",
-    "challenge_failed": "Challenge failed",
-    "rate_limit_warning": "Near a rate limit",
-    "certificate_removed": "Removed",
-    "ca_certificate_issued": "Signed by a watched CA",
-    "certificate_renewed": "Renewed",
-    "certificate_issued": "Issued",
-    "ca_initialized": "Certificate authorities",
-}
 
 SmtpFactory = Callable[[str, int, str, float, ssl.SSLContext], smtplib.SMTP]
 
@@ -151,7 +127,7 @@ class EmailSink:
         """The digest: one section per kind, most urgent kind and certificate first."""
         ordered = sorted(events, key=_urgency)
         host = host_of(ordered[0].source) or "lacme-watch"
-        kinds = sorted({e.event.kind for e in ordered}, key=_kind_rank)
+        kinds = list(dict.fromkeys(e.event.kind for e in ordered))
         summary = (
             ordered[0].event.summary()
             if len(ordered) == 1
@@ -177,27 +153,19 @@ def _subject_fields(host: str, count: int, summary: str, kinds: str) -> dict[str
     return {"host": host, "count": count, "summary": summary, "kinds": kinds}
 
 
-def _kind_rank(kind: str) -> int:
-    return URGENCY.index(kind) if kind in URGENCY else len(URGENCY)
-
-
-def _urgency(envelope: Envelope) -> tuple[int, int, str]:
+def _urgency(envelope: Envelope) -> tuple[int, str, int, str]:
+    """Kinds by their urgency (then name, for kinds that share one); certificates by days."""
     event = envelope.event
     days = event.days_remaining if isinstance(event, CertificateExpiring) else 0
-    return (_kind_rank(event.kind), days, event.subject)
-
-
-def _line(event: Event) -> str:
-    """One certificate per line: domain, expiry date and days left where they apply."""
-    return event.summary().partition(": ")[2]
+    return (event.urgency, event.kind, days, event.subject)
 
 
 def _text(host: str, events: Sequence[Envelope], kinds: Sequence[str]) -> str:
     lines = [f"lacme-watch on {host}: {len(events)} event(s)", ""]
     for kind in kinds:
         group = [e for e in events if e.event.kind == kind]
-        lines.append(f"{HEADINGS.get(kind, kind)} ({len(group)})")
-        lines += [f"  - {_line(e.event)}" for e in group]
+        lines.append(f"{group[0].event.heading} ({len(group)})")
+        lines += [f"  - {e.event.line()}" for e in group]
         lines.append("")
     lines.append("Event ids, for `lacme-watch events`: " + " ".join(e.id for e in events))
     return "\n".join(lines) + "\n"
@@ -210,8 +178,8 @@ def _html(host: str, events: Sequence[Envelope], kinds: Sequence[str]) -> str:
     ]
     for kind in kinds:
         group = [e for e in events if e.event.kind == kind]
-        parts.append(f"<h3>{html.escape(HEADINGS.get(kind, kind))} ({len(group)})</h3><ul>")
-        parts += [f"<li>{html.escape(_line(e.event))}</li>" for e in group]
+        parts.append(f"<h3>{html.escape(group[0].event.heading)} ({len(group)})</h3><ul>")
+        parts += [f"<li>{html.escape(e.event.line())}</li>" for e in group]
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

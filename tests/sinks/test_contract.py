@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.options import parse_yaml
 from lacme_watch.plugins import GROUPS, Sink, available
+from lacme_watch.testing import check_failing_sink, check_sink
 
 from .conftest import Mailbox, WebServer, sample_envelopes
 
@@ -54,7 +56,7 @@ CASES: dict[str, Case] = {
         broken=lambda f: (
             "smtp: {host: 127.0.0.1, port: 9, timeout: 2s}\nfrom: a@x.example\nto: [b@x.example]"
         ),
-        received=lambda f: 3 * len(f.smtp.messages),  # one digest carries the whole batch
+        received=lambda f: sum(_digest_lines(m) for m in f.smtp.messages),  # one per batch
     ),
     "shell": Case(
         working=lambda f: f"command: ['{sys.executable}', '-c', '{HOOK}', '{f.tmp / 'calls'}']",
@@ -69,6 +71,13 @@ CASES: dict[str, Case] = {
 }
 
 SINK_TYPES = sorted(available(GROUPS["sinks"]))
+
+
+def _digest_lines(message: EmailMessage) -> int:
+    """Events in one digest: a line each under their headings."""
+    body = message.get_body(("plain",))
+    assert body is not None
+    return sum(line.startswith("  - ") for line in body.get_content().splitlines())
 
 
 def build_sink(kind: str, body: str) -> Sink:
@@ -87,6 +96,17 @@ def fixtures(tmp_path: Path, smtp_server: Mailbox, web_server: WebServer) -> Fix
 
 def test_every_registered_sink_has_a_contract_case() -> None:
     assert set(SINK_TYPES) <= set(CASES), "add the new sink type to CASES"
+
+
+@pytest.mark.parametrize("kind", SINK_TYPES)
+def test_keeps_the_published_contract(kind: str, fixtures: Fixtures) -> None:
+    """lacme_watch.testing's checks, the ones the README offers plugin authors."""
+    if kind == "log":
+        (fixtures.tmp / "events.jsonl").touch()
+    check_sink(
+        build_sink(kind, CASES[kind].working(fixtures)), lambda: CASES[kind].received(fixtures)
+    )
+    check_failing_sink(build_sink(kind, CASES[kind].broken(fixtures)))
 
 
 @pytest.mark.parametrize("kind", SINK_TYPES)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from lacme_watch import testing
 from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
-from lacme_watch.events import ChallengeFailed
+from lacme_watch.events import EVENT_TYPES, ChallengeFailed
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.email import EmailSink
 
@@ -64,6 +65,31 @@ def test_one_digest_per_pass_to_every_recipient(smtp_server: Mailbox) -> None:
     assert "api.example.com expires 2026-12-01 (9 days left)" in plain
     assert "shop.example.com renewed, expires 2027-02-20 (was 2026-11-27)" in plain
     assert "<li>api.example.com expires 2026-12-01 (9 days left)</li>" in html.get_content()
+
+
+def test_every_kind_gets_its_own_heading_in_urgency_order(smtp_server: Mailbox) -> None:
+    """Headings come from the event classes, so a new kind cannot show its raw name."""
+    batch = testing.sample_envelopes()
+    assert {e.event.kind for e in batch} == set(EVENT_TYPES)
+
+    plain_sink(smtp_server).deliver(batch)
+
+    text = smtp_server.messages[0].get_body(("plain",))
+    assert text is not None
+    lines = text.get_content().splitlines()
+    by_urgency = sorted(EVENT_TYPES.values(), key=lambda cls: cls.urgency)
+    headings = [line for line in lines if line and not line.startswith((" ", "lacme-", "Event"))]
+    assert headings == [f"{cls.heading} (1)" for cls in by_urgency]
+    assert {"Revoked (1)", "Served but not reloaded (1)", "Heartbeat (1)"} <= set(headings)
+    assert not {line for line in headings if line.split(" (")[0] in EVENT_TYPES}  # no raw names
+
+
+def test_every_kind_declares_its_presentation() -> None:
+    for kind, cls in EVENT_TYPES.items():
+        assert "heading" in vars(cls), f"{kind} has no heading of its own"
+        assert "urgency" in vars(cls), f"{kind} has no urgency of its own"
+    urgencies = [cls.urgency for cls in EVENT_TYPES.values()]
+    assert len(set(urgencies)) == len(urgencies), "two kinds share an urgency"
 
 
 def test_a_single_event_gets_its_summary_as_subject(smtp_server: Mailbox) -> None:
