@@ -1,0 +1,169 @@
+"""Dependencies point one way: sources → observations → detection → state database +
+outbox → delivery → sinks, with the run modes on top. Read from the imports themselves."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
+
+TIERS: list[set[str]] = [
+    {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
+    {"options", "lock", "observations", "cloudevents", "dispatch"},
+    {"reader", "ratelimits", "detect", "spool", "metrics"},
+    {"plugins"},
+    {"stores", "authorities", "sinks", "routes", "bridge"},
+    {"config", "statedb", "testing"},
+    {"delivery"},
+    {"ingest", "passes"},
+    {"check", "demo", "daemon"},
+    {"cli", "__main__", ""},
+]
+"""Data-flow order, bottom up: a module imports only from tiers below its own (or its own
+package, for stores/, authorities/ and sinks/)."""
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def _graph() -> dict[str, frozenset[str]]:
+    """lacme_watch's own modules (dotted, without the package name) and what each imports."""
+    graph: dict[str, frozenset[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".") if package else []
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+                found |= (
+                    {f"{target}.{a.name}".strip(".") for a in node.names}
+                    if node.module is None
+                    else {target}
+                )
+        graph[name] = frozenset(found & _names() - {name})
+    return graph
+
+
+@cache
+def _names() -> frozenset[str]:
+    return frozenset(_module(path) for path in PACKAGE.rglob("*.py"))
+
+
+def _tier(module: str) -> int:
+    top = module.split(".")[0]
+    return next(index for index, tier in enumerate(TIERS) if top in tier)
+
+
+def _reaches(start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for dependency in _graph()[todo.pop()]:
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.append(dependency)
+    return seen
+
+
+def test_every_module_has_a_tier() -> None:
+    assert {m for m in _names() if not any(m.split(".")[0] in t for t in TIERS)} == set()
+
+
+def test_nothing_imports_back_up_the_data_flow() -> None:
+    upward = sorted(
+        f"{module} imports {dependency}"
+        for module, dependencies in _graph().items()
+        for dependency in dependencies
+        if _tier(dependency) >= _tier(module) and dependency.split(".")[0] != module.split(".")[0]
+    )
+    assert upward == []
+
+
+@pytest.mark.parametrize(
+    ("module", "never"),
+    [
+        ("observations", {"cloudevents", "reader", "detect", "statedb"}),
+        ("detect", {"cloudevents", "reader", "statedb", "config"}),
+        ("config", {"statedb", "delivery", "passes", "daemon", "testing"}),
+        ("demo", {"testing", "daemon"}),
+        ("statedb", {"config", "delivery", "passes"}),
+        ("passes", {"daemon", "cli", "check", "demo"}),
+    ],
+)
+def test_what_each_layer_does_not_reach(module: str, never: set[str]) -> None:
+    assert _reaches(module) & never == set()
+
+
+LOAD_CONFIG = """
+import pathlib, sys, tempfile
+from lacme_watch.config import load
+directory = pathlib.Path(tempfile.mkdtemp())
+(directory / "c.yaml").write_text('''
+state_dir: {d}/state
+schedule: {{scan: "*/15 * * * mon-fri"}}
+stores:
+  - {{type: lacme, path: {d}}}
+  - {{type: pem, paths: ["{d}/*.pem"]}}
+  - {{type: certbot, path: {d}}}
+  - {{type: dehydrated, path: {d}}}
+  - {{type: tls, endpoints: ["127.0.0.1:9"]}}
+authorities:
+  - {{type: lacme, path: {d}, name: root}}
+  - {{type: easyrsa, path: {d}}}
+sinks:
+  - {{type: log}}
+  - {{type: email, from: a@example.com, to: [b@example.com]}}
+  - {{type: shell, command: [/bin/true]}}
+  - {{type: webhook, url: "http://127.0.0.1:9/"}}
+'''.format(d=directory))
+load(directory / "c.yaml")
+"""
+
+
+def _modules_after(code: str) -> set[str]:
+    """sys.modules after running `code` in a fresh interpreter."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(probe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    ("code", "absent"),
+    [
+        pytest.param(LOAD_CONFIG, {"sqlite3", "apscheduler", "lacme_watch.testing"}, id="config"),
+        pytest.param(
+            "import lacme_watch",
+            {"sqlite3", "apscheduler", "prometheus_client", "lacme_watch.config"},
+            id="package",
+        ),
+        pytest.param("import lacme_watch.detect", {"sqlite3", "apscheduler"}, id="detection"),
+        pytest.param(
+            "import lacme_watch.statedb", {"apscheduler", "lacme_watch.config"}, id="state"
+        ),
+        pytest.param("import lacme_watch.passes", {"apscheduler", "rich"}, id="passes"),
+        pytest.param("import lacme_watch.demo", {"lacme_watch.testing", "apscheduler"}, id="demo"),
+    ],
+)
+def test_a_fresh_interpreter_does_not_pull_in(code: str, absent: set[str]) -> None:
+    loaded = _modules_after(code)
+    assert {m for m in loaded if m.split(".")[0] in absent or m in absent} == set()
