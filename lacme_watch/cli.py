@@ -1,4 +1,8 @@
-"""`lacme-watch`: argparse + rich. The only module that prints or reads the real clock."""
+"""`lacme-watch`: argparse + rich, the commands.
+
+Output for people is printed here (the demo prints its own walk-through). `now` for a
+pass comes from here too: `--now`, or the real clock; detection itself never reads it.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The daemon: APScheduler 3.x runs the same pass as `watch --once` on a schedule.
 
-The only module that knows APScheduler (a move to APScheduler 4 stays a one-file
-change) and the only one that installs signal handlers:
+The only module that imports APScheduler (the configuration checks cron expressions
+with cron.py, so a move to APScheduler 4 stays a one-file change; tests/test_layers.py
+holds it) and the only one that installs signal handlers:
 
 - scan on `schedule.scan` (first pass at start-up), retries on `schedule.deliver`;
   one job at a time (one worker thread), missed runs coalesce;

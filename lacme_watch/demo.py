@@ -106,7 +106,11 @@ def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) ->
 
 
 def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, _Issuer]:
-    """The lacme store, a plain PEM folder and the configuration file; returns the config path."""
+    """The lacme store, a plain PEM folder, an easy-rsa PKI and the configuration file.
+
+    Returns the configuration's path and the two issuers (the ACME intermediate and the
+    internal CA), so later steps can issue from them.
+    """
     store = root / "lacme"
     acme = _Issuer("Demo ACME Intermediate R1", now - timedelta(days=400), 1000)
     ca = _Issuer("Demo Internal CA", now - timedelta(days=30), 3650)

@@ -1,4 +1,6 @@
-"""Issuance history against Let's Encrypt's rate limits (SOURCES.md §4). Pure: no I/O, no clock.
+"""Issuance history against Let's Encrypt's rate limits. Pure: no I/O, no clock.
+
+The limits and their names are those Let's Encrypt publishes (letsencrypt.org/docs/rate-limits).
 
 Three rules, each a limit per window, all configurable:
 - `registered_domain`: new certificates per registered domain (50 per 7 days). A

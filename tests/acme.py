@@ -1,4 +1,4 @@
-"""A real ACME server on loopback: Debian's pebble and pebble-challtestsrv (SOURCES.md §5).
+"""A real ACME server on loopback: Debian's pebble and pebble-challtestsrv.
 
 pebble answers ACME on 127.0.0.1; challtestsrv resolves every name to 127.0.0.1, so
 certbot's standalone server on `http_port` answers http-01 for any *.example name.

@@ -167,3 +167,19 @@ def _modules_after(code: str) -> set[str]:
 def test_a_fresh_interpreter_does_not_pull_in(code: str, absent: set[str]) -> None:
     loaded = _modules_after(code)
     assert {m for m in loaded if m.split(".")[0] in absent or m in absent} == set()
+
+
+def test_only_the_daemon_imports_apscheduler() -> None:
+    importers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(name.split(".")[0] == "apscheduler" for name in names):
+                importers.add(_module(path))
+    assert importers == {"daemon"}

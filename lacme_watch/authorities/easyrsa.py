@@ -1,4 +1,4 @@
-"""An easy-rsa / OpenSSL CA directory (SOURCES.md §3.3): `pki/ca.crt`, `pki/index.txt`.
+"""An easy-rsa / OpenSSL CA directory: `pki/ca.crt`, and `pki/index.txt` in `openssl ca`'s format.
 
 index.txt is OpenSSL's CA database: one row per issued certificate, status V
 (valid), R (revoked, with a date and maybe a reason) or E (marked expired only by

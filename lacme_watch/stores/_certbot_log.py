@@ -1,4 +1,4 @@
-"""Challenge failures in certbot's letsencrypt.log (SOURCES.md §2.2).
+"""Challenge failures in certbot's letsencrypt.log (the DEBUG log certbot always writes).
 
 The structured source is the authorization object certbot logs at DEBUG
 (`acme.client:Received response:` + JSON): its invalid challenges carry the ACME

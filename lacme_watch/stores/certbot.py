@@ -1,4 +1,4 @@
-"""certbot's config directory (SOURCES.md §2.1) and, optionally, its log.
+"""certbot's config directory (certbot's documented `/etc/letsencrypt` layout) and its log.
 
 Lineages are `live/<name>/`, whose files are relative symlinks into `archive/<name>/`;
 a renewal is the symlink moving to the next `certN.pem`, which the reader sees as a

@@ -1,4 +1,4 @@
-"""dehydrated's certificate directory (SOURCES.md §3.1): `<certs>/<domain>/cert.pem`.
+"""dehydrated's certificate directory (its `CERTDIR`): `<certs>/<domain>/cert.pem`.
 
 Each domain directory holds timestamped files (`cert-<ts>.pem`, `fullchain-<ts>.pem`)
 and symlinks to the current ones; a renewal re-points the symlinks. A failed run
