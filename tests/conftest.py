@@ -161,3 +161,16 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     server = start_pebble(tmp_path_factory.mktemp("pebble"))
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts pebble (and so certbot, dehydrated or lacme's client) must say so
+    with the `acme` marker, or `pytest -m "not acme"` would not stay quick."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "pebble" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("acme") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("mark these @pytest.mark.acme: " + ", ".join(unmarked))

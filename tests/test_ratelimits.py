@@ -121,6 +121,7 @@ def test_the_same_issuance_recorded_twice_counts_once() -> None:
     ]
 
 
+@pytest.mark.acme
 def test_exact_set_warning_from_certbots_archive(
     cli: CliRunner, pebble: Pebble, tmp_path: Path
 ) -> None:

@@ -117,6 +117,7 @@ def test_emit_json_keeps_the_event_id(
     assert cli("--config", str(config), "emit", "--json", str(tmp_path / "none.json")).code == 2
 
 
+@pytest.mark.acme
 def test_the_bridge_carries_lacmes_own_events_from_a_real_client(
     cli: CliRunner, pebble: Pebble, tmp_path: Path
 ) -> None:

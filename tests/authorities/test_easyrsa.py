@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from lacme_watch.authorities.easyrsa import parse_index, parse_time
 
 from ..conftest import CliRunner, data, kinds, read_events
 from .easyrsa_tool import easyrsa
 
 
+@pytest.mark.acme
 def test_a_pki_through_issue_renew_and_revoke(cli: CliRunner, tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     easyrsa(pki, "init-pki")

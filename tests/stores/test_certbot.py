@@ -36,6 +36,7 @@ def config_for(tmp_path: Path, certbot: Certbot) -> tuple[Path, Path]:
     return config, log
 
 
+@pytest.mark.acme
 def test_issue_renew_and_fail_with_real_certbot(
     cli: CliRunner, certbot: Certbot, tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def test_issue_renew_and_fail_with_real_certbot(
     assert watch(cli, config, log) == (0, [])  # each failure once
 
 
+@pytest.mark.acme
 def test_a_lineage_name_collision_is_its_own_lineage(
     cli: CliRunner, certbot: Certbot, tmp_path: Path
 ) -> None:
@@ -98,6 +100,7 @@ def test_a_lineage_name_collision_is_its_own_lineage(
     ]
 
 
+@pytest.mark.acme
 def test_a_renewal_conf_without_its_lineage_is_reported(
     cli: CliRunner, certbot: Certbot, tmp_path: Path
 ) -> None:
@@ -111,6 +114,7 @@ def test_a_renewal_conf_without_its_lineage_is_reported(
     assert "renewal/gone.example.com.conf: not_found" in result.err
 
 
+@pytest.mark.acme
 def test_an_unreadable_live_directory_says_how_to_fix_it(certbot: Certbot, tmp_path: Path) -> None:
     assert certbot.issue("locked.example.com").returncode == 0
     config, _ = config_for(tmp_path, certbot)

@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 from ..acme import Dehydrated, Pebble
 from ..conftest import CliRunner, kinds, read_events
 
@@ -13,6 +15,7 @@ from ..conftest import CliRunner, kinds, read_events
 DETAIL = r's/^\["error","detail"\]\t"\(.*\)"$/\1/p'
 
 
+@pytest.mark.acme
 def test_issue_renew_a_failed_run_and_the_invalid_challenge_hook(
     cli: CliRunner, pebble: Pebble, tmp_path: Path
 ) -> None:
