@@ -191,6 +191,23 @@ class Certbot:
             *domains,
         )
 
+    def fail_challenge(self, name: str) -> subprocess.CompletedProcess[str]:
+        """An issuance whose http-01 challenge fails, and fails for that reason only.
+
+        certbot's standalone server listens on a free port of its own while pebble
+        validates on `http_port`, where nothing answers: connection refused. (A fixed
+        port such as 1 is shared by every test run on the machine; while another certbot
+        holds it, this one cannot bind, exits 1 and never tries a challenge.)
+        """
+        result = self.issue(name, port=free_port())
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        challenged = f"Domain: {name}" in output and "Type:   connection" in output
+        assert challenged, (
+            f"certbot was to fail {name}'s challenge, and failed otherwise:\n{output}"
+        )
+        return result
+
     def renew(self, name: str) -> subprocess.CompletedProcess[str]:
         return self.run(
             "renew",

@@ -169,8 +169,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     unmarked = [
         item.nodeid
         for item in items
-        if "pebble" in getattr(item, "fixturenames", ())
-        and item.get_closest_marker("acme") is None
+        if "pebble" in getattr(item, "fixturenames", ()) and item.get_closest_marker("acme") is None
     ]
     if unmarked:
         raise pytest.UsageError("mark these @pytest.mark.acme: " + ", ".join(unmarked))

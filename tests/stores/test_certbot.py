@@ -41,7 +41,7 @@ def test_issue_renew_and_fail_with_real_certbot(
     cli: CliRunner, certbot: Certbot, tmp_path: Path
 ) -> None:
     assert certbot.issue("probe1.example.com", "www.probe1.example.com").returncode == 0
-    assert certbot.issue("early-fail.example.com", port=1).returncode == 1  # before the baseline
+    certbot.fail_challenge("early-fail.example.com")  # before the baseline
     config, log = config_for(tmp_path, certbot)
 
     assert watch(cli, config, log) == (0, [])  # the baseline: nothing already in the log
@@ -59,7 +59,7 @@ def test_issue_renew_and_fail_with_real_certbot(
     assert parse_time(str(renewal["expires_at"])) >= old_expiry
     assert str(renewal["path"]).endswith("live/probe1.example.com/fullchain.pem")
 
-    assert certbot.issue("fail-http.example.com", port=1).returncode == 1
+    certbot.fail_challenge("fail-http.example.com")
     code, events = watch(cli, config, log)
     assert code == 0
     assert kinds(events) == ["challenge_failed"]
