@@ -13,7 +13,7 @@ from lacme import CertificateAuthority, FileStore
 
 from lacme_watch.cloudevents import from_json, parse_time
 
-from .conftest import CliRunner, data, kinds, read_events, save_acme_cert, watch
+from ..conftest import CliRunner, data, kinds, read_events, save_acme_cert, watch
 
 SPEC_FIELDS = {
     "certificate_issued": {"domain", "domains", "expires_at"},

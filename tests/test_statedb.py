@@ -1,4 +1,4 @@
-"""The state database: created private, versioned, and the outbox never loses an event."""
+"""statedb.py: created private, versioned, migrated; the outbox never loses an event."""
 
 from __future__ import annotations
 
