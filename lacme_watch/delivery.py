@@ -1,24 +1,26 @@
 """Outbox -> sinks: each sink gets its due events as one batch, retried with backoff.
 
 Success marks rows delivered. A SinkError schedules a retry with exponential backoff
-and jitter (or after the receiver's Retry-After), marks the events the sink did
-deliver before failing, or - when the sink says the failure is permanent - marks the
-rest failed and reports them. Rows older than max_age are marked expired and
-reported, never dropped silently. A sink with `min_interval` is given nothing until
-that long after its last delivery: what arrives meanwhile waits for the next batch.
+and jitter (or after the receiver's Retry-After). The outcome is recorded per event,
+for the events the sink attempted only: one event the receiver refuses for good is
+rejected alone, the others are delivered or retried on their own. A sink still holding
+events that failed before (backing off) makes the pass not ok, so it exits 1. Rows
+older than max_age are marked expired and reported, never dropped silently. A sink
+with `min_interval` is given nothing until that long after its last delivery: what
+arrives meanwhile waits for the next batch.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from .errors import SinkError
 from .plugins import Sink
 from .routes import RetryPolicy, SinkRoute
-from .statedb import OutboxRow, StateStore
+from .statedb import Backlog, OutboxRow, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,12 @@ class DeliveryReport:
     """Events that aged out undelivered."""
     held: dict[str, int] = field(default_factory=dict)
     """Events a sink's min_interval is holding for its next batch."""
+    retrying: dict[str, Backlog] = field(default_factory=dict)
+    """Sinks with events that failed before and are backing off, still undelivered."""
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.expired and not self.rejected
+        return not (self.failures or self.expired or self.rejected or self.retrying)
 
 
 def drain(
@@ -71,6 +75,10 @@ def drain(
                 report.held[sink.name] = len(rows)
                 continue
         _deliver(store, sink, rows, now, policy, report)
+    for route in routes:
+        backlog = store.backlog(route.sink.name)
+        if backlog is not None:
+            report.retrying[route.sink.name] = backlog
     return report
 
 
@@ -85,18 +93,7 @@ def _deliver(
     try:
         sink.deliver([row.envelope for row in rows])
     except SinkError as exc:
-        done = [row for row in rows if row.envelope.id in exc.delivered]
-        rest = [row for row in rows if row.envelope.id not in exc.delivered]
-        if done:
-            store.mark_delivered(sink.name, done, now)
-            report.delivered += len(done)
-        if exc.permanent:
-            store.reject(sink.name, rest, exc.reason)
-            report.rejected += rest
-            log.error("sink %s refused %d event(s) for good: %s", sink.name, len(rest), exc.reason)
-        else:
-            _retry(store, sink.name, rest, now, policy, exc.reason, exc.retry_after)
-            report.failures[sink.name] = exc.reason
+        _record_outcomes(store, sink.name, rows, now, policy, report, exc)
     except Exception:  # a bug in one plugin must not stop the others
         log.exception("sink %s crashed delivering %d events", sink.name, len(rows))
         _retry(store, sink.name, rows, now, policy, "sink crashed; see the log", None)
@@ -104,6 +101,38 @@ def _deliver(
     else:
         store.mark_delivered(sink.name, rows, now)
         report.delivered += len(rows)
+
+
+def _record_outcomes(
+    store: StateStore,
+    sink: str,
+    rows: list[OutboxRow],
+    now: datetime,
+    policy: RetryPolicy,
+    report: DeliveryReport,
+    exc: SinkError,
+) -> None:
+    """One outcome per event the sink attempted: delivered, rejected alone, or retried;
+    an event it never reached keeps its place (still due, attempts unchanged)."""
+    done = [row for row in rows if row.envelope.id in exc.delivered]
+    refused = {row.envelope.id: row for row in rows if row.envelope.id in exc.rejected}
+    rest = [row for row in rows if row.envelope.id not in exc.delivered | refused.keys()]
+    attempted = rest if exc.failed is None else [r for r in rest if r.envelope.id in exc.failed]
+    if done:
+        store.mark_delivered(sink, done, now)
+        report.delivered += len(done)
+    if exc.permanent and exc.failed is None:
+        refused |= {row.envelope.id: row for row in attempted}
+        attempted = []
+    for event_id, row in refused.items():
+        reason = exc.rejected.get(event_id, exc.reason)
+        store.reject(sink, [row], reason)
+        report.rejected.append(replace(row, attempts=row.attempts + 1, last_error=reason))
+    if refused:
+        log.error("sink %s refused %d event(s) for good: %s", sink, len(refused), exc.reason)
+    if attempted:
+        _retry(store, sink, attempted, now, policy, exc.reason, exc.retry_after)
+        report.failures[sink] = exc.reason
 
 
 def _retry(

@@ -10,7 +10,7 @@ LacmeWatchError   cli.main prints it, exits with .exit_code (1 unless noted)
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 
 
@@ -48,9 +48,15 @@ class SourceError(LacmeWatchError):
 class SinkError(LacmeWatchError):
     """A sink could not deliver; the outbox will try again later.
 
-    `delivered` names the event ids that did get through before the failure (they
-    are not sent again); `retry_after` is the receiver's own wish (HTTP Retry-After);
-    `permanent` means retrying cannot help (HTTP 400): the events are reported, not retried.
+    The outcome is per event, and only for the events the sink attempted:
+    `delivered` names the ids that got through (never sent again); `rejected` maps ids
+    the receiver refused for good (HTTP 400) to the reason (reported, not retried);
+    `failed` names the ids attempted that may succeed later (retried with backoff).
+    An event in none of them was not attempted: it stays due, its attempts untouched.
+    A sink that does not name `failed` (a batch sink, an older plugin) means every
+    event not delivered or rejected was attempted; `permanent` then refuses them all
+    (one batch the receiver will never take). `retry_after` is the receiver's own wish
+    (HTTP Retry-After).
     """
 
     def __init__(
@@ -59,6 +65,8 @@ class SinkError(LacmeWatchError):
         reason: str,
         *,
         delivered: Collection[str] = (),
+        rejected: Mapping[str, str] | None = None,
+        failed: Collection[str] | None = None,
         retry_after: timedelta | None = None,
         permanent: bool = False,
     ) -> None:
@@ -66,6 +74,8 @@ class SinkError(LacmeWatchError):
         self.sink = sink
         self.reason = reason
         self.delivered = frozenset(delivered)
+        self.rejected: Mapping[str, str] = dict(rejected or {})
+        self.failed = None if failed is None else frozenset(failed)
         self.retry_after = retry_after
         self.permanent = permanent
 

@@ -75,6 +75,10 @@ _DUE = _OUTBOX_ROWS + (
 _PENDING = _OUTBOX_ROWS + " WHERE o.state = 'pending' ORDER BY o.rowid"
 
 
+_SHOWN = "CASE WHEN state = 'pending' AND attempts > 0 THEN 'retrying' ELSE state END"
+"""The outbox state in the one vocabulary of status, events and metrics."""
+
+
 def _epoch(moment: datetime) -> float:
     return moment.timestamp()
 
@@ -101,11 +105,32 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One event's delivery to one sink, in the words `status` and `events` use:
+    pending (not tried yet), retrying (tried, failed, will retry), rejected, expired,
+    delivered."""
+
+    state: str
+    attempts: int
+    next_attempt: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backlog:
+    """A sink's events that failed and are waiting for their next attempt."""
+
+    events: int
+    next_attempt: datetime
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryEntry:
-    """A recorded event with its delivery state per sink."""
+    """A recorded event with its delivery per sink."""
 
     envelope: Envelope
-    deliveries: Mapping[str, str]
+    deliveries: Mapping[str, Delivery]
 
 
 class StateStore:
@@ -355,14 +380,29 @@ class StateStore:
             )
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
-        """(sink, state) -> how many events. A pending row already tried is `failing`."""
+        """(sink, state) -> how many events. A pending row already tried is `retrying`."""
         return {
             (sink, state): count
             for sink, state, count in self._db.execute(
-                "SELECT sink, CASE WHEN state = 'pending' AND attempts > 0 THEN 'failing'"
-                " ELSE state END AS shown, count(*) FROM outbox GROUP BY sink, shown"
+                f"SELECT sink, {_SHOWN} AS shown,"  # noqa: S608  # _SHOWN is a constant
+                " count(*) FROM outbox GROUP BY sink, shown"
             )
         }
+
+    def backlog(self, sink: str) -> Backlog | None:
+        """The sink's retrying events: how many, the soonest next attempt, the last error."""
+        count, soonest, error = self._db.execute(
+            "SELECT count(*), min(next_attempt), max(last_error) FROM outbox"
+            " WHERE sink = ? AND state = 'pending' AND attempts > 0",
+            (sink,),
+        ).fetchone()
+        if not count:
+            return None
+        return Backlog(
+            events=count,
+            next_attempt=datetime.fromtimestamp(soonest, UTC),
+            last_error=error or "",
+        )
 
     def last_success(self) -> datetime | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'last_success'").fetchone()
@@ -383,11 +423,22 @@ class StateStore:
         ).fetchall()
         entries = []
         for event_id, cloudevent in reversed(rows):
-            deliveries = dict(
-                self._db.execute(
-                    "SELECT sink, state FROM outbox WHERE event_id = ? ORDER BY sink", (event_id,)
-                ).fetchall()
-            )
+            deliveries = {
+                sink: Delivery(
+                    state=state,
+                    attempts=attempts,
+                    next_attempt=(
+                        datetime.fromtimestamp(next_attempt, UTC) if state == "retrying" else None
+                    ),
+                    last_error=last_error,
+                )
+                for sink, state, attempts, next_attempt, last_error in self._db.execute(
+                    f"SELECT sink, {_SHOWN}, attempts,"  # noqa: S608  # _SHOWN is a constant
+                    " next_attempt, last_error FROM outbox"
+                    " WHERE event_id = ? ORDER BY sink",
+                    (event_id,),
+                )
+            }
             entries.append(HistoryEntry(envelope=from_json(cloudevent), deliveries=deliveries))
         return entries
 

@@ -85,11 +85,14 @@ def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(
         assert first.delivery.failures == {"bad": "failure 1 of 1"}
         assert good.kinds == ["certificate_expiring"]
         assert [row.sink for row in store.pending()] == ["bad"]
-        assert store.outbox_counts() == {("good", "delivered"): 1, ("bad", "failing"): 1}
+        assert store.outbox_counts() == {("good", "delivered"): 1, ("bad", "retrying"): 1}
 
-        # Not yet due: the retry waits for its backoff.
+        # Not yet due: the retry waits for its backoff, and the pass says it is not done.
         second = run_pass(config, store, NOW + timedelta(seconds=1))
-        assert (second.exit_code, bad.kinds) == (0, [])
+        assert (second.exit_code, bad.kinds) == (1, [])
+        backlog = second.delivery.retrying["bad"]
+        assert (backlog.events, backlog.last_error) == (1, "failure 1 of 1")
+        assert backlog.next_attempt > NOW + timedelta(seconds=1)
 
         third = run_pass(config, store, NOW + timedelta(hours=2))
         assert third.exit_code == 0
@@ -110,7 +113,9 @@ def test_undelivered_events_age_out_loudly(tmp_path: Path) -> None:
             "certificate_expiring"
         ]
         assert store.pending() == []
-        assert [entry.deliveries for entry in store.history()] == [{"bad": "expired"}]
+        assert [
+            {sink: d.state for sink, d in entry.deliveries.items()} for entry in store.history()
+        ] == [{"bad": "expired"}]
         assert store.outbox_counts() == {("bad", "expired"): 1}
 
 

@@ -108,7 +108,9 @@ class ShellSink:
             try:
                 self._run_one(envelope)
             except SinkError as exc:
-                raise SinkError(self.name, exc.reason, delivered=delivered) from exc
+                raise SinkError(
+                    self.name, exc.reason, delivered=delivered, failed=[envelope.id]
+                ) from exc
             delivered.append(envelope.id)
 
     def _run_one(self, envelope: Envelope) -> None:

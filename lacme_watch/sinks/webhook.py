@@ -2,9 +2,12 @@
 
 `mode: structured` POSTs each event as `application/cloudevents+json`; `mode: binary`
 puts the attributes in `ce-*` headers and the data in the body; `batch: true` POSTs
-one `application/cloudevents-batch+json` array per pass. 2xx is success; 429 and
-5xx are retried (honouring Retry-After); any other 4xx means the receiver will never
-take the event, so it is reported rather than retried forever.
+one `application/cloudevents-batch+json` array per pass. 2xx is success; 429, 5xx and
+the auth failures 401/403 are retried (honouring Retry-After) until `retry.max_age`,
+so events reach the receiver once its token is fixed; any other 4xx means the receiver
+will never take that event, so it alone is rejected and reported. Per-event mode goes
+on with the other events after a refusal or a 5xx, and stops at a 429 or a connection
+failure (the rest wait, untried). Errors name the URL without userinfo or query string.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..cloudevents import Envelope, to_cloudevent
 from ..errors import ConfigError, SinkError
-from ..options import Options
+from ..options import Options, expand_env
 
 USER_AGENT = "lacme-watch"
 
@@ -54,11 +57,12 @@ class WebhookSink:
 
     @classmethod
     def from_options(cls, name: str, options: Options) -> Self:
-        url = options.string("url")
         node = options.node("url")
+        url = expand_env(options.string("url"), node)
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise ConfigError(
-                str(node.where if node else options.where), f"not an http(s) URL: {url!r}"
+                str(node.where if node else options.where),
+                f"not an http(s) URL: {redact(url)!r}",
             )
         mode = options.choice("mode", ("structured", "binary"), "structured")
         batch = options.boolean("batch", False)
@@ -82,13 +86,37 @@ class WebhookSink:
             return
         if self.batch:
             body = json.dumps([to_cloudevent(e) for e in events]).encode()
-            self._post(body, {"Content-Type": "application/cloudevents-batch+json"}, delivered=())
+            self._post(body, {"Content-Type": "application/cloudevents-batch+json"})
             return
         delivered: list[str] = []
+        rejected: dict[str, str] = {}
+        failed: list[str] = []
+        last: SinkError | None = None
         for envelope in events:
             body, headers = self._single(envelope)
-            self._post(body, headers, delivered=delivered)
-            delivered.append(envelope.id)
+            try:
+                self._post(body, headers)
+            except _Stop as stop:  # the receiver is unreachable or asks us to slow down
+                failed.append(envelope.id)
+                last = stop
+                break
+            except SinkError as exc:
+                last = exc
+                if exc.permanent:
+                    rejected[envelope.id] = exc.reason
+                else:
+                    failed.append(envelope.id)
+            else:
+                delivered.append(envelope.id)
+        if last is not None:
+            raise SinkError(
+                self.name,
+                last.reason,
+                delivered=delivered,
+                rejected=rejected,
+                failed=failed,
+                retry_after=last.retry_after,
+            )
 
     def _single(self, envelope: Envelope) -> tuple[bytes, dict[str, str]]:
         document = to_cloudevent(envelope)
@@ -99,7 +127,7 @@ class WebhookSink:
         headers |= {f"ce-{key}": _header_value(str(value)) for key, value in document.items()}
         return json.dumps(data).encode(), headers
 
-    def _post(self, body: bytes, headers: Mapping[str, str], *, delivered: Sequence[str]) -> None:
+    def _post(self, body: bytes, headers: Mapping[str, str]) -> None:
         request = urllib.request.Request(  # noqa: S310  # from_options allows http(s) only
             self.url,
             data=body,
@@ -112,23 +140,37 @@ class WebhookSink:
             ) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            raise self._refused(exc, delivered) from None
+            raise self._refused(exc) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise SinkError(self.name, f"{self.url}: {reason}", delivered=delivered) from exc
+            raise _Stop(self.name, f"{redact(self.url)}: {reason}") from exc
 
-    def _refused(self, exc: urllib.error.HTTPError, delivered: Sequence[str]) -> SinkError:
+    def _refused(self, exc: urllib.error.HTTPError) -> SinkError:
         status = exc.code
         detail = exc.read(300).decode(errors="replace").strip()
-        reason = f"{self.url} answered {status} {exc.reason}" + (f": {detail}" if detail else "")
-        if status == 429 or status >= 500:
-            return SinkError(
-                self.name,
-                reason,
-                delivered=delivered,
-                retry_after=_retry_after(exc.headers.get("Retry-After")),
-            )
-        return SinkError(self.name, reason, delivered=delivered, permanent=True)
+        reason = f"{redact(self.url)} answered {status} {exc.reason}" + (
+            f": {detail}" if detail else ""
+        )
+        retry_after = _retry_after(exc.headers.get("Retry-After"))
+        if status == 429:
+            return _Stop(self.name, reason, retry_after=retry_after)
+        if status >= 500 or status in (401, 403):
+            return SinkError(self.name, reason, retry_after=retry_after)
+        return SinkError(self.name, reason, permanent=True)
+
+
+class _Stop(SinkError):
+    """Stop this batch here: the receiver cannot be reached or asks for a pause."""
+
+
+def redact(url: str) -> str:
+    """The URL for messages: no userinfo (a password) and no query string (a token)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _retry_after(value: str | None) -> timedelta | None:

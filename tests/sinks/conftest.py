@@ -156,6 +156,16 @@ class WebServer:
     url: str
     requests: list[Recorded] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    refuse: dict[str, int] = field(default_factory=dict)
+    """CloudEvent type -> the status answered for a structured event of that type."""
+
+
+def _event_type(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document.get("type") if isinstance(document, dict) else None
 
 
 def _serve(tls: ssl.SSLContext | None) -> Iterator[WebServer]:
@@ -170,6 +180,9 @@ def _serve(tls: ssl.SSLContext | None) -> Iterator[WebServer]:
                 Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
             status, headers = web.answers.pop(0) if web.answers else (200, {})
+            kind = _event_type(body)
+            if kind in web.refuse:
+                status, headers = web.refuse[kind], {}
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)

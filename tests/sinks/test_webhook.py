@@ -11,12 +11,14 @@ import pytest
 
 from lacme_watch.cloudevents import from_json, to_cloudevent
 from lacme_watch.config import build
+from lacme_watch.delivery import DeliveryReport, RetryPolicy, SinkRoute, drain
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.events import ChallengeFailed
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.webhook import WebhookSink
+from lacme_watch.statedb import StateStore
 
-from .conftest import WebServer, sample_envelopes
+from .conftest import NOW, WebServer, free_port, sample_envelopes
 
 
 def sink_from(yaml_text: str) -> WebhookSink:
@@ -112,17 +114,19 @@ def test_5xx_is_retried_and_what_got_through_is_not_resent(web_server: WebServer
 
     assert "answered 503" in caught.value.reason
     assert caught.value.permanent is False
-    assert caught.value.delivered == frozenset({envelopes[0].id})
+    assert caught.value.delivered == {envelopes[0].id, envelopes[2].id}
+    assert caught.value.failed == frozenset({envelopes[1].id})
 
 
-def test_other_4xx_are_permanent(web_server: WebServer) -> None:
+def test_other_4xx_reject_that_event_for_good(web_server: WebServer) -> None:
     web_server.answers = [(400, {})]
+    envelope = sample_envelopes()[0]
 
     with pytest.raises(SinkError) as caught:
-        WebhookSink("hook", web_server.url).deliver(sample_envelopes()[:1])
+        WebhookSink("hook", web_server.url).deliver([envelope])
 
-    assert caught.value.permanent
-    assert "answered 400" in caught.value.reason
+    assert list(caught.value.rejected) == [envelope.id]
+    assert "answered 400" in caught.value.rejected[envelope.id]
 
 
 def test_https_is_verified_against_ca_file(tls_web_server: WebServer, ca_file: Path) -> None:
@@ -163,3 +167,104 @@ def test_configuration_mistakes(yaml_text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         sink_from(yaml_text)
     assert message in str(caught.value)
+
+
+def _drain(sink: WebhookSink, tmp_path: Path) -> tuple[StateStore, DeliveryReport]:
+    """The three sample events through the real outbox and drain()."""
+    store = StateStore(tmp_path / "state")
+    store.record_events([(envelope, ["hook"]) for envelope in sample_envelopes()], NOW)
+    return store, drain(store, [SinkRoute(sink=sink)], NOW, RetryPolicy())
+
+
+def _states(store: StateStore) -> dict[str, tuple[str, int]]:
+    return {
+        entry.envelope.event.kind: (
+            entry.deliveries["hook"].state,
+            entry.deliveries["hook"].attempts,
+        )
+        for entry in store.history()
+    }
+
+
+def test_one_refused_event_is_rejected_alone_and_the_others_are_sent(
+    web_server: WebServer, tmp_path: Path
+) -> None:
+    web_server.refuse = {"lacme.certificate_renewed": 400}
+
+    store, report = _drain(WebhookSink("hook", web_server.url), tmp_path)
+
+    assert [r.json()["type"] for r in web_server.requests] == [
+        "lacme.certificate_renewed",
+        "lacme.certificate_expiring",
+        "lacme.challenge_failed",
+    ]
+    assert _states(store) == {
+        "certificate_renewed": ("rejected", 1),
+        "certificate_expiring": ("delivered", 1),
+        "challenge_failed": ("delivered", 1),
+    }
+    assert [row.envelope.event.kind for row in report.rejected] == ["certificate_renewed"]
+    assert report.delivered == 2
+
+
+def test_a_5xx_for_one_event_retries_that_event_and_sends_the_others(
+    web_server: WebServer, tmp_path: Path
+) -> None:
+    web_server.refuse = {"lacme.certificate_expiring": 503}
+
+    store, report = _drain(WebhookSink("hook", web_server.url), tmp_path)
+
+    assert _states(store) == {
+        "certificate_renewed": ("delivered", 1),
+        "certificate_expiring": ("retrying", 1),
+        "challenge_failed": ("delivered", 1),
+    }
+    assert report.retrying["hook"].events == 1
+    assert "answered 503" in report.retrying["hook"].last_error
+
+
+def test_an_unreachable_receiver_counts_an_attempt_only_for_the_event_tried(
+    tmp_path: Path,
+) -> None:
+    sink = WebhookSink("hook", f"http://127.0.0.1:{free_port()}/", timeout=timedelta(seconds=2))
+
+    store, report = _drain(sink, tmp_path)
+
+    assert _states(store) == {
+        "certificate_renewed": ("retrying", 1),
+        "certificate_expiring": ("pending", 0),
+        "challenge_failed": ("pending", 0),
+    }
+    assert not report.ok
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failures_are_retried_until_the_token_is_fixed(
+    web_server: WebServer, status: int
+) -> None:
+    web_server.answers = [(status, {})]
+
+    with pytest.raises(SinkError) as caught:
+        WebhookSink("hook", web_server.url).deliver(sample_envelopes()[:1])
+
+    assert not caught.value.permanent
+    assert caught.value.rejected == {}
+    assert caught.value.failed == frozenset({sample_envelopes()[0].id})
+
+
+def test_the_url_expands_env_and_errors_redact_userinfo_and_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("HOOK_TOKEN", "s3cr3t")
+    sink = sink_from(
+        f"    url: 'http://user:pw@127.0.0.1:{port}/in?token=${{HOOK_TOKEN}}'\n    timeout: 2s\n"
+    )
+    assert sink.url == f"http://user:pw@127.0.0.1:{port}/in?token=s3cr3t"
+
+    with pytest.raises(SinkError) as caught:
+        sink.deliver(sample_envelopes()[:1])
+
+    assert f"http://***@127.0.0.1:{port}/in?***" in caught.value.reason
+    assert "s3cr3t" not in str(caught.value)
+    assert ":pw@" not in str(caught.value)
