@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from . import __version__, logconfig
+from . import __version__, logconfig, views
 from . import check as check_line
-from .cloudevents import format_time, from_json, parse_time, to_cloudevent, wrap
+from .cloudevents import format_time, from_json, parse_time, wrap
 from .config import Config, find_config, load, zero_config
-from .detect import EXPIRED, days_remaining
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
 from .ingest import event_from_arguments, record_envelopes, test_event
@@ -30,6 +30,10 @@ from .lock import StateLock
 from .metrics import Metrics
 from .passes import PassReport, pass_metrics, run_pass, scan_sources
 from .statedb import StateStore
+from .views import CertificateRow, ProblemRow
+from .wording import plural
+
+log = logging.getLogger("lacme_watch")
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
 
@@ -49,8 +53,16 @@ class Io:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `lacme-watch`; return the process exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)  # argparse exits 2 on usage errors
+    arguments = sys.argv[1:] if argv is None else list(argv)
     io = Io()
+    try:
+        args = parser.parse_args(arguments)
+    except _UsageError as exc:
+        if _command(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
+            io.out.print(escape(check_line.unknown_line(f"usage: {exc}")))
+            return check_line.UNKNOWN
+        exc.parser.print_usage(sys.stderr)
+        exc.parser.exit(2, f"{exc.parser.prog}: error: {exc}\n")  # as argparse itself does
     logconfig.configure(args.log_level, args.log_format)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
@@ -63,6 +75,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
+class _UsageError(Exception):
+    """A command-line mistake; main() decides the exit status (check's is UNKNOWN)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting 2, so `check` can exit 3."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+_GLOBAL_VALUES = ("--config", "--now", "--log-level", "--log-format")
+
+
+def _command(arguments: Sequence[str]) -> str | None:
+    """The subcommand named on a command line, found without argparse (which failed)."""
+    items = iter(arguments)
+    for item in items:
+        if item in _GLOBAL_VALUES:
+            next(items, None)
+        elif not item.startswith("-"):
+            return item
+    return None
+
+
 def _instant(text: str) -> datetime:
     try:
         return parse_time(text)
@@ -71,7 +112,7 @@ def _instant(text: str) -> datetime:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lacme-watch",
         description="Watch certificate stores and CAs; turn what changed into typed events.",
     )
@@ -108,7 +149,12 @@ def _build_parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="recent events and their delivery per sink")
     events.add_argument("--json", action="store_true", help="machine-readable output")
     events.add_argument("--limit", type=int, default=50, help="how many (default 50)")
-    events.add_argument("--pending", action="store_true", help="only events not yet delivered")
+    events.add_argument(
+        "--undelivered",
+        "--pending",
+        action="store_true",
+        help="only events some sink has not delivered (pending, retrying, rejected, expired)",
+    )
     events.set_defaults(handler=_events)
 
     emit = commands.add_parser(
@@ -134,10 +180,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="one status line for Nagios/Icinga/Sensu: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
     )
     check.add_argument(
-        "--warning", default="14d", type=check_line.limit, help="days (14d) or %% of life (33%%)"
+        "--warning",
+        type=check_line.limit,
+        help="days (14d) or %% of life (33%%); default 14d, or 33%% for lifetimes under 28 days",
     )
     check.add_argument(
-        "--critical", default="7d", type=check_line.limit, help="days (7d) or %% of life (10%%)"
+        "--critical",
+        type=check_line.limit,
+        help="days (7d) or %% of life (10%%); default 7d, or 10%% for lifetimes under 14 days",
     )
     check.set_defaults(handler=_check)
 
@@ -160,11 +210,17 @@ def _clock(args: argparse.Namespace) -> datetime:
     return now if now is not None else datetime.now(UTC)
 
 
-def _config(args: argparse.Namespace, io: Io) -> Config:
+def _config(args: argparse.Namespace, io: Io, *, announce: bool = False) -> Config:
+    """The configuration. Zero configuration says what it watches where a person looks
+    (`config check`, `status`, a terminal) and at --log-level info, never to cron."""
     path = find_config(args.config)
     if path is None:
         config, watched = zero_config()
-        io.err.print("lacme-watch: no configuration file; watching " + "; ".join(watched))
+        notice = "no configuration file; watching " + "; ".join(watched)
+        if announce or io.interactive:
+            io.err.print(f"lacme-watch: {escape(notice)}")
+        else:
+            log.info("%s", notice)
         return config
     config = load(path)
     for warning in config.warnings:
@@ -193,25 +249,40 @@ def _print_pass(report: PassReport, io: Io) -> None:
     if not report.ok:
         for source, problem in report.problems:
             detail = f" ({problem.detail})" if problem.detail else ""
-            io.err.print(f"lacme-watch: {source}: {problem.path}: {problem.reason}{detail}")
+            _say(io, f"{source}: {problem.path}: {problem.reason}{detail}")
         for sink, reason in report.delivery.failures.items():
-            io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+            _say(io, f"sink {sink}: {reason} (queued; will retry)")
+        for sink, backlog in report.delivery.retrying.items():
+            if sink not in report.delivery.failures:
+                _say(
+                    io,
+                    f"sink {sink}: {plural(backlog.events, 'event')} retrying,"
+                    f" next attempt {format_time(backlog.next_attempt)}: {backlog.last_error}",
+                )
         for path, reason in report.spool_rejected:
-            io.err.print(f"lacme-watch: spool: {path}: not a valid event ({reason}); set aside")
+            _say(io, f"spool: {path}: not a valid event ({reason}); set aside")
         for row in report.delivery.rejected:
-            io.err.print(
-                f"lacme-watch: sink {row.sink}: refused {row.envelope.event.summary()} for good"
+            _say(
+                io,
+                f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}",
             )
         for row in report.delivery.expired:
-            io.err.print(
-                f"lacme-watch: sink {row.sink}: gave up on {row.envelope.event.summary()}"
-                f" after {row.attempts} attempts: {row.last_error}"
+            _say(
+                io,
+                f"sink {row.sink}: expired {row.envelope.event.summary()}"
+                f" after {plural(row.attempts, 'attempt')}: {row.last_error}",
             )
     if io.interactive:
         io.out.print(
-            f"{report.certificates} certificates, {len(report.envelopes)} new events,"
-            f" {report.delivery.delivered} deliveries, {len(report.problems)} problems"
+            f"{plural(report.certificates, 'certificate')},"
+            f" {plural(len(report.envelopes), 'new event')},"
+            f" {plural(report.delivery.delivered, 'delivery')},"
+            f" {plural(len(report.problems), 'problem')}"
         )
+
+
+def _say(io: Io, text: str) -> None:
+    io.err.print(f"lacme-watch: {escape(views.plain(text))}", markup=True)
 
 
 def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[str, str], int]]:
@@ -224,74 +295,31 @@ def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[st
 
 
 def _status(args: argparse.Namespace, io: Io) -> int:
-    config = _config(args, io)
+    config = _config(args, io, announce=True)
     now = _clock(args)
     report, outbox = _inventory(config, now)
-    rows = []
-    for source, observation in report.inventory:
-        facts = observation.certificate
-        crossed = config.policy.crossed(facts.not_before, facts.not_after, now)
-        state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
-        rows.append(
-            {
-                "name": observation.domain,
-                "store": source,
-                "lineage": observation.lineage,
-                "role": observation.role,
-                "names": list(observation.domains),
-                "not_after": format_time(facts.not_after),
-                "days_left": days_remaining(facts.not_after, now),
-                "state": state,
-                "threshold": crossed[0] if crossed else None,
-                "path": observation.path,
-                "fingerprint": facts.fingerprint,
-            }
-        )
-    rows.sort(key=lambda row: (str(row["not_after"]), str(row["name"])))
-    problems = [
-        {"store": source, "path": p.path, "reason": p.reason, "detail": p.detail}
-        for source, p in report.problems
-    ]
-    deliveries: dict[str, dict[str, int]] = {}
-    for (sink, state), count in sorted(outbox.items()):
-        deliveries.setdefault(sink, {})[state] = count
+    certificates = sorted(
+        (CertificateRow.of(source, o, config.policy, now) for source, o in report.inventory),
+        key=lambda row: (row.not_after, row.name),
+    )
+    problems = [ProblemRow.of(source, problem) for source, problem in report.problems]
     if args.json:
-        io.out.print_json(
-            json.dumps({"certificates": rows, "problems": problems, "deliveries": deliveries})
-        )
+        document = {
+            "certificates": [row.as_json() for row in certificates],
+            "problems": [row.as_json() for row in problems],
+            "deliveries": views.deliveries_json(outbox),
+        }
+        io.out.print_json(json.dumps(document))
         return report.exit_code
-    table = Table(title=f"lacme-watch status at {format_time(now)}")
-    for column in ("name", "store", "names", "not after", "days left", "state"):
-        table.add_column(column, justify="right" if column == "days left" else "left")
-    style = {"ok": "green", "expiring": "yellow", "expired": "bold red"}
-    for row in rows:
-        name = str(row["name"]) + ("" if row["role"] == "leaf" else f" ({row['role']})")
-        state = str(row["state"]) + (f" ({row['threshold']})" if row["state"] == "expiring" else "")
-        table.add_row(
-            escape(name),
-            escape(str(row["store"])),
-            escape(" ".join(str(n) for n in row["names"])),  # type: ignore[attr-defined]
-            str(row["not_after"])[:10],
-            str(row["days_left"]),
-            f"[{style[str(row['state'])]}]{state}[/]",
-        )
-    for problem in problems:
-        table.add_row(
-            escape(problem["path"]),
-            escape(problem["store"]),
-            "",
-            "",
-            "",
-            f"[bold red]unreadable: {problem['reason']}[/]",
-        )
-    io.out.print(table)
-    for sink, states in deliveries.items():
-        trouble = {k: v for k, v in states.items() if k != "delivered"}
-        if trouble:
-            counts = ", ".join(f"{count} {state}" for state, count in trouble.items())
-            io.out.print(
-                f"[yellow]sink {escape(sink)}:[/] {counts} (see `lacme-watch events --pending`)"
-            )
+    views.render(
+        io.out,
+        f"lacme-watch status at {format_time(now)}",
+        views.STATUS_COLUMNS,
+        [*(row.cells() for row in certificates), *(row.cells() for row in problems)],
+        interactive=io.interactive,
+    )
+    for line in views.sink_lines(outbox):
+        io.out.print(escape(line))
     return report.exit_code
 
 
@@ -302,9 +330,12 @@ def _check(args: argparse.Namespace, io: Io) -> int:
         config = _config(args, io)
         report, _ = _inventory(config, now)
     except LacmeWatchError as exc:
-        io.out.print(f"LACME-WATCH UNKNOWN - {escape(str(exc))}")
-        return 3
-    code, line = check_line.status_line(report, args.warning, args.critical, now)
+        io.out.print(escape(check_line.unknown_line(str(exc))))
+        return check_line.UNKNOWN
+    warning, critical = check_line.defaults(config.policy)
+    code, line = check_line.status_line(
+        report, args.warning or warning, args.critical or critical, now
+    )
     io.out.print(escape(line))
     return code
 
@@ -313,29 +344,18 @@ def _events(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     with StateStore(config.state_dir) as store:
         entries = store.history(args.limit)
-    if args.pending:
-        entries = [e for e in entries if "pending" in e.deliveries.values()]
+    if args.undelivered:
+        entries = [entry for entry in entries if views.undelivered(entry)]
     if args.json:
-        io.out.print_json(
-            json.dumps(
-                [
-                    {"event": to_cloudevent(e.envelope), "deliveries": dict(e.deliveries)}
-                    for e in entries
-                ]
-            )
-        )
+        io.out.print_json(json.dumps([views.history_json(entry) for entry in entries]))
         return 0
-    table = Table(title="recent events")
-    for column in ("time", "event", "deliveries"):
-        table.add_column(column)
-    for entry in entries:
-        deliveries = ", ".join(f"{sink}: {state}" for sink, state in entry.deliveries.items())
-        table.add_row(
-            format_time(entry.envelope.time),
-            escape(entry.envelope.event.summary()),
-            escape(deliveries or "no sink wanted it"),
-        )
-    io.out.print(table)
+    views.render(
+        io.out,
+        "recent events",
+        views.EVENTS_COLUMNS,
+        [row.cells() for row in views.delivery_rows(entries)],
+        interactive=io.interactive,
+    )
     return 0
 
 
@@ -365,7 +385,9 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
     finally:
         lock.release()
     for sink, reason in delivery.failures.items():
-        io.err.print(f"lacme-watch: sink {sink}: {reason} (queued; will retry)")
+        _say(io, f"sink {sink}: {reason} (queued; will retry)")
+    for row in delivery.rejected:
+        _say(io, f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}")
     if io.interactive:
         queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
         io.out.print(f"recorded {envelope.id}{queued}")
@@ -390,7 +412,7 @@ def _field_arguments(extra: Sequence[str]) -> dict[str, str]:
 
 
 def _config_check(args: argparse.Namespace, io: Io) -> int:
-    config = _config(args, io)
+    config = _config(args, io, announce=True)
     counts = ", ".join(
         f"{count} {noun if count == 1 else plural}"
         for count, noun, plural in (

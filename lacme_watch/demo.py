@@ -25,6 +25,7 @@ from rich.table import Table
 
 from .cloudevents import Envelope, to_json
 from .config import Config, load
+from .errors import ConfigError
 from .ingest import event_from_arguments, record
 from .loopback import TlsServer
 from .passes import run_pass
@@ -187,11 +188,30 @@ def _revoke(pki: Path, name: str, when: datetime) -> None:
 
 def run_demo(console: Console, keep: Path | None = None) -> int:
     """Build the sandbox, run six passes over simulated time, show what each one emitted."""
+    if not console.is_terminal:  # piped or captured: full lines, not 80 columns
+        console = Console(file=console.file, width=200, highlight=False, soft_wrap=True)
     if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
+        _claim(keep)
         return _run(console, keep)
     with tempfile.TemporaryDirectory(prefix="lacme-watch-demo-") as directory:
         return _run(console, Path(directory))
+
+
+def _claim(directory: Path) -> None:
+    """`--keep DIR`: a new directory, or an empty one; never one holding anything."""
+    try:
+        directory.mkdir(parents=True)
+    except FileExistsError:
+        if not directory.is_dir():
+            raise ConfigError("demo --keep", f"{directory} exists and is not a directory") from None
+        if any(directory.iterdir()):
+            raise ConfigError(
+                "demo --keep",
+                f"{directory} is not empty (a sandbox from an earlier run?);"
+                " give a new or empty directory, or remove it first",
+            ) from None
+    except OSError as exc:
+        raise ConfigError("demo --keep", f"cannot create {directory}: {exc.strerror}") from exc
 
 
 def _run(console: Console, root: Path) -> int:
@@ -283,14 +303,32 @@ def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
     return 0
 
 
+def _seen_in(store: str | None) -> str:
+    """Where an event comes from, in words: `lacme store`, `TLS endpoint 127.0.0.1:8443`."""
+    if store is None:
+        return "-"
+    kind, _, where = store.partition(":")
+    if kind == "tls":
+        return f"TLS endpoint {where}"
+    if kind == "external":
+        return "emit (a hook)"
+    label = {"lacme-ca": "lacme CA", "easyrsa": "easy-rsa CA", "pem": "PEM files"}.get(kind)
+    return label or f"{kind} store"
+
+
 def _show(console: Console, title: str, at: datetime, envelopes: list[Envelope]) -> None:
     table = Table(title=f"{title}\n[dim]{at:%Y-%m-%d %H:%M} UTC[/]", title_justify="left")
     table.add_column("event", style="bold")
+    table.add_column("seen in")
     table.add_column("what happened")
     for envelope in envelopes:
-        table.add_row(envelope.event.kind, escape(envelope.event.summary().partition(": ")[2]))
+        table.add_row(
+            envelope.event.kind,
+            escape(_seen_in(envelope.event.store)),
+            escape(envelope.event.summary().partition(": ")[2]),
+        )
     if not envelopes:
-        table.add_row("[dim](none)[/]", "")
+        table.add_row("[dim](none)[/]", "", "")
     console.print(table)
     console.print()
 

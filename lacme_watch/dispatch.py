@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .events import Event
+from .events import EVENT_TYPES, Event
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,21 @@ class EventDispatcher:
         self._global: list[Callback] = []
         self._lock = threading.Lock()
 
-    def subscribe(self, callback: Callback, event_type: type[Event] | None = None) -> None:
-        """Register `callback` for events of `event_type`, or for all events."""
+    def subscribe(self, callback: Callback, event_type: type[Event] | str | None = None) -> None:
+        """Register `callback` for events of `event_type` (a class, as in lacme, or the
+        event's name such as "certificate_issued"), or for all events. Anything else is a
+        TypeError now, rather than a subscription that silently never matches."""
+        if isinstance(event_type, str):
+            found = EVENT_TYPES.get(event_type)
+            if found is None:
+                raise TypeError(
+                    f"unknown event name {event_type!r}; known: {', '.join(sorted(EVENT_TYPES))}"
+                )
+            event_type = found
+        elif event_type is not None and not (
+            isinstance(event_type, type) and issubclass(event_type, Event)
+        ):
+            raise TypeError(f"event_type must be an Event class or name, not {event_type!r}")
         with self._lock:
             if event_type is None:
                 self._global.append(callback)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from .wording import plural
+
 __all__ = [
     "EVENT_TYPES",
     "CACertificateIssued",
@@ -36,6 +38,13 @@ __all__ = [
 
 def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
+
+
+def _moments(new: datetime, old: datetime) -> tuple[str, str]:
+    """Two expiry dates that differ where they are printed: with the time when the days match."""
+    if _day(new) != _day(old):
+        return _day(new), _day(old)
+    return new.strftime("%Y-%m-%d %H:%M:%SZ"), old.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,10 +131,8 @@ class CertificateRenewed(CertificateEvent):
     previous_expires_at: datetime
 
     def summary(self) -> str:
-        return (
-            f"{self.kind}: {self.domain} renewed, expires {_day(self.expires_at)}"
-            f" (was {_day(self.previous_expires_at)})"
-        )
+        new, old = _moments(self.expires_at, self.previous_expires_at)
+        return f"{self.kind}: {self.domain} renewed, expires {new} (was {old})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,9 +150,9 @@ class CertificateExpiring(CertificateEvent):
 
     def summary(self) -> str:
         if self.days_remaining < 0:
-            state = f"EXPIRED {-self.days_remaining} days ago"
+            state = f"EXPIRED {plural(-self.days_remaining, 'day')} ago"
         else:
-            state = f"{self.days_remaining} days left"
+            state = f"{plural(self.days_remaining, 'day')} left"
         drill = "TEST " if self.test else ""
         return f"{self.kind}: {drill}{self.domain} expires {_day(self.expires_at)} ({state})"
 
@@ -295,7 +302,8 @@ class DeploymentStale(CertificateEvent):
     def summary(self) -> str:
         return (
             f"{self.kind}: {self.host or self.domain} serves a certificate expiring"
-            f" {_day(self.expires_at)}; the store has one until {_day(self.newer_expires_at)}"
+            f" {_moments(self.expires_at, self.newer_expires_at)[0]}; the store has one until"
+            f" {_moments(self.expires_at, self.newer_expires_at)[1]}"
         )
 
 
@@ -346,8 +354,9 @@ class Heartbeat(Event):
 
     def summary(self) -> str:
         return (
-            f"{self.kind}: {self.certificates} certificates in {self.sources} sources,"
-            f" {self.events} events, {self.problems} problems"
+            f"{self.kind}: {plural(self.certificates, 'certificate')} in"
+            f" {plural(self.sources, 'source')}, {plural(self.events, 'event')},"
+            f" {plural(self.problems, 'problem')}"
         )
 
 

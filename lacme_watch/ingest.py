@@ -5,6 +5,7 @@ They are recorded (history + outbox) in one transaction, then delivered like any
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 import uuid
@@ -52,7 +53,9 @@ def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
     try:
         return decode_event(event_type, data)
     except EventFormatError as exc:
-        raise EventFormatError(str(exc).replace("data.", "--").replace("_", "-")) from None
+        # The field names become the flags they were given as; the kind keeps its name.
+        message = re.sub(r"\bdata\.(\w+)", lambda m: f"--{_flag(m.group(1))}", str(exc))
+        raise EventFormatError(message) from None
 
 
 TEST_DOMAIN = "test.lacme-watch.invalid"

@@ -140,7 +140,7 @@ def _sources(latest: PassMetrics) -> Iterator[Metric]:
 def _sinks(latest: PassMetrics) -> Iterator[Metric]:
     events = GaugeMetricFamily(
         "lacme_watch_sink_events",
-        "Events in the outbox per sink and state (delivered, pending, failing, rejected, expired)",
+        "Events in the outbox per sink and state (pending, retrying, rejected, expired, delivered)",
         labels=["sink", "state"],
     )
     for (sink, state), number in sorted(latest.outbox.items()):

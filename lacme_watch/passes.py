@@ -30,6 +30,7 @@ from .plugins import Source
 from .reader import CertificateReader
 from .routes import route
 from .statedb import SourceChange, StateStore
+from .wording import plural
 
 _log = logging.getLogger(__name__)
 
@@ -85,11 +86,12 @@ class PassReport:
     def status(self) -> str:
         """One line for systemd's STATUS= and the daemon's log."""
         line = (
-            f"{self.certificates} certificates, {len(self.envelopes)} new events,"
-            f" {len(self.problems)} problems"
+            f"{plural(self.certificates, 'certificate')},"
+            f" {plural(len(self.envelopes), 'new event')}, {plural(len(self.problems), 'problem')}"
         )
-        if self.delivery.failures:
-            line += f", {len(self.delivery.failures)} sink(s) failing"
+        retrying = self.delivery.failures.keys() | self.delivery.retrying.keys()
+        if retrying:
+            line += f", {plural(len(retrying), 'sink')} retrying"
         return line
 
     @property

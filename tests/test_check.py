@@ -61,7 +61,7 @@ def test_ok(cli: CliRunner, tmp_path: Path) -> None:
 
     assert code == 0
     assert line == (
-        "LACME-WATCH OK - 1 certificates, none expire within 14 days"
+        "LACME-WATCH OK - 1 certificate, none expire within 14 days (shorter lifetimes: 33%)"
         " | certificates=1;;; expiring=0;;; expired=0;;; unreadable=0;;;"
     )
 
@@ -75,8 +75,9 @@ def test_warning_lists_each_certificate_most_urgent_first(cli: CliRunner, tmp_pa
 
     assert code == 1
     assert line == (
-        "LACME-WATCH WARNING - 2 certificate(s) expire within 14 days: a.example (9d),"
-        " b.example (12d) | certificates=3;;; expiring=2;;; expired=0;;; unreadable=0;;;"
+        "LACME-WATCH WARNING - 2 certificates expire within 14 days (shorter lifetimes: 33%):"
+        " a.example (9d), b.example (12d)"
+        " | certificates=3;;; expiring=2;;; expired=0;;; unreadable=0;;;"
     )
 
 
@@ -89,8 +90,8 @@ def test_critical_includes_expired(cli: CliRunner, tmp_path: Path) -> None:
 
     assert code == 2
     assert line.startswith(
-        "LACME-WATCH CRITICAL - 2 certificate(s) expired or expire within 7 days:"
-        " old.example (-2d), soon.example (3d) |"
+        "LACME-WATCH CRITICAL - 2 certificates expired or expire within 7 days"
+        " (shorter lifetimes: 10%): old.example (-2d), soon.example (3d) |"
     )
     assert "expiring=2;;; expired=1;;;" in line
 
@@ -98,7 +99,7 @@ def test_critical_includes_expired(cli: CliRunner, tmp_path: Path) -> None:
 def test_thresholds_in_percent_of_lifetime(cli: CliRunner, tmp_path: Path) -> None:
     config = store_with(tmp_path, ("short.example", 1.5, 6))
 
-    assert check(cli, config)[0] == 2  # 1.5 days left is within 7 days
+    assert check(cli, config, "--critical", "7d")[0] == 2  # 1.5 days left is within 7 days
     assert check(cli, config, "--warning", "33%", "--critical", "10%")[0] == 1
     assert check(cli, config, "--warning", "20%", "--critical", "10%")[0] == 0
 
@@ -110,7 +111,7 @@ def test_unreadable_inputs_are_unknown_not_critical(cli: CliRunner, tmp_path: Pa
     code, line = check(cli, config)
 
     assert code == 3
-    assert line.startswith("LACME-WATCH UNKNOWN - 1 input(s) unreadable:")
+    assert line.startswith("LACME-WATCH UNKNOWN - 1 input unreadable:")
     assert "broken.pem: bad_pem" in line
 
 
@@ -125,9 +126,50 @@ def test_a_configuration_error_is_unknown(cli: CliRunner, tmp_path: Path) -> Non
     assert "stores: expected a list" in line
 
 
-def test_a_bad_threshold_is_a_usage_error(cli: CliRunner, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit):
-        cli("--config", str(tmp_path / "c.yaml"), "check", "--warning", "soon")
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param(["check", "--warning", "soon"], id="bad-threshold"),
+        pytest.param(["check", "--frobnicate"], id="unknown-option"),
+        pytest.param(["--now", "yesterday", "check"], id="bad-global-option"),
+    ],
+)
+def test_a_usage_error_is_unknown(cli: CliRunner, tmp_path: Path, arguments: list[str]) -> None:
+    """Nagios and Icinga read exit 2 as CRITICAL; a mistake in the command is UNKNOWN (3)."""
+    result = cli("--config", str(tmp_path / "c.yaml"), *arguments)
+
+    assert result.code == 3
+    assert result.out.startswith("LACME-WATCH UNKNOWN - usage: ")
+    assert result.out.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "days_left", "code"),
+    [
+        pytest.param(6, 5, 0, id="lets-encrypt-6-day-at-issuance"),
+        pytest.param(6, 1.9, 1, id="6-day-under-33%"),
+        pytest.param(6, 0.5, 2, id="6-day-under-10%"),
+        pytest.param(1, 0.9, 0, id="lacme-1-day-ca-leaf"),
+        pytest.param(47, 13, 1, id="47-day-keeps-14d"),
+        pytest.param(47, 6, 2, id="47-day-keeps-7d"),
+        pytest.param(90, 25, 0, id="90-day-ignores-percent"),
+    ],
+)
+def test_the_default_limits_follow_the_lifetime_rule_of_the_events(
+    cli: CliRunner, tmp_path: Path, lifetime: float, days_left: float, code: int
+) -> None:
+    config = store_with(tmp_path, ("short.example", days_left, lifetime))
+
+    assert check(cli, config)[0] == code
+
+
+def test_explicit_day_limits_keep_their_plain_meaning(cli: CliRunner, tmp_path: Path) -> None:
+    config = store_with(tmp_path, ("short.example", 5, 6))
+
+    code, line = check(cli, config, "--warning", "14d", "--critical", "3d")
+
+    assert code == 1
+    assert "expires within 14 days: short.example (5d)" in line
 
 
 def test_json_logs_for_shippers() -> None:

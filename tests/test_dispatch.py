@@ -141,3 +141,20 @@ def test_subscribing_from_many_threads_loses_nobody() -> None:
     dispatcher.emit_sync(ISSUED)
 
     assert sorted(seen) == list(range(50))
+
+
+def test_an_event_name_subscribes_like_its_class() -> None:
+    dispatcher = EventDispatcher()
+    typed: list[Event] = []
+    dispatcher.subscribe(typed.append, event_type="certificate_issued")
+
+    dispatcher.emit_sync(ISSUED)
+    dispatcher.emit_sync(FAILED)
+
+    assert typed == [ISSUED]
+
+
+@pytest.mark.parametrize("event_type", ["certificate-issued", "lacme.certificate_issued", 3, int])
+def test_an_event_type_that_can_never_match_is_a_type_error(event_type: object) -> None:
+    with pytest.raises(TypeError, match="event"):
+        EventDispatcher().subscribe(print, event_type=event_type)  # type: ignore[arg-type]

@@ -1,0 +1,269 @@
+"""What `status` and `events` show: typed rows, built once, rendered by one renderer.
+
+Each row is a frozen record with its JSON form and its cells. On a terminal the rows
+are a rich table; anywhere else (a pipe, cron, a file) they are tab-separated lines
+with a header, never cut to a width, with control characters escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .cloudevents import Envelope, format_time, to_cloudevent
+from .detect import EXPIRED, Policy, days_remaining
+from .observations import Observation, Problem
+from .statedb import Delivery, HistoryEntry
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+UNDELIVERED = ("pending", "retrying", "rejected", "expired")
+"""Every outbox state except delivered: what `events --undelivered` shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One value in a table, with the rich style it gets on a terminal."""
+
+    text: str
+    style: str | None = None
+
+
+def plain(text: str) -> str:
+    """A value safe on one line: control characters (tab, newline, ESC) escaped."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def render(
+    console: Console,
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    *,
+    interactive: bool,
+) -> None:
+    """A table on a terminal; tab-separated lines, header first, elsewhere."""
+    if not interactive:
+        lines = ["\t".join(columns)]
+        lines += ["\t".join(plain(cell.text) or "-" for cell in row) for row in rows]
+        console.file.write("\n".join(lines) + "\n")  # rich would expand the tabs
+        return
+    table = Table(title=escape(title))
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("days left", "attempts") else "left")
+    for row in rows:
+        table.add_row(*(_markup(cell) for cell in row))
+    console.print(table)
+
+
+def _markup(cell: Cell) -> str:
+    text = escape(plain(cell.text))
+    return f"[{cell.style}]{text}[/]" if cell.style else text
+
+
+# -- status -----------------------------------------------------------------------
+
+STATUS_COLUMNS = ("name", "store", "names", "not after", "days left", "state")
+_STATE_STYLE = {"ok": "green", "expiring": "yellow", "expired": "bold red"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateRow:
+    """One certificate in `status`."""
+
+    name: str
+    store: str
+    lineage: str
+    role: str
+    names: tuple[str, ...]
+    not_after: datetime
+    days_left: int
+    state: str
+    threshold: str | None
+    path: str
+    fingerprint: str
+
+    @classmethod
+    def of(
+        cls, source: str, observation: Observation, policy: Policy, now: datetime
+    ) -> CertificateRow:
+        facts = observation.certificate
+        crossed = policy.crossed(facts.not_before, facts.not_after, now)
+        state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
+        return cls(
+            name=observation.domain,
+            store=source,
+            lineage=observation.lineage,
+            role=observation.role,
+            names=tuple(observation.domains),
+            not_after=facts.not_after,
+            days_left=days_remaining(facts.not_after, now),
+            state=state,
+            threshold=crossed[0] if crossed else None,
+            path=observation.path,
+            fingerprint=facts.fingerprint,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "store": self.store,
+            "lineage": self.lineage,
+            "role": self.role,
+            "names": list(self.names),
+            "not_after": format_time(self.not_after),
+            "days_left": self.days_left,
+            "state": self.state,
+            "threshold": self.threshold,
+            "path": self.path,
+            "fingerprint": self.fingerprint,
+        }
+
+    def cells(self) -> list[Cell]:
+        name = self.name if self.role == "leaf" else f"{self.name} ({self.role})"
+        state = f"{self.state} ({self.threshold})" if self.state == "expiring" else self.state
+        return [
+            Cell(name),
+            Cell(self.store),
+            Cell(" ".join(self.names)),
+            Cell(format_time(self.not_after)[:10]),
+            Cell(str(self.days_left)),
+            Cell(state, _STATE_STYLE[self.state]),
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProblemRow:
+    """One input `status` could not use."""
+
+    store: str
+    path: str
+    reason: str
+    detail: str
+
+    @classmethod
+    def of(cls, source: str, problem: Problem) -> ProblemRow:
+        return cls(store=source, path=problem.path, reason=problem.reason, detail=problem.detail)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "store": self.store,
+            "path": self.path,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(self.path),
+            Cell(self.store),
+            Cell(""),
+            Cell(""),
+            Cell(""),
+            Cell(f"unreadable: {self.reason}", "bold red"),
+        ]
+
+
+def sink_lines(counts: Mapping[tuple[str, str], int]) -> list[str]:
+    """`sink hook: 2 retrying, 1 rejected (see ...)` for each sink with undelivered events."""
+    per_sink: dict[str, dict[str, int]] = {}
+    for (sink, state), count in sorted(counts.items()):
+        per_sink.setdefault(sink, {})[state] = count
+    lines = []
+    for sink, states in per_sink.items():
+        trouble = [f"{states[state]} {state}" for state in UNDELIVERED if states.get(state)]
+        if trouble:
+            lines.append(
+                f"sink {sink}: {', '.join(trouble)} (see `lacme-watch events --undelivered`)"
+            )
+    return lines
+
+
+def deliveries_json(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for (sink, state), count in sorted(counts.items()):
+        found.setdefault(sink, {})[state] = count
+    return found
+
+
+# -- events -----------------------------------------------------------------------
+
+EVENTS_COLUMNS = (
+    "time",
+    "event",
+    "store",
+    "sink",
+    "delivery",
+    "attempts",
+    "next retry",
+    "last error",
+)
+_DELIVERY_STYLE = {
+    "delivered": "green",
+    "pending": "cyan",
+    "retrying": "yellow",
+    "rejected": "bold red",
+    "expired": "bold red",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    """One event's delivery to one sink, in `events` (one row per event and sink)."""
+
+    envelope: Envelope
+    sink: str | None
+    delivery: Delivery | None
+
+    def cells(self) -> list[Cell]:
+        event = self.envelope.event
+        delivery = self.delivery
+        state = delivery.state if delivery else "no sink wanted it"
+        return [
+            Cell(format_time(self.envelope.time)),
+            Cell(event.summary()),
+            Cell(event.store or ""),
+            Cell(self.sink or ""),
+            Cell(state, _DELIVERY_STYLE.get(state)),
+            Cell(str(delivery.attempts) if delivery else ""),
+            Cell(format_time(delivery.next_attempt) if delivery and delivery.next_attempt else ""),
+            Cell((delivery.last_error or "") if delivery and delivery.state != "delivered" else ""),
+        ]
+
+
+def delivery_rows(entries: Iterable[HistoryEntry]) -> list[DeliveryRow]:
+    rows = []
+    for entry in entries:
+        if not entry.deliveries:
+            rows.append(DeliveryRow(envelope=entry.envelope, sink=None, delivery=None))
+        rows += [
+            DeliveryRow(envelope=entry.envelope, sink=sink, delivery=delivery)
+            for sink, delivery in entry.deliveries.items()
+        ]
+    return rows
+
+
+def undelivered(entry: HistoryEntry) -> bool:
+    return any(d.state in UNDELIVERED for d in entry.deliveries.values())
+
+
+def history_json(entry: HistoryEntry) -> dict[str, object]:
+    """`deliveries` keeps its sink -> state form; `delivery` adds attempts and errors."""
+    return {
+        "event": to_cloudevent(entry.envelope),
+        "deliveries": {sink: d.state for sink, d in entry.deliveries.items()},
+        "delivery": {
+            sink: {
+                "state": d.state,
+                "attempts": d.attempts,
+                "next_attempt": format_time(d.next_attempt) if d.next_attempt else None,
+                "last_error": d.last_error,
+            }
+            for sink, d in entry.deliveries.items()
+        },
+    }

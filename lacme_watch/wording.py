@@ -1,0 +1,27 @@
+"""How numbers and durations read in human output: `1 day left`, `2 problems`, `7d`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+_IRREGULAR = {"authority": "authorities", "delivery": "deliveries"}
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 day`, `2 days`, `0 problems`, `2 authorities`."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {_IRREGULAR.get(noun, noun + 's')}"
+
+
+def duration(span: timedelta) -> str:
+    """A duration as the configuration spells it: `7d`, `1h30m`, `90s` -> `1m30s`, `0s`."""
+    seconds = round(abs(span.total_seconds()))
+    parts = []
+    for unit, size in _UNITS:
+        amount, seconds = divmod(seconds, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    text = "".join(parts) or "0s"
+    return f"-{text}" if span < timedelta(0) else text
