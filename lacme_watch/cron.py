@@ -1,8 +1,14 @@
-"""5-field cron expressions, validated without a scheduler: the configuration checks
-`schedule.scan` here, and the daemon turns the fields into its trigger.
+"""Five-field cron expressions as crontab(5) means them, checked without APScheduler.
 
-The fields keep APScheduler 3's vocabulary (the daemon passes them on as they are):
-day_of_week counts from Monday = 0, and day names (mon-fri) read the same in both.
+The config loader validates `schedule.scan` here; the daemon turns the result into
+APScheduler triggers. Two differences from APScheduler 3's own fields are handled:
+
+- day of week: crontab counts 0-7 from Sunday (0 and 7 are both Sunday), APScheduler
+  from Monday = 0. Numbers and names are expanded to the days they mean and handed
+  over as day names, so `1-5` is Monday to Friday, as in crontab.
+- day of month and day of week both restricted (neither `*`): crontab runs when
+  EITHER matches, APScheduler when both do. Such a line becomes two field sets, and
+  the daemon fires on either (APScheduler's OrTrigger).
 """
 
 from __future__ import annotations
@@ -10,9 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_ITEM = re.compile(r"^(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/([0-9]+))?$")
+
+
+class CronError(ValueError):
+    """An expression crontab(5) would not accept; the message says which field and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,21 +32,21 @@ class _Field:
     high: int
     names: tuple[str, ...] = ()
     first_name: int = 0
-    """The number the first of `names` stands for."""
+    """The number of the first name: months start at 1, days at 0 (Sunday)."""
 
 
 _FIELDS = (
     _Field("minute", 0, 59),
     _Field("hour", 0, 23),
-    _Field("day", 1, 31),
-    _Field("month", 1, 12, _MONTHS, 1),
-    _Field("day_of_week", 0, 6, _DAYS, 0),
+    _Field("day of month", 1, 31),
+    _Field("month", 1, 12, _MONTH_NAMES, 1),
+    _Field("day of week", 0, 7, _DAY_NAMES, 0),
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CronFields:
-    """One valid expression, field by field, as written."""
+    """One set of APScheduler CronTrigger fields (day_of_week already as day names)."""
 
     minute: str
     hour: str
@@ -55,43 +65,57 @@ class CronFields:
         }
 
 
-def parse(expression: str) -> CronFields:
-    """The five fields of `expression`; ValueError says which one is wrong and why."""
-    parts = expression.split()
-    if len(parts) != len(_FIELDS):
-        raise ValueError(f"expected 5 fields, got {len(parts)}")
-    for spec, text in zip(_FIELDS, parts, strict=True):
-        for item in text.lower().split(","):
-            _check(spec, item)
-    minute, hour, day, month, day_of_week = parts
-    return CronFields(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week)
+def parse(expression: str) -> tuple[CronFields, ...]:
+    """The trigger field sets (one, or two to OR) for a crontab line's five time fields."""
+    texts = expression.lower().split()
+    if len(texts) != 5:
+        raise CronError(f"expected 5 fields (minute hour day month weekday), got {len(texts)}")
+    values = [_values(field, text) for field, text in zip(_FIELDS, texts, strict=True)]
+    minute, hour, day, month, weekday = texts
+    days = sorted({value % 7 for value in values[4]})  # 7 is Sunday too
+    week = "*" if weekday == "*" else ",".join(_DAY_NAMES[value] for value in days)
+    if day.startswith("*") or weekday.startswith("*"):  # as cron decides (a leading *)
+        return (CronFields(minute=minute, hour=hour, day=day, month=month, day_of_week=week),)
+    return (
+        CronFields(minute=minute, hour=hour, day=day, month=month, day_of_week="*"),
+        CronFields(minute=minute, hour=hour, day="*", month=month, day_of_week=week),
+    )
 
 
-def _check(spec: _Field, item: str) -> None:
-    if spec.name == "day" and item == "last":
-        return
-    match = _ITEM.match(item)
-    if match is None:
-        raise ValueError(f"{spec.name}: cannot read {item!r}")
-    if match["step"] is not None and int(match["step"]) == 0:
-        raise ValueError(f"{spec.name}: a step of 0 in {item!r}")
-    if match["range"] == "*":
-        return
-    low, _, high = match["range"].partition("-")
-    first = _value(spec, low)
-    if high and _value(spec, high) < first:
-        raise ValueError(f"{spec.name}: {item!r} runs backwards")
+def _values(field: _Field, text: str) -> set[int]:
+    """Every value a field's comma-separated items select; an error names the field."""
+    found: set[int] = set()
+    for item in text.split(","):
+        if field.name == "day of month" and item == "last":  # APScheduler's, kept as it was
+            continue
+        match = _ITEM.match(item)
+        if match is None:
+            raise CronError(f"{field.name}: cannot read {item!r}")
+        span, step_text = match.groups()
+        step = int(step_text) if step_text else 1
+        if step == 0:
+            raise CronError(f"{field.name}: a step of 0 in {item!r}")
+        if span == "*":
+            start, end = field.low, field.high
+        else:
+            first, _, last = span.partition("-")
+            start = _number(field, first)
+            end = _number(field, last) if last else (field.high if step_text else start)
+        if start > end:
+            raise CronError(f"{field.name}: {item!r} runs backwards")
+        found.update(range(start, end + 1, step))
+    return found
 
 
-def _value(spec: _Field, text: str) -> int:
-    if text in spec.names:
-        return spec.names.index(text) + spec.first_name
+def _number(field: _Field, text: str) -> int:
+    if text in field.names:
+        return field.names.index(text) + field.first_name
     if not text.isdigit():
-        raise ValueError(f"{spec.name}: {text!r} is not a number or a name")
+        raise CronError(f"{field.name}: {text!r} is not a number or a name")
     value = int(text)
-    if not spec.low <= value <= spec.high:
-        raise ValueError(f"{spec.name}: {value} is outside {spec.low}-{spec.high}")
+    if not field.low <= value <= field.high:
+        raise CronError(f"{field.name}: {value} is outside {field.low}-{field.high}")
     return value
 
 
-__all__ = ["CronFields", "parse"]
+__all__ = ["CronError", "CronFields", "parse"]

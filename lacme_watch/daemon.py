@@ -26,6 +26,7 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -46,19 +47,24 @@ Loader = Callable[[], Config]
 
 
 def _scan_trigger(config: Config) -> BaseTrigger:
-    """The scan schedule. Cron fields are APScheduler's: use day names (mon-fri), since
-    APScheduler counts day_of_week from Monday = 0 where cron counts from Sunday."""
+    """The scan schedule. A cron line means what it means in crontab(5): cron.parse()
+    translates its day of week (0 = Sunday) and its day-of-month OR day-of-week rule."""
     jitter = int(config.schedule.jitter.total_seconds()) or None
     if config.schedule.cron:
-        return CronTrigger(
-            **cron.parse(config.schedule.cron).as_dict(),
-            timezone=config.schedule.timezone,  # None: the system's time zone
-            jitter=jitter,
-        )
+        return cron_trigger(config.schedule.cron, config.schedule.timezone, jitter)
     assert config.schedule.interval is not None  # noqa: S101  # Schedule holds one or the other
     return IntervalTrigger(
         seconds=config.schedule.interval.total_seconds(), timezone=UTC, jitter=jitter
     )
+
+
+def cron_trigger(expression: str, timezone: str | None, jitter: int | None = None) -> BaseTrigger:
+    """APScheduler's trigger for a crontab line (timezone None: the system's time zone)."""
+    triggers: list[BaseTrigger] = [
+        CronTrigger(**fields.as_dict(), timezone=timezone, jitter=jitter)
+        for fields in cron.parse(expression)
+    ]
+    return triggers[0] if len(triggers) == 1 else OrTrigger(triggers, jitter=jitter)
 
 
 class Daemon:
