@@ -108,7 +108,7 @@ def test_the_daemon_lifecycle(tmp_path: Path, notify_socket: tuple[socket.socket
         try:
             wait_for(sock, "READY=1", seen)
             assert any(
-                line.startswith("STATUS=1 certificates") for m in seen for line in m.split("\n")
+                line.startswith("STATUS=1 certificate,") for m in seen for line in m.split("\n")
             )
 
             # A change in the store is seen within the next pass.
