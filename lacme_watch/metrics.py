@@ -1,11 +1,13 @@
 """Prometheus metrics: an HTTP endpoint for the daemon, a node-exporter textfile for cron.
 
-Per certificate, the names and labels of x509-certificate-exporter (`x509_cert_not_after`,
-`x509_cert_not_before`, `x509_cert_expired`; `subject_CN`, `issuer_CN`, decimal
-`serial_number`, `filepath`, `filename`), so its dashboards and alert rules work as
-they are, plus lacme-watch's own labels (`store`, `lineage`, `domain`, `role`).
-Expired certificates keep their series. Per source, per sink and per pass:
-`lacme_watch_*`.
+Per certificate, the names and labels of enix's x509-certificate-exporter
+(`x509_cert_not_after`, `x509_cert_not_before`, `x509_cert_expired`; `subject_C/ST/L/O/
+OU/CN` and the same `issuer_*`, decimal `serial_number`, `filepath`, `filename`), its
+`x509_cert_error` per unreadable input, `x509_read_errors` and `x509_exporter_build_info`,
+so its dashboards and its chart's PrometheusRule work as they are; plus lacme-watch's own
+labels (`store`, `lineage`, `domain`, `role`). Expired certificates keep their series.
+Per source, per sink and per pass: `lacme_watch_*`. A source is down (`source_up` 0)
+when it could not be read as a whole, or when an endpoint it names is unreachable.
 """
 
 from __future__ import annotations
@@ -16,24 +18,38 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import __version__
 from .errors import ConfigError
 from .observations import Observation, Problem
 
+_NAME_PARTS = (
+    ("C", NameOID.COUNTRY_NAME),
+    ("ST", NameOID.STATE_OR_PROVINCE_NAME),
+    ("L", NameOID.LOCALITY_NAME),
+    ("O", NameOID.ORGANIZATION_NAME),
+    ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("CN", NameOID.COMMON_NAME),
+)
 CERT_LABELS = (
     "store",
     "lineage",
     "domain",
     "role",
-    "subject_CN",
-    "issuer_CN",
+    *(f"subject_{part}" for part, _ in _NAME_PARTS),
+    *(f"issuer_{part}" for part, _ in _NAME_PARTS),
     "serial_number",
     "filepath",
     "filename",
 )
+ERROR_LABELS = ("store", "reason", "filepath", "filename")
+SOURCE_DOWN_REASONS = frozenset({"unreachable"})
+"""Problems that mean the source itself is down, not one file in it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,12 +73,16 @@ class Metrics(Collector):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._latest: PassMetrics | None = None
+        self._read_errors = 0
         self._lock = threading.Lock()
         self.registry.register(self)
 
     def update(self, latest: PassMetrics) -> None:
+        """The latest pass; its unreadable inputs add to `x509_read_errors`, which (as in
+        x509-certificate-exporter) counts every failed read since this process started."""
         with self._lock:
             self._latest = latest
+            self._read_errors += len(latest.problems)
 
     def serve(self, address: str) -> None:
         """Serve /metrics on `host:port` from a background thread."""
@@ -75,10 +95,15 @@ class Metrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            latest = self._latest
+            latest, read_errors = self._latest, self._read_errors
+        yield _build_info()
         if latest is None:
             return
+        yield GaugeMetricFamily(
+            "x509_read_errors", "Inputs that could not be read since start", value=read_errors
+        )
         yield from _certificates(latest)
+        yield _errors(latest)
         yield from _sources(latest)
         yield from _sinks(latest)
         yield from _pass(latest)
@@ -101,8 +126,8 @@ def _certificates(latest: PassMetrics) -> Iterator[Metric]:
             observation.lineage,
             observation.domain,
             observation.role,
-            facts.subject_cn or "",
-            facts.issuer_cn or "",
+            *_name_labels(facts.subject),
+            *_name_labels(facts.issuer),
             str(int(facts.serial, 16)),
             observation.path,
             os.path.basename(observation.path),
@@ -111,6 +136,45 @@ def _certificates(latest: PassMetrics) -> Iterator[Metric]:
         not_before.add_metric(labels, facts.not_before.timestamp())
         expired.add_metric(labels, 1.0 if facts.not_after <= latest.now else 0.0)
     yield from (not_after, not_before, expired)
+
+
+def _name_labels(rfc4514: str) -> list[str]:
+    """C, ST, L, O, OU, CN of a distinguished name (the first of each; "" if absent)."""
+    try:
+        name = x509.Name.from_rfc4514_string(rfc4514)
+    except ValueError:
+        return [""] * len(_NAME_PARTS)
+    found = []
+    for _, oid in _NAME_PARTS:
+        values = name.get_attributes_for_oid(oid)
+        value = values[0].value if values else ""
+        found.append(value if isinstance(value, str) else value.decode(errors="replace"))
+    return found
+
+
+def _errors(latest: PassMetrics) -> Metric:
+    """x509-certificate-exporter's per-file error: 1 for each file that cannot be used (an
+    unreachable endpoint is its source being down, in `lacme_watch_source_up`)."""
+    errors = GaugeMetricFamily(
+        "x509_cert_error", "1 if this input could not be read as a certificate", labels=ERROR_LABELS
+    )
+    for source, problem in latest.problems:
+        if problem.reason in SOURCE_DOWN_REASONS:
+            continue
+        errors.add_metric(
+            [source, problem.reason, problem.path, os.path.basename(problem.path)], 1.0
+        )
+    return errors
+
+
+def _build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "x509_exporter_build_info",
+        "Constant 1; the exporter is lacme-watch (goversion is empty: not a Go build)",
+        labels=["version", "revision", "goversion"],
+    )
+    info.add_metric([f"lacme-watch {__version__}", "", ""], 1.0)
+    return info
 
 
 def _sources(latest: PassMetrics) -> Iterator[Metric]:
@@ -129,8 +193,10 @@ def _sources(latest: PassMetrics) -> Iterator[Metric]:
     reasons: dict[tuple[str, str], int] = {}
     for source, problem in latest.problems:
         reasons[(source, problem.reason)] = reasons.get((source, problem.reason), 0) + 1
+    down = set(latest.failed_sources)
+    down |= {source for source, p in latest.problems if p.reason in SOURCE_DOWN_REASONS}
     for source in latest.sources:
-        up.add_metric([source], 0.0 if source in latest.failed_sources else 1.0)
+        up.add_metric([source], 0.0 if source in down else 1.0)
         count.add_metric([source], per_source[source])
     for (source, reason), number in sorted(reasons.items()):
         errors.add_metric([source, reason], number)
