@@ -110,7 +110,8 @@ def detect(
     """Compare a scan with the previous snapshot; return the next snapshot and its events.
 
     The first successful scan of a source is a quiet baseline: it reports what holds
-    now (expiring certificates, CAs, unreadable files) but no issuance.
+    now (expiring certificates, CAs, unreadable files) but no issuance. A source that
+    does not exist when first looked at has an empty baseline (see _absent).
     """
     before = previous or SourceSnapshot(source=source)
     current = _carry_over(before, scan)
@@ -127,7 +128,7 @@ def detect(
     events += _unreadable(source, problems - before.problems, now)
     after = SourceSnapshot(
         source=source,
-        baselined=before.baselined or not scan.failed,
+        baselined=before.baselined or not scan.failed or _absent(scan),
         certificates=current,
         reported=reported,
         stale=frozenset(mark for mark in before.stale if _still_held(mark, current)),
@@ -198,6 +199,15 @@ def _unreadable(source: str, fresh: frozenset[Problem], now: datetime) -> list[E
         )
         for problem in sorted(fresh, key=lambda p: (p.path, p.reason))
     ]
+
+
+def _absent(scan: ScanResult) -> bool:
+    """The source's root does not exist (certbot has not run yet): what appears in it
+    later is new, so its certificates are `certificate_issued`. A root that exists but
+    cannot be read (permission_denied) may hold old certificates: it stays unbaselined."""
+    return (
+        scan.failed and bool(scan.problems) and all(p.reason == "not_found" for p in scan.problems)
+    )
 
 
 def stale_deployments(

@@ -212,3 +212,42 @@ def test_the_report_block_is_the_fallback_without_json() -> None:
         "dns-01",
         "unauthorized: No TXT record found at _acme-challenge.a.example",
     )
+
+
+def test_a_store_missing_at_first_look_reports_its_first_certificates_as_issued(
+    cli: CliRunner, certbot: Certbot, tmp_path: Path
+) -> None:
+    """'certbot has not run yet': the store does not exist, then certbot creates it."""
+    config, log = config_for(tmp_path, certbot)
+    assert not certbot.config_dir.exists()
+
+    code, events = watch(cli, config, log)
+    assert code == 1
+    assert [(data(e)["path"], data(e)["reason"]) for e in events] == [
+        (str(certbot.config_dir), "not_found")
+    ]
+
+    assert certbot.issue("first.example.com").returncode == 0
+    code, events = watch(cli, config, log)
+    assert code == 0
+    assert kinds(events) == ["certificate_issued"]
+    assert data(events[0])["domain"] == "first.example.com"
+
+
+def test_a_store_that_existed_and_went_missing_keeps_its_inventory(
+    cli: CliRunner, certbot: Certbot, tmp_path: Path
+) -> None:
+    assert certbot.issue("kept.example.com").returncode == 0
+    config, log = config_for(tmp_path, certbot)
+    assert watch(cli, config, log) == (0, [])  # the baseline
+
+    away = certbot.config_dir.with_name("config.away")
+    certbot.config_dir.rename(away)
+    code, events = watch(cli, config, log)
+    assert (code, kinds(events)) == (1, ["certificate_unreadable"])
+    status = cli("--config", str(config), "status", "--json").json()
+    assert isinstance(status, dict)
+    assert "kept.example.com" in [row["name"] for row in status["certificates"]]
+
+    away.rename(certbot.config_dir)
+    assert watch(cli, config, log) == (0, [])  # back as it was: nothing issued, nothing removed
