@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -198,6 +199,33 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sinks_test.add_argument("name", help="the sink's name (see `config check`)")
     sinks_test.set_defaults(handler=_sinks_test)
+
+    systemd = commands.add_parser("systemd", help="systemd commands")
+    systemd_commands = systemd.add_subparsers(metavar="ACTION")
+    systemd_install = systemd_commands.add_parser(
+        "install",
+        help="write the systemd units for this install and configuration",
+        description="Writes lacme-watch.service (or, with --timer, lacme-watch-once.service"
+        " and lacme-watch.timer) with ExecStart naming this lacme-watch and --config,"
+        " ReadWritePaths for state_dir, spool, metrics textfile and log files, and"
+        " ReadOnlyPaths for the watched stores.",
+    )
+    systemd_install.add_argument(
+        "--timer", action="store_true", help="the oneshot + timer pair instead of the daemon"
+    )
+    systemd_install.add_argument(
+        "--root", metavar="DIR", default="/", help="install under this root (default /)"
+    )
+    systemd_install.add_argument(
+        "--unit-dir",
+        metavar="DIR",
+        default="/etc/systemd/system",
+        help="where units go, under --root (default /etc/systemd/system)",
+    )
+    systemd_install.add_argument(
+        "--print", action="store_true", help="print the units instead of writing them"
+    )
+    systemd_install.set_defaults(handler=_systemd_install)
 
     demo = commands.add_parser("demo", help="show every event kind in a throw-away sandbox")
     demo.add_argument("--keep", metavar="DIR", help="build the sandbox here and keep it")
@@ -445,6 +473,34 @@ def _sinks_test(args: argparse.Namespace, io: Io) -> int:
         io.err.print(f"sink {escape(args.name)}: [bold red]FAILED[/]: {escape(exc.reason)}")
         return 1
     io.out.print(f"sink {escape(args.name)}: delivered test event {envelope.id}")
+    return 0
+
+
+def _systemd_install(args: argparse.Namespace, io: Io) -> int:
+    from . import units
+
+    path = find_config(args.config)
+    if path is None:
+        raise ConfigError(
+            "systemd install", "give --config PATH: the units start lacme-watch with that file"
+        )
+    config = _config(args, io)
+    rendered = units.render(config, path.absolute(), timer=args.timer)
+    if args.print:
+        for unit in rendered:
+            io.out.out(f"# {unit.name}\n{unit.text}", highlight=False)
+        return 0
+    directory = Path(args.root) / args.unit_dir.lstrip("/")
+    try:
+        written = units.install(rendered, directory)
+    except OSError as exc:
+        raise ConfigError("systemd install", f"cannot write {directory}: {exc.strerror}") from exc
+    for unit_path in written:
+        io.out.print(f"wrote {escape(str(unit_path))}")
+    for missing in (p for p in units.writable_paths(config) if not os.path.isdir(p)):
+        io.err.print(f"lacme-watch: create {escape(missing)} before starting: it must exist")
+    enable = "lacme-watch.timer" if args.timer else "lacme-watch"
+    io.out.print(f"next: systemctl daemon-reload && systemctl enable --now {enable}")
     return 0
 
 
