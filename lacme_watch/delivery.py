@@ -21,6 +21,7 @@ from .errors import SinkError
 from .plugins import Sink
 from .routes import RetryPolicy, SinkRoute
 from .statedb import Backlog, OutboxRow, StateStore
+from .wording import duration
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def drain(
                 "sink %s: %d event(s) older than %s were never delivered; giving up on them",
                 sink.name,
                 len(stale),
-                policy.max_age,
+                duration(policy.max_age),
             )
             rows = [row for row in rows if row not in stale]
         if not rows:

@@ -114,6 +114,7 @@ def test_undelivered_lists_rejected_and_expired_too(cli: CliRunner, tmp_path: Pa
 
     assert expired.code == 1
     assert "sink collector: expired certificate_expiring: " in expired.err
+    assert "older than 1h were never delivered" in expired.err  # not "1:00:00"
     listed = json.loads(cli("--config", str(config), "events", "--json", "--undelivered").out)
     assert [entry["deliveries"] for entry in listed] == [{"collector": "expired"}]
     status = cli("--config", str(config), "status")

@@ -22,6 +22,7 @@ from typing import Self
 from ..cloudevents import Envelope, event_data, format_time, to_json
 from ..errors import ConfigError, SinkError
 from ..options import Options
+from ..wording import duration
 
 PREFIX = "LACME_WATCH_"
 MAX_VALUE = 64 * 1024
@@ -126,7 +127,9 @@ class ShellSink:
             try:
                 done = self._run(self._argv, document, env, self._timeout.total_seconds())
             except subprocess.TimeoutExpired:
-                raise SinkError(self.name, f"{program} timed out after {self._timeout}") from None
+                raise SinkError(
+                    self.name, f"{program} timed out after {duration(self._timeout)}"
+                ) from None
             except OSError as exc:
                 raise SinkError(self.name, f"cannot run {program}: {exc.strerror}") from exc
         if done.returncode != 0:
