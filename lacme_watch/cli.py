@@ -24,6 +24,7 @@ from . import __version__, logconfig, views
 from . import check as check_line
 from .cloudevents import format_time, from_json, parse_time, wrap
 from .config import Config, find_config, load, zero_config
+from .delivery import DeliveryReport
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
 from .ingest import event_from_arguments, record_envelopes, test_event
@@ -278,34 +279,37 @@ def _print_pass(report: PassReport, io: Io) -> None:
         for source, problem in report.problems:
             detail = f" ({problem.detail})" if problem.detail else ""
             _say(io, f"{source}: {problem.path}: {problem.reason}{detail}")
-        for sink, reason in report.delivery.failures.items():
-            _say(io, f"sink {sink}: {reason} (queued; will retry)")
-        for sink, backlog in report.delivery.retrying.items():
-            if sink not in report.delivery.failures:
-                _say(
-                    io,
-                    f"sink {sink}: {plural(backlog.events, 'event')} retrying,"
-                    f" next attempt {format_time(backlog.next_attempt)}: {backlog.last_error}",
-                )
         for path, reason in report.spool_rejected:
             _say(io, f"spool: {path}: not a valid event ({reason}); set aside")
-        for row in report.delivery.rejected:
-            _say(
-                io,
-                f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}",
-            )
-        for row in report.delivery.expired:
-            _say(
-                io,
-                f"sink {row.sink}: expired {row.envelope.event.summary()}"
-                f" after {plural(row.attempts, 'attempt')}: {row.last_error}",
-            )
+        _say_delivery(io, report.delivery)
     if io.interactive:
         io.out.print(
             f"{plural(report.certificates, 'certificate')},"
             f" {plural(len(report.envelopes), 'new event')},"
             f" {plural(report.delivery.delivered, 'delivery')},"
             f" {plural(len(report.problems), 'problem')}"
+        )
+
+
+def _say_delivery(io: Io, delivery: DeliveryReport) -> None:
+    """One stderr line per sink failing now or still backing off, and per event that was
+    rejected or expired: the pass's and emit's words are the same."""
+    for sink, reason in delivery.failures.items():
+        _say(io, f"sink {sink}: {reason} (queued; will retry)")
+    for sink, backlog in delivery.retrying.items():
+        if sink not in delivery.failures:
+            _say(
+                io,
+                f"sink {sink}: {plural(backlog.events, 'event')} retrying,"
+                f" next attempt {format_time(backlog.next_attempt)}: {backlog.last_error}",
+            )
+    for row in delivery.rejected:
+        _say(io, f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}")
+    for row in delivery.expired:
+        _say(
+            io,
+            f"sink {row.sink}: expired {row.envelope.event.summary()}"
+            f" after {plural(row.attempts, 'attempt')}: {row.last_error}",
         )
 
 
@@ -412,10 +416,7 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
             delivery = record_envelopes(config, store, [envelope], _clock(args), deliver=deliver)
     finally:
         lock.release()
-    for sink, reason in delivery.failures.items():
-        _say(io, f"sink {sink}: {reason} (queued; will retry)")
-    for row in delivery.rejected:
-        _say(io, f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}")
+    _say_delivery(io, delivery)
     if io.interactive:
         queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
         io.out.print(f"recorded {envelope.id}{queued}")
