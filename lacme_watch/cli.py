@@ -345,7 +345,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         return report.exit_code
     views.render(
         io.out,
-        f"lacme-watch status at {format_time(now)}",
+        f"lacme-watch status at {format_time(now.replace(microsecond=0))}",
         views.STATUS_COLUMNS,
         [*(row.cells() for row in certificates), *(row.cells() for row in problems)],
         interactive=io.interactive,
