@@ -52,12 +52,19 @@ def executable() -> list[str]:
     return [sys.executable, "-m", "lacme_watch"]
 
 
+def _programs() -> list[str]:
+    """Where the started program and its interpreter really live (pipx as root puts both
+    under /root, which ProtectHome=yes would hide)."""
+    found = [*executable()[:1], sys.executable]
+    return [str(Path(path).resolve()) for path in found] + found
+
+
 def render(config: Config, config_path: Path, *, timer: bool) -> list[Unit]:
     """The units for this configuration (the daemon, or the oneshot and its timer)."""
     command = shlex.join([*executable(), "--config", str(config_path)])
     writable = " ".join(f"-{path}" for path in writable_paths(config))
     readable = " ".join(f"-{path}" for path in readable_paths(config))
-    in_home = any(path.startswith(_HOMES) for path in readable_paths(config))
+    in_home = any(path.startswith(_HOMES) for path in [*readable_paths(config), *_programs()])
     units = []
     for name in TIMER if timer else DAEMON:
         lines = []
@@ -69,7 +76,7 @@ def render(config: Config, config_path: Path, *, timer: bool) -> list[Unit]:
             elif line.startswith("ReadOnlyPaths=") and readable:
                 line = f"ReadOnlyPaths={readable}"
             elif line == "ProtectHome=yes" and in_home:
-                line = "ProtectHome=read-only"  # a store under a home directory
+                line = "ProtectHome=read-only"  # a store or the program in a home directory
             lines.append(line)
             if line.startswith("LogsDirectory=") and writable:
                 lines.append(f"ReadWritePaths={writable}")
