@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -24,7 +23,6 @@ from . import __version__, logconfig, views
 from . import check as check_line
 from .cloudevents import format_time, from_json, parse_time, wrap
 from .config import Config, find_config, load, zero_config
-from .delivery import DeliveryReport
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import EVENT_TYPES
 from .ingest import event_from_arguments, record_envelopes, test_event
@@ -33,7 +31,6 @@ from .metrics import Metrics
 from .passes import PassReport, pass_metrics, run_pass, scan_sources
 from .statedb import StateStore
 from .views import CertificateRow, ProblemRow
-from .wording import plural
 
 log = logging.getLogger("lacme_watch")
 
@@ -276,45 +273,14 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
 def _print_pass(report: PassReport, io: Io) -> None:
     """Quiet on success when stdout is not a terminal (cron mails whatever a job prints)."""
     if not report.ok:
-        for source, problem in report.problems:
-            detail = f" ({problem.detail})" if problem.detail else ""
-            _say(io, f"{source}: {problem.path}: {problem.reason}{detail}")
-        for path, reason in report.spool_rejected:
-            _say(io, f"spool: {path}: not a valid event ({reason}); set aside")
-        _say_delivery(io, report.delivery)
+        _say(io, views.pass_lines(report))
     if io.interactive:
-        io.out.print(
-            f"{plural(report.certificates, 'certificate')},"
-            f" {plural(len(report.envelopes), 'new event')},"
-            f" {plural(report.delivery.delivered, 'delivery')},"
-            f" {plural(len(report.problems), 'problem')}"
-        )
+        io.out.print(views.pass_summary(report))
 
 
-def _say_delivery(io: Io, delivery: DeliveryReport) -> None:
-    """One stderr line per sink failing now or still backing off, and per event that was
-    rejected or expired: the pass's and emit's words are the same."""
-    for sink, reason in delivery.failures.items():
-        _say(io, f"sink {sink}: {reason} (queued; will retry)")
-    for sink, backlog in delivery.retrying.items():
-        if sink not in delivery.failures:
-            _say(
-                io,
-                f"sink {sink}: {plural(backlog.events, 'event')} retrying,"
-                f" next attempt {format_time(backlog.next_attempt)}: {backlog.last_error}",
-            )
-    for row in delivery.rejected:
-        _say(io, f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}")
-    for row in delivery.expired:
-        _say(
-            io,
-            f"sink {row.sink}: expired {row.envelope.event.summary()}"
-            f" after {plural(row.attempts, 'attempt')}: {row.last_error}",
-        )
-
-
-def _say(io: Io, text: str) -> None:
-    io.err.print(f"lacme-watch: {escape(views.plain(text))}", markup=True)
+def _say(io: Io, lines: Iterable[str]) -> None:
+    for line in lines:
+        io.err.print(f"lacme-watch: {escape(views.plain(line))}")
 
 
 def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[str, str], int]]:
@@ -416,7 +382,7 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
             delivery = record_envelopes(config, store, [envelope], _clock(args), deliver=deliver)
     finally:
         lock.release()
-    _say_delivery(io, delivery)
+    _say(io, views.delivery_lines(delivery))
     if io.interactive:
         queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
         io.out.print(f"recorded {envelope.id}{queued}")
@@ -488,18 +454,12 @@ def _systemd_install(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
     rendered = units.render(config, path.absolute(), timer=args.timer)
     if args.print:
-        for unit in rendered:
-            io.out.out(f"# {unit.name}\n{unit.text}", highlight=False)
+        io.out.out("".join(f"# {unit.name}\n{unit.text}" for unit in rendered), highlight=False)
         return 0
-    directory = Path(args.root) / args.unit_dir.lstrip("/")
-    try:
-        written = units.install(rendered, directory)
-    except OSError as exc:
-        raise ConfigError("systemd install", f"cannot write {directory}: {exc.strerror}") from exc
+    written = units.install(rendered, Path(args.root) / args.unit_dir.lstrip("/"))
     for unit_path in written:
         io.out.print(f"wrote {escape(str(unit_path))}")
-    for missing in (p for p in units.writable_paths(config) if not os.path.isdir(p)):
-        io.err.print(f"lacme-watch: create {escape(missing)} before starting: it must exist")
+    _say(io, units.missing_lines(config))
     enable = "lacme-watch.timer" if args.timer else "lacme-watch"
     io.out.print(f"next: systemctl daemon-reload && systemctl enable --now {enable}")
     return 0

@@ -116,14 +116,26 @@ def readable_paths(config: Config) -> list[str]:
 
 def install(units: Iterable[Unit], directory: Path) -> list[Path]:
     """Write each unit (0644) into `directory`, created if missing."""
-    directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for unit in units:
-        path = directory / unit.name
-        path.write_text(unit.text)
-        path.chmod(0o644)
-        written.append(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for unit in units:
+            path = directory / unit.name
+            path.write_text(unit.text)
+            path.chmod(0o644)
+            written.append(path)
+    except OSError as exc:
+        raise ConfigError("systemd install", f"cannot write {directory}: {exc.strerror}") from exc
     return written
+
+
+def missing_lines(config: Config) -> list[str]:
+    """ReadWritePaths= opens only directories that exist: name the ones that do not."""
+    return [
+        f"create {path} before starting: it must exist"
+        for path in writable_paths(config)
+        if not os.path.isdir(path)
+    ]
 
 
 def _unique(paths: Iterable[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""What `status` and `events` show: typed rows, built once, rendered by one renderer.
+"""What `status`, `events` and a pass show: typed rows and lines, one renderer.
 
 Each row is a frozen record with its JSON form and its cells. On a terminal the rows
 are a rich table; anywhere else (a pipe, cron, a file) they are tab-separated lines
@@ -17,9 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cloudevents import Envelope, format_time, to_cloudevent
+from .delivery import DeliveryReport
 from .detect import EXPIRED, Policy, days_remaining
 from .observations import Observation, Problem
+from .passes import PassReport
 from .statedb import Delivery, HistoryEntry
+from .wording import plural
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNDELIVERED = ("pending", "retrying", "rejected", "expired")
@@ -64,6 +67,56 @@ def render(
 def _markup(cell: Cell) -> str:
     text = escape(plain(cell.text))
     return f"[{cell.style}]{text}[/]" if cell.style else text
+
+
+# -- a pass's lines ---------------------------------------------------------------
+
+
+def pass_lines(report: PassReport) -> list[str]:
+    """What went wrong in a pass, one line each, for stderr."""
+    lines = []
+    for source, problem in report.problems:
+        detail = f" ({problem.detail})" if problem.detail else ""
+        lines.append(f"{source}: {problem.path}: {problem.reason}{detail}")
+    lines += [
+        f"spool: {path}: not a valid event ({reason}); set aside"
+        for path, reason in report.spool_rejected
+    ]
+    return lines + delivery_lines(report.delivery)
+
+
+def delivery_lines(delivery: DeliveryReport) -> list[str]:
+    """One line per sink failing now or still backing off, and per event rejected or
+    expired: a pass and `emit` say the same."""
+    lines = [
+        f"sink {sink}: {reason} (queued; will retry)" for sink, reason in delivery.failures.items()
+    ]
+    lines += [
+        f"sink {sink}: {plural(backlog.events, 'event')} retrying,"
+        f" next attempt {format_time(backlog.next_attempt)}: {backlog.last_error}"
+        for sink, backlog in delivery.retrying.items()
+        if sink not in delivery.failures
+    ]
+    lines += [
+        f"sink {row.sink}: rejected {row.envelope.event.summary()}: {row.last_error}"
+        for row in delivery.rejected
+    ]
+    lines += [
+        f"sink {row.sink}: expired {row.envelope.event.summary()}"
+        f" after {plural(row.attempts, 'attempt')}: {row.last_error}"
+        for row in delivery.expired
+    ]
+    return lines
+
+
+def pass_summary(report: PassReport) -> str:
+    """The one line a pass prints on a terminal."""
+    return (
+        f"{plural(report.certificates, 'certificate')},"
+        f" {plural(len(report.envelopes), 'new event')},"
+        f" {plural(report.delivery.delivered, 'delivery')},"
+        f" {plural(len(report.problems), 'problem')}"
+    )
 
 
 # -- status -----------------------------------------------------------------------
