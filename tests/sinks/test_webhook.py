@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from lacme import CertificateAuthority
 
 from lacme_watch.cloudevents import from_json, to_cloudevent
 from lacme_watch.config import build
@@ -18,6 +19,7 @@ from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.webhook import WebhookSink
 from lacme_watch.statedb import StateStore
 
+from ..conftest import CliRunner
 from .conftest import NOW, WebServer, free_port, sample_envelopes
 
 
@@ -268,3 +270,44 @@ def test_the_url_expands_env_and_errors_redact_userinfo_and_query(
     assert f"http://***@127.0.0.1:{port}/in?***" in caught.value.reason
     assert "s3cr3t" not in str(caught.value)
     assert ":pw@" not in str(caught.value)
+
+
+def test_a_pass_whose_issued_event_is_refused_still_sends_the_cas_event(
+    cli: CliRunner,
+    web_server: WebServer,
+    tmp_path: Path,
+    store_dir: Path,
+    lacme_ca: CertificateAuthority,
+) -> None:
+    """The issue's case: one pass, `certificate_issued` refused (400), the same pass's
+    `ca_certificate_issued` must still be POSTed and delivered."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: lacme, path: {store_dir}}}\n"
+        f"authorities:\n  - {{type: lacme, path: {store_dir}, name: root}}\n"
+        f"sinks:\n  - {{type: webhook, name: collector, url: '{web_server.url}'}}\n"
+    )
+    assert cli("--config", str(config), "watch", "--once").code == 0  # baseline
+    web_server.requests.clear()
+    web_server.refuse = {"lacme.certificate_issued": 400}
+    lacme_ca.issue(["app.internal"], validity_days=30)
+
+    result = cli("--config", str(config), "watch", "--once")
+
+    assert result.code == 1
+    assert sorted(r.json()["type"] for r in web_server.requests) == [
+        "lacme.ca_certificate_issued",
+        "lacme.certificate_issued",
+    ]
+    assert "sink collector: rejected certificate_issued: app.internal" in result.err
+    history = cli("--config", str(config), "events", "--json").json()
+    assert isinstance(history, list)
+    assert {
+        e["event"]["type"]: e["deliveries"]["collector"]
+        for e in history
+        if e["event"]["type"] != "lacme.ca_initialized"
+    } == {
+        "lacme.certificate_issued": "rejected",
+        "lacme.ca_certificate_issued": "delivered",
+    }
