@@ -2,9 +2,10 @@
 
 SMTP with STARTTLS, implicit TLS or (on loopback) plain; optional login with the
 password from `password_file` or a `${ENV}` reference. Each domain's expiry date and
-days left are visible in both parts. A failure to send is a SinkError: the whole
-digest is retried from the outbox, so an SMTP outage never loses a warning and never
-marks a good renewal as failed.
+days left are visible in both parts. A failure to send is a SinkError naming no
+per-event outcome: every event of the digest was attempted in that one message, so all
+of them are retried from the outbox together (never rejected), an SMTP outage never
+loses a warning and never marks a good renewal as failed.
 """
 
 from __future__ import annotations
