@@ -65,6 +65,8 @@ class PassMetrics:
     outbox: Mapping[tuple[str, str], int] = field(default_factory=dict)
     last_success: datetime | None = None
     events: int = 0
+    read_errors: int = 0
+    """Every unreadable input of every pass so far (persisted in the state database)."""
 
 
 class Metrics(Collector):
@@ -73,16 +75,12 @@ class Metrics(Collector):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._latest: PassMetrics | None = None
-        self._read_errors = 0
         self._lock = threading.Lock()
         self.registry.register(self)
 
     def update(self, latest: PassMetrics) -> None:
-        """The latest pass; its unreadable inputs add to `x509_read_errors`, which (as in
-        x509-certificate-exporter) counts every failed read since this process started."""
         with self._lock:
             self._latest = latest
-            self._read_errors += len(latest.problems)
 
     def serve(self, address: str) -> None:
         """Serve /metrics on `host:port` from a background thread."""
@@ -95,12 +93,17 @@ class Metrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            latest, read_errors = self._latest, self._read_errors
+            latest = self._latest
         yield _build_info()
         if latest is None:
             return
+        # As in x509-certificate-exporter, it grows at every pass while an input stays
+        # unreadable, so `delta(x509_read_errors[15m]) > 0` holds as long as the fault does;
+        # kept in the state database, so a --once textfile counts across runs too.
         yield GaugeMetricFamily(
-            "x509_read_errors", "Inputs that could not be read since start", value=read_errors
+            "x509_read_errors",
+            "Inputs that could not be read, every pass",
+            value=latest.read_errors,
         )
         yield from _certificates(latest)
         yield _errors(latest)

@@ -64,6 +64,8 @@ class PassReport:
     duration_seconds: float = 0.0
     spool_rejected: list[tuple[Path, str]] = field(default_factory=list)
     issuances: list[Issuance] = field(default_factory=list)
+    read_errors: int = 0
+    """Unreadable inputs counted over every pass of this state_dir (x509_read_errors)."""
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -266,6 +268,7 @@ def run_pass(
     report.delivery = drain(store, config.sinks, now, config.retry)
     if report.ok:
         store.record_success(now)
+    report.read_errors = store.count_read_errors(len(report.problems))
     report.duration_seconds = time.monotonic() - started
     return report
 
@@ -319,6 +322,7 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         outbox=store.outbox_counts(),
         last_success=store.last_success(),
         events=len(report.envelopes),
+        read_errors=report.read_errors,
     )
 
 

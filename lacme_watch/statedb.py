@@ -414,6 +414,17 @@ class StateStore:
                 "INSERT OR REPLACE INTO meta VALUES ('last_success', ?)", (str(_epoch(now)),)
             )
 
+    def count_read_errors(self, number: int) -> int:
+        """Add a pass's unreadable inputs to the running total (x509_read_errors); the total."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta VALUES ('read_errors', ?) ON CONFLICT (key)"
+                " DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
+                (str(number),),
+            )
+            (total,) = db.execute("SELECT value FROM meta WHERE key = 'read_errors'").fetchone()
+        return int(total)
+
     # -- history -------------------------------------------------------------------
 
     def history(self, limit: int = 100) -> list[HistoryEntry]:

@@ -24,6 +24,7 @@ from lacme_watch.passes import pass_metrics, run_pass
 from lacme_watch.statedb import StateStore
 
 from .acme import free_port
+from .conftest import CliRunner
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RULES = Path(__file__).parent / "data" / "x509-certificate-exporter.rules.yaml"
@@ -210,3 +211,23 @@ def test_a_tls_source_whose_endpoint_is_unreachable_is_down(tmp_path: Path) -> N
 def test_read_errors_count_every_failed_read_since_start(tmp_path: Path, scrape: int) -> None:
     samples = _samples(_passes(tmp_path)[scrape])
     assert samples[("x509_read_errors", ())] == 2.0 * (scrape + 1)
+
+
+def test_a_cron_textfile_counts_read_errors_across_runs(cli: CliRunner, tmp_path: Path) -> None:
+    """`watch --once` from cron: each run is a new process, the count still grows, so
+    the chart's X509ExporterReadErrors fires while the file stays broken."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _write_certs(certs)
+    textfile = tmp_path / "lacme_watch.prom"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nmetrics: {{textfile: {textfile}}}\n"
+        f"stores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n"
+    )
+    counts = []
+    for _ in range(3):
+        assert cli("--config", str(config), "watch", "--once").code == 1
+        counts.append(_samples(textfile.read_text())[("x509_read_errors", ())])
+
+    assert counts == [1.0, 2.0, 3.0]
