@@ -1,4 +1,5 @@
-"""`lacme-watch`: argparse + rich, the commands.
+"""`lacme-watch`: runs the command arguments.py parsed, and prints its results with rich
+(tables and lines from views.py); errors become one message and their exit status.
 
 Output for people is printed here (the demo prints its own walk-through). `now` for a
 pass comes from here too: `--now`, or the real clock; detection itself never reads it.
@@ -14,17 +15,16 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, logconfig, views
 from . import check as check_line
-from .cloudevents import format_time, from_json, parse_time, wrap
+from . import logconfig, views
+from .arguments import UsageError, build_parser, command_named
+from .cloudevents import format_time, from_json, wrap
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
-from .events import EVENT_TYPES
 from .ingest import event_from_arguments, record_envelopes, test_event
 from .lock import StateLock
 from .metrics import Metrics
@@ -51,184 +51,27 @@ class Io:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `lacme-watch`; return the process exit status."""
-    parser = _build_parser()
+    parser = build_parser()
     arguments = sys.argv[1:] if argv is None else list(argv)
     io = Io()
     try:
         args = parser.parse_args(arguments)
-    except _UsageError as exc:
-        if _command(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
+    except UsageError as exc:
+        if command_named(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
             io.out.print(escape(check_line.unknown_line(f"usage: {exc}")))
             return check_line.UNKNOWN
         exc.parser.print_usage(sys.stderr)
         exc.parser.exit(2, f"{exc.parser.prog}: error: {exc}\n")  # as argparse itself does
     logconfig.configure(args.log_level, args.log_format)
-    if not hasattr(args, "handler"):
+    handler = _HANDLERS.get(getattr(args, "command", ""))
+    if handler is None:  # no command, or `config` / `sinks` / `systemd` without an action
         parser.print_help(sys.stderr)
         return 2
     try:
-        handler: Handler = args.handler
         return handler(args, io)
     except LacmeWatchError as exc:
         io.err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return exc.exit_code
-
-
-class _UsageError(Exception):
-    """A command-line mistake; main() decides the exit status (check's is UNKNOWN)."""
-
-    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
-        super().__init__(message)
-        self.parser = parser
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting 2, so `check` can exit 3."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(self, message)
-
-
-_GLOBAL_VALUES = ("--config", "--now", "--log-level", "--log-format")
-
-
-def _command(arguments: Sequence[str]) -> str | None:
-    """The subcommand named on a command line, found without argparse (which failed)."""
-    items = iter(arguments)
-    for item in items:
-        if item in _GLOBAL_VALUES:
-            next(items, None)
-        elif not item.startswith("-"):
-            return item
-    return None
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="lacme-watch",
-        description="Watch certificate stores and CAs; turn what changed into typed events.",
-    )
-    parser.add_argument("--version", action="version", version=f"lacme-watch {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="configuration file (see README)")
-    parser.add_argument(
-        "--now",
-        type=_instant,
-        metavar="ISO8601",
-        help="evaluate as if the current time were this instant (UTC if no offset)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=("debug", "info", "warning", "error"),
-        help="log verbosity (default: warning; the daemon's pass summaries are info)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default="text",
-        choices=("text", "json"),
-        help="text: rich on a terminal, plain lines otherwise; json: one object per line",
-    )
-    commands = parser.add_subparsers(metavar="COMMAND")
-
-    watch = commands.add_parser("watch", help="run the daemon, or one pass with --once")
-    watch.add_argument("--once", action="store_true", help="run one full pass and exit")
-    watch.set_defaults(handler=_watch)
-
-    status = commands.add_parser("status", help="inventory: every certificate and its state")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=_status)
-
-    events = commands.add_parser("events", help="recent events and their delivery per sink")
-    events.add_argument("--json", action="store_true", help="machine-readable output")
-    events.add_argument("--limit", type=int, default=50, help="how many (default 50)")
-    events.add_argument(
-        "--undelivered",
-        "--pending",
-        action="store_true",
-        help="only events some sink has not delivered (pending, retrying, rejected, expired)",
-    )
-    events.set_defaults(handler=_events)
-
-    emit = commands.add_parser(
-        "emit",
-        help="record an external event (e.g. from an ACME client hook) and deliver it",
-        description="Fields are given as --field value, e.g. --domain example.com"
-        " --challenge-type http-01 --error '...'. Lists are space- or comma-separated.",
-    )
-    emit.add_argument(
-        "--json", metavar="FILE", help="a whole CloudEvent from FILE ('-' for stdin), id kept"
-    )
-    emit.add_argument("kind", nargs="?", choices=sorted(EVENT_TYPES), metavar="KIND")
-    emit.add_argument("extra", nargs=argparse.REMAINDER, metavar="--FIELD VALUE")
-    emit.set_defaults(handler=_emit)
-
-    config = commands.add_parser("config", help="configuration commands")
-    config_commands = config.add_subparsers(metavar="ACTION")
-    check = config_commands.add_parser("check", help="validate the configuration file")
-    check.set_defaults(handler=_config_check)
-
-    check = commands.add_parser(
-        "check",
-        help="one status line for Nagios/Icinga/Sensu: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-    )
-    check.add_argument(
-        "--warning",
-        type=check_line.limit,
-        help="days (14d) or %% of life (33%%); default 14d, or 33%% for lifetimes under 28 days",
-    )
-    check.add_argument(
-        "--critical",
-        type=check_line.limit,
-        help="days (7d) or %% of life (10%%); default 7d, or 10%% for lifetimes under 14 days",
-    )
-    check.set_defaults(handler=_check)
-
-    sinks = commands.add_parser("sinks", help="sink commands")
-    sinks_commands = sinks.add_subparsers(metavar="ACTION")
-    sinks_test = sinks_commands.add_parser(
-        "test", help="send a clearly marked test event through one sink now"
-    )
-    sinks_test.add_argument("name", help="the sink's name (see `config check`)")
-    sinks_test.set_defaults(handler=_sinks_test)
-
-    systemd = commands.add_parser("systemd", help="systemd commands")
-    systemd_commands = systemd.add_subparsers(metavar="ACTION")
-    systemd_install = systemd_commands.add_parser(
-        "install",
-        help="write the systemd units for this install and configuration",
-        description="Writes lacme-watch.service (or, with --timer, lacme-watch-once.service"
-        " and lacme-watch.timer) with ExecStart naming this lacme-watch and --config,"
-        " ReadWritePaths for state_dir, spool, metrics textfile and log files, and"
-        " ReadOnlyPaths for the watched stores.",
-    )
-    systemd_install.add_argument(
-        "--timer", action="store_true", help="the oneshot + timer pair instead of the daemon"
-    )
-    systemd_install.add_argument(
-        "--root", metavar="DIR", default="/", help="install under this root (default /)"
-    )
-    systemd_install.add_argument(
-        "--unit-dir",
-        metavar="DIR",
-        default="/etc/systemd/system",
-        help="where units go, under --root (default /etc/systemd/system)",
-    )
-    systemd_install.add_argument(
-        "--print", action="store_true", help="print the units instead of writing them"
-    )
-    systemd_install.set_defaults(handler=_systemd_install)
-
-    demo = commands.add_parser("demo", help="show every event kind in a throw-away sandbox")
-    demo.add_argument("--keep", metavar="DIR", help="build the sandbox here and keep it")
-    demo.set_defaults(handler=_demo)
-    return parser
 
 
 def _clock(args: argparse.Namespace) -> datetime:
@@ -469,6 +312,19 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
     from .demo import run_demo
 
     return run_demo(io.out, Path(args.keep) if args.keep else None)
+
+
+_HANDLERS: dict[str, Handler] = {
+    "watch": _watch,
+    "status": _status,
+    "events": _events,
+    "emit": _emit,
+    "config check": _config_check,
+    "check": _check,
+    "sinks test": _sinks_test,
+    "systemd install": _systemd_install,
+    "demo": _demo,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m lacme_watch` goes through __main__
