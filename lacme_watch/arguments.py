@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
 
-from . import __version__
 from . import check as check_line
 from .cloudevents import parse_time
 from .events import EVENT_TYPES
@@ -54,12 +53,12 @@ def _instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(version: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lacme-watch",
         description="Watch certificate stores and CAs; turn what changed into typed events.",
     )
-    parser.add_argument("--version", action="version", version=f"lacme-watch {__version__}")
+    parser.add_argument("--version", action="version", version=f"lacme-watch {version}")
     parser.add_argument("--config", metavar="PATH", help="configuration file (see README)")
     parser.add_argument(
         "--now",

@@ -19,8 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from . import __version__, logconfig, views
 from . import check as check_line
-from . import logconfig, views
 from .arguments import UsageError, build_parser, command_named
 from .cloudevents import format_time, from_json, wrap
 from .config import Config, find_config, load, zero_config
@@ -51,7 +51,7 @@ class Io:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `lacme-watch`; return the process exit status."""
-    parser = build_parser()
+    parser = build_parser(__version__)
     arguments = sys.argv[1:] if argv is None else list(argv)
     io = Io()
     try:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -24,7 +25,6 @@ from prometheus_client import CollectorRegistry, start_http_server, write_to_tex
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
 from .errors import ConfigError
 from .observations import Observation, Problem
 
@@ -170,13 +170,21 @@ def _errors(latest: PassMetrics) -> Metric:
     return errors
 
 
+def _version() -> str:
+    """The installed distribution's version (metrics sit below the package's __init__)."""
+    try:
+        return version("lacme-watch")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
 def _build_info() -> Metric:
     info = GaugeMetricFamily(
         "x509_exporter_build_info",
         "Constant 1; the exporter is lacme-watch (goversion is empty: not a Go build)",
         labels=["version", "revision", "goversion"],
     )
-    info.add_metric([f"lacme-watch {__version__}", "", ""], 1.0)
+    info.add_metric([f"lacme-watch {_version()}", "", ""], 1.0)
     return info
 
 

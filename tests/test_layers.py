@@ -17,6 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
+    {"wording"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
     {"options", "lock", "observations", "cloudevents", "dispatch"},
     {"reader", "ratelimits", "detect", "spool", "metrics"},
@@ -25,7 +26,8 @@ TIERS: list[set[str]] = [
     {"config", "statedb", "testing"},
     {"delivery"},
     {"ingest", "passes"},
-    {"check", "demo", "daemon"},
+    {"check", "demo", "daemon", "views", "units"},
+    {"arguments"},
     {"cli", "__main__", ""},
 ]
 """Data-flow order, bottom up: a module imports only from tiers below its own (or its own

@@ -214,6 +214,7 @@ def test_the_report_block_is_the_fallback_without_json() -> None:
     )
 
 
+@pytest.mark.acme
 def test_a_store_missing_at_first_look_reports_its_first_certificates_as_issued(
     cli: CliRunner, certbot: Certbot, tmp_path: Path
 ) -> None:
@@ -234,6 +235,7 @@ def test_a_store_missing_at_first_look_reports_its_first_certificates_as_issued(
     assert data(events[0])["domain"] == "first.example.com"
 
 
+@pytest.mark.acme
 def test_a_store_that_existed_and_went_missing_keeps_its_inventory(
     cli: CliRunner, certbot: Certbot, tmp_path: Path
 ) -> None:
