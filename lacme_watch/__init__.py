@@ -31,13 +31,26 @@ from .events import (
     CertificateRenewed,
     CertificateRevoked,
     CertificateUnreadable,
+    ChainProblem,
     ChallengeFailed,
+    CrlDeploymentStale,
+    CrlExpiring,
+    DeploymentMismatch,
     DeploymentStale,
     Event,
     Heartbeat,
     RateLimitWarning,
 )
-from .observations import REASONS, CertificateFacts, Issuance, Observation, Problem, ScanResult
+from .observations import (
+    REASONS,
+    CertificateFacts,
+    CrlSeen,
+    Issuance,
+    Observation,
+    Problem,
+    ScanResult,
+    ServedChain,
+)
 from .options import Options
 from .plugins import Sink, Source
 from .reader import CertificateReader
@@ -58,8 +71,13 @@ __all__ = [
     "CertificateRenewed",
     "CertificateRevoked",
     "CertificateUnreadable",
+    "ChainProblem",
     "ChallengeFailed",
     "ConfigError",
+    "CrlDeploymentStale",
+    "CrlExpiring",
+    "CrlSeen",
+    "DeploymentMismatch",
     "DeploymentStale",
     "Envelope",
     "Event",
@@ -73,6 +91,7 @@ __all__ = [
     "Problem",
     "RateLimitWarning",
     "ScanResult",
+    "ServedChain",
     "Sink",
     "SinkError",
     "Source",

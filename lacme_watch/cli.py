@@ -30,7 +30,7 @@ from .lock import StateLock
 from .metrics import Metrics
 from .passes import PassReport, pass_metrics, run_pass, scan_sources
 from .statedb import StateStore
-from .views import CertificateRow, ProblemRow
+from .views import CertificateRow, CrlRow, ProblemRow
 
 log = logging.getLogger("lacme_watch")
 
@@ -139,14 +139,25 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io, announce=True)
     now = _clock(args)
     report, outbox = _inventory(config, now)
+    wrong: dict[tuple[str, str], list[str]] = {}
+    for source, lineage, finding in report.findings:
+        wrong.setdefault((source, lineage), []).append(finding)
     certificates = sorted(
-        (CertificateRow.of(source, o, config.policy, now) for source, o in report.inventory),
+        (
+            CertificateRow.of(source, o, config.policy, now, wrong.get((source, o.lineage), ()))
+            for source, o in report.inventory
+        ),
         key=lambda row: (row.not_after, row.name),
+    )
+    crls = sorted(
+        (CrlRow.of(source, crl, config.policy, now) for source, crl in report.crls),
+        key=lambda row: (row.next_update is None, row.next_update or now, row.path),
     )
     problems = [ProblemRow.of(source, problem) for source, problem in report.problems]
     if args.json:
         document = {
             "certificates": [row.as_json() for row in certificates],
+            "crls": [row.as_json() for row in crls],
             "problems": [row.as_json() for row in problems],
             "deliveries": views.deliveries_json(outbox),
         }
@@ -156,7 +167,11 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         io.out,
         f"lacme-watch status at {format_time(now.replace(microsecond=0))}",
         views.STATUS_COLUMNS,
-        [*(row.cells() for row in certificates), *(row.cells() for row in problems)],
+        [
+            *(row.cells() for row in certificates),
+            *(row.cells() for row in crls),
+            *(row.cells() for row in problems),
+        ],
         interactive=io.interactive,
     )
     for line in views.sink_lines(outbox):

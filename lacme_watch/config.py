@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import cron
+from .crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
 from .detect import Policy
 from .errors import ConfigError
 from .events import EVENT_TYPES
@@ -80,6 +81,15 @@ class Config:
     spool: str | None = None
     """Directory other processes (the lacme bridge, hooks) drop CloudEvent files into."""
     warnings: tuple[str, ...] = ()
+    trust: tuple[str, ...] = ()
+    """PEM bundles of roots that chains may end at, besides the system's and watched CAs'."""
+    revocation: RevocationOptions = field(default_factory=RevocationOptions)
+    revocation_overrides: Mapping[str, bool] = field(default_factory=dict)
+    """Source id -> `revocation.crl` set on that store, overriding the global one."""
+
+    def checks_revocation(self, source_id: str) -> bool:
+        """Whether this source's certificates are looked up in their CRLs (network)."""
+        return self.revocation_overrides.get(source_id, self.revocation.crl)
 
     @property
     def sources(self) -> tuple[Source, ...]:
@@ -127,7 +137,10 @@ def build(root: Node, file: str) -> Config:
     )
     host = options.string("host", socket.gethostname())
     max_file_size = options.size("max_file_size", DEFAULT_MAX_FILE_SIZE)
-    stores = tuple(_plugin(GROUPS["stores"], item) for item in options.sections("stores"))
+    overrides: dict[str, bool] = {}
+    stores = tuple(
+        _plugin(GROUPS["stores"], item, overrides) for item in options.sections("stores")
+    )
     authorities = tuple(
         _plugin(GROUPS["authorities"], item) for item in options.sections("authorities")
     )
@@ -142,6 +155,13 @@ def build(root: Node, file: str) -> Config:
     metrics = _metrics(options.section("metrics"))
     spool = options.path("spool") if options.node("spool") is not None else None
     rate_limits = _rate_limits(options.section("rate_limits"))
+    trust = options.paths("trust") if options.node("trust") is not None else ()
+    warnings += [
+        f"{options.where.child('trust')}: {p} does not exist"
+        for p in trust
+        if not os.path.isfile(p)
+    ]
+    revocation = _revocation(options.section("revocation"))
     options.finish()
     return Config(
         path=file,
@@ -160,15 +180,37 @@ def build(root: Node, file: str) -> Config:
         spool=spool,
         rate_limits=rate_limits,
         warnings=tuple(warnings),
+        trust=trust,
+        revocation=revocation,
+        revocation_overrides=overrides,
     )
 
 
-def _plugin(group: str, options: Options) -> Source:
+def _plugin(group: str, options: Options, overrides: dict[str, bool] | None = None) -> Source:
     kind = options.string("type")
     cls = lookup(group, kind, str(options.where.child("type")))
+    crl: bool | None = None
+    if overrides is not None and "revocation" in options:
+        per_store = options.section("revocation")
+        crl = per_store.boolean("crl", False)
+        per_store.finish()
     source: Source = cls.from_options(options)
     options.finish()
+    if overrides is not None and crl is not None:
+        overrides[source.id] = crl
     return source
+
+
+def _revocation(options: Options) -> RevocationOptions:
+    default = RevocationOptions()
+    revocation = RevocationOptions(
+        crl=options.boolean("crl", default.crl),
+        timeout=options.duration("timeout", default.timeout),
+        max_size=options.size("max_size", DEFAULT_MAX_CRL_SIZE),
+        refresh=options.duration("refresh", default.refresh),
+    )
+    options.finish()
+    return revocation
 
 
 def _reject_duplicates(options: Options, sources: tuple[Source, ...]) -> None:

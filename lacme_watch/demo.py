@@ -132,24 +132,27 @@ def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, 
         )
     )
     (extra / "truncated.pem").write_bytes(_pem(ca.certificate)[:300])
-    _easyrsa_pki(root / "pki", now)
+    (root / "trust.pem").write_bytes(_pem(acme.certificate))
+    _easyrsa_pki(root / "pki", root / "openvpn-crl.pem", now)
     config = root / "demo.yaml"
     config.write_text(
         f"""# Written by `lacme-watch demo`. Try: lacme-watch --config {config} status
 state_dir: {root / "state"}
+trust: ["{root / "trust.pem"}"]   # the roots clients trust, besides the system's
 stores:
   - type: lacme
     path: {store}
   - type: pem
     paths: ["{extra}/*"]
   - type: tls
-    endpoints: ["127.0.0.1:{port}/shop.example.com"]
+    endpoints: ["127.0.0.1:{port}/shop.example.com", "localhost:{port}/www.example.com"]
 authorities:
   - type: lacme
     path: {store}
     name: root
   - type: easyrsa
     path: {root / "pki"}
+    deployed: ["{root / "openvpn-crl.pem"}"]   # the copy OpenVPN's crl-verify reads
 sinks:
   - type: log
     format: json
@@ -159,8 +162,9 @@ sinks:
     return config, acme, ca
 
 
-def _easyrsa_pki(pki: Path, now: datetime) -> None:
-    """An easy-rsa PKI as `easyrsa build-ca` and `build-client-full` leave it."""
+def _easyrsa_pki(pki: Path, deployed: Path, now: datetime) -> None:
+    """An easy-rsa PKI as `easyrsa build-ca`, `build-client-full` and `gen-crl` leave it,
+    and an old copy of its CRL where OpenVPN reads it (regenerated, never copied)."""
     vpn = _Issuer("Demo VPN CA", now - timedelta(days=200), 3650)
     (pki / "certs_by_serial").mkdir(parents=True)
     (pki / "ca.crt").write_bytes(_pem(vpn.certificate))
@@ -172,6 +176,20 @@ def _easyrsa_pki(pki: Path, now: datetime) -> None:
         expires = leaf.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
         rows.append(f"V\t{expires}\t\t{serial}\tunknown\t/CN={name}\n")
     (pki / "index.txt").write_text("".join(rows))
+    (pki / "crl.pem").write_bytes(_crl(vpn, 2, now - timedelta(days=1), 180))
+    deployed.write_bytes(_crl(vpn, 1, now - timedelta(days=170), 180))
+
+
+def _crl(issuer: _Issuer, number: int, this_update: datetime, days: int) -> bytes:
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(this_update)
+        .next_update(this_update + timedelta(days=days))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM)
 
 
 def _revoke(pki: Path, name: str, when: datetime) -> None:

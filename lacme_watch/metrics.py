@@ -8,6 +8,9 @@ so its dashboards and its chart's PrometheusRule work as they are; plus lacme-wa
 labels (`store`, `lineage`, `domain`, `role`). Expired certificates keep their series.
 Per source, per sink and per pass: `lacme_watch_*`. A source is down (`source_up` 0)
 when it could not be read as a whole, or when an endpoint it names is unreachable.
+Per CRL file (`crl` stores, easy-rsa's crl.pem and its deployed copies):
+`x509_crl_next_update`, `x509_crl_this_update`, `x509_crl_number` and `x509_crl_stale`
+(1 once nextUpdate has passed).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import ConfigError
-from .observations import Observation, Problem
+from .observations import CrlSeen, Observation, Problem
 
 _NAME_PARTS = (
     ("C", NameOID.COUNTRY_NAME),
@@ -67,6 +70,7 @@ class PassMetrics:
     events: int = 0
     read_errors: int = 0
     """Every unreadable input of every pass so far (persisted in the state database)."""
+    crls: tuple[tuple[str, CrlSeen], ...] = ()
 
 
 class Metrics(Collector):
@@ -107,6 +111,7 @@ class Metrics(Collector):
         )
         yield from _certificates(latest)
         yield _errors(latest)
+        yield from _crls(latest)
         yield from _sources(latest)
         yield from _sinks(latest)
         yield from _pass(latest)
@@ -186,6 +191,31 @@ def _build_info() -> Metric:
     )
     info.add_metric([f"lacme-watch {_version()}", "", ""], 1.0)
     return info
+
+
+CRL_LABELS = ("store", "role", "issuer_CN", "filepath", "filename")
+
+
+def _crls(latest: PassMetrics) -> Iterator[Metric]:
+    next_update = GaugeMetricFamily(
+        "x509_crl_next_update", "Unix time of the CRL's nextUpdate", labels=CRL_LABELS
+    )
+    this_update = GaugeMetricFamily(
+        "x509_crl_this_update", "Unix time of the CRL's thisUpdate", labels=CRL_LABELS
+    )
+    number = GaugeMetricFamily("x509_crl_number", "The CRL's CRL number", labels=CRL_LABELS)
+    stale = GaugeMetricFamily(
+        "x509_crl_stale", "1 if the CRL's nextUpdate has passed", labels=CRL_LABELS
+    )
+    for source, crl in latest.crls:
+        labels = [source, crl.role, crl.issuer_cn or "", crl.path, os.path.basename(crl.path)]
+        this_update.add_metric(labels, crl.this_update.timestamp())
+        if crl.next_update is not None:
+            next_update.add_metric(labels, crl.next_update.timestamp())
+            stale.add_metric(labels, 1.0 if crl.next_update <= latest.now else 0.0)
+        if crl.number is not None:
+            number.add_metric(labels, crl.number)
+    yield from (next_update, this_update, number, stale)
 
 
 def _sources(latest: PassMetrics) -> Iterator[Metric]:

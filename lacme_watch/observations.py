@@ -26,6 +26,9 @@ REASONS = (
     "io_error",
     "unreachable",
     "source_error",
+    "bad_crl",
+    "crl_unavailable",
+    "crl_unverified",
 )
 """Why a file could not be used; `certificate_unreadable.reason` is one of these."""
 
@@ -151,6 +154,35 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServedChain:
+    """The certificates a TLS endpoint sent, in the order it sent them (DER)."""
+
+    lineage: str
+    location: str
+    """`host:port`."""
+    requested_name: str | None
+    """The SNI host name asked for; None when the endpoint was named by address."""
+    certificates: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrlSeen:
+    """One certificate revocation list file, as read now."""
+
+    lineage: str
+    path: str
+    fingerprint: str
+    """SHA-256 of the CRL as read: a newly generated CRL re-arms its thresholds."""
+    issuer: str
+    issuer_cn: str | None
+    number: int | None
+    this_update: datetime
+    next_update: datetime | None
+    role: Literal["current", "deployed"] = "current"
+    """deployed: a copy that a server reads, compared with its authority's current CRL."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScanResult:
     """Everything one source saw on one scan.
 
@@ -174,3 +206,7 @@ class ScanResult:
     retired: frozenset[str] = frozenset()
     """Lineages that left for a reason the source reports itself (a revocation):
     no certificate_removed for them."""
+    chains: tuple[ServedChain, ...] = ()
+    """Chains TLS endpoints served (file stores' chains are re-read from their files)."""
+    crls: tuple[CrlSeen, ...] = ()
+    """CRL files the source watches (the `crl` store, an easy-rsa authority's crl.pem)."""

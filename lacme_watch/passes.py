@@ -25,11 +25,12 @@ from .dispatch import EventDispatcher
 from .errors import SourceError
 from .events import ChallengeFailed, Event, Heartbeat
 from .metrics import PassMetrics
-from .observations import Issuance, Observation, Problem, ScanResult
+from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .plugins import Source
 from .reader import CertificateReader
 from .routes import route
 from .statedb import SourceChange, StateStore
+from .verify import findings, verifier_for
 from .wording import plural
 
 _log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class Scanned:
     failed_sources: frozenset[str] = frozenset()
     files_parsed: int = 0
     files_reused: int = 0
+    crls: tuple[tuple[str, CrlSeen], ...] = ()
+    findings: tuple[tuple[str, str, str], ...] = ()
+    """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -66,6 +70,9 @@ class PassReport:
     issuances: list[Issuance] = field(default_factory=list)
     read_errors: int = 0
     """Unreadable inputs counted over every pass of this state_dir (x509_read_errors)."""
+    crls: list[tuple[str, CrlSeen]] = field(default_factory=list)
+    findings: list[tuple[str, str, str]] = field(default_factory=list)
+    """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -79,6 +86,8 @@ class PassReport:
             files_parsed=scanned.files_parsed,
             files_reused=scanned.files_reused,
             issuances=list(scanned.issuances),
+            crls=list(scanned.crls),
+            findings=list(scanned.findings),
         )
 
     @property
@@ -120,7 +129,10 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     issuances: list[Issuance] = []
     failed: set[str] = set()
     parsed = reused = 0
+    crls: list[tuple[str, CrlSeen]] = []
+    wrong: list[tuple[str, str, str]] = []
     authority_ids = {source.id for source in config.authorities}
+    verifier = verifier_for(config, store, now)
     for source in config.sources:
         previous = store.load_snapshot(source.id)
         files_before = store.load_files(source.id)
@@ -142,6 +154,17 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         after, found = detect(
             previous, scan, source=source.id, now=now, policy=config.policy, authorities=authorities
         )
+        after, verified = verifier.verify(
+            previous,
+            after,
+            scan,
+            reader,
+            now=now,
+            signers=signers,
+            revocation=source.id not in authority_ids and config.checks_revocation(source.id),
+        )
+        crls += [(source.id, crl) for crl in scan.crls]
+        wrong += [(source.id, *finding) for finding in findings(after)]
         changes.append(
             SourceChange(
                 before=previous,
@@ -150,7 +173,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
                 files_after=files_before if scan.failed else reader.files,
             )
         )
-        events += found
+        events += found + verified
         problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
         inventory += [(source.id, o) for o in after.certificates.values()]
         if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
@@ -174,6 +197,8 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         failed_sources=frozenset(failed),
         files_parsed=parsed,
         files_reused=reused,
+        crls=tuple(crls),
+        findings=tuple(wrong),
     )
 
 
@@ -323,6 +348,7 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         last_success=store.last_success(),
         events=len(report.envelopes),
         read_errors=report.read_errors,
+        crls=tuple(report.crls),
     )
 
 

@@ -63,6 +63,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "certbot": "lacme_watch.stores.certbot:CertbotStore",
         "dehydrated": "lacme_watch.stores.dehydrated:DehydratedStore",
         "tls": "lacme_watch.stores.tls:TlsStore",
+        "crl": "lacme_watch.stores.crl:CrlStore",
     },
     "lacme_watch.authorities": {
         "lacme": "lacme_watch.authorities.lacme:LacmeAuthority",

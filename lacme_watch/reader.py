@@ -81,6 +81,9 @@ class CertificateReader:
         """Every file read or reused in this scan: the cache for the next one."""
         self.parsed = 0
         self.reused = 0
+        self.bundles: list[tuple[str, str, tuple[CertificateFacts, ...]]] = []
+        """(lineage, path, certificates in file order) of every file read through
+        bundle(): the chains to check."""
 
     # -- public API for sources ------------------------------------------------
 
@@ -109,6 +112,13 @@ class CertificateReader:
             return read
         return read[0].decode("utf-8", errors="replace")
 
+    def read_bytes(self, path: str) -> bytes | Problem:
+        """A small file's bytes, uncached and capped (a CRL, PEM or DER)."""
+        if looks_like_private_key(path):
+            return Problem(path, "no_certificate_found", "named like a private key: not opened")
+        read = self._read(path)
+        return read if isinstance(read, Problem) else read[0]
+
     def load_certificates(self, path: str) -> list[x509.Certificate] | Problem:
         """Parsed certificates, uncached: for the few CA files whose keys verify others."""
         if looks_like_private_key(path):
@@ -135,6 +145,7 @@ class CertificateReader:
         found = self.read_certificates(path)
         if isinstance(found, Problem):
             return found
+        self.bundles.append((lineage, path, found))
         observations: list[Observation] = []
         for position, facts in enumerate(found):
             if position and not self.chain:
@@ -164,6 +175,11 @@ class CertificateReader:
                     )
                 )
         return observations
+
+    def unchanged(self, path: str) -> bool:
+        """True when this scan reused the file from last pass's cache (same identity)."""
+        cached = self.files.get(path)
+        return cached is not None and cached is self._previous.get(path)
 
     # -- internals -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .cloudevents import Envelope, from_json, to_json
+from .crl import CachedCrl
 from .detect import SourceSnapshot
 from .errors import StoreError
 from .observations import Issuance, Observation, Problem
@@ -62,6 +63,9 @@ CREATE TABLE IF NOT EXISTS issuances (
 CREATE INDEX IF NOT EXISTS issuances_by_time ON issuances (issued_at);
 CREATE TABLE IF NOT EXISTS rate_warnings (
     rule TEXT NOT NULL, key TEXT NOT NULL, warned_at REAL NOT NULL, PRIMARY KEY (rule, key));
+CREATE TABLE IF NOT EXISTS crl_cache (
+    url TEXT PRIMARY KEY, body BLOB NOT NULL, fetched_at REAL NOT NULL, etag TEXT,
+    last_modified TEXT, next_update REAL);
 """
 
 
@@ -424,6 +428,40 @@ class StateStore:
             )
             (total,) = db.execute("SELECT value FROM meta WHERE key = 'read_errors'").fetchone()
         return int(total)
+
+    # -- CRL cache (a cache: written on its own, losing it costs one more download) -----
+
+    def load_crl(self, url: str) -> CachedCrl | None:
+        row = self._db.execute(
+            "SELECT body, fetched_at, etag, last_modified, next_update FROM crl_cache"
+            " WHERE url = ?",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        body, fetched_at, etag, last_modified, next_update = row
+        return CachedCrl(
+            url=url,
+            body=bytes(body),
+            fetched_at=datetime.fromtimestamp(fetched_at, UTC),
+            etag=etag,
+            last_modified=last_modified,
+            next_update=None if next_update is None else datetime.fromtimestamp(next_update, UTC),
+        )
+
+    def save_crl(self, cached: CachedCrl) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO crl_cache VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    cached.url,
+                    cached.body,
+                    _epoch(cached.fetched_at),
+                    cached.etag,
+                    cached.last_modified,
+                    None if cached.next_update is None else _epoch(cached.next_update),
+                ),
+            )
 
     # -- history -------------------------------------------------------------------
 

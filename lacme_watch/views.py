@@ -19,7 +19,7 @@ from rich.table import Table
 from .cloudevents import Envelope, format_time, to_cloudevent
 from .delivery import DeliveryReport
 from .detect import EXPIRED, Policy, days_remaining
-from .observations import Observation, Problem
+from .observations import CrlSeen, Observation, Problem
 from .passes import PassReport
 from .statedb import Delivery, HistoryEntry
 from .wording import plural
@@ -140,10 +140,17 @@ class CertificateRow:
     threshold: str | None
     path: str
     fingerprint: str
+    findings: tuple[str, ...] = ()
+    """What is wrong besides the date: `chain incomplete`, `revoked`, `not www.example.com`."""
 
     @classmethod
     def of(
-        cls, source: str, observation: Observation, policy: Policy, now: datetime
+        cls,
+        source: str,
+        observation: Observation,
+        policy: Policy,
+        now: datetime,
+        findings: Sequence[str] = (),
     ) -> CertificateRow:
         facts = observation.certificate
         crossed = policy.crossed(facts.not_before, facts.not_after, now)
@@ -160,6 +167,7 @@ class CertificateRow:
             threshold=crossed[0] if crossed else None,
             path=observation.path,
             fingerprint=facts.fingerprint,
+            findings=tuple(findings),
         )
 
     def as_json(self) -> dict[str, object]:
@@ -175,17 +183,83 @@ class CertificateRow:
             "threshold": self.threshold,
             "path": self.path,
             "fingerprint": self.fingerprint,
+            "findings": list(self.findings),
         }
 
     def cells(self) -> list[Cell]:
         name = self.name if self.role == "leaf" else f"{self.name} ({self.role})"
         state = f"{self.state} ({self.threshold})" if self.state == "expiring" else self.state
+        state += "".join(f"; {finding}" for finding in self.findings)
+        # Fine by date but chained, served or revoked wrongly is no green.
+        style = "yellow" if self.findings and self.state == "ok" else _STATE_STYLE[self.state]
         return [
             Cell(name),
             Cell(self.store),
             Cell(" ".join(self.names)),
             Cell(format_time(self.not_after)[:10]),
             Cell(str(self.days_left)),
+            Cell(state, style),
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrlRow:
+    """One CRL file in `status`: when it lapses, and whether that is soon."""
+
+    authority: str
+    store: str
+    path: str
+    role: str
+    number: int | None
+    this_update: datetime
+    next_update: datetime | None
+    days_left: int | None
+    state: str
+    threshold: str | None
+    fingerprint: str
+
+    @classmethod
+    def of(cls, source: str, crl: CrlSeen, policy: Policy, now: datetime) -> CrlRow:
+        crossed = policy.crossed(crl.this_update, crl.next_update, now) if crl.next_update else []
+        state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
+        return cls(
+            authority=crl.issuer_cn or crl.issuer,
+            store=source,
+            path=crl.path,
+            role=crl.role,
+            number=crl.number,
+            this_update=crl.this_update,
+            next_update=crl.next_update,
+            days_left=days_remaining(crl.next_update, now) if crl.next_update else None,
+            state=state,
+            threshold=crossed[0] if state == "expiring" else None,
+            fingerprint=crl.fingerprint,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "authority": self.authority,
+            "store": self.store,
+            "path": self.path,
+            "role": self.role,
+            "number": self.number,
+            "this_update": format_time(self.this_update),
+            "next_update": format_time(self.next_update) if self.next_update else None,
+            "days_left": self.days_left,
+            "state": self.state,
+            "threshold": self.threshold,
+            "fingerprint": self.fingerprint,
+        }
+
+    def cells(self) -> list[Cell]:
+        number = "-" if self.number is None else str(self.number)
+        state = f"{self.state} ({self.threshold})" if self.threshold else self.state
+        return [
+            Cell(f"{self.authority} (crl {number})"),
+            Cell(self.store),
+            Cell(self.path),
+            Cell(format_time(self.next_update)[:10] if self.next_update else ""),
+            Cell("" if self.days_left is None else str(self.days_left)),
             Cell(state, _STATE_STYLE[self.state]),
         ]
 

@@ -43,6 +43,15 @@ class Pebble:
     dns_management: str
     """challtestsrv's management address (POST /set-txt answers dns-01)."""
     processes: list[subprocess.Popen[bytes]]
+    management: str = ""
+    """pebble's management address (GET /roots/0 is the root its chains lead to)."""
+
+    def write_root(self, path: Path) -> Path:
+        """Save pebble's (random, per-start) root: the `trust:` bundle its chains need."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        url = f"https://{self.management}/roots/0"
+        path.write_bytes(urllib.request.urlopen(url, context=context, timeout=10).read())
+        return path
 
     def stop(self) -> None:
         for process in self.processes:
@@ -129,6 +138,7 @@ def start_pebble(root: Path) -> Pebble:
         http,
         f"127.0.0.1:{dns_management}",
         [server, dns_server],
+        f"127.0.0.1:{management}",
     )
     context = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + 30

@@ -128,13 +128,17 @@ def watch(
 
 
 @pytest.fixture
-def watched(tmp_path: Path, store_dir: Path) -> tuple[Path, Path]:
-    """A config watching the lacme store and its CA, logging JSON lines; yields (config, log)."""
+def watched(tmp_path: Path, store_dir: Path, acme_ca: trustme.CA) -> tuple[Path, Path]:
+    """A config watching the lacme store and its CA, logging JSON lines; yields (config, log).
+
+    The ACME CA's root is a `trust:` bundle, as a public CA's root is in the system store."""
     log = tmp_path / "events.jsonl"
+    acme_ca.cert_pem.write_to_path(str(tmp_path / "acme-root.pem"))
     config = write_config(
         tmp_path / "lacme-watch.yaml",
         f"""
 state_dir: {tmp_path / "state"}
+trust: [{tmp_path / "acme-root.pem"}]
 stores:
   - type: lacme
     path: {store_dir}

@@ -226,3 +226,42 @@ def test_config_check_reports_a_bad_file_with_exit_2(cli: CliRunner, tmp_path: P
 
     assert result.code == 2
     assert f"{bad}:6: sinks[0].format: expected one of text, json, got 'yaml'" in result.err
+
+
+def test_revocation_is_off_unless_asked_globally_or_per_store() -> None:
+    text = (
+        "revocation: {crl: true, refresh: 2h}\n"
+        "stores:\n"
+        "  - {type: pem, paths: [/etc/ssl/a/*.pem]}\n"
+        "  - {type: pem, paths: [/etc/ssl/b/*.pem], revocation: {crl: false}}\n"
+    )
+    config = build(parse_yaml(text, "c.yaml"), "c.yaml")
+    first, second = (source.id for source in config.stores)
+    assert (config.checks_revocation(first), config.checks_revocation(second)) == (True, False)
+    assert config.revocation.refresh == timedelta(hours=2)
+    default = build(parse_yaml(MINIMAL, "c.yaml"), "c.yaml")
+    assert not default.checks_revocation(default.stores[0].id)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            MINIMAL + "    revocation: {ocsp: true}\n",
+            "lacme-watch.yaml:4: stores[0].revocation.ocsp: unknown key",
+            id="per-store-unknown",
+        ),
+        pytest.param(
+            MINIMAL + "revocation: {crl: yes please}\n",
+            "lacme-watch.yaml:4: revocation.crl: expected",
+            id="global-not-a-boolean",
+        ),
+        pytest.param(
+            MINIMAL + "trust: 3\n",
+            "lacme-watch.yaml:4: trust: expected",
+            id="trust-not-paths",
+        ),
+    ],
+)
+def test_revocation_and_trust_errors_name_the_key(text: str, message: str) -> None:
+    assert message in config_error(text)

@@ -40,6 +40,8 @@ def test_every_type_a_plugin_names_is_exported() -> None:
         "Problem",
         "ScanResult",
         "Issuance",
+        "CrlSeen",
+        "ServedChain",
         "Options",
         "Envelope",
         "Sink",

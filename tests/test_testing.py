@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from lacme import CertificateAuthority, FileStore
 
 from lacme_watch import CertificateReader, Envelope, Problem, ScanResult, SinkError
@@ -28,7 +30,8 @@ from lacme_watch.testing import (
 )
 
 from .authorities.easyrsa_tool import easyrsa
-from .conftest import save_acme_cert
+from .conftest import days, save_acme_cert
+from .hierarchy import certificate, crl
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -102,6 +105,15 @@ def _easyrsa(tmp: Path) -> str:
     return f"type: easyrsa\npath: {pki}"
 
 
+def _crl(tmp: Path) -> str:
+    """A CRL file, as OpenVPN's crl-verify reads it (PEM)."""
+    now = datetime.now(UTC)
+    authority = certificate("Contract CRL CA", issuer=None, not_before=now, not_after=now + days(9))
+    der = crl(authority, [], this_update=now, next_update=now + days(7))
+    (tmp / "crl.pem").write_bytes(x509.load_der_x509_crl(der).public_bytes(Encoding.PEM))
+    return f"type: crl\npaths: ['{tmp / 'crl.pem'}']"
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[TlsServer]:
     leaf = _leaf(trustme.CA(), "svc.example.com")
@@ -114,6 +126,7 @@ Case = Callable[[Path, TlsServer], str]
 
 STORES: dict[str, Case] = {
     "certbot": lambda tmp, _: _certbot(tmp),
+    "crl": lambda tmp, _: _crl(tmp),
     "dehydrated": lambda tmp, _: _dehydrated(tmp),
     "lacme": lambda tmp, _: _lacme(tmp),
     "pem": lambda tmp, _: _pem(tmp),
@@ -142,7 +155,8 @@ def test_every_built_in_store_keeps_the_source_contract(
 ) -> None:
     scan = check_source(_source("stores", STORES[kind](tmp_path, served)))
     assert not scan.failed
-    assert [o for o in scan.observations if o.role == "leaf"], "the case holds a certificate"
+    leaves = [o for o in scan.observations if o.role == "leaf"]
+    assert leaves or scan.crls, "the case holds a certificate (or, for `crl`, a CRL)"
 
 
 @pytest.mark.parametrize(

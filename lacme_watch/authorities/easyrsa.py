@@ -6,7 +6,8 @@ index.txt is OpenSSL's CA database: one row per issued certificate, status V
 certificate is its subject; its current certificate is the valid row with the
 latest expiry whose file still exists (`certs_by_serial/<SERIAL>.pem`, else
 `issued/*.crt`), so easy-rsa's `renew` reads as a renewal. A revocation for any
-reason but `superseded` is reported as `certificate_revoked`, once.
+reason but `superseded` is reported as `certificate_revoked`, once. `pki/crl.pem`
+(`easyrsa gen-crl`) and the `deployed` copies servers read are watched as CRLs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Self
 
+from ..crl import read_crl_file
 from ..events import CertificateRevoked, Event
-from ..observations import Observation, Problem, ScanResult
+from ..observations import CrlSeen, Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader, describe, fingerprint
 
@@ -74,13 +76,15 @@ def parse_index(text: str) -> list[Row]:
 class EasyRsaAuthority:
     """The CA and every certificate its index.txt lists."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, deployed: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.deployed = deployed
+        """Copies of crl.pem that servers read (OpenVPN's crl-verify), compared with it."""
         self.id = f"easyrsa:{path}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        return cls(options.path("path", must_exist=True))
+        return cls(options.path("path", must_exist=True), options.paths("deployed"))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         ca_path = os.path.join(self.path, "ca.crt")
@@ -109,14 +113,29 @@ class EasyRsaAuthority:
         rows = parse_index(index)
         observations, problems = self._current(reader, rows, fingerprint(root))
         events, cursor, retired = self._revocations(cursor, rows, observations)
+        crls = self._crls(reader, problems)
         return ScanResult(
             observations=(authority, *observations),
             problems=tuple(problems),
+            crls=crls,
             signers=(root,),
             events=events,
             cursor=cursor,
             retired=retired,
         )
+
+    def _crls(self, reader: CertificateReader, problems: list[Problem]) -> tuple[CrlSeen, ...]:
+        """pki/crl.pem, if `gen-crl` ever ran, and every deployed copy (which must exist)."""
+        crls: list[CrlSeen] = []
+        current = os.path.join(self.path, "crl.pem")
+        wanted = [(current, "current")] if os.path.lexists(current) else []
+        for path, role in [*wanted, *((copy, "deployed") for copy in self.deployed)]:
+            found = read_crl_file(reader, path, "current" if role == "current" else "deployed")
+            if isinstance(found, Problem):
+                problems.append(found)
+            else:
+                crls.append(found)
+        return tuple(crls)
 
     def _current(
         self, reader: CertificateReader, rows: list[Row], ca: str

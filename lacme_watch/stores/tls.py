@@ -3,15 +3,13 @@
 Each `host:port` is a lineage `tls:host:port`; an endpoint that cannot be reached keeps
 its last certificate (reported `unreachable`). SNI defaults to the host name. The
 served leaf is read with verification off on purpose: an expired or self-signed
-certificate is exactly what must be reported, not refused. Python before 3.13 exposes
-only the leaf of the served chain.
+certificate is exactly what must be reported, not refused. The whole served chain is
+read (through pyOpenSSL, see `_handshake`) and handed on for chain checks.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
-import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Self
@@ -19,9 +17,10 @@ from typing import Self
 from cryptography import x509
 
 from ..errors import ConfigError
-from ..observations import Observation, Problem, ScanResult
+from ..observations import Observation, Problem, ScanResult, ServedChain
 from ..options import Options
 from ..reader import CertificateReader, describe
+from ._handshake import served_chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +69,14 @@ class TlsStore:
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         observations: list[Observation] = []
         problems: list[Problem] = []
+        chains: list[ServedChain] = []
         for endpoint in self.endpoints:
+            server_name = endpoint.sni or (None if _is_address(endpoint.host) else endpoint.host)
             try:
-                der = self._served(endpoint)
-                certificate = x509.load_der_x509_certificate(der)
+                served = served_chain(
+                    endpoint.host, endpoint.port, server_name, self.timeout.total_seconds()
+                )
+                certificate = x509.load_der_x509_certificate(served[0])
             except (OSError, ValueError) as exc:
                 detail = str(exc) or type(exc).__name__
                 problems.append(
@@ -97,22 +100,17 @@ class TlsStore:
                     certificate=facts,
                 )
             )
-        return ScanResult(observations=tuple(observations), problems=tuple(problems))
-
-    def _served(self, endpoint: Endpoint) -> bytes:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # read what is served, valid or not
-        server_name = endpoint.sni or (None if _is_address(endpoint.host) else endpoint.host)
-        timeout = self.timeout.total_seconds()
-        with (
-            socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=server_name) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-        if not der:
-            raise ValueError("the server sent no certificate")
-        return der
+            chains.append(
+                ServedChain(
+                    lineage=endpoint.lineage,
+                    location=f"{endpoint.host}:{endpoint.port}",
+                    requested_name=server_name,
+                    certificates=tuple(served),
+                )
+            )
+        return ScanResult(
+            observations=tuple(observations), problems=tuple(problems), chains=tuple(chains)
+        )
 
 
 def _is_address(host: str) -> bool:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from lacme_watch import testing
+from lacme_watch.cloudevents import wrap
 from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
-from lacme_watch.events import EVENT_TYPES, ChallengeFailed
+from lacme_watch.events import (
+    EVENT_TYPES,
+    CertificateRevoked,
+    ChainProblem,
+    ChallengeFailed,
+    CrlExpiring,
+)
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.email import EmailSink
 
@@ -262,3 +269,40 @@ def test_a_server_that_is_down_queues_the_digest_until_it_is_back(tmp_path: Path
         assert (up.delivered, up.failures) == (3, {})
         assert len(mailbox.messages) == 1  # one digest, not three mails
         assert store.pending() == []
+
+
+def test_lapsing_crls_revocations_and_chains_come_right_after_expiry(smtp_server: Mailbox) -> None:
+    when = datetime(2026, 11, 22, tzinfo=UTC)
+    news = [
+        ChainProblem(
+            domain="shop.example.com",
+            location="shop.example.com:443",
+            reason="expired",
+            certificate_subject="CN=Old Intermediate",
+            certificate_serial="01",
+            certificate_fingerprint="ab" * 32,
+            certificate_not_after=when,
+        ),
+        CrlExpiring(
+            authority="VPN CA", path="/etc/openvpn/crl.pem", next_update=when, days_remaining=1
+        ),
+        CertificateRevoked(
+            domain="vpn.example.com",
+            domains=("vpn.example.com",),
+            expires_at=when,
+            reason="keyCompromise",
+            revoked_at=when,
+        ),
+    ]
+    plain_sink(smtp_server).deliver(
+        [*sample_envelopes(), *(wrap(e, host="web1.example.com", time=when) for e in news)]
+    )
+
+    text = smtp_server.messages[0].get_body(("plain",))
+    assert text is not None
+    plain = text.get_content()
+    order = ["Expiring (1)", "CRL about to lapse (1)", "Revoked (1)", "Broken chains (1)"]
+    assert [plain.index(heading) for heading in order] == sorted(
+        plain.index(heading) for heading in order
+    )
+    assert "shop.example.com at shop.example.com:443: expired (CN=Old Intermediate" in plain

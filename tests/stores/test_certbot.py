@@ -28,8 +28,10 @@ def certbot(pebble: Pebble, tmp_path: Path) -> Certbot:
 def config_for(tmp_path: Path, certbot: Certbot) -> tuple[Path, Path]:
     log = tmp_path / "events.jsonl"
     config = tmp_path / "c.yaml"
+    root = certbot.pebble.write_root(tmp_path / "pebble-root.pem")
     config.write_text(
         f"state_dir: {tmp_path / 'state'}\n"
+        f"trust: [{root}]\n"
         f"stores:\n  - type: certbot\n    path: {certbot.config_dir}\n    log: {certbot.log}\n"
         f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
     )

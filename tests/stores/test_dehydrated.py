@@ -22,8 +22,10 @@ def test_issue_renew_a_failed_run_and_the_invalid_challenge_hook(
     log = tmp_path / "events.jsonl"
     config = tmp_path / "c.yaml"
     dehydrated = Dehydrated(pebble, tmp_path / "dehydrated")
+    root = pebble.write_root(tmp_path / "pebble-root.pem")
     config.write_text(
         f"state_dir: {tmp_path / 'state'}\n"
+        f"trust: [{root}]\n"
         f"stores:\n  - type: dehydrated\n    path: {dehydrated.certs}\n"
         f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
     )

@@ -32,10 +32,16 @@ def served(ca: trustme.CA, tmp_path: Path) -> Iterator[TlsServer]:
     server.stop()
 
 
-def write_config(tmp_path: Path, port: int, certs: Path) -> tuple[Path, Path]:
+def write_config(
+    tmp_path: Path, port: int, certs: Path, trust: trustme.CA | None = None
+) -> tuple[Path, Path]:
     log, config = tmp_path / "events.jsonl", tmp_path / "c.yaml"
+    roots = ""
+    if trust is not None:
+        trust.cert_pem.write_to_path(str(tmp_path / "root.pem"))
+        roots = f"trust: [{tmp_path / 'root.pem'}]\n"
     config.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
+        f"state_dir: {tmp_path / 'state'}\n{roots}"
         f"stores:\n  - type: tls\n    endpoints: ['127.0.0.1:{port}/svc.example.com']\n"
         "    timeout: 3s\n"
         f"  - type: pem\n    paths: ['{certs}/*.pem']\n"
@@ -53,7 +59,7 @@ def test_a_served_certificate_older_than_the_stores_is_a_stale_deployment(
         "svc.example.com", not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=89)
     )
     (certs / "svc.pem").write_bytes(renewed.cert_chain_pems[0].bytes())
-    config, log = write_config(tmp_path, served.port, certs)
+    config, log = write_config(tmp_path, served.port, certs, trust=ca)
 
     first = cli("--config", str(config), "watch", "--once")
     second = cli("--config", str(config), "watch", "--once")
@@ -75,18 +81,24 @@ def test_a_served_certificate_older_than_the_stores_is_a_stale_deployment(
 
 
 def test_an_expired_self_signed_certificate_is_read_anyway(cli: CliRunner, tmp_path: Path) -> None:
-    expired = trustme.CA().issue_cert(
+    authority = trustme.CA()
+    expired = authority.issue_cert(
         "old.example.com", not_before=NOW - timedelta(days=100), not_after=NOW - timedelta(days=3)
     )
     server = TlsServer(expired.cert_chain_pems[0].bytes(), expired.private_key_pem.bytes())
     try:
         (tmp_path / "certs").mkdir()
-        config, log = write_config(tmp_path, server.port, tmp_path / "certs")
+        config, log = write_config(tmp_path, server.port, tmp_path / "certs", trust=authority)
         assert cli("--config", str(config), "watch", "--once").code == 0
     finally:
         server.stop()
-    (event,) = read_events(log)
+    event, mismatch = read_events(log)
     assert (event["type"], event["subject"]) == ("lacme.certificate_expiring", "old.example.com")
+    # It was asked for svc.example.com (the SNI name in the config): not a name it covers.
+    assert (mismatch["type"], mismatch["subject"]) == (
+        "lacme.deployment_mismatch",
+        "svc.example.com",
+    )
 
 
 def test_an_unreachable_endpoint_keeps_its_lineage(

@@ -1,0 +1,144 @@
+"""Chain analysis: what is wrong with a chain of certificates, leaf first. Pure.
+
+A client builds a path from the leaf to a root it trusts. What a server sends (or a
+fullchain.pem holds) can break that in ways the leaf's expiry never shows: an
+intermediate missing, in the wrong place, not the one that signed the certificate
+before it, expired, expiring, or outliving nothing because it expires before the leaf.
+Links are checked by signature (`verify_directly_issued_by`), never by name alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from .detect import EXPIRED, Policy
+from .observations import CertificateFacts
+
+REASONS = (
+    "incomplete",
+    "misordered",
+    "wrong_issuer",
+    "expired",
+    "expiring",
+    "intermediate_expires_before_leaf",
+    "revoked",
+)
+"""`chain_problem.reason` is one of these."""
+STRUCTURAL = frozenset({"incomplete", "misordered", "wrong_issuer"})
+"""Reasons that depend on the certificates and the anchors only, not on the time."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One reason a chain is broken, and the position of the certificate concerned."""
+
+    reason: str
+    position: int
+    threshold: str | None = None
+
+
+def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+    """True when `issuer`'s name and key verify `certificate`'s signature."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def digest(fingerprints: Sequence[str]) -> str:
+    """Names a chain by its certificates in order: a changed chain re-arms its findings."""
+    return hashlib.sha256(":".join(fingerprints).encode()).hexdigest()[:16]
+
+
+class Anchors:
+    """Trust anchors (system store, `trust` bundles, watched CAs), indexed by subject."""
+
+    def __init__(self, certificates: Sequence[x509.Certificate]) -> None:
+        self._by_subject: dict[bytes, list[x509.Certificate]] = {}
+        for certificate in certificates:
+            self._by_subject.setdefault(certificate.subject.public_bytes(), []).append(certificate)
+
+    def issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
+        """The anchor whose key signed `certificate`, if any."""
+        for candidate in self._by_subject.get(certificate.issuer.public_bytes(), []):
+            if signs(candidate, certificate):
+                return candidate
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self._by_subject.values())
+
+
+def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Finding]:
+    """misordered, wrong_issuer or incomplete: at most one, the first that explains it.
+
+    Each certificate after the leaf must have signed the one before it. When a link
+    fails and another certificate of the chain did sign it, the chain is misordered;
+    when none did, the certificate there is the wrong issuer. A chain whose links all
+    hold is incomplete when no trust anchor signed any of its certificates.
+    """
+    for position in range(len(chain) - 1):
+        child, parent = chain[position], chain[position + 1]
+        if signs(parent, child):
+            continue
+        elsewhere = any(
+            signs(other, child)
+            for index, other in enumerate(chain)
+            if index not in (position, position + 1)
+        )
+        reason = "misordered" if elsewhere else "wrong_issuer"
+        return [Finding(reason=reason, position=position + 1)]
+    if any(anchors.issuer_of(certificate) is not None for certificate in chain):
+        return []
+    return [Finding(reason="incomplete", position=len(chain) - 1)]
+
+
+def lifetimes(chain: Sequence[CertificateFacts], now: datetime, policy: Policy) -> list[Finding]:
+    """expired / expiring / intermediate_expires_before_leaf, for every certificate after
+    the leaf (the leaf's own expiry is certificate_expiring's business).
+
+    From the facts alone, so an unchanged file is judged again without being read."""
+    if len(chain) < 2:
+        return []
+    leaf_not_after = chain[0].not_after
+    findings: list[Finding] = []
+    expired = expiring = before_leaf = False
+    for position, facts in enumerate(chain[1:], start=1):
+        crossed = policy.crossed(facts.not_before, facts.not_after, now)
+        if crossed[:1] == [EXPIRED]:
+            if not expired:
+                findings.append(Finding(reason="expired", position=position))
+                expired = True
+            continue  # that it also ends before the leaf goes without saying
+        if crossed and not expiring:
+            findings += [
+                Finding(reason="expiring", position=position, threshold=label) for label in crossed
+            ]
+            expiring = True
+        # A root sent along is not what the leaf's path depends on (clients use their own).
+        is_root = facts.subject == facts.issuer
+        if facts.not_after < leaf_not_after and not before_leaf and not is_root:
+            findings.append(Finding(reason="intermediate_expires_before_leaf", position=position))
+            before_leaf = True
+    return findings
+
+
+def covers(names: Sequence[str], host: str) -> bool:
+    """True when a certificate's names cover `host` (one leftmost-label wildcard, RFC 6125)."""
+    wanted = host.rstrip(".").lower()
+    for name in names:
+        pattern = name.rstrip(".").lower()
+        if pattern == wanted:
+            return True
+        if pattern.startswith("*.") and "." in wanted:
+            first, _, rest = wanted.partition(".")
+            if first and rest == pattern[2:]:
+                return True
+    return False

@@ -1,0 +1,397 @@
+"""After detection, per source: chains, host names, revocation and CRL freshness.
+
+What `detect()` cannot see from one certificate's facts: whether the chain beside it
+(a fullchain.pem, what an endpoint serves) leads to a trusted root, whether the
+endpoint's certificate covers the name it was asked for, whether its CA revoked it,
+and whether a CRL that servers load is about to lapse or was never deployed. Each
+finding is reported once, remembered as a mark in the source's snapshot (committed
+with the pass), and re-armed when what it is about changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
+
+from . import chains, freshness
+from .chains import Anchors, Finding
+from .config import Config
+from .crl import CrlCache, CrlFetcher, Revocation
+from .detect import Policy, SourceSnapshot
+from .events import (
+    CertificateRevoked,
+    CertificateUnreadable,
+    ChainProblem,
+    DeploymentMismatch,
+    Event,
+)
+from .freshness import Mark
+from .observations import CertificateFacts, CrlSeen, Observation, Problem, ScanResult
+from .reader import CertificateReader, describe, signers_digest
+
+_CHAIN_MARKS = ("chain:", "mismatch:")
+
+
+@functools.cache
+def system_anchors() -> tuple[x509.Certificate, ...]:
+    """The roots the system trusts (OpenSSL's default CA file or directory)."""
+    paths = ssl.get_default_verify_paths()
+    found: list[x509.Certificate] = []
+    files = [paths.cafile] if paths.cafile else []
+    if not files and paths.capath and os.path.isdir(paths.capath):
+        files = [os.path.join(paths.capath, name) for name in sorted(os.listdir(paths.capath))]
+    for path in files:
+        try:
+            with open(path, "rb") as stream, warnings.catch_warnings():
+                # Some distributions still ship a root with a non-positive serial.
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                found += x509.load_pem_x509_certificates(stream.read())
+        except (OSError, ValueError):
+            continue  # one unreadable file in the system store is not ours to report
+    return tuple(found)
+
+
+@dataclass(slots=True, kw_only=True)
+class Verifier:
+    """What every source's checks share in one pass."""
+
+    policy: Policy
+    anchors: Sequence[x509.Certificate]
+    fetcher: CrlFetcher | None = None
+    """None when no source checks revocation."""
+
+    def verify(
+        self,
+        previous: SourceSnapshot | None,
+        after: SourceSnapshot,
+        scan: ScanResult,
+        reader: CertificateReader,
+        *,
+        now: datetime,
+        signers: Sequence[x509.Certificate] = (),
+        revocation: bool = False,
+    ) -> tuple[SourceSnapshot, list[Event]]:
+        """The source's snapshot with this pass's marks, and the events for new ones."""
+        if scan.failed:
+            return after, []
+        run = _Run(
+            source=after.source,
+            before=previous.reported if previous else frozenset(),
+            anchors=Anchors([*self.anchors, *signers]),
+            trusted=signers_digest([*self.anchors, *signers]),
+            fetcher=self.fetcher if revocation else None,
+            policy=self.policy,
+            now=now,
+        )
+        for lineage, path, facts in reader.bundles:
+            observation = after.certificates.get(lineage)
+            if observation is None or observation.role != "leaf" or observation.path != path:
+                continue
+            if not facts:
+                continue
+            is_chain = len(facts) > 1 or "fullchain" in os.path.basename(path)
+            run.certificate(
+                observation,
+                path,
+                facts,
+                functools.partial(_load, reader, path),
+                chain=is_chain and not facts[0].is_ca,
+                unchanged=reader.unchanged(path),
+            )
+        for served in scan.chains:
+            observation = after.certificates.get(served.lineage)
+            if observation is None:
+                continue
+            try:
+                certificates = [x509.load_der_x509_certificate(der) for der in served.certificates]
+            except ValueError:
+                continue
+            run.certificate(
+                observation,
+                served.location,
+                [describe(certificate) for certificate in certificates],
+                functools.partial(_given, certificates),
+                chain=True,
+                unchanged=False,
+            )
+            run.mismatch(observation, served.requested_name)
+        run.crls(scan.crls)
+        return run.finish(after, previous)
+
+
+def _given(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
+    return certificates
+
+
+def _load(reader: CertificateReader, path: str) -> list[x509.Certificate] | None:
+    loaded = reader.load_certificates(path)
+    return None if isinstance(loaded, Problem) or not loaded else loaded
+
+
+@dataclass(slots=True, kw_only=True)
+class _Run:
+    """One source's checks in one pass: the marks found and the events they cause."""
+
+    source: str
+    before: frozenset[Mark]
+    anchors: Anchors
+    trusted: str
+    """Names the set of anchors: a chain judged against other roots is judged again."""
+    fetcher: CrlFetcher | None
+    policy: Policy
+    now: datetime
+    marks: set[Mark] = field(default_factory=set)
+    analysed: set[str] = field(default_factory=set)
+    crl_lineages: set[str] = field(default_factory=set)
+    events: list[Event] = field(default_factory=list)
+    problems: set[Problem] = field(default_factory=set)
+    _indexed: dict[tuple[str, str], list[Mark]] | None = None
+
+    def certificate(
+        self,
+        observation: Observation,
+        location: str,
+        facts: Sequence[CertificateFacts],
+        load: Callable[[], Sequence[x509.Certificate] | None],
+        *,
+        chain: bool,
+        unchanged: bool,
+    ) -> None:
+        """Revocation of the leaf, and (for a chain) what is wrong with the chain.
+
+        Structure needs the certificates themselves; an unchanged file already judged
+        against the same anchors keeps last pass's verdict without being read again.
+        """
+        certificates = load() if self.fetcher is not None else None
+        if certificates:
+            leaf = certificates[0]
+            self._revocation(observation, leaf, self._issuer(leaf, certificates))
+        if not chain:
+            return
+        self.analysed.add(observation.lineage)
+        name = chains.digest([f.fingerprint for f in facts])
+        prefix = f"chain:{name}:"
+        checked = (observation.lineage, observation.fingerprint, f"{prefix}checked:{self.trusted}")
+        findings: list[Finding] = []
+        if unchanged and checked in self.before:
+            self.marks |= {
+                mark
+                for mark in self._before_by_certificate().get(checked[:2], ())
+                if mark[2].startswith(prefix) and mark[2].removeprefix(prefix) in chains.STRUCTURAL
+            }
+        else:
+            certificates = certificates or load()
+            if not certificates:
+                return
+            findings += chains.structure(certificates, self.anchors)
+        self.marks.add(checked)
+        findings += chains.lifetimes(facts, self.now, self.policy)
+        if self.fetcher is not None and certificates:
+            findings += self._revoked_intermediates(certificates)
+        reported: set[str] = set()
+        for finding in findings:
+            label = prefix + finding.reason
+            if finding.threshold:
+                label += f":{finding.threshold}"
+            mark = (observation.lineage, observation.fingerprint, label)
+            self.marks.add(mark)
+            if mark in self.before or finding.reason in reported:
+                continue  # several expiring thresholds at once: the most urgent speaks
+            reported.add(finding.reason)
+            self.events.append(
+                _chain_event(self.source, observation, location, facts[finding.position], finding)
+            )
+
+    def _before_by_certificate(self) -> dict[tuple[str, str], list[Mark]]:
+        """Last pass's marks by (lineage, fingerprint), built once per source."""
+        if self._indexed is None:
+            self._indexed = {}
+            for mark in self.before:
+                self._indexed.setdefault(mark[:2], []).append(mark)
+        return self._indexed
+
+    def mismatch(self, observation: Observation, requested: str | None) -> None:
+        if not requested or chains.covers(observation.certificate.names, requested):
+            return
+        mark = (observation.lineage, observation.fingerprint, f"mismatch:{requested.lower()}")
+        self.marks.add(mark)
+        if mark in self.before:
+            return
+        facts = observation.certificate
+        self.events.append(
+            DeploymentMismatch(
+                store=self.source,
+                lineage=observation.lineage,
+                path=observation.path,
+                fingerprint=facts.fingerprint,
+                serial=facts.serial,
+                issuer=facts.issuer,
+                not_before=facts.not_before,
+                host=observation.lineage.removeprefix("tls:"),
+                domain=requested,
+                domains=facts.names,
+                expires_at=facts.not_after,
+                requested_name=requested,
+            )
+        )
+
+    def crls(self, seen: Iterable[CrlSeen]) -> None:
+        listed = list(seen)
+        self.crl_lineages |= {crl.lineage for crl in listed}
+        marks, events = freshness.crl_freshness(
+            self.source, listed, self.before, self.policy, self.now
+        )
+        self.marks |= marks
+        self.events += events
+
+    def _issuer(
+        self, certificate: x509.Certificate, chain: Sequence[x509.Certificate]
+    ) -> x509.Certificate | None:
+        for candidate in chain:
+            if candidate is not certificate and chains.signs(candidate, certificate):
+                return candidate
+        return self.anchors.issuer_of(certificate)
+
+    def _revocation(
+        self, observation: Observation, leaf: x509.Certificate, issuer: x509.Certificate | None
+    ) -> None:
+        assert self.fetcher is not None  # noqa: S101  # only called when revocation is on
+        if issuer is None:
+            return  # no issuer to verify a CRL with; an incomplete chain is reported as such
+        found = self.fetcher.check(leaf, issuer)
+        if isinstance(found, Problem):
+            self.problems.add(found)
+        elif isinstance(found, Revocation):
+            mark = (observation.lineage, observation.fingerprint, "revoked:crl")
+            self.marks.add(mark)
+            if mark not in self.before:
+                self.events.append(_revoked(self.source, observation, found))
+
+    def _revoked_intermediates(self, chain: Sequence[x509.Certificate]) -> list[Finding]:
+        assert self.fetcher is not None  # noqa: S101  # only called when revocation is on
+        findings: list[Finding] = []
+        for position, certificate in enumerate(chain[1:], start=1):
+            issuer = self._issuer(certificate, chain)
+            if issuer is None or issuer is certificate:
+                continue
+            found = self.fetcher.check(certificate, issuer)
+            if isinstance(found, Problem):
+                self.problems.add(found)
+            elif isinstance(found, Revocation):
+                findings.append(Finding(reason="revoked", position=position))
+                break
+        return findings
+
+    def finish(
+        self, after: SourceSnapshot, previous: SourceSnapshot | None
+    ) -> tuple[SourceSnapshot, list[Event]]:
+        kept = {
+            mark
+            for mark in after.reported
+            if not (mark[0] in self.analysed and mark[2].startswith(_CHAIN_MARKS))
+        }
+        # detect() keeps marks only for certificates; a CRL not read this pass keeps its own.
+        kept |= {
+            mark
+            for mark in self.before
+            if mark[2].startswith(("crl:", "crl-stale")) and mark[0] not in self.crl_lineages
+        }
+        old_problems = previous.problems if previous else frozenset()
+        for problem in sorted(self.problems - old_problems, key=lambda p: (p.path, p.reason)):
+            self.events.append(
+                CertificateUnreadable(
+                    store=self.source,
+                    path=problem.path,
+                    reason=problem.reason,
+                    detail=problem.detail,
+                    seen_at=self.now,
+                )
+            )
+        updated = replace(
+            after,
+            reported=frozenset(kept | self.marks),
+            problems=after.problems | self.problems,
+        )
+        return updated, self.events
+
+
+def _chain_event(
+    source: str,
+    observation: Observation,
+    location: str,
+    concerned: CertificateFacts,
+    finding: Finding,
+) -> ChainProblem:
+    return ChainProblem(
+        store=source,
+        lineage=observation.lineage,
+        path=observation.path,
+        fingerprint=observation.fingerprint,
+        serial=observation.certificate.serial,
+        issuer=observation.certificate.issuer,
+        domain=observation.domain,
+        location=location,
+        reason=finding.reason,
+        certificate_subject=concerned.subject,
+        certificate_serial=concerned.serial,
+        certificate_fingerprint=concerned.fingerprint,
+        certificate_not_after=concerned.not_after,
+        threshold=finding.threshold,
+    )
+
+
+def _revoked(source: str, observation: Observation, found: Revocation) -> CertificateRevoked:
+    facts = observation.certificate
+    return CertificateRevoked(
+        store=source,
+        lineage=observation.lineage,
+        path=observation.path,
+        fingerprint=facts.fingerprint,
+        serial=facts.serial,
+        issuer=facts.issuer,
+        not_before=facts.not_before,
+        domain=observation.domain,
+        domains=observation.domains,
+        expires_at=facts.not_after,
+        reason=found.reason,
+        revoked_at=found.revoked_at,
+    )
+
+
+def verifier_for(config: Config, cache: CrlCache, now: datetime) -> Verifier:
+    """One pass's Verifier: the system's roots, `trust:` bundles, and a CRL fetcher when
+    any source checks revocation."""
+    anchors = list(system_anchors())
+    for path in config.trust:
+        try:
+            with open(path, "rb") as stream:
+                anchors += x509.load_pem_x509_certificates(stream.read())
+        except (OSError, ValueError):
+            continue  # `config check` warns of a missing bundle; its roots are not trusted
+    wanted = any(config.checks_revocation(source.id) for source in config.stores)
+    fetcher = CrlFetcher(config.revocation, cache, now) if wanted else None
+    return Verifier(policy=config.policy, anchors=anchors, fetcher=fetcher)
+
+
+def findings(snapshot: SourceSnapshot) -> list[tuple[str, str]]:
+    """(lineage, what holds now) from a snapshot's marks, for `status`: `chain incomplete`,
+    `revoked`, `not www.example.com`."""
+    found: list[tuple[str, str]] = []
+    for lineage, _, label in sorted(snapshot.reported):
+        if label.startswith("chain:"):
+            reason = label.split(":")[2]
+            if reason != "checked":
+                found.append((lineage, f"chain {reason}"))
+        elif label.startswith("mismatch:"):
+            found.append((lineage, f"not {label.removeprefix('mismatch:')}"))
+        elif label == "revoked:crl":
+            found.append((lineage, "revoked"))
+    return sorted(set(found))

@@ -1,0 +1,232 @@
+"""Broken chains, stored in fullchain.pem files and served by `openssl s_server -cert_chain`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+
+from lacme_watch.chains import Anchors, covers, structure
+
+from .conftest import CliRunner, data, days, kinds, read_events, watch, write_config
+from .hierarchy import Issued, OpenSslServer, certificate, pem
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOST = "leaf.example.test"
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Issued]:
+    """root -> intermediate -> leaf, and the intermediates' other certificates."""
+    root = certificate(
+        "Test Root X1", issuer=None, not_before=NOW - days(3000), not_after=NOW + days(3000)
+    )
+    legacy = certificate(
+        "Legacy Root", issuer=None, not_before=NOW - days(4000), not_after=NOW + days(2000)
+    )
+    inter = certificate(
+        "Test Intermediate R1", issuer=root, not_before=NOW - days(300), not_after=NOW + days(800)
+    )
+    key = inter.key
+
+    def again(not_before: datetime, not_after: datetime, issuer: Issued = root) -> Issued:
+        return certificate(
+            "Test Intermediate R1",
+            issuer=issuer,
+            key=key,
+            not_before=not_before,
+            not_after=not_after,
+        )
+
+    return {
+        "root": root,
+        "inter": inter,
+        "leaf": certificate(
+            HOST,
+            issuer=inter,
+            ca=False,
+            names=(HOST,),
+            not_before=NOW - days(10),
+            not_after=NOW + days(80),
+        ),
+        # Root X1 cross-signed by an older root, as ISRG Root X1 was by DST Root CA X3.
+        "cross": certificate(
+            "Test Root X1",
+            issuer=legacy,
+            key=root.key,
+            not_before=NOW - days(900),
+            not_after=NOW + days(1500),
+        ),
+        "expired": again(NOW - days(1000), NOW - days(1)),
+        "expiring": again(NOW - days(700), NOW + days(20)),
+        "superseded": again(NOW - days(10), NOW + days(60)),
+        "other": certificate(
+            "Test Intermediate R2",
+            issuer=root,
+            not_before=NOW - days(300),
+            not_after=NOW + days(800),
+        ),
+    }
+
+
+VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    "good": (["inter"], ()),
+    "good-cross": (["inter", "cross"], ()),
+    "good-with-root": (["inter", "root"], ()),
+    "incomplete": ([], ("incomplete",)),
+    "misordered": (["root", "inter"], ("misordered",)),
+    "wrong-issuer": (["other"], ("wrong_issuer",)),
+    "expired": (["expired"], ("expired",)),
+    # 20 days left, and the leaf has 80: both are true.
+    "expiring": (["expiring"], ("expiring", "intermediate_expires_before_leaf")),
+    "superseded": (["superseded"], ("intermediate_expires_before_leaf",)),
+}
+
+
+@pytest.fixture
+def servers(pki: dict[str, Issued], tmp_path: Path) -> Iterator[dict[str, OpenSslServer]]:
+    started: dict[str, OpenSslServer] = {}
+    try:
+        for variant, (chain, _) in VARIANTS.items():
+            started[variant] = OpenSslServer(
+                tmp_path / "served" / variant, pki["leaf"], [pki[n].certificate for n in chain]
+            )
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def test_each_broken_chain_is_reported_once_stored_and_served(
+    cli: CliRunner, pki: dict[str, Issued], servers: dict[str, OpenSslServer], tmp_path: Path
+) -> None:
+    stored = tmp_path / "stored"
+    for variant, (chain, _) in VARIANTS.items():
+        (stored / variant).mkdir(parents=True)
+        bundle = pem(pki["leaf"].certificate, *(pki[n].certificate for n in chain))
+        (stored / variant / "fullchain.pem").write_bytes(bundle)
+    (tmp_path / "trust.pem").write_bytes(pki["root"].pem)
+    endpoints = ", ".join(f"'127.0.0.1:{s.port}/{HOST}'" for s in servers.values())
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"trust: [{tmp_path / 'trust.pem'}]\n"
+        f"expiry: {{chain: leaf}}\n"
+        f"stores:\n  - type: pem\n    paths: ['{stored}/*/fullchain.pem']\n"
+        f"  - type: tls\n    endpoints: [{endpoints}]\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+
+    code, events = watch(cli, config, log, "--now", NOW.isoformat())
+
+    assert code == 0
+    assert set(kinds(events)) == {"chain_problem"}
+    found = sorted((str(data(e)["location"]), str(data(e)["reason"])) for e in events)
+    port_of = {f"127.0.0.1:{s.port}": name for name, s in servers.items()}
+    where = sorted(
+        (port_of.get(location) or Path(location).parent.name, reason) for location, reason in found
+    )
+    expected = sorted(
+        (variant, reason)
+        for variant, (_, reasons) in VARIANTS.items()
+        for reason in reasons
+        for _ in ("stored", "served")
+    )
+    assert where == expected
+    expired = next(e for e in events if data(e)["reason"] == "expired")
+    assert data(expired)["domain"] == HOST
+    assert data(expired)["certificate_subject"] == "CN=Test Intermediate R1"
+    assert data(expired)["certificate_not_after"] == pki[
+        "expired"
+    ].certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    fingerprint = pki["expired"].certificate.fingerprint(hashes.SHA256()).hex()
+    assert data(expired)["certificate_fingerprint"] == fingerprint
+    expiring = next(e for e in events if data(e)["reason"] == "expiring")
+    assert data(expiring)["threshold"] == "30d"
+
+    # Nothing changed: nothing is repeated.
+    assert watch(cli, config, log, "--now", NOW.isoformat()) == (0, [])
+
+    # The misordered bundle is fixed: silence. Broken again: it is a new chain, reported again.
+    fixed = stored / "misordered" / "fullchain.pem"
+    fixed.write_bytes(pem(pki["leaf"].certificate, pki["inter"].certificate))
+    assert watch(cli, config, log, "--now", NOW.isoformat()) == (0, [])
+    fixed.write_bytes(pem(pki["leaf"].certificate, pki["other"].certificate))
+    code, events = watch(cli, config, log, "--now", NOW.isoformat())
+    assert [(data(e)["location"], data(e)["reason"]) for e in events] == [
+        (str(fixed), "wrong_issuer")
+    ]
+
+
+def test_an_endpoint_serving_another_name_is_a_deployment_mismatch(
+    cli: CliRunner, pki: dict[str, Issued], servers: dict[str, OpenSslServer], tmp_path: Path
+) -> None:
+    (tmp_path / "trust.pem").write_bytes(pki["root"].pem)
+    port = servers["good"].port
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"trust: [{tmp_path / 'trust.pem'}]\n"
+        f"stores:\n  - type: tls\n    endpoints: ['127.0.0.1:{port}/www.other.test']\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+
+    code, events = watch(cli, config, log, "--now", NOW.isoformat())
+
+    assert (code, kinds(events)) == (0, ["deployment_mismatch"])
+    mismatch = data(events[0])
+    assert (mismatch["requested_name"], mismatch["domains"]) == ("www.other.test", [HOST])
+    assert events[0]["subject"] == "www.other.test"
+    assert watch(cli, config, log, "--now", NOW.isoformat()) == (0, [])
+    assert read_events(log)[0]["type"] == "lacme.deployment_mismatch"
+
+
+def test_no_trust_anchor_makes_even_a_good_chain_incomplete(pki: dict[str, Issued]) -> None:
+    chain = [pki["leaf"].certificate, pki["inter"].certificate]
+    assert structure(chain, Anchors([pki["root"].certificate])) == []
+    assert [f.reason for f in structure(chain, Anchors([]))] == ["incomplete"]
+
+
+@pytest.mark.parametrize(
+    ("names", "host", "expected"),
+    [
+        pytest.param(["a.example"], "a.example", True, id="exact"),
+        pytest.param(["A.Example."], "a.example", True, id="case-and-dot"),
+        pytest.param(["*.example"], "a.example", True, id="wildcard"),
+        pytest.param(["*.example"], "b.a.example", False, id="wildcard-one-label"),
+        pytest.param(["*.example"], "example", False, id="wildcard-not-apex"),
+        pytest.param(["a.example"], "b.example", False, id="other"),
+    ],
+)
+def test_names_cover_a_host(names: list[str], host: str, expected: bool) -> None:
+    assert covers(names, host) is expected
+
+
+def test_status_names_what_is_wrong_with_each_chain(
+    cli: CliRunner, pki: dict[str, Issued], servers: dict[str, OpenSslServer], tmp_path: Path
+) -> None:
+    (tmp_path / "trust.pem").write_bytes(pki["root"].pem)
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"trust: [{tmp_path / 'trust.pem'}]\n"
+        "stores:\n  - type: tls\n    endpoints:"
+        f" ['127.0.0.1:{servers['misordered'].port}/{HOST}',"
+        f" '127.0.0.1:{servers['good'].port}/www.other.test']\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+    cli("--config", str(config), "watch", "--once")
+
+    result = cli("--config", str(config), "status", "--json")
+
+    rows = {row["lineage"]: row["findings"] for row in result.json()["certificates"]}  # type: ignore[index]
+    assert rows == {
+        f"tls:127.0.0.1:{servers['misordered'].port}": ["chain misordered"],
+        f"tls:127.0.0.1:{servers['good'].port}": ["not www.other.test"],
+    }
