@@ -5,15 +5,21 @@ ways: as CloudEvent JSON on stdin; as environment variables (LACME_WATCH_EVENT, 
 one-line LACME_WATCH_SUMMARY, LACME_WATCH_<FIELD> per data field) in a per-call
 environment built from a minimal base, so the daemon's own secrets never reach the
 hook; and as LACME_WATCH_EVENT_FILE, a private JSON file of the whole event, since
-environment variables have size limits. A timeout kills the whole process group.
+environment variables have size limits. A timeout bounds the whole run and kills the
+whole process group; a hook dies with lacme-watch (a parent-death signal).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import selectors
 import signal
 import subprocess
 import tempfile
+import time
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +52,15 @@ Runner = Callable[[Sequence[str], bytes, Mapping[str, str], float], Finished]
 def run_in_own_group(
     argv: Sequence[str], stdin: bytes, env: Mapping[str, str], timeout: float
 ) -> Finished:
-    """Run argv in a new session; on timeout kill the whole group, not just the leader."""
+    """Run argv in a new session, bounded by `timeout` from start to finish.
+
+    The timeout covers feeding stdin and reading stderr too: a hook's background
+    child (even one that escaped with setsid) may keep the pipe open for ever, so
+    reading stops when the hook itself has exited, and success is the hook's own
+    exit status. On timeout the hook's whole process group is killed. The hook gets
+    a parent-death signal, so it dies with lacme-watch even after a SIGKILL.
+    """
+    deadline = time.monotonic() + timeout
     process = subprocess.Popen(
         list(argv),
         stdin=subprocess.PIPE,
@@ -55,14 +69,119 @@ def run_in_own_group(
         env=dict(env),
         start_new_session=True,
         close_fds=True,
+        preexec_fn=_die_with_parent,  # only prctl(2): async-signal-safe
     )
+    assert process.stdin is not None  # noqa: S101  # both pipes were asked for
+    assert process.stderr is not None  # noqa: S101
     try:
-        _, stderr = process.communicate(stdin, timeout=timeout)
+        stderr = _exchange(process, stdin, deadline)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        _kill_group(process)
         raise
-    return Finished(process.returncode, stderr or b"")
+    finally:
+        for pipe in (process.stdin, process.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+    return Finished(process.wait(), stderr)
+
+
+def _exchange(process: subprocess.Popen[bytes], stdin: bytes, deadline: float) -> bytes:
+    """Feed stdin and collect stderr until the hook exits; TimeoutExpired past `deadline`."""
+    assert process.stdin is not None  # noqa: S101  # checked by the caller
+    assert process.stderr is not None  # noqa: S101
+    collected = bytearray()
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as selector:
+        os.set_blocking(process.stderr.fileno(), False)
+        selector.register(process.stderr, selectors.EVENT_READ)
+        if pending:
+            os.set_blocking(process.stdin.fileno(), False)
+            selector.register(process.stdin, selectors.EVENT_WRITE)
+        else:
+            process.stdin.close()
+        while process.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(process.args, 0)
+            for key, _ in selector.select(min(left, _POLL)):
+                if key.fileobj is process.stdin:
+                    pending = _feed(process.stdin, pending, selector)
+                else:
+                    _read_into(process.stderr, collected, selector)
+        if process.stderr in (key.fileobj for key in selector.get_map().values()):
+            _read_into(process.stderr, collected, None)  # what the hook wrote before exiting
+    return bytes(collected)
+
+
+def _feed(
+    pipe: typing.IO[bytes], pending: memoryview, selector: selectors.BaseSelector
+) -> memoryview:
+    """Write what the pipe takes now; close it when all is written or the hook stopped reading."""
+    try:
+        written = os.write(pipe.fileno(), pending[:_CHUNK])
+    except BlockingIOError:
+        return pending
+    except OSError:  # EPIPE: the hook does not read stdin, which is its right
+        written = len(pending)
+    pending = pending[written:]
+    if not pending:
+        selector.unregister(pipe)
+        pipe.close()
+    return pending
+
+
+def _read_into(
+    pipe: typing.IO[bytes], collected: bytearray, selector: selectors.BaseSelector | None
+) -> None:
+    """Read what is there now (a bounded amount: a background child may write for ever).
+
+    At end of file the pipe is unregistered from `selector`.
+    """
+    for _ in range(_KEEP // _CHUNK + 1):
+        try:
+            chunk = os.read(pipe.fileno(), _CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not chunk:
+            if selector is not None:
+                selector.unregister(pipe)
+            return
+        collected += chunk
+        del collected[: max(0, len(collected) - _KEEP)]
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the hook's process group and reap the hook; never wait on its pipes."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=_REAP)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL this hook when lacme-watch dies (Linux prctl)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl: Callable[..., int] = libc.prctl
+    except (OSError, AttributeError):  # not Linux: the process group is the only bound
+        return None
+    return prctl
+
+
+_POLL = 0.05
+"""Seconds between looks at whether the hook has exited while its pipes stay quiet."""
+_CHUNK = 16 * 1024
+_KEEP = 64 * 1024
+"""The tail of a hook's stderr kept for the error message."""
+_REAP = 5.0
+"""Seconds to wait for a SIGKILLed hook to be reaped (it cannot refuse; this is slack)."""
+_PR_SET_PDEATHSIG = 1
+_prctl = _load_prctl()
 
 
 class ShellSink:
