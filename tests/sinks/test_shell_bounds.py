@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lacme_watch.errors import SinkError
+from lacme_watch.events import CertificateRenewed
 from lacme_watch.sinks.shell import ShellSink
 
 from .conftest import sample_envelopes
@@ -134,6 +135,7 @@ def test_a_hook_that_never_reads_a_large_stdin_still_runs_and_succeeds(tmp_path:
     sink = ShellSink("hook", [sys.executable, str(script)], timeout=timedelta(seconds=20))
     envelope = sample_envelopes()[0]
     many = tuple(f"n{i}.example.com" for i in range(20000))
+    assert isinstance(envelope.event, CertificateRenewed)
     big = dataclasses.replace(envelope, event=dataclasses.replace(envelope.event, domains=many))
 
     sink.deliver([big])  # the 400 KB on stdin are never read: EPIPE is not a failure
