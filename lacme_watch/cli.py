@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -25,10 +26,11 @@ from .arguments import UsageError, build_parser, command_named
 from .cloudevents import format_time, from_json, wrap
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
-from .ingest import event_from_arguments, record_envelopes, test_event
+from .ingest import event_from_arguments, record_envelopes, record_reset, test_event
 from .lock import StateLock
 from .metrics import Metrics
 from .passes import PassReport, pass_metrics, run_pass, scan_sources
+from .printable import printable
 from .statedb import StateStore
 from .views import CertificateRow, CrlRow, ProblemRow
 
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(arguments)
     except UsageError as exc:
         if command_named(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
-            io.out.print(escape(check_line.unknown_line(f"usage: {exc}")))
+            io.out.print(_plain(check_line.unknown_line(f"usage: {exc}")))
             return check_line.UNKNOWN
         exc.parser.print_usage(sys.stderr)
         exc.parser.exit(2, f"{exc.parser.prog}: error: {exc}\n")  # as argparse itself does
@@ -70,8 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, io)
     except LacmeWatchError as exc:
-        io.err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        io.err.print(f"[bold red]error:[/] {_plain(str(exc))}")
         return exc.exit_code
+    except sqlite3.Error as exc:  # a read outside a transaction: still one line, not a trace
+        io.err.print(f"[bold red]error:[/] the state database failed: {_plain(str(exc))}")
+        return 1
+
+
+def _plain(text: str) -> str:
+    """Text from files and certificates, safe to print: control characters shown as
+    escapes (no forged lines, no terminal sequences), rich markup taken literally."""
+    return escape(printable(text))
 
 
 def _clock(args: argparse.Namespace) -> datetime:
@@ -87,13 +98,13 @@ def _config(args: argparse.Namespace, io: Io, *, announce: bool = False) -> Conf
         config, watched = zero_config()
         notice = "no configuration file; watching " + "; ".join(watched)
         if announce or io.interactive:
-            io.err.print(f"lacme-watch: {escape(notice)}")
+            io.err.print(f"lacme-watch: {_plain(notice)}")
         else:
             log.info("%s", notice)
         return config
     config = load(path)
     for warning in config.warnings:
-        io.err.print(f"[yellow]warning:[/] {escape(warning)}")
+        io.err.print(f"[yellow]warning:[/] {_plain(warning)}")
     return config
 
 
@@ -104,13 +115,14 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
 
         return run_daemon(config, lambda: _config(args, io), now=args.now)
     with StateLock(config.state_dir), StateStore(config.state_dir) as store:
+        was_reset = _announce_reset(config, store, _clock(args), io)
         report = run_pass(config, store, _clock(args))
         if config.metrics.textfile:
             metrics = Metrics()
             metrics.update(pass_metrics(report, config, store))
             metrics.write_textfile(config.metrics.textfile)
     _print_pass(report, io)
-    return report.exit_code
+    return max(report.exit_code, 1 if was_reset else 0)
 
 
 def _print_pass(report: PassReport, io: Io) -> None:
@@ -123,7 +135,25 @@ def _print_pass(report: PassReport, io: Io) -> None:
 
 def _say(io: Io, lines: Iterable[str]) -> None:
     for line in lines:
-        io.err.print(f"lacme-watch: {escape(views.plain(line))}")
+        io.err.print(f"lacme-watch: {_plain(line)}")
+
+
+def _complain(io: Io, message: str) -> None:
+    io.err.print("lacme-watch: " + _plain(message))
+
+
+def _announce_reset(config: Config, store: StateStore, now: datetime, io: Io) -> bool:
+    """Say loudly that a damaged state database was replaced, and queue the event."""
+    envelope = record_reset(config, store, now)
+    if envelope is None:
+        return False
+    io.err.print("[bold red]error:[/] " + _plain(envelope.event.summary().split(": ", 1)[1]))
+    _complain(
+        io,
+        "events of what changed since the last good pass may be missing;"
+        " a state_reset event was sent to the sinks",
+    )
+    return True
 
 
 def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[str, str], int]]:
@@ -131,7 +161,7 @@ def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[st
 
     Also returns the outbox's counts per (sink, state), for `status`.
     """
-    with StateStore(config.state_dir) as store:
+    with StateStore(config.state_dir, read_only=True) as store:
         return PassReport.of(scan_sources(config, store, now), now), store.outbox_counts()
 
 
@@ -175,7 +205,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         interactive=io.interactive,
     )
     for line in views.sink_lines(outbox):
-        io.out.print(escape(line))
+        io.out.print(_plain(line))
     return report.exit_code
 
 
@@ -186,19 +216,19 @@ def _check(args: argparse.Namespace, io: Io) -> int:
         config = _config(args, io)
         report, _ = _inventory(config, now)
     except LacmeWatchError as exc:
-        io.out.print(escape(check_line.unknown_line(str(exc))))
+        io.out.print(_plain(check_line.unknown_line(str(exc))))
         return check_line.UNKNOWN
     warning, critical = check_line.defaults(config.policy)
     code, line = check_line.status_line(
         report, args.warning or warning, args.critical or critical, now
     )
-    io.out.print(escape(line))
+    io.out.print(_plain(line))
     return code
 
 
 def _events(args: argparse.Namespace, io: Io) -> int:
     config = _config(args, io)
-    with StateStore(config.state_dir) as store:
+    with StateStore(config.state_dir, read_only=True) as store:
         entries = store.history(args.limit)
     if args.undelivered:
         entries = [entry for entry in entries if views.undelivered(entry)]
@@ -237,6 +267,8 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
     deliver = lock.acquire()
     try:
         with StateStore(config.state_dir) as store:
+            if deliver:
+                _announce_reset(config, store, _clock(args), io)
             delivery = record_envelopes(config, store, [envelope], _clock(args), deliver=deliver)
     finally:
         lock.release()
@@ -275,8 +307,8 @@ def _config_check(args: argparse.Namespace, io: Io) -> int:
         )
     )
     io.out.print(
-        f"{escape(config.path or 'zero configuration')}: OK — {counts};"
-        f" state in {escape(str(config.state_dir))}; scans {config.schedule.describe()}"
+        f"{_plain(config.path or 'zero configuration')}: OK — {counts};"
+        f" state in {_plain(str(config.state_dir))}; scans {config.schedule.describe()}"
     )
     return 0
 
@@ -295,9 +327,9 @@ def _sinks_test(args: argparse.Namespace, io: Io) -> int:
     try:
         route.sink.deliver([envelope])
     except SinkError as exc:
-        io.err.print(f"sink {escape(args.name)}: [bold red]FAILED[/]: {escape(exc.reason)}")
+        io.err.print(f"sink {_plain(args.name)}: [bold red]FAILED[/]: {_plain(exc.reason)}")
         return 1
-    io.out.print(f"sink {escape(args.name)}: delivered test event {envelope.id}")
+    io.out.print(f"sink {_plain(args.name)}: delivered test event {envelope.id}")
     return 0
 
 
@@ -316,7 +348,7 @@ def _systemd_install(args: argparse.Namespace, io: Io) -> int:
         return 0
     written = units.install(rendered, Path(args.root) / args.unit_dir.lstrip("/"))
     for unit_path in written:
-        io.out.print(f"wrote {escape(str(unit_path))}")
+        io.out.print(f"wrote {_plain(str(unit_path))}")
     _say(io, units.missing_lines(config))
     enable = "lacme-watch.timer" if args.timer else "lacme-watch"
     io.out.print(f"next: systemctl daemon-reload && systemctl enable --now {enable}")

@@ -8,14 +8,20 @@ holds it) and the only one that installs signal handlers:
   one job at a time (one worker thread), missed runs coalesce;
 - READY=1 after the first pass, STATUS= after each, WATCHDOG=1 while alive;
 - SIGHUP re-reads the configuration: a valid one replaces the old, an invalid one is
-  logged with its file:line and the old one keeps running;
+  logged with its file:line and the old one keeps running; a burst of SIGHUPs gives
+  one reload (or two, when one arrives while a reload runs);
 - SIGTERM/SIGINT let the pass or delivery in flight finish (it commits), then exit 0;
+- signal handlers only write one byte to a self-pipe: a thread of ours reads it and
+  acts, so no lock (APScheduler's, logging's) is ever taken inside a signal handler;
 - a lock on state_dir keeps a second instance out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import signal
 import threading
 import time
@@ -77,6 +83,10 @@ class Daemon:
         self._metrics = Metrics()
         self._ready = False
         self._stopping = threading.Event()
+        self._reload_wanted = threading.Event()
+        """Set by the signal thread, cleared when the reload job starts: coalesces bursts."""
+        self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._reloads = 0
         self._busy_since: float | None = None
         """monotonic() when the running pass or delivery started; None when idle."""
         self._scheduler = BlockingScheduler(
@@ -91,6 +101,9 @@ class Daemon:
     def run(self) -> int:
         lock = StateLock(self.config.state_dir)
         lock.require()
+        threading.Thread(target=self._handle_signals, name="signals", daemon=True).start()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
         try:
             if self.config.metrics.listen:
                 self._metrics.serve(self.config.metrics.listen)
@@ -103,9 +116,6 @@ class Daemon:
                     id="watchdog",
                     executor="watchdog",
                 )
-            signal.signal(signal.SIGTERM, self._on_stop)
-            signal.signal(signal.SIGINT, self._on_stop)
-            signal.signal(signal.SIGHUP, self._on_reload)
             log.info(
                 "watching %d sources, scanning %s",
                 len(self.config.sources),
@@ -113,8 +123,11 @@ class Daemon:
             )
             self._scheduler.start()  # blocks until shutdown
         finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)  # stopping already; say nothing twice
             self._notifier.send(stopping="1")
             lock.release()
+            os.close(self._wake_write)  # ends the signal thread
         log.info("stopped")
         return 0
 
@@ -191,7 +204,9 @@ class Daemon:
             log.warning("sink %s: %s (queued; will retry)", sink, reason)
 
     def _reload(self) -> None:
-        """Runs as a job, after the pass in flight: read, validate, then swap."""
+        """Runs as a job in the scheduler's worker, after the pass in flight: read,
+        validate, then swap."""
+        self._reload_wanted.clear()  # a SIGHUP from now on asks for one more reload
         self._notifier.send(reloading="1")
         try:
             fresh = self._reload_config()
@@ -213,18 +228,47 @@ class Daemon:
             )
         self._notifier.send(ready="1")
 
-    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
-        self._scheduler.add_job(self._reload, id="reload", replace_existing=True)
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """The whole signal handler: one byte down the self-pipe, nothing else."""
+        with contextlib.suppress(BlockingIOError, OSError):  # full pipe: a byte is waiting
+            os.write(self._wake_write, bytes([signum]))
 
-    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+    def _handle_signals(self) -> None:
+        """The signal thread: read what the handlers wrote and act, outside any handler."""
+        while True:
+            try:
+                select.select([self._wake_read], [], [])
+                received = os.read(self._wake_read, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not received:  # run() closed the writing end: the daemon has stopped
+                os.close(self._wake_read)
+                return
+            if signal.SIGTERM in received or signal.SIGINT in received:
+                self._stop(signal.SIGTERM if signal.SIGTERM in received else signal.SIGINT)
+            elif signal.SIGHUP in received and not self._stopping.is_set():
+                self._request_reload()
+
+    def _request_reload(self) -> None:
+        if self._reload_wanted.is_set():
+            return  # one is queued and has not started yet: this SIGHUP joins it
+        self._reload_wanted.set()
+        # Its own id: a reload asked for while another runs queues behind it instead of
+        # being skipped as a second instance of the same job.
+        self._reloads += 1
+        self._scheduler.add_job(self._reload, id=f"reload-{self._reloads}")
+
+    def _stop(self, signum: int) -> None:
         if self._stopping.is_set():
             return
         self._stopping.set()
         log.info("signal %d: finishing the work in flight, then stopping", signum)
         self._notifier.send(stopping="1")
-        # shutdown(wait=True) waits for the running pass; doing it off the signal handler
-        # keeps the main thread free to return into the scheduler's loop and exit.
-        threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True}).start()
+        # shutdown(wait=True) waits for the running pass, then the main thread's
+        # scheduler loop returns and run() exits.
+        self._scheduler.shutdown(wait=True)
 
 
 def run_daemon(config: Config, reload: Loader, now: datetime | None = None) -> int:

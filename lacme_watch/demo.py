@@ -26,10 +26,11 @@ from rich.table import Table
 from .cloudevents import Envelope, to_json
 from .config import Config, load
 from .errors import ConfigError
-from .ingest import event_from_arguments, record
+from .ingest import event_from_arguments, record, record_reset
 from .loopback import TlsServer
 from .passes import run_pass
 from .statedb import StateStore
+from .statefiles import DATABASE_NAME
 
 _Key = ec.EllipticCurvePrivateKey
 
@@ -205,7 +206,7 @@ def _revoke(pki: Path, name: str, when: datetime) -> None:
 
 
 def run_demo(console: Console, keep: Path | None = None) -> int:
-    """Build the sandbox, run six passes over simulated time, show what each one emitted."""
+    """Build the sandbox, run seven passes over simulated time, show what each one emitted."""
     if not console.is_terminal:  # piped or captured: full lines, not 80 columns
         console = Console(file=console.file, width=200, highlight=False, soft_wrap=True)
     if keep is not None:
@@ -311,6 +312,20 @@ def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
             "Pass 6: with `heartbeat: true`, every pass reports that the watcher is alive",
             now + timedelta(days=10, hours=3),
             replace(config, heartbeat=True),
+        )
+    # A second state_dir whose database a failing disk emptied (the sandbox's own is kept,
+    # so `events` still shows the whole story); its events go to no sink.
+    damaged = replace(config, state_dir=root / "damaged-state", sinks=())
+    damaged.state_dir.mkdir(mode=0o700)
+    (damaged.state_dir / DATABASE_NAME).write_bytes(b"")
+    with StateStore(damaged.state_dir) as state:
+        at = now + timedelta(days=10, hours=4)
+        reset = record_reset(damaged, state, at)
+        _show(
+            console,
+            "Pass 7: a state database found empty is kept aside and replaced, loudly",
+            at,
+            [reset] if reset else [],
         )
     lines = (root / "events.jsonl").read_text().splitlines()
     console.print(f"The log sink wrote {len(lines)} CloudEvents, one per line. The first:")

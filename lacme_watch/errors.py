@@ -2,7 +2,7 @@
 
 LacmeWatchError   cli.main prints it, exits with .exit_code (1 unless noted)
 ├── ConfigError   the YAML or the command line is wrong               exit 2
-├── StoreError    state_dir cannot be read or written
+├── StoreError    state_dir cannot be read or written       exit 1, or 2 if set up wrongly
 ├── SourceError   a store or authority is unreadable  -> reported; pass goes on
 ├── SinkError     one delivery failed                 -> retried from the outbox
 └── EventFormatError  a CloudEvent (spool, emit, decoder) is malformed   exit 2
@@ -32,7 +32,15 @@ class ConfigError(LacmeWatchError):
 
 
 class StoreError(LacmeWatchError):
-    """The state database in state_dir cannot be opened, read or written."""
+    """The state database in state_dir cannot be opened, read or written.
+
+    Exit 1, or 2 (`exit_code=2`) when state_dir is set up wrongly: it cannot be created
+    or written, or it sits on a read-only file system.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class SourceError(LacmeWatchError):

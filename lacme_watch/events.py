@@ -36,6 +36,7 @@ __all__ = [
     "Event",
     "Heartbeat",
     "RateLimitWarning",
+    "StateReset",
     "lacme_fields",
 ]
 
@@ -487,6 +488,30 @@ class CrlDeploymentStale(Event):
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateReset(Event):
+    """The state database was damaged (empty, truncated, not SQLite): it was moved aside,
+    kept, and a new baseline taken. Until then, what changed may not have been reported."""
+
+    kind: ClassVar[str] = "state_reset"
+    reason: str
+    moved_to: str
+    reset_at: datetime
+
+    @property
+    def subject(self) -> str:
+        return self.host or "lacme-watch"
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.moved_to,)  # one reset, one event, however often it is recorded
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: the state database {self.path} was unusable ({self.reason});"
+            f" kept as {self.moved_to}; a new baseline was taken"
+        )
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     event_type.kind: event_type
     for event_type in (
@@ -506,6 +531,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DeploymentMismatch,
         CrlExpiring,
         CrlDeploymentStale,
+        StateReset,
     )
 }
 """Every kind lacme-watch knows, by its wire name; serialization goes through here."""

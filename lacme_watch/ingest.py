@@ -17,7 +17,7 @@ from .cloudevents import Envelope, decode_event, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .errors import EventFormatError
-from .events import EVENT_TYPES, CertificateExpiring, Event
+from .events import EVENT_TYPES, CertificateExpiring, Event, StateReset
 from .routes import route
 from .statedb import StateStore
 
@@ -116,3 +116,22 @@ def ingest_spool(config: Config, store: StateStore, now: datetime) -> spool.Coll
         store.record_events(route(config.sinks, found.envelopes), now)
     found.remove_ingested()
     return found
+
+
+def record_reset(config: Config, store: StateStore, now: datetime) -> Envelope | None:
+    """If the state database was just replaced (it was damaged), queue a `state_reset`
+    event for the sinks, once, and return it so the caller can say so on stderr too."""
+    reset = store.reset
+    if reset is None:
+        return None
+    event = StateReset(
+        path=str(reset.path),
+        reason=reset.reason,
+        moved_to=str(reset.moved_to),
+        reset_at=now,
+        host=config.host,
+    )
+    envelope = wrap(event, host=config.host, time=now)
+    store.record_events(route(config.sinks, [envelope]), now)
+    store.clear_reset()
+    return envelope

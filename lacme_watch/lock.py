@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .errors import StoreError
+from .statefiles import make_state_dir, state_dir_error
 
 
 class StateLock:
@@ -18,16 +19,27 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Take the lock without waiting; False if another process holds it."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Take the lock without waiting; False if another process holds it.
+
+        Raises StoreError (one line, what to do) when state_dir cannot be created or the
+        lock file cannot be opened: no permission, a read-only file system, `lock` a
+        directory, state_dir a regular file.
+        """
+        make_state_dir(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise state_dir_error(self.path, exc, "open the lock file", self.path.parent) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # a full disk: the pid is only for messages, the lock holds anyway
+            pass
         self._fd = fd
         return True
 

@@ -2,6 +2,8 @@
 
 READY=1 after the first pass, STATUS= with each pass's summary, WATCHDOG=1 while
 alive, STOPPING=1 on the way out. Without $NOTIFY_SOCKET every call is a no-op.
+A send never blocks: a datagram socket whose reader lags (a queue of 10 by default)
+would otherwise wedge the daemon; a message that does not fit is dropped and logged.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Notifier:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.connect(self._address)
-                sock.sendall(message.encode())
+                sock.send(message.encode(), socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            log.info("systemd's notify queue is full; dropped %s", message.replace("\n", " "))
         except OSError as exc:  # systemd gone or socket wrong: log, never crash the daemon
             log.warning("cannot notify systemd at %s: %s", self._address.lstrip("\0"), exc)

@@ -7,6 +7,7 @@ commit) or loses nothing (after it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,10 +22,21 @@ from .detect import SourceSnapshot
 from .errors import StoreError
 from .observations import Issuance, Observation, Problem
 from .reader import CachedFile
+from .statefiles import (
+    DATABASE_NAME,
+    StateReset,
+    connect_read_only,
+    create_database,
+    damage,
+    database_error,
+    make_state_dir,
+    move_aside,
+    read_reset_note,
+    tighten_mode,
+)
 
 SCHEMA_VERSION = 2
 """2: deployment_stale marks moved out of `reported` into `stale_deployments`."""
-DATABASE_NAME = "state.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -138,15 +150,25 @@ class HistoryEntry:
 
 
 class StateStore:
-    """SQLite in state_dir (created 0700); schema versioned."""
+    """SQLite in state_dir (created 0700, the database 0600); schema versioned.
 
-    def __init__(self, state_dir: Path) -> None:
+    `read_only=True` (status, check, events) opens the database for reading with no
+    lock, so those commands work on a read-only mount or a file they cannot write; a
+    missing database reads as empty. A writable open that finds the database empty,
+    truncated or not SQLite moves it aside and starts anew: `reset` says so, and the
+    caller reports it (stderr and a `state_reset` event).
+    """
+
+    def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
         self.state_dir = state_dir
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._db = sqlite3.connect(state_dir / DATABASE_NAME, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the state database in {state_dir}: {exc}") from exc
+        self.path = state_dir / DATABASE_NAME
+        self.reset: StateReset | None = None
+        self.read_only = read_only
+        if read_only:
+            self._db = self._open_read_only()
+            return
+        make_state_dir(state_dir)
+        self._db = self._open_writable()
         try:
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -154,7 +176,49 @@ class StateStore:
             self._migrate()
         except sqlite3.Error as exc:
             self._db.close()
-            raise StoreError(f"{state_dir / DATABASE_NAME}: {exc}") from exc
+            raise database_error(self.path, exc) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_writable(self) -> sqlite3.Connection:
+        if self.path.exists() and (reason := damage(self.path)) is not None:
+            create_database(self.path, move_aside(self.path, reason))
+        elif not self.path.exists():
+            create_database(self.path)
+        tighten_mode(self.path)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            note = db.execute("SELECT value FROM meta WHERE key = 'reset'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            name = getattr(exc, "sqlite_errorname", "")
+            if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                raise database_error(self.path, exc) from exc
+            create_database(self.path, move_aside(self.path, str(exc)))
+            db = sqlite3.connect(self.path, isolation_level=None)
+            note = db.execute("SELECT value FROM meta WHERE key = 'reset'").fetchone()
+        self.reset = read_reset_note(note[0]) if note else None
+        return db
+
+    def clear_reset(self) -> None:
+        """The reset has been recorded as an event: stop reporting it."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = 'reset'")
+        self.reset = None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            db = sqlite3.connect(":memory:", isolation_level=None)  # no state yet: empty
+            self._db = db
+            self._migrate()
+            return db
+        if (reason := damage(self.path)) is not None:
+            raise StoreError(
+                f"{self.path} is damaged ({reason}); the next `lacme-watch watch` moves it"
+                " aside, keeps it, and takes a new baseline"
+            )
+        return connect_read_only(self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -184,21 +248,29 @@ class StateStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+
+        An SQLite error anywhere inside becomes one StoreError line naming the file.
+        """
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the state database: {exc}") from exc
+            raise database_error(self.path, exc) from exc
         try:
             yield self._db
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise database_error(self.path, exc) from exc
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
-        else:
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot commit to the state database: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # After a disk or I/O error SQLite may have rolled back already.
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     # -- snapshots ---------------------------------------------------------------
 

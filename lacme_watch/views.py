@@ -7,7 +7,6 @@ with a header, never cut to a width, with control characters escaped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +20,10 @@ from .delivery import DeliveryReport
 from .detect import EXPIRED, Policy, days_remaining
 from .observations import CrlSeen, Observation, Problem
 from .passes import PassReport
+from .printable import printable
 from .statedb import Delivery, HistoryEntry
 from .wording import plural
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 UNDELIVERED = ("pending", "retrying", "rejected", "expired")
 """Every outbox state except delivered: what `events --undelivered` shows."""
 
@@ -38,8 +37,9 @@ class Cell:
 
 
 def plain(text: str) -> str:
-    """A value safe on one line: control characters (tab, newline, ESC) escaped."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    """A value safe on one line: control characters (tab, newline, ESC, bidi overrides)
+    escaped, as printable() does for every human-readable output."""
+    return printable(text)
 
 
 def render(

@@ -43,8 +43,9 @@ def test_a_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
 def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StoreError, match="cannot open the state database"):
+    with pytest.raises(StoreError, match=f"state_dir {blocker}/state is not a directory [(]{blocker} is a file") as caught:
         StateStore(blocker / "state")
+    assert caught.value.exit_code == 2
 
 
 def _certs(tmp_path: Path, days_left: int, lifetime: int = 90) -> Path:
