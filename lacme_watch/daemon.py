@@ -194,6 +194,8 @@ class Daemon:
             with StateStore(config.state_dir) as store:
                 now = datetime.now(UTC)
                 spooled = ingest_spool(config, store, now)
+                if spooled.unreadable:
+                    log.error("spool: %s", spooled.unreadable)
                 for path, reason in spooled.rejected:
                     log.error("spool: %s is not a valid event (%s); set aside", path, reason)
                 report = drain(store, config.sinks, now, config.retry)

@@ -274,6 +274,10 @@ def run_pass(
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
     envelopes += spooled.envelopes
     report.spool_rejected = spooled.rejected
+    if spooled.unreadable and config.spool:
+        report.problems.append(
+            ("spool", Problem(config.spool, "permission_denied", spooled.unreadable))
+        )
     fresh, warnings = _rate_limits(config, store, now, report.issuances, envelopes)
     envelopes += [wrap(w.event(now), host=config.host, time=now) for w in warnings]
     if config.heartbeat:

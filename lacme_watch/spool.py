@@ -48,6 +48,8 @@ class Collected:
     envelopes: list[Envelope] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
+    unreadable: str | None = None
+    """Why the spool directory itself could not be listed; its files wait there."""
 
     def remove_ingested(self) -> None:
         """Call after the events are committed."""
@@ -64,6 +66,12 @@ def collect(spool: str | Path) -> Collected:
             n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith(".")
         )
     except FileNotFoundError:
+        return found
+    except OSError as exc:
+        found.unreadable = (
+            f"cannot list {directory}: {exc.strerror}; make it readable and searchable"
+            " by the user lacme-watch runs as (the events in it wait there)"
+        )
         return found
     for name in names:
         path = directory / name

@@ -95,7 +95,7 @@ def database_error(path: Path, exc: sqlite3.Error) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
         return _unwritable(path, exc)
-    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
+    if name.startswith("SQLITE_FULL") or (name.startswith("SQLITE_IOERR") and _full(path)):
         return StoreError(
             f"cannot write {path}: the disk is full; free some space"
             " (nothing is lost: the pass runs again)"
@@ -108,11 +108,17 @@ def database_error(path: Path, exc: sqlite3.Error) -> StoreError:
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return StoreError(f"{path} is locked by another process ({exc}); try again")
     if name.startswith("SQLITE_IOERR"):
-        found = _unwritable(path, exc)
-        if "permission" in str(found) or "read-only" in str(found):
-            return found
         return StoreError(f"cannot use {path}: I/O error ({exc}); check the disk and its space")
     return StoreError(f"{path}: {exc}")
+
+
+def _full(path: Path) -> bool:
+    """Whether the file system holding `path` has (almost) no space left for us."""
+    try:
+        found = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return found.f_bavail * found.f_frsize < 256 * 1024
 
 
 def _unwritable(path: Path, exc: sqlite3.Error) -> StoreError:
@@ -125,6 +131,12 @@ def _unwritable(path: Path, exc: sqlite3.Error) -> StoreError:
                 " state_dir to a writable directory (status, check and events still work)",
                 exit_code=_CONFIG_EXIT,
             )
+    if path.exists() and not os.access(path, os.W_OK):
+        return StoreError(
+            f"cannot write {path}: permission denied (mode {_mode(path)}); run lacme-watch as"
+            " its owner or make it writable (chmod u+w), and its -wal and -shm if present",
+            exit_code=_CONFIG_EXIT,
+        )
     for suffix in ("-shm", "-wal"):
         side = path.with_name(path.name + suffix)
         if side.exists() and not os.access(side, os.R_OK | os.W_OK):
@@ -134,13 +146,12 @@ def _unwritable(path: Path, exc: sqlite3.Error) -> StoreError:
                 f" (chmod 600 {side}) or remove it",
                 exit_code=_CONFIG_EXIT,
             )
-    for candidate in (path, directory):
-        if candidate.exists() and not os.access(candidate, os.W_OK):
-            return StoreError(
-                f"cannot write {candidate}: permission denied (mode {_mode(candidate)});"
-                " run lacme-watch as its owner or make it writable (chmod u+w)",
-                exit_code=_CONFIG_EXIT,
-            )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return StoreError(
+            f"cannot write in {directory}: permission denied (mode {_mode(directory)});"
+            " run lacme-watch as its owner or make it writable (chmod u+rwx)",
+            exit_code=_CONFIG_EXIT,
+        )
     return StoreError(
         f"cannot write {path} ({exc}); check its permissions and those of -wal and -shm beside it",
         exit_code=_CONFIG_EXIT,
