@@ -43,7 +43,8 @@ def test_a_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
 def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StoreError, match=f"state_dir {blocker}/state is not a directory [(]{blocker} is a file") as caught:
+    expected = f"state_dir {blocker}/state is not a directory [(]{blocker} is a file"
+    with pytest.raises(StoreError, match=expected) as caught:
         StateStore(blocker / "state")
     assert caught.value.exit_code == 2
 
