@@ -1,18 +1,24 @@
 """The log sink: one CloudEvent JSON per line, or one human line per event.
 
-`path` is opened in append mode and flushed after every event, so a crash loses
-at most the line being written and log shippers see events at once.
+Each line reaches `path` whole or not at all: it goes out in one write(2) on a file
+opened with O_APPEND, and a write that fails part-way (a full disk) is cut back to
+where the line began, so a retry never glues a new line onto a broken one. Text
+lines show control characters as escapes: a name in a certificate cannot forge a
+log line or send escape sequences to the terminal that shows the log.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
-from typing import Self, TextIO
+from typing import Self
 
 from ..cloudevents import Envelope, format_time, to_json
 from ..errors import SinkError
 from ..options import Options
+from ..printable import printable
 
 
 class LogSink:
@@ -30,20 +36,54 @@ class LogSink:
 
     def deliver(self, events: Sequence[Envelope]) -> None:
         if self.path is None:
-            self._write(sys.stderr, events)
+            for envelope in events:
+                sys.stderr.write(self.render(envelope) + "\n")
+                sys.stderr.flush()
             return
+        delivered: list[str] = []
         try:
-            with open(self.path, "a", encoding="utf-8") as stream:
-                self._write(stream, events)
+            fd = _open_append(self.path)
         except OSError as exc:
             raise SinkError(self.name, f"cannot write {self.path}: {exc.strerror}") from exc
-
-    def _write(self, stream: TextIO, events: Sequence[Envelope]) -> None:
-        for envelope in events:
-            stream.write(self.render(envelope) + "\n")
-            stream.flush()
+        try:
+            for envelope in events:
+                try:
+                    _append_whole(fd, (self.render(envelope) + "\n").encode())
+                except OSError as exc:
+                    raise SinkError(
+                        self.name, f"cannot write {self.path}: {exc.strerror}", delivered=delivered
+                    ) from exc
+                delivered.append(envelope.id)
+        finally:
+            os.close(fd)
 
     def render(self, envelope: Envelope) -> str:
         if self.format == "json":
-            return to_json(envelope)
-        return f"{format_time(envelope.time)} {envelope.event.summary()}"
+            return to_json(envelope)  # JSON escapes control characters itself
+        return printable(f"{format_time(envelope.time)} {envelope.event.summary()}")
+
+
+def _open_append(path: str) -> int:
+    flags = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        return os.open(path, os.O_RDWR | flags, 0o640)  # read: to see how the file ends
+    except PermissionError:
+        return os.open(path, os.O_WRONLY | flags, 0o640)
+
+
+def _append_whole(fd: int, line: bytes) -> None:
+    """Append `line` in one piece, or leave the file as it was and raise OSError."""
+    start = os.fstat(fd).st_size
+    with contextlib.suppress(OSError):  # EBADF: opened write-only, cannot look
+        if start and os.pread(fd, 1, start - 1) != b"\n":
+            line = b"\n" + line  # a broken line left by an older version or another writer
+    written = 0
+    try:
+        while written < len(line):
+            written += os.write(fd, line[written:])
+    except OSError:
+        if written:
+            # Only our own partial line is cut; a line another writer appended after
+            # ours started cannot be told apart, which is why one write(2) is the norm.
+            os.ftruncate(fd, start)
+        raise

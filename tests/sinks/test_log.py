@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from lacme_watch.cloudevents import from_json, wrap
+from lacme_watch.cloudevents import Envelope, from_json, to_json, wrap
 from lacme_watch.errors import SinkError
 from lacme_watch.events import CertificateExpiring, ChallengeFailed
 from lacme_watch.sinks.log import LogSink
@@ -62,3 +65,70 @@ def test_an_unwritable_path_is_a_sink_error(tmp_path: Path) -> None:
 
     with pytest.raises(SinkError, match="sink 'log': cannot write"):
         sink.deliver([FAILED])
+
+
+def _big(domain: str) -> Envelope:
+    """An event whose JSON line spans a few memory pages (a long SAN list)."""
+    names = tuple(f"n{i}.{domain}" for i in range(300))
+    event = CertificateExpiring(
+        domain=domain,
+        domains=names,
+        expires_at=datetime(2026, 12, 1, tzinfo=UTC),
+        days_remaining=8,
+        threshold="14d",
+    )
+    return wrap(event, host="h", time=T)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_leaves_whole_lines_only_and_the_retry_is_clean(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        log = small / "events.jsonl"
+        sink = LogSink("log", format="json", path=str(log))
+        sink.deliver([_big("first.example")])
+        filler = small / "filler"
+        with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 1024)
+        os.truncate(filler, filler.stat().st_size - 4096)  # one page left: half a line fits
+        batch = [_big("second.example"), _big("third.example")]
+        assert len(to_json(batch[0])) > 4096
+
+        with pytest.raises(SinkError, match="No space left on device") as caught:
+            sink.deliver(batch)
+        assert caught.value.delivered == frozenset()
+        assert [from_json(line).id for line in log.read_text().splitlines()] == [
+            _big("first.example").id
+        ]
+
+        filler.unlink()
+        sink.deliver(batch)
+        lines = log.read_text().splitlines()
+        assert [from_json(line).event.subject for line in lines] == [
+            "first.example",
+            "second.example",
+            "third.example",
+        ]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_text_lines_escape_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = "evil.example\r\n2026-11-22T12:00:00Z certificate_renewed: forged\x1b]0;owned\x07\x00"
+    event = ChallengeFailed(domain=hostile, challenge_type="http-01", error="\x1b[2J")
+    envelope = wrap(event, host="h", time=T)
+    log = tmp_path / "events.log"
+
+    LogSink("log", format="text", path=str(log)).deliver([envelope])
+    LogSink("log", format="text").deliver([envelope])
+
+    for written in (log.read_text(), capsys.readouterr().err):
+        assert written.count("\n") == 1
+        assert not {"\x1b", "\r", "\x00", "\x07"} & set(written)
+        assert "evil.example\\r\\n2026" in written
+        assert "\\x1b]0;owned\\x07\\0" in written
