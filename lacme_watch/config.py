@@ -305,6 +305,13 @@ def _metrics(options: Options) -> MetricsOptions:
                 str(node.where if node else options.where), f"expected host:port, got {listen!r}"
             ) from None
     textfile = options.path("textfile") if options.node("textfile") is not None else None
+    if textfile is not None and not os.path.isdir(os.path.dirname(textfile)):
+        node = options.node("textfile")
+        raise ConfigError(
+            str(node.where if node else options.where),
+            f"the directory of {textfile} does not exist; create it (node_exporter's"
+            " --collector.textfile.directory) or point textfile into an existing one",
+        )
     options.finish()
     return MetricsOptions(listen=listen, textfile=textfile)
 

@@ -27,12 +27,26 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 T = TypeVar("T")
 
 
+MAX_DURATION = timedelta(days=36500)
+"""100 years: longer is a typo, and would overflow date arithmetic later."""
+MAX_CONFIG_SIZE = 1024 * 1024
+"""A configuration file is a few KiB; anything past 1 MiB is refused before parsing."""
+MAX_NODES = 100_000
+"""YAML values after alias expansion: stops billion-laughs documents early."""
+MAX_DEPTH = 64
+"""Nesting of lists and mappings (the deepest real configuration needs about 5)."""
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def parse_duration(text: str) -> timedelta | None:
-    """`90s`, `15m`, `12h`, `7d`, `2w`; None when the text is not a duration."""
+    """`90s`, `15m`, `12h`, `7d`, `2w`; None when the text is not a duration (or > 100 years)."""
     match = _DURATION.match(text)
     if match is None:
         return None
-    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        return None
+    return timedelta(seconds=seconds)
 
 
 def format_duration(duration: timedelta) -> str:
@@ -90,53 +104,117 @@ def _kind(value: object) -> str:
 
 
 def load_yaml(path: Path) -> Node:
-    """Parse a YAML file into Nodes; syntax errors name the file and line."""
+    """Parse a YAML file into Nodes; every problem names the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_SIZE + 1)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_CONFIG_SIZE:
+        raise ConfigError(str(path), f"larger than {MAX_CONFIG_SIZE // 1024} KiB: not a config")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"not UTF-8 text: {exc}") from exc
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}",
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column});"
+            " save the file as UTF-8",
+        ) from None
     return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, file: str) -> Node:
-    loader = yaml.SafeLoader(text)
+    """Parse YAML text into Nodes, within limits of size, aliases and nesting."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # the reader checks every character up front
+        raise _control_character(text, file, exc) from None
     try:
         root = loader.get_single_node()
         if root is None:
             return Node({}, Where(file, 1))
-        return _convert(loader, root, Where(file, root.start_mark.line + 1))
+        return _convert(loader, root, Where(file, root.start_mark.line + 1), _Budget())
+    except yaml.reader.ReaderError as exc:
+        raise _control_character(text, file, exc) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise ConfigError(f"{file}:{line}", f"invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(file, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{file}:{loader.line + 1}", f"nested too deeply (at most {MAX_DEPTH} levels)"
+        ) from None
     finally:
         loader.dispose()
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, where: Where) -> Node:
+def _control_character(text: str, file: str, exc: yaml.reader.ReaderError) -> ConfigError:
+    line = text[: exc.position].count("\n") + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return ConfigError(f"{file}:{line}", f"control character U+{code:04X} is not allowed")
+
+
+class _Budget:
+    """Counts the values one document expands to (aliases included)."""
+
+    def __init__(self) -> None:
+        self.nodes = 0
+
+    def spend(self, where: Where, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise ConfigError(
+                f"{where.file}:{where.line}",
+                f"more than {MAX_NODES} values once aliases are expanded: not a config",
+            )
+        if depth > MAX_DEPTH:
+            raise ConfigError(str(where), f"nested too deeply (at most {MAX_DEPTH} levels)")
+
+
+def _convert(
+    loader: yaml.SafeLoader, node: yaml.Node, where: Where, budget: _Budget, depth: int = 0
+) -> Node:
+    budget.spend(where, depth)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolve `<<:` merge keys
         mapping: dict[str, Node] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"{where.file}:{line}", "keys must be strings")
+            key = _scalar(loader, key_node, where.child("?", line))
             if not isinstance(key, str):
                 raise ConfigError(str(where.child(str(key), line)), "keys must be strings")
             if key in mapping:
                 raise ConfigError(str(where.child(key, line)), "duplicate key")
-            mapping[key] = _convert(loader, value_node, where.child(key, line))
+            mapping[key] = _convert(loader, value_node, where.child(key, line), budget, depth + 1)
         return Node(mapping, where)
     if isinstance(node, yaml.SequenceNode):
         items = [
-            _convert(loader, item, where.child(index, item.start_mark.line + 1))
+            _convert(loader, item, where.child(index, item.start_mark.line + 1), budget, depth + 1)
             for index, item in enumerate(node.value)
         ]
         return Node(items, where)
-    return Node(loader.construct_object(node, deep=True), where)
+    return Node(_scalar(loader, node, where), where)
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node, where: Where) -> object:
+    """One scalar's value; values Python cannot hold are errors at their line."""
+    try:
+        value = loader.construct_object(node, deep=True)
+    except Exception as exc:  # PyYAML's constructors fail in many ways on odd input
+        # (ValueError for 2026-13-45, AttributeError for `!!timestamp x`): each is this line's
+        detail = str(exc)[:120] or type(exc).__name__
+        raise ConfigError(str(where), f"cannot read {str(node.value)[:40]!r}: {detail}") from None
+    if isinstance(value, str) and (found := _CONTROL.search(value)):
+        raise ConfigError(
+            str(where), f"control character U+{ord(found.group()):04X} is not allowed in a value"
+        )
+    return value
 
 
 class Options:
