@@ -48,9 +48,12 @@ def command_named(arguments: Sequence[str]) -> str | None:
 
 def _instant(text: str) -> datetime:
     try:
-        return parse_time(text)
+        moment = parse_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if not 1970 <= moment.year <= 9000:  # room for the date arithmetic of thresholds
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time between 1970 and 9000")
+    return moment
 
 
 def build_parser(version: str) -> argparse.ArgumentParser:

@@ -14,11 +14,18 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an ISO 8601 instant; naive input is taken as UTC."""
+    """Parse an ISO 8601 instant; naive input is taken as UTC.
+
+    Raises ValueError for text that is not one, or names an instant Python cannot hold
+    in UTC (0001-01-01T00:00+01:00 is in year 0).
+    """
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range once converted to UTC") from None
 
 
 __all__ = ["format_time", "parse_time"]

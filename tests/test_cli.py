@@ -266,3 +266,34 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
 
 def test_no_command_prints_help_and_exits_2(cli: CliRunner) -> None:
     assert cli().code == 2
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param(["--expires-at", "0001-01-01T00:00:00+14:00"], id="before-year-1-in-utc"),
+        pytest.param(["--expires-at", "99999-01-01"], id="five-digit-year"),
+    ],
+)
+def test_emit_with_an_out_of_range_date_is_an_error_not_a_traceback(
+    cli: CliRunner, tmp_path: Path, arguments: list[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nstores: [{{type: pem, paths: ['{tmp_path}/*.pem']}}]\n"
+    )
+
+    result = cli(
+        "--config", str(config), "emit", "certificate_expiring", "--domain", "a.example",
+        "--domains", "a.example", "--days-remaining", "3", "--threshold", "7d", *arguments,
+    )  # fmt: skip
+
+    assert result.code == 2
+    assert "--expires-at: expected an ISO 8601 time" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_now_far_in_the_future_is_a_usage_error(cli: CliRunner) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli("--now", "9999-12-31T23:59:59Z", "status")
+    assert caught.value.code == 2

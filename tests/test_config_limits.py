@@ -96,7 +96,7 @@ def test_the_cli_prints_one_line_and_exits_2(tmp_path: Path, cli: CliRunner) -> 
 _TOKENS = [b"*a", b"&a ", b"[", b"]", b"{", b"}", b"\x00", b"\xff", b"\x1b", b"!!binary ",
            b"!!timestamp ", b"99999999999999999999d", b"1e400", b"<<: ", b"? ", b"- ", b": ",
            b"\n", b"\t", b"'", b'"', b"\\", b"%YAML 1.1\n", b"---\n", b"${HOME}",
-           b"${NOPE_X}"]  # fmt: skip
+           b"${NOPE_X}", b"!!set ", b"!!omap ", b"!!pairs ", b"2026-02-30", b".inf"]  # fmt: skip
 
 
 @st.composite
