@@ -40,7 +40,7 @@ from . import cron
 from .config import Config
 from .delivery import drain
 from .errors import ConfigError, LacmeWatchError
-from .ingest import ingest_spool
+from .ingest import ingest_spool, record_reset
 from .lock import StateLock
 from .metrics import Metrics
 from .notify import Notifier
@@ -169,6 +169,8 @@ class Daemon:
         config = self.config
         try:
             with StateStore(config.state_dir) as store:
+                if (reset := record_reset(config, store, datetime.now(UTC))) is not None:
+                    log.error("%s", reset.event.summary())
                 report = run_pass(config, store, datetime.now(UTC))
                 self._metrics.update(pass_metrics(report, config, store))
             if config.metrics.textfile:
