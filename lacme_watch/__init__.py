@@ -40,6 +40,7 @@ from .events import (
     Event,
     Heartbeat,
     RateLimitWarning,
+    StateReset,
 )
 from .observations import (
     REASONS,
@@ -96,6 +97,7 @@ __all__ = [
     "SinkError",
     "Source",
     "SourceError",
+    "StateReset",
     "StoreError",
     "__version__",
     "from_json",

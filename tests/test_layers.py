@@ -17,10 +17,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
-    {"wording"},
+    {"wording", "printable"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
-    {"options", "lock", "observations", "cloudevents", "dispatch"},
-    {"reader", "ratelimits", "detect", "spool", "metrics"},
+    {"options", "statefiles", "observations", "cloudevents", "dispatch"},
+    {"reader", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "chains", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},
     {"config", "statedb", "testing"},
