@@ -218,7 +218,24 @@ class StateStore:
                 f"{self.path} is damaged ({reason}); the next `lacme-watch watch` moves it"
                 " aside, keeps it, and takes a new baseline"
             )
-        return connect_read_only(self.path)
+        db = connect_read_only(self.path)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.Error as exc:
+            db.close()
+            raise database_error(self.path, exc) from exc
+        if row is not None and int(row[0]) != SCHEMA_VERSION:
+            db.close()
+            newer = int(row[0]) > SCHEMA_VERSION
+            raise StoreError(
+                f"{self.path} has schema {row[0]}, this lacme-watch reads {SCHEMA_VERSION}: "
+                + (
+                    "upgrade lacme-watch"
+                    if newer
+                    else "run `lacme-watch watch --once` to upgrade it"
+                )
+            )
+        return db
 
     def close(self) -> None:
         self._db.close()

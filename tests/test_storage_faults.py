@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from lacme_watch.statedb import SCHEMA_VERSION
+
 from .conftest import CliRunner, kinds, read_events
 
 ROOT = os.geteuid() == 0
@@ -320,3 +322,19 @@ def test_status_of_a_damaged_database_says_what_watch_will_do(
         _one_clean_line(result.err)
     )
     assert (tmp_path / "state" / "state.sqlite3").read_bytes() == b""  # status changes nothing
+
+
+def test_status_on_an_older_schema_says_how_to_upgrade(tmp_path: Path, cli: CliRunner) -> None:
+    config = _seeded(tmp_path, cli)
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite3")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION - 1),))
+    db.commit()
+    db.close()
+
+    result = cli("--config", str(config), "status")
+
+    assert result.code == 1
+    expected = f"has schema {SCHEMA_VERSION - 1}, this lacme-watch reads {SCHEMA_VERSION}: run"
+    assert expected in _one_clean_line(result.err)
+    assert cli("--config", str(config), "watch", "--once").code == 0
+    assert cli("--config", str(config), "status").code == 0
