@@ -494,6 +494,8 @@ class StateReset(Event):
     kept, and a new baseline taken. Until then, what changed may not have been reported."""
 
     kind: ClassVar[str] = "state_reset"
+    heading: ClassVar[str] = "State database reset"
+    urgency: ClassVar[int] = 25
     reason: str
     moved_to: str
     reset_at: datetime
