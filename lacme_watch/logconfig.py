@@ -11,6 +11,19 @@ from typing import TextIO
 from rich.console import Console
 from rich.logging import RichHandler
 
+from .printable import printable
+
+
+class _OneLine(logging.Filter):
+    """Text logs show control characters as escapes: a CR/LF or an ESC sequence in a
+    file or certificate name cannot forge a journal line or reach a terminal.
+    (Tracebacks are added after this, with their own newlines; JSON escapes by itself.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = printable(record.getMessage())
+        record.args = None
+        return True
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the traceback)."""
@@ -40,6 +53,8 @@ def configure(level: str, form: str, stream: TextIO | None = None) -> None:
         # The journal (or cron's mail) adds its own time stamps.
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if form != "json":
+        handler.addFilter(_OneLine())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))

@@ -6,13 +6,18 @@ OSC and NUL must not reach the operator's terminal. JSON output escapes by itsel
 
 from __future__ import annotations
 
+import io
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from lacme_watch import logconfig
 
 from .conftest import CliRunner
 
@@ -79,3 +84,20 @@ def test_hostile_names_are_escaped_in_every_human_readable_output(
 
     _assert_inert((tmp_path / "events.log").read_text())
     assert len((tmp_path / "events.log").read_text().splitlines()) == 2  # expiring + unreadable
+
+
+def test_daemon_log_lines_escape_control_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logconfig.configure("warning", "text", stream)
+        logging.getLogger("lacme_watch.daemon").warning(
+            "%s: %s", "pem:/x", "a\nERROR forged\x1b[2J"
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    assert stream.getvalue() == "WARNING lacme_watch.daemon: pem:/x: a\\nERROR forged\\x1b[2J\n"
