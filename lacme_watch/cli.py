@@ -266,7 +266,7 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
     # delivers it on its next round; otherwise this process delivers it now.
     deliver = lock.acquire()
     try:
-        with StateStore(config.state_dir) as store:
+        with StateStore(config.state_dir, repair=deliver) as store:
             if deliver:
                 _announce_reset(config, store, _clock(args), io)
             delivery = record_envelopes(config, store, [envelope], _clock(args), deliver=deliver)

@@ -159,11 +159,12 @@ class StateStore:
     caller reports it (stderr and a `state_reset` event).
     """
 
-    def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
+    def __init__(self, state_dir: Path, *, read_only: bool = False, repair: bool = True) -> None:
         self.state_dir = state_dir
         self.path = state_dir / DATABASE_NAME
         self.reset: StateReset | None = None
         self.read_only = read_only
+        self._repair = repair
         if read_only:
             self._db = self._open_read_only()
             return
@@ -183,6 +184,7 @@ class StateStore:
 
     def _open_writable(self) -> sqlite3.Connection:
         if self.path.exists() and (reason := damage(self.path)) is not None:
+            self._may_repair(reason)
             create_database(self.path, move_aside(self.path, reason))
         elif not self.path.exists():
             create_database(self.path)
@@ -195,11 +197,20 @@ class StateStore:
             name = getattr(exc, "sqlite_errorname", "")
             if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
                 raise database_error(self.path, exc) from exc
+            self._may_repair(str(exc))
             create_database(self.path, move_aside(self.path, str(exc)))
             db = sqlite3.connect(self.path, isolation_level=None)
             note = db.execute("SELECT value FROM meta WHERE key = 'reset'").fetchone()
         self.reset = read_reset_note(note[0]) if note else None
         return db
+
+    def _may_repair(self, reason: str) -> None:
+        """Only the lock holder moves a damaged database aside (two would race)."""
+        if not self._repair:
+            raise StoreError(
+                f"{self.path} is damaged ({reason}); the lacme-watch that holds the lock"
+                " moves it aside on its next pass"
+            )
 
     def clear_reset(self) -> None:
         """The reset has been recorded as an event: stop reporting it."""

@@ -227,7 +227,18 @@ def create_database(path: Path, reset: StateReset | None = None) -> None:
                 db.execute("INSERT INTO meta VALUES ('reset', ?)", (reset_note(reset),))
         finally:
             db.close()
-        fresh.rename(path)
+        # link(2), not rename(2): if another process put a database there meanwhile, it
+        # wins and ours is dropped, instead of replacing one that may already hold events.
+        try:
+            os.link(fresh, path)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            fresh.rename(path)  # a file system without hard links
+            return
+        fresh.unlink()
     except OSError as exc:
         fresh.unlink(missing_ok=True)
         raise state_dir_error(path, exc, "create", path.parent) from exc

@@ -338,3 +338,38 @@ def test_status_on_an_older_schema_says_how_to_upgrade(tmp_path: Path, cli: CliR
     assert expected in _one_clean_line(result.err)
     assert cli("--config", str(config), "watch", "--once").code == 0
     assert cli("--config", str(config), "status").code == 0
+
+
+def test_emit_beside_a_running_watcher_never_moves_a_damaged_database(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    config = _seeded(tmp_path, cli)
+    database = tmp_path / "state" / "state.sqlite3"
+    database.write_bytes(b"")
+    holder = subprocess.Popen(  # holds the lock, as a running daemon does
+        [sys.executable, "-c", _HOLD_LOCK, str(tmp_path / "state" / "lock")],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"locked\n"
+
+        result = cli("--config", str(config), "emit", "challenge_failed", "--domain",
+                     "a.example", "--challenge-type", "http-01", "--error", "x")  # fmt: skip
+    finally:
+        holder.kill()
+        holder.communicate()
+
+    assert result.code == 1
+    assert "the lacme-watch that holds the lock moves it aside" in _one_clean_line(result.err)
+    assert database.read_bytes() == b""
+    assert list((tmp_path / "state").glob("*.damaged-*")) == []
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
