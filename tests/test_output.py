@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,6 +136,9 @@ def test_zero_configuration_is_quiet_for_cron_and_said_where_a_person_looks(
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("LACME_WATCH_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
+    # As root the default state_dir is /var/lib/lacme-watch: the test must not write the
+    # machine's real state, so it runs as the ordinary user it describes.
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
 
     watched = cli("watch", "--once")
     assert (watched.code, watched.out, watched.err) == (0, "", "")
