@@ -10,6 +10,13 @@ Every lacme event (challenge failures and rate-limit warnings above all, which
 leave no trace on disk) is written atomically into lacme-watch's spool as a
 CloudEvent; the next pass (or the daemon within `schedule.deliver`) delivers it.
 lacme is not imported here: any object with lacme's event fields is translated.
+
+lacme's RenewalManager raises no event when a sweep finds nothing due, so a sweep
+reports itself with one more line, and lacme-watch can tell when sweeps stop
+(`renewal_agent_stale`):
+
+    await manager.check_and_renew()
+    report_run("/var/spool/lacme-watch", store="lacme:/etc/lacme")
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .cloudevents import wrap
-from .events import EVENT_TYPES, Event
+from .events import EVENT_TYPES, Event, RenewalAgentRun
 from .spool import write
 
 log = logging.getLogger(__name__)
@@ -74,3 +81,14 @@ def attach(
 
     dispatcher.subscribe(forward)
     return forward
+
+
+def report_run(
+    spool: str | Path, *, store: str, host: str | None = None, when: datetime | None = None
+) -> Path:
+    """Spool a `renewal_agent_run` for `store` (its id as `lacme-watch status` shows it,
+    e.g. `lacme:/etc/lacme`): the renewal sweep ran. Returns the spool file."""
+    ran_at = when or datetime.now(UTC)
+    event = RenewalAgentRun(store=store, ran_at=ran_at)
+    envelope = wrap(event, host=host or socket.gethostname(), time=ran_at, id=str(uuid.uuid4()))
+    return write(spool, envelope)

@@ -26,13 +26,14 @@ from .arguments import UsageError, build_parser, command_named
 from .cloudevents import format_time, from_json, wrap
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
+from .events import RenewalAgentRun
 from .ingest import event_from_arguments, record_envelopes, record_reset, test_event
 from .lock import StateLock
 from .metrics import Metrics
-from .passes import PassReport, pass_metrics, run_pass, scan_sources
+from .passes import PassReport, pass_metrics, run_pass, scan_sources, stale_agents
 from .printable import printable
 from .statedb import StateStore
-from .views import CertificateRow, CrlRow, ProblemRow
+from .views import AgentRow, CertificateRow, CrlRow, ProblemRow
 
 log = logging.getLogger("lacme_watch")
 
@@ -159,10 +160,15 @@ def _announce_reset(config: Config, store: StateStore, now: datetime, io: Io) ->
 def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[str, str], int]]:
     """Scan every source as a pass would, and write nothing (status, check).
 
-    Also returns the outbox's counts per (sink, state), for `status`.
+    Also returns the outbox's counts per (sink, state), for `status`; the renewal
+    agents' last runs land in `report.agent_runs`.
     """
     with StateStore(config.state_dir, read_only=True) as store:
-        return PassReport.of(scan_sources(config, store, now), now), store.outbox_counts()
+        report = PassReport.of(scan_sources(config, store, now), now)
+        for source, agent in store.agent_runs().items():
+            seen = report.agent_runs.get(source, agent.last_run)
+            report.agent_runs[source] = max(agent.last_run, seen)
+        return report, store.outbox_counts()
 
 
 def _status(args: argparse.Namespace, io: Io) -> int:
@@ -184,12 +190,18 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         key=lambda row: (row.next_update is None, row.next_update or now, row.path),
     )
     problems = [ProblemRow.of(source, problem) for source, problem in report.problems]
+    late = {agent.store for agent, _ in stale_agents(config, {}, report.agent_runs, [], now)}
+    agents = [
+        AgentRow(store=store, last_run=when, stale=store in late)
+        for store, when in sorted(report.agent_runs.items())
+    ]
     if args.json:
         document = {
             "certificates": [row.as_json() for row in certificates],
             "crls": [row.as_json() for row in crls],
             "problems": [row.as_json() for row in problems],
             "deliveries": views.deliveries_json(outbox),
+            "agents": [row.as_json() for row in agents],
         }
         io.out.print_json(json.dumps(document))
         return report.exit_code
@@ -204,7 +216,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         ],
         interactive=io.interactive,
     )
-    for line in views.sink_lines(outbox):
+    for line in [*(row.line() for row in agents), *views.sink_lines(outbox)]:
         io.out.print(_plain(line))
     return report.exit_code
 
@@ -261,6 +273,8 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
         event = event_from_arguments(args.kind, _field_arguments(args.extra))
         config = _config(args, io)
         envelope = wrap(event, host=config.host, time=_clock(args), id=str(uuid.uuid4()))
+    if isinstance(envelope.event, RenewalAgentRun):
+        _known_store(config, envelope.event.store)
     lock = StateLock(config.state_dir)
     # With a daemon running (holding the lock) the event is recorded and the daemon
     # delivers it on its next round; otherwise this process delivers it now.
@@ -277,6 +291,15 @@ def _emit(args: argparse.Namespace, io: Io) -> int:
         queued = "" if deliver else " (queued for the running lacme-watch to deliver)"
         io.out.print(f"recorded {envelope.id}{queued}")
     return 0 if delivery.ok else 1
+
+
+def _known_store(config: Config, store: str | None) -> None:
+    """A run must name a configured source, or nobody would ever watch it."""
+    known = [source.id for source in config.sources]
+    if store not in known:
+        raise ConfigError(
+            "emit", f"--store {store!r} is not a configured source; one of: {', '.join(known)}"
+        )
 
 
 def _field_arguments(extra: Sequence[str]) -> dict[str, str]:

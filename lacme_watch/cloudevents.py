@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import EventFormatError
-from .events import EVENT_TYPES, Event, lacme_fields
+from .events import EVENT_TYPES, Change, Event, lacme_fields
 from .instants import format_time as format_time  # re-exported: the wire's time format
 from .instants import parse_time as parse_time
 
@@ -83,9 +83,16 @@ def event_data(event: Event) -> dict[str, Any]:
         if isinstance(value, datetime):
             value = format_time(value)
         elif isinstance(value, tuple):
-            value = list(value)
+            value = [_change_data(item) if isinstance(item, Change) else item for item in value]
         data[name] = value
     return data
+
+
+def _change_data(change: Change) -> dict[str, Any]:
+    def plain(value: object) -> object:
+        return list(value) if isinstance(value, tuple) else value
+
+    return {"field": change.field, "before": plain(change.before), "after": plain(change.after)}
 
 
 def to_cloudevent(envelope: Envelope) -> dict[str, Any]:
@@ -168,6 +175,8 @@ def _convert(kind: str, name: str, hint: object, value: object) -> object:
     if value is None and type(None) in options:
         return None
     for option in options:
+        if typing.get_args(option) == (Change, ...) and isinstance(value, list):
+            return tuple(_decode_change(kind, name, item) for item in value)
         if option is datetime and isinstance(value, str):
             try:
                 return parse_time(value)
@@ -187,6 +196,24 @@ def _convert(kind: str, name: str, hint: object, value: object) -> object:
             return value
     expected = " or ".join(_describe(option) for option in options)
     raise EventFormatError(f"{kind}: data.{name}: expected {expected}, got {value!r}")
+
+
+def _decode_change(kind: str, name: str, item: object) -> Change:
+    """One `{field, before, after}` object; values are strings, numbers, flags or lists."""
+    if not isinstance(item, Mapping) or set(item) != {"field", "before", "after"}:
+        raise EventFormatError(f"{kind}: data.{name}: expected {{field, before, after}} objects")
+    field = item["field"]
+    if not isinstance(field, str):
+        raise EventFormatError(f"{kind}: data.{name}: field must be a string, got {field!r}")
+
+    def value(raw: object) -> str | int | bool | tuple[str, ...] | None:
+        if raw is None or isinstance(raw, str | int | bool):
+            return raw
+        if isinstance(raw, list) and all(isinstance(part, str) for part in raw):
+            return tuple(raw)
+        raise EventFormatError(f"{kind}: data.{name}: {field}: unexpected value {raw!r}")
+
+    return Change(field=field, before=value(item["before"]), after=value(item["after"]))
 
 
 def _describe(option: object) -> str:

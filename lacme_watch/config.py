@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import cron
+from .changes import FIELDS as CHANGE_FIELDS
 from .crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
 from .detect import Policy
 from .errors import ConfigError
@@ -24,6 +25,7 @@ from .options import Node, Options, format_duration, load_yaml, parse_duration
 from .plugins import GROUPS, Sink, Source, lookup
 from .ratelimits import RULE_NAMES, RateLimits, Rule
 from .reader import DEFAULT_MAX_FILE_SIZE
+from .renewal import DEFAULT_AGENT_STALE_AFTER, DEFAULT_GRACE, RenewalPolicy, parse_renew_before
 from .routes import RetryPolicy, SinkRoute
 
 __all__ = ["Config", "ConfigError", "Options", "Schedule", "SinkRoute", "find_config", "load"]
@@ -50,6 +52,18 @@ class Schedule:
         if self.cron or self.interval is None:
             return f"on cron '{self.cron}'"
         return f"every {format_duration(self.interval)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceRenewal:
+    """Keys every store and authority accepts about its renewals."""
+
+    renew_before: RenewalPolicy | None = None
+    """`renew_before`: replaces (or, for pem, tls and easy-rsa, supplies) the owner's policy."""
+    no_policy: bool = False
+    """`renew_before: off`: nobody renews these automatically; no renewal_overdue."""
+    agent_stale_after: timedelta = DEFAULT_AGENT_STALE_AFTER
+    """renewal_agent_stale when no run of the store's renewal agent was seen for this long."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,10 +105,16 @@ class Config:
         """Whether this source's certificates are looked up in their CRLs (network)."""
         return self.revocation_overrides.get(source_id, self.revocation.crl)
 
+    renewal: Mapping[str, SourceRenewal] = field(default_factory=dict)
+    """Per source id; a source not named here has the defaults."""
+
     @property
     def sources(self) -> tuple[Source, ...]:
         """Authorities first: stores check signatures against their keys."""
         return (*self.authorities, *self.stores)
+
+    def renewal_of(self, source: str) -> SourceRenewal:
+        return self.renewal.get(source) or SourceRenewal()
 
 
 def find_config(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -138,16 +158,17 @@ def build(root: Node, file: str) -> Config:
     host = options.string("host", socket.gethostname())
     max_file_size = options.size("max_file_size", DEFAULT_MAX_FILE_SIZE)
     overrides: dict[str, bool] = {}
+    renewal: dict[str, SourceRenewal] = {}
     stores = tuple(
-        _plugin(GROUPS["stores"], item, overrides) for item in options.sections("stores")
+        _plugin(GROUPS["stores"], item, renewal, overrides) for item in options.sections("stores")
     )
     authorities = tuple(
-        _plugin(GROUPS["authorities"], item) for item in options.sections("authorities")
+        _plugin(GROUPS["authorities"], item, renewal) for item in options.sections("authorities")
     )
     if not stores and not authorities:
         raise ConfigError(f"{file}:{root.where.line}", "configure at least one store or authority")
     _reject_duplicates(options, (*authorities, *stores))
-    policy, chain = _expiry(options.section("expiry"))
+    policy, chain = _expiry(options.section("expiry"), _ignored_changes(options.section("changes")))
     schedule = _schedule(options.section("schedule"))
     sinks = _sinks(options)
     retry = _retry(options.section("delivery"))
@@ -183,12 +204,19 @@ def build(root: Node, file: str) -> Config:
         trust=trust,
         revocation=revocation,
         revocation_overrides=overrides,
+        renewal=renewal,
     )
 
 
-def _plugin(group: str, options: Options, overrides: dict[str, bool] | None = None) -> Source:
+def _plugin(
+    group: str,
+    options: Options,
+    renewal: dict[str, SourceRenewal],
+    overrides: dict[str, bool] | None = None,
+) -> Source:
     kind = options.string("type")
     cls = lookup(group, kind, str(options.where.child("type")))
+    settings = _source_renewal(options)
     crl: bool | None = None
     if overrides is not None and "revocation" in options:
         per_store = options.section("revocation")
@@ -196,6 +224,7 @@ def _plugin(group: str, options: Options, overrides: dict[str, bool] | None = No
         per_store.finish()
     source: Source = cls.from_options(options)
     options.finish()
+    renewal[source.id] = settings
     if overrides is not None and crl is not None:
         overrides[source.id] = crl
     return source
@@ -213,6 +242,36 @@ def _revocation(options: Options) -> RevocationOptions:
     return revocation
 
 
+def _source_renewal(options: Options) -> SourceRenewal:
+    """`renew_before` and `agent_stale_after`, read here so every plugin accepts them."""
+    renew_before = None
+    off = False
+    if (node := options.node("renew_before")) is not None:
+        # YAML reads a bare `off` as false
+        off = node.value is False or node.value == "off"
+        text = node.value if isinstance(node.value, str) else ""
+        renew_before = None if off else parse_renew_before(text)
+        if renew_before is None and not off:
+            raise node.unexpected(
+                "a duration like '30d', a share of the lifetime like '33%', or off"
+            )
+    stale_after = options.duration("agent_stale_after", DEFAULT_AGENT_STALE_AFTER)
+    return SourceRenewal(renew_before=renew_before, no_policy=off, agent_stale_after=stale_after)
+
+
+def _ignored_changes(options: Options) -> frozenset[str]:
+    """`changes: {ignore: [...]}`: certificate_changed fields not worth a message."""
+    names = options.strings("ignore")
+    node = options.node("ignore")
+    if node is not None:
+        items = node.value if isinstance(node.value, list) else [node]
+        for name, item in zip(names, items, strict=True):
+            if name not in CHANGE_FIELDS:
+                raise item.unexpected(f"a certificate_changed field ({', '.join(CHANGE_FIELDS)})")
+    options.finish()
+    return frozenset(names)
+
+
 def _reject_duplicates(options: Options, sources: tuple[Source, ...]) -> None:
     seen: set[str] = set()
     for source in sources:
@@ -221,7 +280,7 @@ def _reject_duplicates(options: Options, sources: tuple[Source, ...]) -> None:
         seen.add(source.id)
 
 
-def _expiry(options: Options) -> tuple[Policy, bool]:
+def _expiry(options: Options, ignore_changes: frozenset[str]) -> tuple[Policy, bool]:
     default = Policy()
     policy = Policy(
         thresholds_days=options.numbers(
@@ -230,6 +289,9 @@ def _expiry(options: Options) -> tuple[Policy, bool]:
         thresholds_percent=options.numbers(
             "thresholds_percent", default.thresholds_percent, float, low=0, high=100
         ),
+        overdue=options.boolean("overdue", True),
+        overdue_grace=options.duration("overdue_grace", DEFAULT_GRACE),
+        ignore_changes=ignore_changes,
     )
     chain = options.choice("chain", ("full", "leaf"), "full") == "full"
     options.finish()

@@ -262,15 +262,17 @@ def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
 
         scan("Pass 1: the first pass is a quiet baseline, but reports what holds now", now)
 
-        _save(
+        _save(  # renewed with one more name: certificate_changed says so
             store_dir,
-            acme.issue(["shop.example.com", "static.shop.example.com"], now, 90),
+            acme.issue(
+                ["shop.example.com", "static.shop.example.com", "cdn.shop.example.com"], now, 90
+            ),
             acme.certificate,
         )
         _save(store_dir, acme.issue(["blog.example.com"], now, 90), acme.certificate)
         _save(store_dir, ca.issue(["ops-laptop"], now, 365, client=True), ca.certificate)
         scan(
-            "Pass 2: shop renewed on disk, its server not reloaded; blog issued;"
+            "Pass 2: shop renewed on disk (one name more), its server not reloaded; blog issued;"
             " the CA signed a client certificate",
             now + timedelta(hours=1),
         )
@@ -304,12 +306,17 @@ def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
                     "window_hours": "168",
                 },
             ),
+            event_from_arguments(  # the renewal sweep's one-line hook, run ten days ago
+                "renewal_agent_run",
+                {"store": f"lacme:{store_dir}", "ran_at": now.isoformat()},
+            ),
         ]
         envelopes, _ = record(config, state, hooked, later)
         _show(console, "Pass 5: an ACME client's hook ran `lacme-watch emit ...`", later, envelopes)
 
         scan(
-            "Pass 6: with `heartbeat: true`, every pass reports that the watcher is alive",
+            "Pass 6: with `heartbeat: true`, every pass reports that the watcher is alive;"
+            " the renewal sweep has not reported a run for ten days",
             now + timedelta(days=10, hours=3),
             replace(config, heartbeat=True),
         )

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypedDict
 
+from . import renewal
+from .changes import compare
 from .events import (
     CACertificateIssued,
     CertificateAuthorityInitialized,
+    CertificateChanged,
     CertificateExpiring,
     CertificateIssued,
     CertificateRemoved,
@@ -22,10 +25,13 @@ from .events import (
     CertificateUnreadable,
     DeploymentStale,
     Event,
+    RenewalOverdue,
 )
 from .observations import Observation, Problem, ScanResult
 
 EXPIRED = "expired"
+OVERDUE = "overdue"
+"""The mark of a reported renewal_overdue, kept beside the threshold labels."""
 DAY = timedelta(days=1)
 
 
@@ -38,6 +44,11 @@ class Policy:
     max_day_fraction: float = 0.5
     """A day threshold applies only to certificates whose lifetime is at least twice as
     long: a 30-day warning would otherwise fire the moment a 47-day certificate is issued."""
+    overdue: bool = True
+    """renewal_overdue when the owner's renewal point plus the grace has passed."""
+    overdue_grace: timedelta = renewal.DEFAULT_GRACE
+    ignore_changes: frozenset[str] = frozenset()
+    """certificate_changed fields not to report (`changes: {ignore: [...]}`)."""
 
     def crossed(self, not_before: datetime, not_after: datetime, now: datetime) -> list[str]:
         """Labels of every threshold crossed at `now`, most urgent first."""
@@ -118,12 +129,15 @@ def detect(
     events: list[Event] = []
     if not scan.failed:
         if before.baselined:  # a source's first pass only records where it stands
-            events += _lifecycle(source, before.certificates, current, authorities or {})
+            events += _lifecycle(source, before.certificates, current, authorities or {}, policy)
             events += scan.events
         events += _removed(source, before.certificates, current, scan.retired)
     events += _authorities(source, before.certificates, current)
     expiring, reported = _expiry(source, before.reported, current, policy, now)
     events += expiring
+    late, overdue_marks = _overdue(source, before.reported, current, policy, now)
+    events += late
+    reported |= overdue_marks
     problems = frozenset(scan.problems)
     events += _unreadable(source, problems - before.problems, now)
     after = SourceSnapshot(
@@ -178,6 +192,41 @@ def _expiry(
         marks |= {(lineage, observation.fingerprint, label) for label in crossed}
     # Keep marks for thresholds no longer crossed (a --now jump backwards must not re-arm them).
     marks |= {key for key in reported if _still_held(key, current)}
+    return events, frozenset(marks)
+
+
+def _overdue(
+    source: str,
+    reported: frozenset[Reported],
+    current: Mapping[str, Observation],
+    policy: Policy,
+    now: datetime,
+) -> tuple[list[Event], frozenset[Reported]]:
+    """renewal_overdue, once, for each leaf still in place past its owner's renewal
+    point plus the grace; and the marks that say so."""
+    if not policy.overdue:
+        return [], frozenset()
+    events: list[Event] = []
+    marks: set[Reported] = set()
+    for lineage, observation in current.items():
+        owner = observation.renewal
+        if observation.role != "leaf" or owner is None:
+            continue
+        facts = observation.certificate
+        if now < renewal.overdue_since(owner, facts, policy.overdue_grace):
+            continue
+        mark = (lineage, observation.fingerprint, OVERDUE)
+        marks.add(mark)
+        if mark in reported:
+            continue
+        events.append(
+            RenewalOverdue(
+                **_certificate_fields(source, observation),
+                renew_after=renewal.renew_after(owner, facts),
+                days_remaining=days_remaining(facts.not_after, now),
+                policy=owner.describe(),
+            )
+        )
     return events, frozenset(marks)
 
 
@@ -253,8 +302,10 @@ def _lifecycle(
     before: Mapping[str, Observation],
     current: Mapping[str, Observation],
     authorities: Mapping[str, Authority],
+    policy: Policy,
 ) -> list[Event]:
-    """certificate_issued / certificate_renewed (+ ca_certificate_issued) for leaves."""
+    """certificate_issued / certificate_renewed (+ certificate_changed, what the renewal
+    changed; + ca_certificate_issued) for leaves."""
     events: list[Event] = []
     for lineage, observation in current.items():
         if observation.role != "leaf":
@@ -271,6 +322,12 @@ def _lifecycle(
                     previous_expires_at=old.certificate.not_after,
                 )
             )
+            if changes := compare(old, observation, policy.ignore_changes):
+                events.append(
+                    CertificateChanged(
+                        **_certificate_fields(source, observation), changes=tuple(changes)
+                    )
+                )
         else:
             continue  # replaced by an older certificate (a restored backup): not a renewal
         signer = observation.certificate.signed_by
@@ -370,6 +427,7 @@ def _certificate_fields(source: str, observation: Observation) -> _CertificateFi
 
 __all__ = [
     "EXPIRED",
+    "OVERDUE",
     "Authority",
     "Policy",
     "SourceSnapshot",

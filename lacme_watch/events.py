@@ -20,6 +20,7 @@ __all__ = [
     "EVENT_TYPES",
     "CACertificateIssued",
     "CertificateAuthorityInitialized",
+    "CertificateChanged",
     "CertificateEvent",
     "CertificateExpiring",
     "CertificateIssued",
@@ -29,6 +30,7 @@ __all__ = [
     "CertificateUnreadable",
     "ChainProblem",
     "ChallengeFailed",
+    "Change",
     "CrlDeploymentStale",
     "CrlExpiring",
     "DeploymentMismatch",
@@ -36,6 +38,9 @@ __all__ = [
     "Event",
     "Heartbeat",
     "RateLimitWarning",
+    "RenewalAgentRun",
+    "RenewalAgentStale",
+    "RenewalOverdue",
     "StateReset",
     "lacme_fields",
 ]
@@ -61,6 +66,8 @@ class Event:
     """How a digest (the email sink) titles this kind's section."""
     urgency: ClassVar[int] = 1000
     """A digest's order: lower comes first; what needs a person today leads."""
+    routine: ClassVar[bool] = False
+    """Bookkeeping, not news: delivered only to sinks that name the kind in `events:`."""
 
     store: str | None = None
     lineage: str | None = None
@@ -89,6 +96,11 @@ class Event:
     def line(self) -> str:
         """summary() without the kind: one line under its heading in a digest."""
         return self.summary().partition(": ")[2]
+
+    def section(self) -> tuple[int, str]:
+        """(urgency, heading) of the digest section this event goes in: its kind's,
+        unless one occurrence is more urgent than its kind (certificate_changed)."""
+        return (self.urgency, self.heading)
 
 
 _CONTEXT_FIELDS = frozenset(field.name for field in dataclasses.fields(Event))
@@ -337,6 +349,147 @@ class CertificateUnreadable(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalOverdue(CertificateEvent):
+    """The owner's own renewal point (plus a grace) has passed and the lineage was not
+    renewed: the renewal silently stopped, long before a fixed threshold would say so."""
+
+    kind: ClassVar[str] = "renewal_overdue"
+    heading: ClassVar[str] = "Renewal overdue"
+    urgency: ClassVar[int] = 11
+    renew_after: datetime
+    """When the owner (certbot, dehydrated, lacme, or `renew_before`) should have renewed."""
+    days_remaining: int
+    policy: str
+    """Where renew_after comes from, e.g. `certbot renew_before_expiry = 30 days`."""
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.lineage or "", self.fingerprint or "", "overdue")
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: {self.domain} should have been renewed by {_day(self.renew_after)}"
+            f" ({self.policy}); expires {_day(self.expires_at)}, {self.days_remaining} days left"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalAgentRun(Event):
+    """The renewal agent of a store ran (a certbot log header, a dehydrated exit_hook,
+    a lacme renewal sweep). Recorded, not delivered, unless a sink names it in `events:`."""
+
+    kind: ClassVar[str] = "renewal_agent_run"
+    heading: ClassVar[str] = "Renewal agent runs"
+    urgency: ClassVar[int] = 110
+    routine: ClassVar[bool] = True
+    ran_at: datetime | None = None
+    """When it ran; the CloudEvent's time when not given."""
+
+    @property
+    def subject(self) -> str:
+        return self.store or ""
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.ran_at.isoformat() if self.ran_at else "",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalAgentStale(Event):
+    """No run of a store's renewal agent was seen for `agent_stale_after`: the renewer
+    itself stopped (a dead timer, a removed cron line), weeks before anything is overdue."""
+
+    kind: ClassVar[str] = "renewal_agent_stale"
+    heading: ClassVar[str] = "Renewal agent stopped running"
+    urgency: ClassVar[int] = 13
+    last_run: datetime
+    expected_every: str
+    """`agent_stale_after`, as configured (e.g. `2d`)."""
+
+    @property
+    def subject(self) -> str:
+        return self.store or ""
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.last_run.isoformat(),)
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind}: {self.store}: no renewal run since"
+            f" {self.last_run.strftime('%Y-%m-%d %H:%M')} UTC"
+            f" (expected every {self.expected_every})"
+        )
+
+
+ChangeValue = str | int | bool | tuple[str, ...] | None
+"""What a changed field held: a name list, a key description, a count, a flag."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """One thing a renewal changed, as `{field, before, after}` on the wire."""
+
+    field: str
+    before: ChangeValue
+    after: ChangeValue
+
+    @property
+    def urgent(self) -> bool:
+        """Something clients relied on is gone: a name, or an extended key usage."""
+        if self.field not in ("names", "extended_key_usage"):
+            return False
+        before = set(self.before) if isinstance(self.before, tuple) else set()
+        after = set(self.after) if isinstance(self.after, tuple) else set()
+        return bool(before - after)
+
+    @property
+    def before_text(self) -> str:
+        return _shown(self.before)
+
+    @property
+    def after_text(self) -> str:
+        return _shown(self.after)
+
+    def describe(self) -> str:
+        return f"{self.field}: {self.before_text} -> {self.after_text}"
+
+
+def _shown(value: ChangeValue) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value) or "(none)"
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateChanged(CertificateEvent):
+    """A renewal changed what clients or deployments depend on (names, EKU, key, issuer,
+    lifetime, chain, revocation pointers); sent beside certificate_renewed."""
+
+    kind: ClassVar[str] = "certificate_changed"
+    heading: ClassVar[str] = "Changed by a renewal"
+    urgency: ClassVar[int] = 65
+    urgent_heading: ClassVar[str] = "A renewal dropped a name or key usage"
+    changes: tuple[Change, ...]
+
+    @property
+    def urgent(self) -> bool:
+        """A dropped name or extended key usage breaks clients: the digest leads with it."""
+        return any(change.urgent for change in self.changes)
+
+    def section(self) -> tuple[int, str]:
+        return (5, self.urgent_heading) if self.urgent else (self.urgency, self.heading)
+
+    def line(self) -> str:
+        return f"{self.domain} (renewed, expires {_day(self.expires_at)})"  # changes follow
+
+    def summary(self) -> str:
+        listed = "; ".join(change.describe() for change in self.changes)
+        return f"{self.kind}: {self.domain} renewal changed {listed}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat(Event):
     """A pass finished: counts for a dead-man switch (silence means the watcher is down)."""
 
@@ -528,6 +681,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CertificateRevoked,
         CertificateUnreadable,
         DeploymentStale,
+        RenewalOverdue,
+        RenewalAgentStale,
+        RenewalAgentRun,
+        CertificateChanged,
         Heartbeat,
         ChainProblem,
         DeploymentMismatch,

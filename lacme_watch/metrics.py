@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 from cryptography import x509
@@ -28,8 +28,10 @@ from prometheus_client import CollectorRegistry, start_http_server, write_to_tex
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import renewal
 from .errors import ConfigError
 from .observations import CrlSeen, Observation, Problem
+from .renewal import DEFAULT_GRACE
 
 _NAME_PARTS = (
     ("C", NameOID.COUNTRY_NAME),
@@ -71,6 +73,8 @@ class PassMetrics:
     read_errors: int = 0
     """Every unreadable input of every pass so far (persisted in the state database)."""
     crls: tuple[tuple[str, CrlSeen], ...] = ()
+    overdue_grace: timedelta = DEFAULT_GRACE
+    agent_runs: Mapping[str, datetime] = field(default_factory=dict)
 
 
 class Metrics(Collector):
@@ -127,6 +131,16 @@ def _certificates(latest: PassMetrics) -> Iterator[Metric]:
     expired = GaugeMetricFamily(
         "x509_cert_expired", "1 if the certificate has expired", labels=CERT_LABELS
     )
+    renew_after = GaugeMetricFamily(
+        "lacme_watch_certificate_renew_after_timestamp_seconds",
+        "Unix time by which the owner's renewal policy should have renewed the certificate",
+        labels=CERT_LABELS,
+    )
+    overdue = GaugeMetricFamily(
+        "lacme_watch_certificate_renewal_overdue",
+        "1 if the renewal point plus the grace has passed and the certificate is still in place",
+        labels=CERT_LABELS,
+    )
     for source, observation in latest.inventory:
         facts = observation.certificate
         labels = [
@@ -143,7 +157,23 @@ def _certificates(latest: PassMetrics) -> Iterator[Metric]:
         not_after.add_metric(labels, facts.not_after.timestamp())
         not_before.add_metric(labels, facts.not_before.timestamp())
         expired.add_metric(labels, 1.0 if facts.not_after <= latest.now else 0.0)
-    yield from (not_after, not_before, expired)
+        if observation.renewal is not None and observation.role == "leaf":
+            renew_after.add_metric(
+                labels, renewal.renew_after(observation.renewal, facts).timestamp()
+            )
+            late = latest.now >= renewal.overdue_since(
+                observation.renewal, facts, latest.overdue_grace
+            )
+            overdue.add_metric(labels, 1.0 if late else 0.0)
+    yield from (not_after, not_before, expired, renew_after, overdue)
+    last_run = GaugeMetricFamily(
+        "lacme_watch_renewal_agent_last_run_timestamp_seconds",
+        "Unix time of the last run seen of the store's renewal agent",
+        labels=["store"],
+    )
+    for store, when in sorted(latest.agent_runs.items()):
+        last_run.add_metric([store], when.timestamp())
+    yield last_run
 
 
 def _name_labels(rfc4514: str) -> list[str]:

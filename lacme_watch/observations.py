@@ -10,6 +10,7 @@ from cryptography import x509
 
 from .events import Event
 from .instants import format_time, parse_time
+from .renewal import RenewalPolicy, policy_from_json, policy_to_json
 
 Role = Literal["leaf", "chain", "ca"]
 """leaf: the certificate a lineage is about; chain: an intermediate or root riding in a
@@ -34,6 +35,46 @@ REASONS = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    """What clients and deployments depend on beyond names and dates: compared at each
+    renewal for `certificate_changed`."""
+
+    extended_key_usage: tuple[str, ...] = ()
+    """`serverAuth`, `clientAuth`, ... (dotted OIDs for the unnamed)."""
+    key: str = ""
+    """`ECDSA P-256`, `RSA 2048`, `Ed25519`: the public key, never the private one."""
+    signature_algorithm: str = ""
+    issuer_key_id: str | None = None
+    """The authority key identifier: which intermediate key signed it."""
+    crl_distribution_points: bool = False
+    ocsp_urls: tuple[str, ...] = ()
+    must_staple: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "extended_key_usage": list(self.extended_key_usage),
+            "key": self.key,
+            "signature_algorithm": self.signature_algorithm,
+            "issuer_key_id": self.issuer_key_id,
+            "crl_distribution_points": self.crl_distribution_points,
+            "ocsp_urls": list(self.ocsp_urls),
+            "must_staple": self.must_staple,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Profile:
+        return cls(
+            extended_key_usage=tuple(raw["extended_key_usage"]),
+            key=raw["key"],
+            signature_algorithm=raw["signature_algorithm"],
+            issuer_key_id=raw["issuer_key_id"],
+            crl_distribution_points=raw["crl_distribution_points"],
+            ocsp_urls=tuple(raw["ocsp_urls"]),
+            must_staple=raw["must_staple"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateFacts:
     """What one X.509 certificate says about itself (never anything about its key)."""
 
@@ -50,6 +91,8 @@ class CertificateFacts:
     is_client: bool
     signed_by: str | None = None
     """Fingerprint of the watched CA whose key verifies this certificate's signature."""
+    profile: Profile | None = None
+    """None when read by an older lacme-watch (its snapshot predates profiles)."""
 
     @property
     def lifetime_seconds(self) -> float:
@@ -69,6 +112,7 @@ class CertificateFacts:
             "is_ca": self.is_ca,
             "is_client": self.is_client,
             "signed_by": self.signed_by,
+            "profile": self.profile.to_json() if self.profile else None,
         }
 
     @classmethod
@@ -86,6 +130,7 @@ class CertificateFacts:
             is_ca=raw["is_ca"],
             is_client=raw["is_client"],
             signed_by=raw["signed_by"],
+            profile=Profile.from_json(raw["profile"]) if raw.get("profile") else None,
         )
 
 
@@ -99,6 +144,10 @@ class Observation:
     domain: str
     domains: tuple[str, ...]
     certificate: CertificateFacts
+    chain_length: int | None = None
+    """How many certificates the stored file holds (leaf included), for certificate_changed."""
+    renewal: RenewalPolicy | None = None
+    """The owner's renewal policy, read from its files (or the store's `renew_before`)."""
 
     @property
     def fingerprint(self) -> str:
@@ -112,6 +161,8 @@ class Observation:
             "domain": self.domain,
             "domains": list(self.domains),
             "certificate": self.certificate.to_json(),
+            "chain_length": self.chain_length,
+            "renewal": policy_to_json(self.renewal) if self.renewal else None,
         }
 
     @classmethod
@@ -123,6 +174,8 @@ class Observation:
             domain=raw["domain"],
             domains=tuple(raw["domains"]),
             certificate=CertificateFacts.from_json(raw["certificate"]),
+            chain_length=raw.get("chain_length"),
+            renewal=policy_from_json(raw["renewal"]) if raw.get("renewal") else None,
         )
 
 
@@ -210,3 +263,5 @@ class ScanResult:
     """Chains TLS endpoints served (file stores' chains are re-read from their files)."""
     crls: tuple[CrlSeen, ...] = ()
     """CRL files the source watches (the `crl` store, an easy-rsa authority's crl.pem)."""
+    agent_runs: tuple[datetime, ...] = ()
+    """Runs of the store's renewal agent this scan saw (certbot's log header lines)."""

@@ -17,9 +17,10 @@ from typing import TypeVar
 import yaml
 
 from .errors import ConfigError
+from .instants import MAX_DURATION as MAX_DURATION  # re-exported for config readers
+from .instants import format_duration as format_duration
+from .instants import parse_duration as parse_duration
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -27,8 +28,6 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 T = TypeVar("T")
 
 
-MAX_DURATION = timedelta(days=36500)
-"""100 years: longer is a typo, and would overflow date arithmetic later."""
 MAX_CONFIG_SIZE = 1024 * 1024
 """A configuration file is a few KiB; anything past 1 MiB is refused before parsing."""
 MAX_NODES = 100_000
@@ -36,27 +35,6 @@ MAX_NODES = 100_000
 MAX_DEPTH = 64
 """Nesting of lists and mappings (the deepest real configuration needs about 5)."""
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """`90s`, `15m`, `12h`, `7d`, `2w`; None when the text is not a duration (or > 100 years)."""
-    match = _DURATION.match(text)
-    if match is None:
-        return None
-    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds > MAX_DURATION.total_seconds():
-        return None
-    return timedelta(seconds=seconds)
-
-
-def format_duration(duration: timedelta) -> str:
-    """The shortest exact spelling parse_duration reads back: `15m`, `36h`, `90s`."""
-    seconds = duration.total_seconds()
-    for unit in ("w", "d", "h", "m"):
-        size = _DURATION_UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def parse_size(text: str) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
@@ -18,18 +19,20 @@ from cryptography import x509
 
 from . import ratelimits, spool
 from .cloudevents import Envelope, wrap
-from .config import Config
+from .config import Config, SourceRenewal
 from .delivery import DeliveryReport, drain
 from .detect import Authority, detect, stale_deployments
 from .dispatch import EventDispatcher
 from .errors import SourceError
-from .events import ChallengeFailed, Event, Heartbeat
+from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalAgentStale
 from .metrics import PassMetrics
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
+from .options import format_duration
 from .plugins import Source
 from .reader import CertificateReader
+from .renewal import RenewalPolicy, agent_stale
 from .routes import route
-from .statedb import SourceChange, StateStore
+from .statedb import AgentRun, SourceChange, StateStore
 from .verify import findings, verifier_for
 from .wording import plural
 
@@ -51,6 +54,8 @@ class Scanned:
     crls: tuple[tuple[str, CrlSeen], ...] = ()
     findings: tuple[tuple[str, str, str], ...] = ()
     """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
+    agent_runs: Mapping[str, datetime] = field(default_factory=dict)
+    """The latest renewal-agent run each source's scan saw (certbot's log)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -73,6 +78,8 @@ class PassReport:
     crls: list[tuple[str, CrlSeen]] = field(default_factory=list)
     findings: list[tuple[str, str, str]] = field(default_factory=list)
     """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
+    agent_runs: dict[str, datetime] = field(default_factory=dict)
+    """The latest renewal-agent run each source's scan saw (certbot's log)."""
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -88,6 +95,7 @@ class PassReport:
             issuances=list(scanned.issuances),
             crls=list(scanned.crls),
             findings=list(scanned.findings),
+            agent_runs=dict(scanned.agent_runs),
         )
 
     @property
@@ -128,6 +136,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     inventory: list[tuple[str, Observation]] = []
     issuances: list[Issuance] = []
     failed: set[str] = set()
+    agent_runs: dict[str, datetime] = {}
     parsed = reused = 0
     crls: list[tuple[str, CrlSeen]] = []
     wrong: list[tuple[str, str, str]] = []
@@ -151,6 +160,9 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
                 )
         else:
             scan = _without_watched_cas(scan, authorities)
+        scan = _with_renewal(scan, config.renewal_of(source.id))
+        if scan.agent_runs:
+            agent_runs[source.id] = max(scan.agent_runs)
         after, found = detect(
             previous, scan, source=source.id, now=now, policy=config.policy, authorities=authorities
         )
@@ -199,6 +211,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         files_reused=reused,
         crls=tuple(crls),
         findings=tuple(wrong),
+        agent_runs=agent_runs,
     )
 
 
@@ -280,6 +293,8 @@ def run_pass(
         )
     fresh, warnings = _rate_limits(config, store, now, report.issuances, envelopes)
     envelopes += [wrap(w.event(now), host=config.host, time=now) for w in warnings]
+    stale = stale_agents(config, store.agent_runs(), report.agent_runs, envelopes, now)
+    envelopes += [wrap(event, host=config.host, time=now) for _, event in stale]
     if config.heartbeat:
         envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
     store.commit_pass(
@@ -288,6 +303,8 @@ def run_pass(
         now,
         issuances=fresh,
         warned=[(w.rule, w.key) for w in warnings],
+        agent_runs=report.agent_runs,
+        agents_stale=[agent for agent, _ in stale],
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.envelopes = envelopes
@@ -327,6 +344,51 @@ def _rate_limits(
     return recent, warnings
 
 
+def stale_agents(
+    config: Config,
+    known: dict[str, AgentRun],
+    scanned: dict[str, datetime],
+    envelopes: list[Envelope],
+    now: datetime,
+) -> list[tuple[AgentRun, RenewalAgentStale]]:
+    """renewal_agent_stale for each configured source whose agent was seen running once
+    and not for `agent_stale_after` since; once per last run (a new run re-arms it)."""
+    latest = {store: agent.last_run for store, agent in known.items()}
+    reported = {store: agent.stale_reported for store, agent in known.items()}
+    seen = list(scanned.items())
+    seen += [
+        (e.event.store, e.event.ran_at or e.time)
+        for e in envelopes
+        if isinstance(e.event, RenewalAgentRun) and e.event.store
+    ]
+    for store, when in seen:
+        latest[store] = max(when, latest.get(store, when))
+    found: list[tuple[AgentRun, RenewalAgentStale]] = []
+    for source in config.sources:
+        last = latest.get(source.id)
+        after = config.renewal_of(source.id).agent_stale_after
+        if last is None or not agent_stale(last, now, after) or reported.get(source.id) == last:
+            continue
+        agent = AgentRun(store=source.id, last_run=last)
+        event = RenewalAgentStale(
+            store=source.id, last_run=last, expected_every=format_duration(after)
+        )
+        found.append((agent, event))
+    return found
+
+
+def _with_renewal(scan: ScanResult, settings: SourceRenewal) -> ScanResult:
+    """The store's `renew_before` replaces what its files say (or supplies a policy);
+    `renew_before: off` takes it away."""
+    if settings.renew_before is None and not settings.no_policy:
+        return scan
+    policy: RenewalPolicy | None = settings.renew_before
+    observations = tuple(
+        _replace(o, renewal=policy) if o.role == "leaf" else o for o in scan.observations
+    )
+    return _replace(scan, observations=observations)
+
+
 def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:
     return Heartbeat(
         host=config.host,
@@ -353,6 +415,8 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         events=len(report.envelopes),
         read_errors=report.read_errors,
         crls=tuple(report.crls),
+        overdue_grace=config.policy.overdue_grace,
+        agent_runs={agent.store: agent.last_run for agent in store.agent_runs().values()},
     )
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .observations import CertificateFacts, Observation, Problem
+from .profiles import profile_of
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
 
@@ -54,11 +55,15 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
+FACTS_VERSION = "2"
+"""Bumped when describe() learns more: files cached by an older version are parsed again."""
+
+
 def signers_digest(signers: Sequence[x509.Certificate]) -> str:
-    """Names the set of CA certificates that `signed_by` was computed against."""
-    return hashlib.sha256("".join(sorted(fingerprint(s) for s in signers)).encode()).hexdigest()[
-        :16
-    ]
+    """Names the set of CA certificates that `signed_by` was computed against (and the
+    facts version, so a cache from before profiles is not reused)."""
+    text = FACTS_VERSION + "".join(sorted(fingerprint(s) for s in signers))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class CertificateReader:
@@ -160,6 +165,7 @@ class CertificateReader:
                         domain=domain or (names[0] if names else facts.subject),
                         domains=names,
                         certificate=facts,
+                        chain_length=len(found),
                     )
                 )
             else:
@@ -285,6 +291,7 @@ def describe(certificate: x509.Certificate) -> CertificateFacts:
             ExtendedKeyUsageOID.CLIENT_AUTH in usages
             and ExtendedKeyUsageOID.SERVER_AUTH not in usages
         ),
+        profile=profile_of(certificate, extensions),
     )
 
 

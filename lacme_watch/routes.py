@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .cloudevents import Envelope
+from .events import EVENT_TYPES
 from .plugins import Sink
 
 
@@ -21,7 +22,10 @@ class SinkRoute:
     min_interval: timedelta | None = None
 
     def wants(self, kind: str) -> bool:
-        return self.events is None or kind in self.events
+        if self.events is not None:
+            return kind in self.events
+        event_type = EVENT_TYPES.get(kind)
+        return event_type is None or not event_type.routine  # bookkeeping: only if named
 
 
 def route(

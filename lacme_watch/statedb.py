@@ -20,6 +20,7 @@ from .cloudevents import Envelope, from_json, to_json
 from .crl import CachedCrl
 from .detect import SourceSnapshot
 from .errors import StoreError
+from .events import RenewalAgentRun
 from .observations import Issuance, Observation, Problem
 from .reader import CachedFile
 from .statefiles import (
@@ -78,6 +79,8 @@ CREATE TABLE IF NOT EXISTS rate_warnings (
 CREATE TABLE IF NOT EXISTS crl_cache (
     url TEXT PRIMARY KEY, body BLOB NOT NULL, fetched_at REAL NOT NULL, etag TEXT,
     last_modified TEXT, next_update REAL);
+CREATE TABLE IF NOT EXISTS agent_runs (
+    store TEXT PRIMARY KEY, last_run REAL NOT NULL, stale_reported REAL);
 """
 
 
@@ -139,6 +142,15 @@ class Backlog:
     events: int
     next_attempt: datetime
     last_error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRun:
+    """The last run seen of a store's renewal agent, and the run a staleness was told for."""
+
+    store: str
+    last_run: datetime
+    stale_reported: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,14 +374,22 @@ class StateStore:
         *,
         issuances: Sequence[Issuance] = (),
         warned: Sequence[tuple[str, str]] = (),
+        agent_runs: Mapping[str, datetime] | None = None,
+        agents_stale: Sequence[AgentRun] = (),
     ) -> None:
         """Write every source's new snapshot and the routed events in one transaction
-        (with the issuance history and the rate-limit warnings they caused)."""
+        (with the issuance history, the rate-limit warnings, the renewal agents' runs
+        and the staleness reported for them)."""
         with self.transaction() as db:
             for change in changes:
                 _write_snapshot(db, change.before, change.after, now)
                 _write_files(db, change.after.source, change.files_before, change.files_after)
-            _write_events(db, routed, now)
+            _write_events(db, routed, now)  # records runs that came in through the spool
+            _record_runs(db, (agent_runs or {}).items())
+            db.executemany(
+                "UPDATE agent_runs SET stale_reported = ? WHERE store = ?",
+                [(_epoch(a.last_run), a.store) for a in agents_stale],
+            )
             db.executemany(
                 "INSERT OR IGNORE INTO issuances VALUES (?, ?, ?, ?)",
                 [
@@ -405,6 +425,23 @@ class StateStore:
         return {
             (rule, key): datetime.fromtimestamp(at, UTC)
             for rule, key, at in self._db.execute("SELECT rule, key, warned_at FROM rate_warnings")
+        }
+
+    def agent_runs(self) -> dict[str, AgentRun]:
+        """Every store whose renewal agent was seen running, by source id."""
+        try:
+            rows = self._db.execute(
+                "SELECT store, last_run, stale_reported FROM agent_runs"
+            ).fetchall()
+        except sqlite3.OperationalError:  # read-only, on a database no pass has upgraded yet
+            return {}
+        return {
+            store: AgentRun(
+                store=store,
+                last_run=datetime.fromtimestamp(last, UTC),
+                stale_reported=None if told is None else datetime.fromtimestamp(told, UTC),
+            )
+            for store, last, told in rows
         }
 
     def record_events(
@@ -685,9 +722,27 @@ def _write_files(
     )
 
 
+def _record_runs(db: sqlite3.Connection, runs: Iterable[tuple[str, datetime]]) -> None:
+    """Keep the latest run per store (a late spool file never moves it backwards)."""
+    db.executemany(
+        "INSERT INTO agent_runs (store, last_run) VALUES (?, ?) ON CONFLICT (store)"
+        " DO UPDATE SET last_run = max(last_run, excluded.last_run)",
+        [(store, _epoch(when)) for store, when in runs],
+    )
+
+
 def _write_events(
     db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
 ) -> None:
+    # A run reported through emit, the spool or the bridge is a run wherever it came in.
+    _record_runs(
+        db,
+        [
+            (envelope.event.store, envelope.event.ran_at or envelope.time)
+            for envelope, _ in routed
+            if isinstance(envelope.event, RenewalAgentRun) and envelope.event.store
+        ],
+    )
     for envelope, sinks in routed:
         inserted = db.execute(
             "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",

@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from .cloudevents import Envelope, wrap
 from .errors import SinkError, SourceError
-from .events import EVENT_TYPES, Event
+from .events import EVENT_TYPES, Change, Event
 from .loopback import TlsServer
 from .observations import REASONS, ScanResult
 from .options import Options
@@ -133,6 +133,8 @@ def _value(name: str, hint: Any, now: datetime) -> Any:
         return 7
     if hint is str:
         return {"reason": "bad_pem", "threshold": "7d"}.get(name, _DOMAIN)
+    if typing.get_args(hint) == (Change, ...):  # certificate_changed: a name added
+        return (Change(field="names", before=(_DOMAIN,), after=(_DOMAIN, f"api.{_DOMAIN}")),)
     if typing.get_origin(hint) is tuple:
         return (_DOMAIN,)
     raise TypeError(f"no sample value for {name}: {hint}")

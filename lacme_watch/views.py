@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from . import renewal
 from .cloudevents import Envelope, format_time, to_cloudevent
 from .delivery import DeliveryReport
 from .detect import EXPIRED, Policy, days_remaining
@@ -122,7 +123,7 @@ def pass_summary(report: PassReport) -> str:
 # -- status -----------------------------------------------------------------------
 
 STATUS_COLUMNS = ("name", "store", "names", "not after", "days left", "state")
-_STATE_STYLE = {"ok": "green", "expiring": "yellow", "expired": "bold red"}
+_STATE_STYLE = {"ok": "green", "expiring": "yellow", "overdue": "red", "expired": "bold red"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +143,9 @@ class CertificateRow:
     fingerprint: str
     findings: tuple[str, ...] = ()
     """What is wrong besides the date: `chain incomplete`, `revoked`, `not www.example.com`."""
+    renew_after: datetime | None = None
+    """When the owner's renewal policy renews it (leaves with a policy)."""
+    renewal_policy: str | None = None
 
     @classmethod
     def of(
@@ -154,7 +158,21 @@ class CertificateRow:
     ) -> CertificateRow:
         facts = observation.certificate
         crossed = policy.crossed(facts.not_before, facts.not_after, now)
-        state = "expired" if crossed[:1] == [EXPIRED] else "expiring" if crossed else "ok"
+        owner = observation.renewal if observation.role == "leaf" else None
+        overdue = bool(
+            owner
+            and policy.overdue
+            and now >= renewal.overdue_since(owner, facts, policy.overdue_grace)
+        )
+        state = (
+            "expired"
+            if crossed[:1] == [EXPIRED]
+            else "overdue"
+            if overdue
+            else "expiring"
+            if crossed
+            else "ok"
+        )
         return cls(
             name=observation.domain,
             store=source,
@@ -168,6 +186,8 @@ class CertificateRow:
             path=observation.path,
             fingerprint=facts.fingerprint,
             findings=tuple(findings),
+            renew_after=renewal.renew_after(owner, facts) if owner else None,
+            renewal_policy=owner.describe() if owner else None,
         )
 
     def as_json(self) -> dict[str, object]:
@@ -181,6 +201,8 @@ class CertificateRow:
             "days_left": self.days_left,
             "state": self.state,
             "threshold": self.threshold,
+            "renew_after": format_time(self.renew_after) if self.renew_after else None,
+            "renewal_policy": self.renewal_policy,
             "path": self.path,
             "fingerprint": self.fingerprint,
             "findings": list(self.findings),
@@ -189,6 +211,8 @@ class CertificateRow:
     def cells(self) -> list[Cell]:
         name = self.name if self.role == "leaf" else f"{self.name} ({self.role})"
         state = f"{self.state} ({self.threshold})" if self.state == "expiring" else self.state
+        if self.state == "overdue" and self.renew_after:
+            state += f" (due {format_time(self.renew_after)[:10]})"
         state += "".join(f"; {finding}" for finding in self.findings)
         # Fine by date but chained, served or revoked wrongly is no green.
         style = "yellow" if self.findings and self.state == "ok" else _STATE_STYLE[self.state]
@@ -294,6 +318,22 @@ class ProblemRow:
             Cell(""),
             Cell(f"unreadable: {self.reason}", "bold red"),
         ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRow:
+    """A store's renewal agent in `status`: its last run seen, and whether that is too long ago."""
+
+    store: str
+    last_run: datetime
+    stale: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {"store": self.store, "last_run": format_time(self.last_run), "stale": self.stale}
+
+    def line(self) -> str:
+        stale = ", stale" if self.stale else ""
+        return f"renewal agent of {self.store}: last run {format_time(self.last_run)}{stale}"
 
 
 def sink_lines(counts: Mapping[tuple[str, str], int]) -> list[str]:

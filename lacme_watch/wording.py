@@ -17,7 +17,7 @@ def plural(count: int, noun: str) -> str:
 
 def duration(span: timedelta) -> str:
     """A duration for a person: `7d`, `1h30m`, `1m30s`, `0s` (never `7 days, 0:00:00`).
-    options.format_duration is the other direction's twin: one unit, read back exactly."""
+    instants.format_duration is the other direction's twin: one unit, read back exactly."""
     seconds = round(abs(span.total_seconds()))
     parts = []
     for unit, size in _UNITS:

@@ -14,6 +14,7 @@ import pytest
 import trustme
 from lacme import CertificateAuthority, FileStore
 
+from lacme_watch.cloudevents import format_time
 from lacme_watch.events import EVENT_TYPES
 
 from .conftest import CliRunner, kinds, read_events, save_acme_cert
@@ -119,7 +120,9 @@ def test_status_lists_every_certificate_with_its_state(
 
     assert result.code == 0
     rows = {row["name"]: row for row in json.loads(result.out)["certificates"]}
-    assert (rows["soon.example"]["state"], rows["soon.example"]["days_left"]) == ("expiring", 10)
+    # 10 days left is past lacme's RenewalManager default (30 days before expiry)
+    assert (rows["soon.example"]["state"], rows["soon.example"]["days_left"]) == ("overdue", 10)
+    assert rows["soon.example"]["renew_after"] == format_time(now - timedelta(days=20))
     assert (rows["gone.example"]["state"], rows["gone.example"]["days_left"]) == ("expired", -5)
     assert rows["fine.example"]["state"] == "ok"
     assert rows["Test Internal CA"]["role"] == "ca"
@@ -139,6 +142,7 @@ def test_status_lists_every_certificate_with_its_state(
         del os.environ["COLUMNS"]
     assert "soon.example" in table.out
     assert "expired" in table.out
+    assert f"overdue (due {(now - timedelta(days=20)):%Y-%m-%d})" in table.out
 
 
 def test_status_writes_nothing(
@@ -235,7 +239,11 @@ def test_demo_can_keep_its_sandbox_for_a_closer_look(cli: CliRunner, tmp_path: P
 
     again = cli("--config", str(tmp_path / "sandbox" / "demo.yaml"), "events", "--json")
 
-    assert len(json.loads(again.out)) == len(read_events(tmp_path / "sandbox" / "events.jsonl"))
+    history = json.loads(again.out)
+    delivered = [e for e in history if e["event"]["type"] != "lacme.renewal_agent_run"]
+    assert len(delivered) == len(read_events(tmp_path / "sandbox" / "events.jsonl"))
+    # a reported run is bookkeeping: in the history, not sent to a sink that did not ask
+    assert len(history) == len(delivered) + 1
 
 
 def test_no_configuration_and_no_known_store_is_a_clear_error(

@@ -128,6 +128,27 @@ def config_error(text: str) -> str:
             "lacme-watch.yaml:5: delivery.max_age: expected a duration",
             id="negative-duration",
         ),
+        pytest.param(
+            MINIMAL + "    renew_before: 120%\n",
+            "lacme-watch.yaml:4: stores[0].renew_before: expected a duration like '30d', a"
+            " share of the lifetime like '33%', or off",
+            id="renew-before-over-100-percent",
+        ),
+        pytest.param(
+            MINIMAL + "    agent_stale_after: often\n",
+            "lacme-watch.yaml:4: stores[0].agent_stale_after: expected a duration",
+            id="agent-stale-after-not-a-duration",
+        ),
+        pytest.param(
+            MINIMAL + "expiry:\n  overdue_grace: soon\n",
+            "lacme-watch.yaml:5: expiry.overdue_grace: expected a duration",
+            id="overdue-grace-not-a-duration",
+        ),
+        pytest.param(
+            MINIMAL + "changes:\n  ignore: [lifetime, colour]\n",
+            "lacme-watch.yaml:5: changes.ignore[1]: expected a certificate_changed field (names,",
+            id="changes-ignore-unknown-field",
+        ),
     ],
 )
 def test_each_mistake_names_file_line_and_key(text: str, message: str) -> None:

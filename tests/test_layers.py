@@ -19,7 +19,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 TIERS: list[set[str]] = [
     {"wording", "printable"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
+    {"renewal"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
+    {"profiles", "changes"},
     {"reader", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "chains", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},

@@ -21,7 +21,7 @@ from typing import Self
 
 from ..cloudevents import Envelope, host_of
 from ..errors import ConfigError, SinkError
-from ..events import CertificateExpiring
+from ..events import CertificateChanged, CertificateExpiring, Change, Event
 from ..options import Options
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -145,8 +145,9 @@ class EmailSink:
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain=_safe_domain(host))
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
-        message.set_content(_text(host, ordered, kinds))
-        message.add_alternative(_html(host, ordered, kinds), subtype="html")
+        sections = list(dict.fromkeys(e.event.section() for e in ordered))
+        message.set_content(_text(host, ordered, sections))
+        message.add_alternative(_html(host, ordered, sections), subtype="html")
         return message
 
 
@@ -154,33 +155,70 @@ def _subject_fields(host: str, count: int, summary: str, kinds: str) -> dict[str
     return {"host": host, "count": count, "summary": summary, "kinds": kinds}
 
 
-def _urgency(envelope: Envelope) -> tuple[int, str, int, str]:
-    """Kinds by their urgency (then name, for kinds that share one); certificates by days."""
+Section = tuple[int, str]
+"""(urgency, heading): usually a kind's; a renewal that dropped a name or EKU has its own."""
+
+
+def _urgency(envelope: Envelope) -> tuple[int, str, str, int, str]:
+    """Sections by their urgency (then heading and kind, for those that share one);
+    certificates by days."""
     event = envelope.event
     days = event.days_remaining if isinstance(event, CertificateExpiring) else 0
-    return (event.urgency, event.kind, days, event.subject)
+    return (*event.section(), event.kind, days, event.subject)
 
 
-def _text(host: str, events: Sequence[Envelope], kinds: Sequence[str]) -> str:
+def _changes(event: Event) -> tuple[Change, ...]:
+    return event.changes if isinstance(event, CertificateChanged) else ()
+
+
+def _text_table(changes: Sequence[Change]) -> list[str]:
+    """certificate_changed's before/after table, aligned for a monospace font."""
+    if not changes:
+        return []
+    rows = [("field", "before", "after")] + [
+        (c.field, c.before_text, c.after_text) for c in changes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return [f"      {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}".rstrip() for r in rows]
+
+
+def _html_table(event: Event) -> str:
+    changes = _changes(event)
+    if not changes:
+        return ""
+    cell = 'style="padding:2px 8px;border:1px solid #ccc"'
+    rows = "".join(
+        f"<tr><td {cell}>{html.escape(c.field)}</td>"
+        f"<td {cell}>{html.escape(c.before_text)}</td>"
+        f"<td {cell}>{html.escape(c.after_text)}</td></tr>"
+        for c in changes
+    )
+    head = f"<tr><th {cell}>field</th><th {cell}>before</th><th {cell}>after</th></tr>"
+    return f'<table style="border-collapse:collapse;font-size:90%">{head}{rows}</table>'
+
+
+def _text(host: str, events: Sequence[Envelope], sections: Sequence[Section]) -> str:
     lines = [f"lacme-watch on {host}: {len(events)} event(s)", ""]
-    for kind in kinds:
-        group = [e for e in events if e.event.kind == kind]
-        lines.append(f"{group[0].event.heading} ({len(group)})")
-        lines += [f"  - {e.event.line()}" for e in group]
+    for section in sections:
+        group = [e for e in events if e.event.section() == section]
+        lines.append(f"{section[1]} ({len(group)})")
+        for envelope in group:
+            lines.append(f"  - {envelope.event.line()}")
+            lines += _text_table(_changes(envelope.event))
         lines.append("")
     lines.append("Event ids, for `lacme-watch events`: " + " ".join(e.id for e in events))
     return "\n".join(lines) + "\n"
 
 
-def _html(host: str, events: Sequence[Envelope], kinds: Sequence[str]) -> str:
+def _html(host: str, events: Sequence[Envelope], sections: Sequence[Section]) -> str:
     parts = [
         '<html><body style="font-family:sans-serif">',
         f"<p>lacme-watch on <b>{html.escape(host)}</b>: {len(events)} event(s)</p>",
     ]
-    for kind in kinds:
-        group = [e for e in events if e.event.kind == kind]
-        parts.append(f"<h3>{html.escape(group[0].event.heading)} ({len(group)})</h3><ul>")
-        parts += [f"<li>{html.escape(e.event.line())}</li>" for e in group]
+    for section in sections:
+        group = [e for e in events if e.event.section() == section]
+        parts.append(f"<h3>{html.escape(section[1])} ({len(group)})</h3><ul>")
+        parts += [f"<li>{html.escape(e.event.line())}{_html_table(e.event)}</li>" for e in group]
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import selectors
 import signal
@@ -287,6 +288,8 @@ def event_environment(envelope: Envelope, event_file: str) -> dict[str, str]:
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return json.dumps(value, ensure_ascii=False)  # certificate_changed's changes
     if isinstance(value, list):
         return " ".join(str(item) for item in value)
     if isinstance(value, datetime):

@@ -42,6 +42,16 @@ def _records(text: str) -> list[tuple[datetime, str, str, str]]:
     return found
 
 
+def runs(text: str) -> list[datetime]:
+    """When certbot started, once per run: it logs its version first thing on every run
+    (also when nothing is due), so a gap means the timer or cron job stopped."""
+    return [when for when, _level, _logger, message in _records(text) if _is_header(message)]
+
+
+def _is_header(message: str) -> bool:
+    return message.startswith("certbot version:")
+
+
 def challenge_failures(text: str, *, store: str, path: str) -> list[ChallengeFailed]:
     """Every failed challenge in the text, once, with the ACME error when logged."""
     failures: list[ChallengeFailed] = []
@@ -49,7 +59,7 @@ def challenge_failures(text: str, *, store: str, path: str) -> list[ChallengeFai
     structured: set[str] = set()
     types: dict[str, str] = {}
     for when, _level, logger, message in _records(text):
-        if "certbot version:" in message:
+        if _is_header(message):
             structured.clear()  # a new run
             types.clear()
         if logger == "acme.client" and message.startswith("Received response:"):

@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Self
 
 from ..events import Event
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader
-from ._certbot_log import challenge_failures, is_record_start
+from ..renewal import certbot_policy
+from ._certbot_log import challenge_failures, is_record_start, runs
 from ._logfollow import follow
 
 _ARCHIVED = re.compile(r"^cert\d+\.pem$")
@@ -69,20 +71,34 @@ class CertbotStore:
         problems += self._orphaned_renewals(set(names))
         issuances = tuple(self._archive(reader, names))
         events: tuple[Event, ...] = ()
+        agent_runs: tuple[datetime, ...] = ()
         if self.log:
             followed = follow(self.log, cursor, is_record_start)
             if isinstance(followed, Problem):
                 problems.append(followed)
             else:
+                first_pass = cursor is None
                 text, cursor = followed
                 events = tuple(challenge_failures(text, store=self.id, path=self.log))
+                agent_runs = tuple(runs(text)) or self._first_look(first_pass)
         return ScanResult(
             observations=tuple(observations),
             problems=tuple(problems),
             events=events,
             cursor=cursor,
             issuances=issuances,
+            agent_runs=agent_runs,
         )
+
+    def _first_look(self, first_pass: bool) -> tuple[datetime, ...]:
+        """On the first pass the log is not read (only its position recorded): its
+        modification time stands in for the last run, since every run writes to it."""
+        if not first_pass or self.log is None:
+            return ()
+        try:
+            return (datetime.fromtimestamp(os.stat(self.log).st_mtime, UTC),)
+        except OSError:
+            return ()
 
     def _archive(self, reader: CertificateReader, names: list[str]) -> list[Issuance]:
         """Every certificate certbot ever saved (archive/<name>/certN.pem): the issuance
@@ -109,7 +125,13 @@ class CertbotStore:
         found = reader.bundle(lineage=name, path=os.path.join(live, name, filename))
         if isinstance(found, Problem) and found.reason == "permission_denied":
             return replace(found, detail=PERMISSIONS_HINT)
-        return found
+        if isinstance(found, Problem) or not found:
+            return found
+        conf = reader.read_text(os.path.join(self.path, "renewal", f"{name}.conf"))
+        if isinstance(conf, Problem):
+            return found  # no renewal conf: certbot will not renew it, so nothing is overdue
+        policy = certbot_policy(conf)
+        return [replace(o, renewal=policy) if o.role == "leaf" else o for o in found]
 
     def _orphaned_renewals(self, lineages: set[str]) -> list[Problem]:
         renewal = os.path.join(self.path, "renewal")

@@ -4,6 +4,10 @@ Each domain directory holds timestamped files (`cert-<ts>.pem`, `fullchain-<ts>.
 and symlinks to the current ones; a renewal re-points the symlinks. A failed run
 leaves a 0-byte `cert-<ts>.pem` and moves no symlink: that is not an error, and the
 timestamped files are never read as lineages. `privkey*.pem` is never opened.
+
+The renewal policy is dehydrated's RENEW_DAYS: from the per-certificate
+`<certs>/<domain>/config` if it sets one, else from the `config:` file the store
+names, else dehydrated's default.
 """
 
 from __future__ import annotations
@@ -15,18 +19,22 @@ from typing import Self
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader
+from ..renewal import dehydrated_policy, dehydrated_renew_days
 
 
 class DehydratedStore:
     """Lineages in dehydrated's CERTDIR (`/var/lib/dehydrated/certs`)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, config: str | None = None) -> None:
         self.path = path
+        self.config = config
         self.id = f"dehydrated:{path}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        return cls(options.path("path", "/var/lib/dehydrated/certs", must_exist=True))
+        path = options.path("path", "/var/lib/dehydrated/certs", must_exist=True)
+        config = options.path("config", must_exist=True) if "config" in options else None
+        return cls(path, config)
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         try:
@@ -37,6 +45,7 @@ class DehydratedStore:
             return ScanResult(problems=(Problem(self.path, "permission_denied"),), failed=True)
         observations: list[Observation] = []
         problems: list[Problem] = []
+        days, where = self._renew_days(reader, problems)
         for name in names:
             directory = os.path.join(self.path, name)
             current = os.path.join(directory, "fullchain.pem" if reader.chain else "cert.pem")
@@ -45,6 +54,26 @@ class DehydratedStore:
             found = reader.bundle(lineage=name, path=current)
             if isinstance(found, Problem):
                 problems.append(replace(found, lineage=name))
-            else:
-                observations += found
+                continue
+            own = os.path.join(directory, "config")
+            text = reader.read_text(own) if os.path.isfile(own) else None
+            own_days = dehydrated_renew_days(text) if isinstance(text, str) else None
+            policy = (
+                dehydrated_policy(own_days, own)
+                if own_days is not None
+                else dehydrated_policy(days, where)
+            )
+            observations += [replace(o, renewal=policy) if o.role == "leaf" else o for o in found]
         return ScanResult(observations=tuple(observations), problems=tuple(problems))
+
+    def _renew_days(
+        self, reader: CertificateReader, problems: list[Problem]
+    ) -> tuple[int | None, str]:
+        """RENEW_DAYS from the configured dehydrated config file, if it sets one."""
+        if self.config is None:
+            return None, ""
+        text = reader.read_text(self.config)
+        if isinstance(text, Problem):
+            problems.append(text)
+            return None, self.config
+        return dehydrated_renew_days(text), self.config

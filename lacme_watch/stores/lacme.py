@@ -19,6 +19,7 @@ from ..instants import parse_time
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader
+from ..renewal import LACME_DEFAULT
 
 
 class LacmeStore:
@@ -101,9 +102,13 @@ class LacmeStore:
         certificate = os.path.join(directory, "fullchain.pem" if reader.chain else "cert.pem")
         if reader.chain and not os.path.lexists(certificate):
             certificate = os.path.join(directory, "cert.pem")
-        return reader.bundle(
+        found = reader.bundle(
             lineage=f"certs/{name}", path=certificate, domain=domain, domains=domains
         )
+        if isinstance(found, Problem):
+            return found
+        # lacme's RenewalManager renews these unless the store's renew_before says otherwise
+        return [replace(o, renewal=LACME_DEFAULT) if o.role == "leaf" else o for o in found]
 
 
 def _names(meta: object) -> tuple[str | None, tuple[str, ...]]:
