@@ -18,10 +18,13 @@ bundle (expiry only); ca: the root of a watched certificate authority."""
 
 REASONS = (
     "bad_pem",
+    "bad_certificate",
     "no_certificate_found",
     "permission_denied",
     "not_found",
     "broken_symlink",
+    "outside_store",
+    "bad_file_name",
     "too_large",
     "bad_metadata",
     "io_error",

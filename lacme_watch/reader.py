@@ -1,12 +1,16 @@
 """Reading certificate files as hostile input: capped, never a private key, never a hang.
 
-Every source reads through one :class:`CertificateReader`. It stats a file first and,
-when its identity (device, inode, size, mtime) is the one remembered from the last
-pass, reuses what was parsed then without opening it: large stores rescan cheaply.
+Every source reads through one :class:`CertificateReader`. It resolves a path to its
+real target first and applies every guard to that target (a key's name, the store's
+root), then stats it and, when its identity (device, inode, size, mtime) is the one
+remembered from the last pass, reuses what was parsed then without opening it: large
+stores rescan cheaply. Whatever one certificate does to the parser or to `describe()`
+is that file's `bad_certificate`, never the pass's exception.
 """
 
 from __future__ import annotations
 
+import binascii
 import errno
 import hashlib
 import json
@@ -23,23 +27,57 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import boundedjson
 from .observations import CertificateFacts, Observation, Problem
+from .options import Options
 from .profiles import profile_of
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
 
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
+# Only certificate blocks are captured: a key block's body is never copied out of the
+# file's bytes, decoded or kept. A body holds no '-', so a block cannot swallow another.
+_CERTIFICATE_BLOCK = re.compile(
+    rb"-----BEGIN (CERTIFICATE|X509 CERTIFICATE)-----([^-]*)-----END \1-----"
+)
 _CERTIFICATE_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE"})
-# privkey.pem, key.pem, privkey-1700000000.pem, server.key, tls-key.pem, private_key.json ...
-_KEY_FILE_NAME = re.compile(r"(^|[._-])(priv(ate)?[._-]?)?key([._-]|\d|$)|\.key$", re.IGNORECASE)
+# privkey.pem, key.pem, privkey-1700000000.pem, server.key, tls-key.pem, private_key.json,
+# mykey.pem, server+key.pem, ssh's id_ecdsa, PKCS#12 and Java key stores ...
+_KEY_FILE_NAME = re.compile(
+    r"(^|[._+@-]|my)(priv(ate)?[._+-]?)?key([._+@-]|\d|$)"
+    r"|\.key$|^id_(rsa|dsa|ecdsa|ed25519)([._-]|$)|\.(p12|pfx|jks|keystore|ppk)$",
+    re.IGNORECASE,
+)
 
 Identity = tuple[int, int, int, int]
+FOLLOW_SYMLINKS = ("inside", "any")
 
 
 def looks_like_private_key(path: str | Path) -> bool:
     """True for file names that ACME clients and CAs give private keys; those are never opened."""
     return bool(_KEY_FILE_NAME.search(os.path.basename(path)))
+
+
+def follows_any_symlink(options: Options) -> bool:
+    """A store's `follow_symlinks`: `inside` (default) keeps every read inside its root."""
+    return options.choice("follow_symlinks", FOLLOW_SYMLINKS, "inside") == "any"
+
+
+def printable(text: str) -> str:
+    """A path or name as UTF-8-safe text: undecodable bytes shown as `\\udcff` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def undecodable_name(path: str, lineage: str | None = None) -> Problem | None:
+    """A Problem for a file name that is not UTF-8 (it could be neither stored nor shown)."""
+    if printable(path) == path and (lineage is None or printable(lineage) == lineage):
+        return None
+    return Problem(
+        printable(path),
+        "bad_file_name",
+        "the name is not UTF-8: rename it",
+        lineage=printable(lineage or path),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +127,21 @@ class CertificateReader:
         self.bundles: list[tuple[str, str, tuple[CertificateFacts, ...]]] = []
         """(lineage, path, certificates in file order) of every file read through
         bundle(): the chains to check."""
+        self.roots: tuple[str, ...] = ()
+        self.follow_any = False
+        self._real_directories: dict[str, str] = {}
+
+    def confine(self, *roots: str, follow_any: bool = False) -> None:
+        """Keep every read inside these directories (resolved): a symlink whose target
+        leaves them is `outside_store`, unless the store says `follow_symlinks: any`."""
+        self.roots = tuple(os.path.realpath(root) for root in roots)
+        self.follow_any = follow_any
+
+    def inside(self, real_path: str) -> bool:
+        """Whether a resolved path is within the store's roots (or confinement is off)."""
+        if self.follow_any or not self.roots:
+            return True
+        return any(_within(real_path, root) for root in self.roots)
 
     # -- public API for sources ------------------------------------------------
 
@@ -106,7 +159,8 @@ class CertificateReader:
         return tuple(CertificateFacts.from_json(raw) for raw in found)
 
     def read_json(self, path: str) -> object | Problem:
-        """A small JSON document (lacme's meta.json), through the same caps and cache."""
+        """A small JSON document (lacme's meta.json), through the same caps and cache,
+        parsed with bounded depth (see boundedjson)."""
         found: object = self._cached(path, _parse_json)
         return found
 
@@ -132,6 +186,13 @@ class CertificateReader:
         if isinstance(read, Problem):
             return read
         parsed = _parse_pem_or_der(path, read[0])
+        if isinstance(parsed, Problem):
+            return parsed
+        try:  # the caller describes them: a certificate that cannot be described is bad here
+            for certificate in parsed:
+                describe(certificate)
+        except Exception as exc:  # whatever one certificate raises is its problem
+            return _bad_certificate(path, exc)
         return parsed
 
     def bundle(
@@ -147,6 +208,8 @@ class CertificateReader:
         With `chain: full` the other certificates become `chain` observations, keyed
         by fingerprint so an intermediate shared by many bundles is watched once.
         """
+        if unreadable := undecodable_name(path, lineage):
+            return unreadable
         found = self.read_certificates(path)
         if isinstance(found, Problem):
             return found
@@ -191,10 +254,10 @@ class CertificateReader:
 
     def _cached(self, path: str, parse: Callable[[str, bytes], Any]) -> Any:
         """Parse a file, or reuse last pass's result when its identity is unchanged."""
-        try:
-            status = os.stat(path)
-        except OSError as exc:
-            return _problem_from_os_error(path, exc)
+        located = self._locate(path)
+        if isinstance(located, Problem):
+            return located
+        target, status = located
         previous = self._previous.get(path)
         identity = _identity(status)
         if (
@@ -205,7 +268,7 @@ class CertificateReader:
             self.files[path] = previous
             self.reused += 1
             return json.loads(previous.payload)
-        read = self._read(path)
+        read = self._read_at(path, target, status)
         if isinstance(read, Problem):
             return read
         content, identity = read
@@ -215,15 +278,63 @@ class CertificateReader:
         self.files[path] = CachedFile(identity, self._signers_digest, json.dumps(result))
         return result
 
-    def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
-        """The file's bytes (at most max_file_size) and the identity they were read at."""
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    def _locate(self, path: str) -> tuple[str, os.stat_result] | Problem:
+        """The real file behind `path` and its status, once every guard passed on it.
+
+        Guards look at the target, not the link: a `cert.pem` that resolves to
+        `privkey.pem`, or to `/etc/shadow` outside the store, is never opened.
+        """
+        if unreadable := undecodable_name(path):
+            return unreadable
+        parent, name = os.path.split(path)
+        real_parent = self._real_directories.get(parent)
+        if real_parent is None:
+            real_parent = self._real_directories[parent] = os.path.realpath(parent)
+        target = os.path.join(real_parent, name)
         try:
-            fd = os.open(path, flags)
+            status = os.lstat(target)
+            if stat.S_ISLNK(status.st_mode):
+                target = os.path.realpath(target)
+                status = os.stat(target)
+        except OSError as exc:
+            return _problem_from_os_error(path, exc)
+        if target != path and looks_like_private_key(target):
+            return Problem(
+                path,
+                "no_certificate_found",
+                f"resolves to {printable(target)}, named like a private key: not opened",
+            )
+        if not self.inside(target):
+            return Problem(
+                path,
+                "outside_store",
+                f"resolves to {printable(target)}, outside {', '.join(self.roots)}:"
+                " not followed (set follow_symlinks: any on this store to read it)",
+            )
+        return target, status
+
+    def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
+        located = self._locate(path)
+        if isinstance(located, Problem):
+            return located
+        return self._read_at(path, *located)
+
+    def _read_at(
+        self, path: str, target: str, checked: os.stat_result
+    ) -> tuple[bytes, Identity] | Problem:
+        """The checked target's bytes (at most max_file_size) and the identity they were
+        read at. O_NOFOLLOW and the inode comparison close the race with a swapped file."""
+        if not stat.S_ISREG(checked.st_mode):
+            return Problem(path, "no_certificate_found", "not a regular file")
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(target, flags)
         except OSError as exc:
             return _problem_from_os_error(path, exc)
         try:
             status = os.fstat(fd)
+            if (status.st_dev, status.st_ino) != (checked.st_dev, checked.st_ino):
+                return Problem(path, "io_error", "replaced while being read; next pass retries")
             if not stat.S_ISREG(status.st_mode):
                 return Problem(path, "no_certificate_found", "not a regular file")
             if status.st_size > self.max_file_size:
@@ -243,7 +354,16 @@ class CertificateReader:
         if isinstance(parsed, Problem):
             return parsed
         self.parsed += 1
-        return [self._facts(certificate).to_json() for certificate in parsed]
+        facts: list[dict[str, Any]] = []
+        for position, certificate in enumerate(parsed, start=1):
+            try:  # cryptography parses lazily: describing is where a bad field shows
+                described = self._facts(certificate).to_json()
+                json.dumps(described, ensure_ascii=False).encode("utf-8")
+            except Exception as exc:  # one certificate's fault, never the pass's
+                where = f"certificate {position}: " if len(parsed) > 1 else ""
+                return _bad_certificate(path, exc, where)
+            facts.append(described)
+        return facts
 
     def _facts(self, certificate: x509.Certificate) -> CertificateFacts:
         facts = describe(certificate)
@@ -301,7 +421,14 @@ def _verifies(certificate: x509.Certificate, signer: x509.Certificate) -> bool:
         certificate.verify_directly_issued_by(signer)
     except (ValueError, TypeError, InvalidSignature):
         return False
+    except Exception:  # an odd algorithm or encoding: simply not this CA's
+        return False
     return True
+
+
+def _bad_certificate(path: str, exc: BaseException, where: str = "") -> Problem:
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return Problem(path, "bad_certificate", f"{where}{type(exc).__name__}: {detail}".rstrip(": "))
 
 
 def _parse_pem_or_der(path: str, content: bytes) -> list[x509.Certificate] | Problem:
@@ -309,37 +436,59 @@ def _parse_pem_or_der(path: str, content: bytes) -> list[x509.Certificate] | Pro
         return Problem(path, "no_certificate_found", "empty file")
     if b"-----BEGIN" in content:
         return _parse_pem(path, content)
+    return _load_der(path, content, "", not_der="neither PEM nor a DER certificate")
+
+
+def _load_der(
+    path: str, der: bytes, where: str, *, not_der: str | None
+) -> list[x509.Certificate] | Problem:
+    """One DER certificate. Bytes that start like one (an ASN.1 SEQUENCE) but do not
+    parse are a `bad_certificate`; others, when `not_der` says so, no certificate at all."""
     try:
-        return [x509.load_der_x509_certificate(content)]
-    except ValueError:
-        return Problem(path, "no_certificate_found", "neither PEM nor a DER certificate")
+        return [x509.load_der_x509_certificate(der)]
+    except Exception as exc:  # ValueError, InvalidVersion, ...: this file's
+        if not_der is not None and der[:1] != b"\x30":
+            return Problem(path, "no_certificate_found", not_der)
+        return _bad_certificate(path, exc, where)
 
 
 def _parse_pem(path: str, content: bytes) -> list[x509.Certificate] | Problem:
     """Certificates from every CERTIFICATE block; text around blocks is ignored (easy-rsa)."""
-    blocks = _PEM_BLOCK.findall(content)
-    begun = [label for label in _PEM_BEGIN.findall(content) if label in _CERTIFICATE_LABELS]
-    complete = [body for label, body in blocks if label in _CERTIFICATE_LABELS]
+    labels = _PEM_BEGIN.findall(content)
+    begun = [label for label in labels if label in _CERTIFICATE_LABELS]
+    complete = [body for _label, body in _CERTIFICATE_BLOCK.findall(content)]
     if len(begun) > len(complete):
         return Problem(path, "bad_pem", "a certificate block has no END line (truncated?)")
     certificates = []
     for position, body in enumerate(complete, start=1):
-        pem = b"-----BEGIN CERTIFICATE-----" + body + b"-----END CERTIFICATE-----\n"
         try:
-            certificates.append(x509.load_pem_x509_certificate(pem))
-        except ValueError as exc:
+            der = binascii.a2b_base64(body, strict_mode=False)
+        except (binascii.Error, ValueError) as exc:
             return Problem(path, "bad_pem", f"certificate block {position}: {exc}")
-    if not certificates and not blocks:
+        if not der or _looks_corrupt(body):
+            return Problem(path, "bad_pem", f"certificate block {position}: not base64")
+        loaded = _load_der(path, der, f"certificate block {position}: ", not_der=None)
+        if isinstance(loaded, Problem):
+            return loaded
+        certificates += loaded
+    if not certificates and not labels:
         return Problem(path, "bad_pem", "no complete PEM block")
     return certificates
 
 
+_BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\s]*")
+
+
+def _looks_corrupt(body: bytes) -> bool:
+    """A block body with bytes that base64 does not use (a2b_base64 skips them)."""
+    return _BASE64_BODY.fullmatch(body) is None
+
+
 def _parse_json(path: str, content: bytes) -> object | Problem:
     try:
-        document: object = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return boundedjson.loads(content)
+    except ValueError as exc:
         return Problem(path, "bad_metadata", f"not JSON: {exc}")
-    return document
 
 
 def _problem_from_os_error(path: str, exc: OSError) -> Problem:
@@ -352,6 +501,10 @@ def _problem_from_os_error(path: str, exc: OSError) -> Problem:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return Problem(path, "permission_denied")
     return Problem(path, "io_error", exc.strerror or str(exc))
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _identity(status: os.stat_result) -> Identity:

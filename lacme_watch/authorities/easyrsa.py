@@ -22,7 +22,7 @@ from ..crl import read_crl_file
 from ..events import CertificateRevoked, Event
 from ..observations import CrlSeen, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, describe, fingerprint
+from ..reader import CertificateReader, describe, fingerprint, follows_any_symlink
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +60,15 @@ def parse_index(text: str) -> list[Row]:
             continue
         status, expires, revocation, serial, _, subject = fields
         revoked_at, _, reason = revocation.partition(",")
+        try:
+            expiry, revoked = parse_time(expires), parse_time(revoked_at) if revoked_at else None
+        except ValueError:
+            continue  # a damaged row is no certificate; the files themselves are still read
         rows.append(
             Row(
                 status=status,
-                expires=parse_time(expires),
-                revoked=parse_time(revoked_at) if revoked_at else None,
+                expires=expiry,
+                revoked=revoked,
                 reason=reason or "unspecified",
                 serial=serial.upper(),
                 subject=subject,
@@ -76,17 +80,27 @@ def parse_index(text: str) -> list[Row]:
 class EasyRsaAuthority:
     """The CA and every certificate its index.txt lists."""
 
-    def __init__(self, path: str, deployed: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, path: str, deployed: tuple[str, ...] = (), *, follow_any: bool = False
+    ) -> None:
         self.path = path
         self.deployed = deployed
         """Copies of crl.pem that servers read (OpenVPN's crl-verify), compared with it."""
+        self.follow_any = follow_any
         self.id = f"easyrsa:{path}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        return cls(options.path("path", must_exist=True), options.paths("deployed"))
+        return cls(
+            options.path("path", must_exist=True),
+            options.paths("deployed"),
+            follow_any=follows_any_symlink(options),
+        )
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        # The PKI, and the directories of the CRL copies the configuration names.
+        deployed = (os.path.dirname(copy) for copy in self.deployed)
+        reader.confine(self.path, *deployed, follow_any=self.follow_any)
         ca_path = os.path.join(self.path, "ca.crt")
         loaded = reader.load_certificates(ca_path)
         if isinstance(loaded, Problem) or not loaded:

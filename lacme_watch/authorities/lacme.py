@@ -10,25 +10,29 @@ from typing import Self
 
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, describe
+from ..reader import CertificateReader, describe, follows_any_symlink
 
 
 class LacmeAuthority:
     """A lacme CA; stores check every new certificate's signature against its key."""
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, *, follow_any: bool = False) -> None:
         self.path = path
         self.name = name
+        self.follow_any = follow_any
         self.certificate_path = os.path.join(path, "ca", name, "cert.pem")
         self.id = f"lacme-ca:{path}#{name}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
         return cls(
-            options.path("path", "~/.lacme", must_exist=True), options.string("name", "root")
+            options.path("path", "~/.lacme", must_exist=True),
+            options.string("name", "root"),
+            follow_any=follows_any_symlink(options),
         )
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        reader.confine(self.path, follow_any=self.follow_any)
         loaded = reader.load_certificates(self.certificate_path)
         if isinstance(loaded, Problem):
             return ScanResult(problems=(loaded,), failed=True)

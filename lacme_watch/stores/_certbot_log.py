@@ -8,10 +8,10 @@ fallback for domains whose JSON is missing.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 
+from .. import boundedjson
 from ..events import ChallengeFailed
 
 RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}):([A-Z]+):([\w.]+):(.*)$")
@@ -105,7 +105,7 @@ def _invalid_challenges(message: str) -> list[tuple[str, str, str, str]]:
     if start == -1:
         return []
     try:
-        body = json.loads(message[start:])
+        body = boundedjson.loads(message[start:])
     except ValueError:
         return []
     if not isinstance(body, dict) or body.get("status") != "invalid":

@@ -18,7 +18,7 @@ from typing import Self
 from ..events import Event
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader
+from ..reader import CertificateReader, follows_any_symlink, undecodable_name
 from ..renewal import certbot_policy
 from ._certbot_log import challenge_failures, is_record_start, runs
 from ._logfollow import follow
@@ -33,18 +33,21 @@ PERMISSIONS_HINT = (
 class CertbotStore:
     """Lineages in a certbot config dir (`/etc/letsencrypt`)."""
 
-    def __init__(self, path: str, log: str | None = None) -> None:
+    def __init__(self, path: str, log: str | None = None, *, follow_any: bool = False) -> None:
         self.path = path
         self.log = log
+        self.follow_any = follow_any
         self.id = f"certbot:{path}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
         path = options.path("path", "/etc/letsencrypt", must_exist=True)
         log = options.path("log") if options.node("log") is not None else None
-        return cls(path, log)
+        return cls(path, log, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        # live/NAME/*.pem -> ../../archive/NAME/*N.pem stays inside the config directory
+        reader.confine(self.path, follow_any=self.follow_any)
         live = os.path.join(self.path, "live")
         try:
             names = sorted(
@@ -63,6 +66,9 @@ class CertbotStore:
         observations: list[Observation] = []
         problems: list[Problem] = []
         for name in names:
+            if unreadable := undecodable_name(os.path.join(live, name), name):
+                problems.append(unreadable)
+                continue
             found = self._lineage(reader, live, name)
             if isinstance(found, Problem):
                 problems.append(replace(found, lineage=name))

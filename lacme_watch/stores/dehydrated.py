@@ -18,25 +18,29 @@ from typing import Self
 
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader
+from ..reader import CertificateReader, follows_any_symlink
 from ..renewal import dehydrated_policy, dehydrated_renew_days
 
 
 class DehydratedStore:
     """Lineages in dehydrated's CERTDIR (`/var/lib/dehydrated/certs`)."""
 
-    def __init__(self, path: str, config: str | None = None) -> None:
+    def __init__(self, path: str, config: str | None = None, *, follow_any: bool = False) -> None:
         self.path = path
         self.config = config
+        self.follow_any = follow_any
         self.id = f"dehydrated:{path}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
         path = options.path("path", "/var/lib/dehydrated/certs", must_exist=True)
         config = options.path("config", must_exist=True) if "config" in options else None
-        return cls(path, config)
+        return cls(path, config, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        # The certificate directory, and that of the dehydrated config file named here.
+        config_directory = (os.path.dirname(self.config),) if self.config else ()
+        reader.confine(self.path, *config_directory, follow_any=self.follow_any)
         try:
             names = sorted(entry.name for entry in os.scandir(self.path) if entry.is_dir())
         except FileNotFoundError:

@@ -18,22 +18,25 @@ from typing import Self
 from ..instants import parse_time
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader
+from ..reader import CertificateReader, follows_any_symlink, undecodable_name
 from ..renewal import LACME_DEFAULT
 
 
 class LacmeStore:
     """Certificates issued by lacme (ACME or its CA) into a FileStore base directory."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, follow_any: bool = False) -> None:
         self.path = path
+        self.follow_any = follow_any
         self.id = f"lacme:{path}"
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        return cls(options.path("path", "~/.lacme", must_exist=True))
+        path = options.path("path", "~/.lacme", must_exist=True)
+        return cls(path, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        reader.confine(self.path, follow_any=self.follow_any)
         certs = os.path.join(self.path, "certs")
         try:
             entries = sorted(os.scandir(certs), key=lambda entry: entry.name)
@@ -51,6 +54,9 @@ class LacmeStore:
         problems: list[Problem] = []
         for entry in entries:
             if entry.name.endswith(".tmp") or not entry.is_dir():
+                continue
+            if unreadable := undecodable_name(entry.path, f"certs/{entry.name}"):
+                problems.append(unreadable)
                 continue
             found = self._scan_entry(entry.path, entry.name, reader)
             if isinstance(found, Problem):

@@ -1,8 +1,11 @@
 """Plain certificate files, PEM or DER, named by paths and globs (`**` recurses).
 
 Each matched file is a lineage keyed by the path as written (a certbot `live/`
-symlink keeps its lineage across renewals). Directory symlinks are followed once:
-a loop is cut by remembering each directory's device and inode.
+symlink keeps its lineage across renewals). The store's roots are each pattern's
+literal directory (a plain path's own directory): a symlink, to a file or to a
+directory, whose target leaves them is `outside_store` unless `follow_symlinks: any`.
+Directory symlinks inside are followed once: every directory is visited at most once,
+by device and inode, so `up -> ..` and loops cannot scan a tree twice.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Self
 from ..errors import ConfigError
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, looks_like_private_key
+from ..reader import (
+    CertificateReader,
+    follows_any_symlink,
+    looks_like_private_key,
+    printable,
+)
 
 _MAGIC = re.compile(r"[*?[]")
 
@@ -25,9 +33,15 @@ _MAGIC = re.compile(r"[*?[]")
 class PemStore:
     """Certificates in files matched by glob patterns."""
 
-    def __init__(self, patterns: tuple[str, ...]) -> None:
+    def __init__(self, patterns: tuple[str, ...], *, follow_any: bool = False) -> None:
         self.patterns = patterns
+        self.follow_any = follow_any
         self.id = "pem:" + ",".join(patterns)
+        self.roots = tuple(
+            base if rest else os.path.dirname(pattern)
+            for pattern in patterns
+            for base, rest in (_split(pattern),)
+        )
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -40,9 +54,10 @@ class PemStore:
                 options.warnings.append(
                     f"{options.where.child('paths')}: {base} does not exist (yet)"
                 )
-        return cls(patterns)
+        return cls(patterns, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        reader.confine(*self.roots, follow_any=self.follow_any)
         observations: list[Observation] = []
         problems: list[Problem] = []
         failed = False
@@ -59,11 +74,11 @@ class PemStore:
                     problems.append(Problem(base, "not_found"))
                     failed = True
                     continue
-                files = sorted(_glob(base, rest, problems))
+                files = sorted(_glob(base, rest, problems, reader))
             for path in files:
                 found = reader.bundle(lineage=path, path=path)
                 if isinstance(found, Problem):
-                    problems.append(replace(found, lineage=path))
+                    problems.append(replace(found, lineage=found.lineage or path))
                 else:
                     observations += found
         return ScanResult(observations=tuple(observations), problems=tuple(problems), failed=failed)
@@ -78,8 +93,11 @@ def _split(pattern: str) -> tuple[str, tuple[str, ...]]:
     return pattern, ()
 
 
-def _glob(base: str, rest: tuple[str, ...], problems: list[Problem]) -> Iterator[str]:
-    """Files under `base` whose relative path matches `rest`, without symlink loops."""
+def _glob(
+    base: str, rest: tuple[str, ...], problems: list[Problem], reader: CertificateReader
+) -> Iterator[str]:
+    """Files under `base` whose relative path matches `rest`: each directory once (by
+    device and inode), and none whose real path leaves the store's roots."""
     matcher = re.compile(_translate(rest))
     recursive = "**" in rest
     max_depth = len(rest) - 1
@@ -87,7 +105,7 @@ def _glob(base: str, rest: tuple[str, ...], problems: list[Problem]) -> Iterator
 
     def on_error(exc: OSError) -> None:
         reason = "permission_denied" if isinstance(exc, PermissionError) else "io_error"
-        problems.append(Problem(str(exc.filename), reason, exc.strerror or ""))
+        problems.append(Problem(printable(str(exc.filename)), reason, exc.strerror or ""))
 
     for directory, subdirectories, filenames in os.walk(base, onerror=on_error, followlinks=True):
         relative = os.path.relpath(directory, base)
@@ -104,11 +122,44 @@ def _glob(base: str, rest: tuple[str, ...], problems: list[Problem]) -> Iterator
         visited.add(key)
         if not recursive and depth >= max_depth:
             subdirectories[:] = []
+        # Decided before os.walk lists them: a directory outside is never even listed.
+        subdirectories[:] = [
+            name
+            for name in subdirectories
+            if _enterable(os.path.join(directory, name), reader, visited, problems)
+        ]
         for filename in filenames:
             path = os.path.join(directory, filename)
             candidate = os.path.relpath(path, base).replace(os.sep, "/")
             if matcher.fullmatch(candidate) and not looks_like_private_key(path):
                 yield path
+
+
+def _enterable(
+    path: str,
+    reader: CertificateReader,
+    visited: set[tuple[int, int]],
+    problems: list[Problem],
+) -> bool:
+    """A subdirectory not seen yet (by device and inode) and, if a symlink, one whose
+    real path stays inside the store's roots."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False  # a broken directory link holds nothing to read
+    if (status.st_dev, status.st_ino) in visited:
+        return False
+    if os.path.islink(path) and not reader.inside(real := os.path.realpath(path)):
+        problems.append(
+            Problem(
+                printable(path),
+                "outside_store",
+                f"a directory symlink to {printable(real)}, outside"
+                f" {', '.join(reader.roots)}: not followed (follow_symlinks: any would)",
+            )
+        )
+        return False
+    return True
 
 
 def _translate(parts: tuple[str, ...]) -> str:

@@ -77,7 +77,7 @@ class TlsStore:
                     endpoint.host, endpoint.port, server_name, self.timeout.total_seconds()
                 )
                 certificate = x509.load_der_x509_certificate(served[0])
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, x509.InvalidVersion) as exc:
                 detail = str(exc) or type(exc).__name__
                 problems.append(
                     Problem(
@@ -88,7 +88,18 @@ class TlsStore:
                     )
                 )
                 continue
-            facts = describe(certificate)
+            try:
+                facts = describe(certificate)
+            except Exception as exc:  # a served certificate is hostile input too
+                problems.append(
+                    Problem(
+                        f"{endpoint.host}:{endpoint.port}",
+                        "bad_certificate",
+                        f"{type(exc).__name__}: {exc}",
+                        lineage=endpoint.lineage,
+                    )
+                )
+                continue
             names = facts.names or (endpoint.sni or endpoint.host,)
             observations.append(
                 Observation(
