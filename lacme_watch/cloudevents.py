@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from . import boundedjson
 from .errors import EventFormatError
 from .events import EVENT_TYPES, Change, Event, lacme_fields
 from .instants import format_time as format_time  # re-exported: the wire's time format
@@ -117,8 +118,8 @@ def to_json(envelope: Envelope) -> str:
 def from_json(text: str | bytes) -> Envelope:
     """Decode one CloudEvent JSON document; raises EventFormatError saying what is wrong."""
     try:
-        document = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = boundedjson.loads(text)
+    except ValueError as exc:  # UnicodeDecodeError and the depth/size limits included
         raise EventFormatError(f"not JSON: {exc}") from None
     return from_cloudevent(document)
 
@@ -143,7 +144,7 @@ def from_cloudevent(document: object) -> Envelope:
         raise EventFormatError("data must be a JSON object")
     try:
         time = parse_time(_require_str(document, "time"))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise EventFormatError(f"time is not ISO 8601: {document.get('time')!r}") from None
     return Envelope(
         id=_require_str(document, "id"),
@@ -180,7 +181,7 @@ def _convert(kind: str, name: str, hint: object, value: object) -> object:
         if option is datetime and isinstance(value, str):
             try:
                 return parse_time(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 continue
         if (
             typing.get_origin(option) is tuple
