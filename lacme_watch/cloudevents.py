@@ -2,7 +2,9 @@
 
 An :class:`Envelope` is an event plus what CloudEvents adds (id, source, time).
 Ids of detected events derive from what makes the event unique, so a retry or a
-pass repeated after a crash sends the same id and receivers can deduplicate.
+pass repeated after a crash sends the same id and receivers can deduplicate. They
+are salted with a secret kept in the state database: whoever can write the spool
+cannot compute the id of a coming alert and plant it first to have the alert dropped.
 """
 
 from __future__ import annotations
@@ -45,10 +47,10 @@ class Envelope:
         return TYPE_PREFIX + self.event.kind
 
 
-def event_id(host: str, event: Event) -> str:
-    """A stable id: the same detected event always gets the same one."""
-    parts = (host, event.store or "", event.kind, *event.identity())
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+def event_id(host: str, event: Event, salt: str = "") -> str:
+    """A stable id: the same detected event always gets the same one (per salt)."""
+    parts = (salt, host, event.store or "", event.kind, *event.identity())
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts if salt else parts[1:])))
 
 
 def source_uri(host: str, store: str | None) -> str:
@@ -62,10 +64,12 @@ def host_of(source: str) -> str:
     return unquote(parts.netloc) if parts.scheme == SOURCE_SCHEME else ""
 
 
-def wrap(event: Event, *, host: str, time: datetime, id: str | None = None) -> Envelope:
-    """Put an event in its envelope; the id is derived unless one is given."""
+def wrap(
+    event: Event, *, host: str, time: datetime, id: str | None = None, salt: str = ""
+) -> Envelope:
+    """Put an event in its envelope; the id is derived (with `salt`) unless one is given."""
     return Envelope(
-        id=id or event_id(host, event),
+        id=id or event_id(host, event, salt),
         source=source_uri(host, event.store),
         time=time,
         event=event,

@@ -180,6 +180,10 @@ class Daemon:
                 log.warning("%s: %s: %s %s", source, problem.path, problem.reason, problem.detail)
             for sink, reason in report.delivery.failures.items():
                 log.warning("sink %s: %s (queued; will retry)", sink, reason)
+            for path, reason in report.spool_rejected:
+                log.warning("spool: %s: not a valid event (%s); set aside", path, reason)
+            for message in report.id_conflicts:
+                log.warning("%s", message)
             log.info("pass done: %s", status)
         except LacmeWatchError as exc:
             status = f"last pass failed: {exc}"

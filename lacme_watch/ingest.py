@@ -5,6 +5,7 @@ They are recorded (history + outbox) in one transaction, then delivered like any
 
 from __future__ import annotations
 
+import logging
 import re
 import types
 import typing
@@ -19,9 +20,10 @@ from .delivery import DeliveryReport, drain
 from .errors import EventFormatError
 from .events import EVENT_TYPES, CertificateExpiring, Event, StateReset
 from .routes import route
-from .statedb import StateStore
+from .statedb import IdConflict, StateStore
 
 EXTERNAL_STORE = "external"
+log = logging.getLogger(__name__)
 
 
 def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
@@ -100,8 +102,9 @@ def record_envelopes(
     *,
     deliver: bool = True,
 ) -> DeliveryReport:
-    """History and outbox rows for ready CloudEvents (their ids kept: a resend is a no-op)."""
-    store.record_events(route(config.sinks, envelopes), now)
+    """History and outbox rows for ready CloudEvents (their ids kept: a resend is a no-op;
+    an id already taken by a different event is logged, and the event recorded anew)."""
+    _warn(store.record_events(route(config.sinks, envelopes), now))
     if not deliver:
         return DeliveryReport()
     return drain(store, config.sinks, now, config.retry)
@@ -113,7 +116,7 @@ def ingest_spool(config: Config, store: StateStore, now: datetime) -> spool.Coll
         return spool.Collected()
     found = spool.collect(config.spool)
     if found.envelopes:
-        store.record_events(route(config.sinks, found.envelopes), now)
+        _warn(store.record_events(route(config.sinks, found.envelopes), now))
     found.remove_ingested()
     return found
 
@@ -131,7 +134,12 @@ def record_reset(config: Config, store: StateStore, now: datetime) -> Envelope |
         reset_at=now,
         host=config.host,
     )
-    envelope = wrap(event, host=config.host, time=now)
+    envelope = wrap(event, host=config.host, time=now, salt=store.id_salt)
     store.record_events(route(config.sinks, [envelope]), now)
     store.clear_reset()
     return envelope
+
+
+def _warn(conflicts: Sequence[IdConflict]) -> None:
+    for conflict in conflicts:
+        log.warning("%s", conflict.message())

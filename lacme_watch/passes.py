@@ -72,6 +72,7 @@ class PassReport:
     files_reused: int = 0
     duration_seconds: float = 0.0
     spool_rejected: list[tuple[Path, str]] = field(default_factory=list)
+    id_conflicts: list[str] = field(default_factory=list)
     issuances: list[Issuance] = field(default_factory=list)
     read_errors: int = 0
     """Unreadable inputs counted over every pass of this state_dir (x509_read_errors)."""
@@ -115,7 +116,12 @@ class PassReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.spool_rejected and self.delivery.ok
+        return (
+            not self.problems
+            and not self.spool_rejected
+            and not self.id_conflicts
+            and self.delivery.ok
+        )
 
     @property
     def exit_code(self) -> int:
@@ -202,7 +208,9 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     checked, stale = _stale(changes, now)
     return Scanned(
         changes=checked,
-        envelopes=tuple(wrap(event, host=config.host, time=now) for event in events + stale),
+        envelopes=tuple(
+            wrap(event, host=config.host, time=now, salt=store.id_salt) for event in events + stale
+        ),
         problems=tuple(problems),
         inventory=tuple(inventory),
         issuances=tuple(issuances),
@@ -292,12 +300,15 @@ def run_pass(
             ("spool", Problem(config.spool, "permission_denied", spooled.unreadable))
         )
     fresh, warnings = _rate_limits(config, store, now, report.issuances, envelopes)
-    envelopes += [wrap(w.event(now), host=config.host, time=now) for w in warnings]
+    envelopes += [
+        wrap(w.event(now), host=config.host, time=now, salt=store.id_salt) for w in warnings
+    ]
     stale = stale_agents(config, store.agent_runs(), report.agent_runs, envelopes, now)
-    envelopes += [wrap(event, host=config.host, time=now) for _, event in stale]
+    envelopes += [wrap(event, host=config.host, time=now, salt=store.id_salt) for _, event in stale]
     if config.heartbeat:
-        envelopes.append(wrap(_heartbeat(config, report, envelopes), host=config.host, time=now))
-    store.commit_pass(
+        heartbeat = _heartbeat(config, report, envelopes)
+        envelopes.append(wrap(heartbeat, host=config.host, time=now, salt=store.id_salt))
+    conflicts = store.commit_pass(
         scanned.changes,
         route(config.sinks, envelopes),
         now,
@@ -307,6 +318,7 @@ def run_pass(
         agents_stale=[agent for agent, _ in stale],
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
+    report.id_conflicts = [conflict.message() for conflict in conflicts]
     report.envelopes = envelopes
     if dispatcher is not None:
         for envelope in envelopes:

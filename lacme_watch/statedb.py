@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .cloudevents import Envelope, from_json, to_json
+from .cloudevents import Envelope, from_json, to_cloudevent, to_json
 from .crl import CachedCrl
 from .detect import SourceSnapshot
 from .errors import StoreError
@@ -110,6 +112,24 @@ class SourceChange:
     after: SourceSnapshot
     files_before: Mapping[str, CachedFile]
     files_after: Mapping[str, CachedFile]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdConflict:
+    """An event that came with the id of a different, already recorded event.
+
+    It is recorded under `recorded_as` (derived from both, so a re-read is a no-op):
+    never dropped in silence, and never in place of the first."""
+
+    id: str
+    recorded_as: str
+    summary: str
+
+    def message(self) -> str:
+        return (
+            f"event id {self.id} was already recorded for a different event;"
+            f" {self.summary} recorded as {self.recorded_as}"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -285,6 +305,13 @@ class StateStore:
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('id_salt', ?)", (secrets.token_hex(16),)
+            )
+        salt = self._db.execute("SELECT value FROM meta WHERE key = 'id_salt'").fetchone()
+        self.id_salt: str = salt[0]
+        """This installation's secret in every detected event's id: a spool writer cannot
+        predict the id of a coming alert (the database lives in the 0700 state_dir)."""
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -376,15 +403,17 @@ class StateStore:
         warned: Sequence[tuple[str, str]] = (),
         agent_runs: Mapping[str, datetime] | None = None,
         agents_stale: Sequence[AgentRun] = (),
-    ) -> None:
+    ) -> list[IdConflict]:
         """Write every source's new snapshot and the routed events in one transaction
         (with the issuance history, the rate-limit warnings, the renewal agents' runs
-        and the staleness reported for them)."""
+        and the staleness reported for them).
+
+        Returns the events whose id was already recorded for a different event."""
         with self.transaction() as db:
             for change in changes:
                 _write_snapshot(db, change.before, change.after, now)
                 _write_files(db, change.after.source, change.files_before, change.files_after)
-            _write_events(db, routed, now)  # records runs that came in through the spool
+            conflicts = _write_events(db, routed, now)  # records runs that came through the spool
             _record_runs(db, (agent_runs or {}).items())
             db.executemany(
                 "UPDATE agent_runs SET stale_reported = ? WHERE store = ?",
@@ -401,6 +430,7 @@ class StateStore:
                 "INSERT OR REPLACE INTO rate_warnings VALUES (?, ?, ?)",
                 [(rule, key, _epoch(now)) for rule, key in warned],
             )
+        return conflicts
 
     def issuances_since(self, since: datetime) -> list[Issuance]:
         return [
@@ -446,10 +476,10 @@ class StateStore:
 
     def record_events(
         self, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
-    ) -> None:
+    ) -> list[IdConflict]:
         """History and outbox rows for events that no snapshot caused (emit, spool)."""
         with self.transaction() as db:
-            _write_events(db, routed, now)
+            return _write_events(db, routed, now)
 
     # -- outbox --------------------------------------------------------------------
 
@@ -731,9 +761,13 @@ def _record_runs(db: sqlite3.Connection, runs: Iterable[tuple[str, datetime]]) -
     )
 
 
+_CONFLICT_NAMESPACE = uuid.UUID("0c1f3d0e-93a4-4c55-8f7e-2d6a1b9e5c47")
+
+
 def _write_events(
     db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
-) -> None:
+) -> list[IdConflict]:
+    conflicts = []
     # A run reported through emit, the spool or the bridge is a run wherever it came in.
     _record_runs(
         db,
@@ -744,7 +778,31 @@ def _write_events(
         ],
     )
     for envelope, sinks in routed:
-        inserted = db.execute(
+        recorded = _insert_event(db, envelope)
+        if not recorded:
+            existing = db.execute(
+                "SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)
+            ).fetchone()
+            if existing is None or _content(from_json(existing[0])) == _content(envelope):
+                continue  # the same event was recorded before: never queue it twice
+            fresh = str(uuid.uuid5(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}"))
+            conflicts.append(
+                IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
+            )
+            envelope = replace(envelope, id=fresh)
+            if not _insert_event(db, envelope):
+                continue  # recorded under its new id on an earlier read
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
+            " VALUES (?, ?, 'pending', ?, ?)",
+            [(envelope.id, sink, _epoch(now), _epoch(now)) for sink in sinks],
+        )
+    return conflicts
+
+
+def _insert_event(db: sqlite3.Connection, envelope: Envelope) -> bool:
+    return bool(
+        db.execute(
             "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",
             (
                 envelope.id,
@@ -755,10 +813,11 @@ def _write_events(
                 to_json(envelope),
             ),
         ).rowcount
-        if not inserted:
-            continue  # the same event was recorded before: never queue it twice
-        db.executemany(
-            "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
-            " VALUES (?, ?, 'pending', ?, ?)",
-            [(envelope.id, sink, _epoch(now), _epoch(now)) for sink in sinks],
-        )
+    )
+
+
+def _content(envelope: Envelope) -> str:
+    """What makes two events with one id the same event: all but the `time` it was sent."""
+    document = to_cloudevent(envelope)
+    del document["time"]
+    return json.dumps(document, sort_keys=True, ensure_ascii=False)

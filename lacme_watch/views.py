@@ -83,6 +83,7 @@ def pass_lines(report: PassReport) -> list[str]:
         f"spool: {path}: not a valid event ({reason}); set aside"
         for path, reason in report.spool_rejected
     ]
+    lines += report.id_conflicts
     return lines + delivery_lines(report.delivery)
 
 
