@@ -287,10 +287,7 @@ class CertificateReader:
         if unreadable := undecodable_name(path):
             return unreadable
         parent, name = os.path.split(path)
-        real_parent = self._real_directories.get(parent)
-        if real_parent is None:
-            real_parent = self._real_directories[parent] = os.path.realpath(parent)
-        target = os.path.join(real_parent, name)
+        target = os.path.join(self._real_directory(parent), name)
         try:
             status = os.lstat(target)
             if stat.S_ISLNK(status.st_mode):
@@ -312,6 +309,20 @@ class CertificateReader:
                 " not followed (set follow_symlinks: any on this store to read it)",
             )
         return target, status
+
+    def _real_directory(self, directory: str) -> str:
+        """realpath(directory), remembered per directory for this scan: a store of many
+        directories costs one lstat per directory, not one per path component."""
+        real = self._real_directories.get(directory)
+        if real is None:
+            parent, name = os.path.split(directory)
+            if name in ("", ".", "..") or not parent or parent == directory:
+                real = os.path.realpath(directory)
+            else:
+                candidate = os.path.join(self._real_directory(parent), name)
+                real = os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+            self._real_directories[directory] = real
+        return real
 
     def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
         located = self._locate(path)
