@@ -70,6 +70,8 @@ def printable(text: str) -> str:
 
 def undecodable_name(path: str, lineage: str | None = None) -> Problem | None:
     """A Problem for a file name that is not UTF-8 (it could be neither stored nor shown)."""
+    if path.isascii() and (lineage is None or lineage.isascii()):
+        return None  # the common case, checked in constant time
     if printable(path) == path and (lineage is None or printable(lineage) == lineage):
         return None
     return Problem(
