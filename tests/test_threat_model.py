@@ -1,6 +1,7 @@
-"""SECURITY.md's first claim, proved with strace: a full pass over real lacme, certbot
+"""SECURITY.md's first claims, proved with strace: a full pass over real lacme, certbot
 and easy-rsa stores, with keys behind certificate-named symlinks and links out of the
-store, opens no private key and nothing outside the stores."""
+store, opens no private key and nothing outside the stores, runs no program and makes
+no network connection that its configuration does not name (here: none)."""
 
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def test_a_full_pass_opens_no_private_key_and_nothing_outside_the_stores(
         f"sinks:\n  - {{type: log, format: json, path: {tmp_path / 'events.jsonl'}}}\n"
     )
     trace = tmp_path / "trace"
-    tracing = [strace, "-f", "-qq", "-s", "4096", "-e", "trace=open,openat,openat2", "-o"]
+    calls = "trace=open,openat,openat2,execve,execveat,connect"
+    tracing = [strace, "-f", "-qq", "-s", "4096", "-e", calls, "-o"]
     command = [sys.executable, "-m", "lacme_watch", "--config", str(config), "watch", "--once"]
 
     done = subprocess.run(
@@ -142,3 +144,9 @@ def test_a_full_pass_opens_no_private_key_and_nothing_outside_the_stores(
     assert any("/archive/certbot.example/fullchain1.pem" in path for path in resolved)
     assert str(pki / "ca.crt") in resolved
     assert str(combined) in resolved  # read for its certificate block only
+    # No program run (the one execve is python itself) and no connection out: no sink
+    # or endpoint in this configuration names one.
+    lines = trace.read_text(errors="replace").splitlines()
+    assert len([line for line in lines if re.search(r"\bexecve(at)?\(", line)]) == 1
+    connects = [line for line in lines if re.search(r"\bconnect\(", line)]
+    assert not [line for line in connects if "AF_INET" in line], connects
