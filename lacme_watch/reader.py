@@ -343,11 +343,13 @@ class CertificateReader:
         try:
             fd = os.open(target, flags)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # the target was checked: it became a link since
+                return Problem(path, "io_error", "replaced by a symlink while being read")
             return _problem_from_os_error(path, exc)
         try:
             status = os.fstat(fd)
             if (status.st_dev, status.st_ino) != (checked.st_dev, checked.st_ino):
-                return Problem(path, "io_error", "replaced while being read; next pass retries")
+                return Problem(path, "io_error", "replaced while being read")
             if not stat.S_ISREG(status.st_mode):
                 return Problem(path, "no_certificate_found", "not a regular file")
             if status.st_size > self.max_file_size:

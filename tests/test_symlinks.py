@@ -308,3 +308,37 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_fatal(
     found = PemStore((str(store / "*.pem"),)).scan(CertificateReader())
     assert [p.reason for p in found.problems] == ["bad_file_name"]
     assert isinstance(found.problems[0], Problem)
+
+
+@pytest.mark.parametrize("swap", ["symlink to the key", "another file"])
+def test_a_file_swapped_between_check_and_open_is_not_read(
+    tmp_path: Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """The race no real timing can hit on demand: the swap happens inside os.open's
+    call, after every guard passed on the original target."""
+    leaf = ca.issue_cert("www.example.test")
+    store = tmp_path / "store"
+    store.mkdir()
+    cert = store / "cert.pem"
+    cert.write_bytes(leaf.cert_chain_pems[0].bytes())
+    key = store / "privkey.pem"
+    key.write_bytes(leaf.private_key_pem.bytes())
+    real_open = os.open
+
+    def swapping_open(path: str, flags: int, *args: int) -> int:
+        if path == str(cert):
+            replacement = store / "replacement"
+            if swap == "symlink to the key":
+                replacement.symlink_to(key)
+            else:
+                replacement.write_bytes(key.read_bytes())
+            replacement.replace(cert)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", swapping_open)
+    found = CertificateReader().read_certificates(str(cert))
+    monkeypatch.undo()
+
+    assert isinstance(found, Problem)
+    assert found.reason == "io_error"
+    assert found.detail.startswith("replaced")
