@@ -132,18 +132,20 @@ class CertificateReader:
         self.roots: tuple[str, ...] = ()
         self.follow_any = False
         self._real_directories: dict[str, str] = {}
+        self._prefixes: tuple[str, ...] = ()
 
     def confine(self, *roots: str, follow_any: bool = False) -> None:
         """Keep every read inside these directories (resolved): a symlink whose target
         leaves them is `outside_store`, unless the store says `follow_symlinks: any`."""
         self.roots = tuple(os.path.realpath(root) for root in roots)
         self.follow_any = follow_any
+        self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
 
     def inside(self, real_path: str) -> bool:
         """Whether a resolved path is within the store's roots (or confinement is off)."""
         if self.follow_any or not self.roots:
             return True
-        return any(_within(real_path, root) for root in self.roots)
+        return real_path.startswith(self._prefixes) or real_path in self.roots
 
     # -- public API for sources ------------------------------------------------
 
@@ -516,10 +518,6 @@ def _problem_from_os_error(path: str, exc: OSError) -> Problem:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return Problem(path, "permission_denied")
     return Problem(path, "io_error", exc.strerror or str(exc))
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _identity(status: os.stat_result) -> Identity:
