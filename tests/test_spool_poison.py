@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,11 +15,14 @@ from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lacme import FileStore
 
 from lacme_watch import boundedjson, spool
 from lacme_watch.cloudevents import to_json, wrap
 from lacme_watch.events import ChallengeFailed
+from lacme_watch.statedb import StateStore
 
 from .conftest import CliRunner, data, kinds, read_events, save_acme_cert
 
@@ -241,3 +245,51 @@ def test_poison_meta_and_rate_limits_of_a_lacme_store_blind_nothing_else(
         ("lacme.certificate_unreadable", "bad_metadata"),
     ]
     assert str(events[1]["subject"]).endswith("deep.example/meta.json")
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _mutated_event(draw: st.DrawFn) -> bytes:
+    """A real spooled CloudEvent, its structure or its bytes damaged."""
+    document = json.loads(_event("fuzz.example"))
+    if draw(st.booleans()):
+        where = draw(st.sampled_from([document, document["data"]]))
+        key = draw(st.sampled_from(sorted(where)))
+        where[key] = draw(_VALUES)
+    raw = bytearray(json.dumps(document, ensure_ascii=draw(st.booleans())).encode())
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(raw) - 1))
+        raw[at : at + draw(st.integers(0, 3))] = draw(st.binary(max_size=4))
+    return bytes(raw)
+
+
+@settings(
+    max_examples=int(os.environ.get("LACME_WATCH_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(raw=_mutated_event())
+def test_a_mutated_spool_entry_is_accepted_whole_or_set_aside(
+    tmp_path_factory: pytest.TempPathFactory, raw: bytes
+) -> None:
+    """Whatever the bytes: collect() does not raise, and what it accepts can be
+    recorded in a real state database (the failure that once stopped every pass)."""
+    root = tmp_path_factory.mktemp("spool-fuzz")
+    directory = root / "spool"
+    directory.mkdir()
+    (directory / "entry.json").write_bytes(raw)
+
+    found = spool.collect(directory)
+
+    assert len(found.envelopes) + len(found.rejected) == 1
+    with StateStore(root / "state") as store:
+        store.record_events([(envelope, ("log",)) for envelope in found.envelopes], NOW)
+    shutil.rmtree(root)
