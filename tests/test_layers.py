@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
-    {"wording", "printable"},
+    {"wording", "printable", "boundedjson"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
     {"renewal"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
