@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 import trustme
 from lacme import CertificateAuthority, FileStore
 
@@ -47,6 +48,7 @@ def _private_keys(root: Path) -> set[str]:
     return keys
 
 
+@pytest.mark.acme
 def test_a_full_pass_opens_no_private_key_and_nothing_outside_the_stores(
     pebble: Pebble,
     tmp_path: Path,
