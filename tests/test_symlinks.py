@@ -15,10 +15,12 @@ import trustme
 
 from lacme_watch.observations import Problem, ScanResult
 from lacme_watch.reader import CertificateReader, looks_like_private_key
+from lacme_watch.stores.crl import CrlStore
 from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.stores.pem import PemStore
 
 from .conftest import CliRunner, kinds, read_events
+from .hierarchy import certificate, crl
 
 _SEEN: list[tuple[str, str]] | None = None
 
@@ -342,3 +344,29 @@ def test_a_file_swapped_between_check_and_open_is_not_read(
     assert isinstance(found, Problem)
     assert found.reason == "io_error"
     assert found.detail.startswith("replaced")
+
+
+def test_the_crl_store_stays_inside_its_root_too(tmp_path: Path) -> None:
+    """The same walk and the same guards for CRL globs as for certificate globs."""
+    now = datetime.now(UTC)
+    authority = certificate(
+        "CRL CA", issuer=None, not_before=now - timedelta(days=1), not_after=now + timedelta(days=9)
+    )
+    issued = crl(authority, [], this_update=now, next_update=now + timedelta(days=7), number=1)
+    root = tmp_path / "crls"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "inside.der").write_bytes(issued)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "far.der").write_bytes(issued)
+    (root / "far").symlink_to(elsewhere)
+    (root / "far.der").symlink_to(elsewhere / "far.der")
+    (root / "sub" / "up").symlink_to("..")
+
+    result = CrlStore((str(root / "**" / "*.der"),)).scan(CertificateReader())
+
+    assert [Path(seen.path).name for seen in result.crls] == ["inside.der"]
+    assert sorted((Path(p.path).name, p.reason) for p in result.problems) == [
+        ("far", "outside_store"),
+        ("far.der", "outside_store"),
+    ]

@@ -3,12 +3,12 @@ proxy load (`crl-verify`, `ssl_crl`), watched for their nextUpdate.
 
 Once a loaded CRL passes its nextUpdate, OpenVPN and many mTLS servers refuse every
 client; each file is a lineage `crl:<path>` with the expiry thresholds applied to
-the CRL's validity (thisUpdate to nextUpdate).
+the CRL's validity (thisUpdate to nextUpdate). Globs and symlinks stay inside the
+patterns' directories, as in the pem store, unless `follow_symlinks: any`.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Self
 
@@ -16,14 +16,16 @@ from ..crl import read_crl_file
 from ..errors import ConfigError
 from ..observations import CrlSeen, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader
+from ..reader import CertificateReader, follows_any_symlink
+from ._globwalk import matching_files, roots_of, split_pattern
 
 
 class CrlStore:
     """CRLs in files matched by glob patterns (`**` recurses)."""
 
-    def __init__(self, patterns: tuple[str, ...]) -> None:
+    def __init__(self, patterns: tuple[str, ...], *, follow_any: bool = False) -> None:
         self.patterns = patterns
+        self.follow_any = follow_any
         self.id = "crl:" + ",".join(patterns)
 
     @classmethod
@@ -31,16 +33,20 @@ class CrlStore:
         patterns = options.paths("paths")
         if not patterns:
             raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
-        return cls(patterns)
+        return cls(patterns, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        reader.confine(*roots_of(self.patterns), follow_any=self.follow_any)
         crls: list[CrlSeen] = []
         problems: list[Problem] = []
         for pattern in self.patterns:
-            if glob.has_magic(pattern):
-                paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-            else:
+            base, rest = split_pattern(pattern)
+            if not rest:
                 paths = [pattern]
+            elif os.path.isdir(base):
+                paths = sorted(matching_files(base, rest, problems, reader))
+            else:
+                paths = []
             for path in paths:
                 found = read_crl_file(reader, path)
                 if isinstance(found, Problem):

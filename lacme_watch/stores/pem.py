@@ -11,23 +11,14 @@ by device and inode, so `up -> ..` and loops cannot scan a tree twice.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import PurePath
 from typing import Self
 
 from ..errors import ConfigError
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import (
-    CertificateReader,
-    follows_any_symlink,
-    looks_like_private_key,
-    printable,
-)
-
-_MAGIC = re.compile(r"[*?[]")
+from ..reader import CertificateReader, follows_any_symlink
+from ._globwalk import matching_files, roots_of, split_pattern
 
 
 class PemStore:
@@ -37,11 +28,7 @@ class PemStore:
         self.patterns = patterns
         self.follow_any = follow_any
         self.id = "pem:" + ",".join(patterns)
-        self.roots = tuple(
-            base if rest else os.path.dirname(pattern)
-            for pattern in patterns
-            for base, rest in (_split(pattern),)
-        )
+        self.roots = roots_of(patterns)
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
@@ -49,7 +36,7 @@ class PemStore:
         if not patterns:
             raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
         for pattern in patterns:
-            base = _split(pattern)[0]
+            base = split_pattern(pattern)[0]
             if not os.path.exists(base):
                 options.warnings.append(
                     f"{options.where.child('paths')}: {base} does not exist (yet)"
@@ -62,7 +49,7 @@ class PemStore:
         problems: list[Problem] = []
         failed = False
         for pattern in self.patterns:
-            base, rest = _split(pattern)
+            base, rest = split_pattern(pattern)
             if not rest:
                 files: list[str] = [pattern]
                 if not os.path.lexists(pattern):
@@ -74,7 +61,7 @@ class PemStore:
                     problems.append(Problem(base, "not_found"))
                     failed = True
                     continue
-                files = sorted(_glob(base, rest, problems, reader))
+                files = sorted(matching_files(base, rest, problems, reader))
             for path in files:
                 found = reader.bundle(lineage=path, path=path)
                 if isinstance(found, Problem):
@@ -82,114 +69,3 @@ class PemStore:
                 else:
                     observations += found
         return ScanResult(observations=tuple(observations), problems=tuple(problems), failed=failed)
-
-
-def _split(pattern: str) -> tuple[str, tuple[str, ...]]:
-    """('/etc/ssl', ('**', '*.pem')): the literal directory, then the parts with wildcards."""
-    parts = PurePath(pattern).parts
-    for index, part in enumerate(parts):
-        if _MAGIC.search(part):
-            return str(PurePath(*parts[:index])), tuple(parts[index:])
-    return pattern, ()
-
-
-def _glob(
-    base: str, rest: tuple[str, ...], problems: list[Problem], reader: CertificateReader
-) -> Iterator[str]:
-    """Files under `base` whose relative path matches `rest`: each directory once (by
-    device and inode), and none whose real path leaves the store's roots."""
-    matcher = re.compile(_translate(rest))
-    recursive = "**" in rest
-    max_depth = len(rest) - 1
-    visited: set[tuple[int, int]] = set()
-
-    def on_error(exc: OSError) -> None:
-        reason = "permission_denied" if isinstance(exc, PermissionError) else "io_error"
-        problems.append(Problem(printable(str(exc.filename)), reason, exc.strerror or ""))
-
-    for directory, subdirectories, filenames in os.walk(base, onerror=on_error, followlinks=True):
-        relative = os.path.relpath(directory, base)
-        depth = 0 if relative == "." else relative.count(os.sep) + 1
-        try:
-            status = os.stat(directory)
-        except OSError:
-            subdirectories[:] = []
-            continue
-        key = (status.st_dev, status.st_ino)
-        if key in visited:
-            subdirectories[:] = []
-            continue
-        visited.add(key)
-        if not recursive and depth >= max_depth:
-            subdirectories[:] = []
-        # Decided before os.walk lists them: a directory outside is never even listed.
-        subdirectories[:] = [
-            name
-            for name in subdirectories
-            if _enterable(os.path.join(directory, name), reader, visited, problems)
-        ]
-        for filename in filenames:
-            path = os.path.join(directory, filename)
-            candidate = os.path.relpath(path, base).replace(os.sep, "/")
-            if matcher.fullmatch(candidate) and not looks_like_private_key(path):
-                yield path
-
-
-def _enterable(
-    path: str,
-    reader: CertificateReader,
-    visited: set[tuple[int, int]],
-    problems: list[Problem],
-) -> bool:
-    """A subdirectory not seen yet (by device and inode) and, if a symlink, one whose
-    real path stays inside the store's roots."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return False  # a broken directory link holds nothing to read
-    if (status.st_dev, status.st_ino) in visited:
-        return False
-    if os.path.islink(path) and not reader.inside(real := os.path.realpath(path)):
-        problems.append(
-            Problem(
-                printable(path),
-                "outside_store",
-                f"a directory symlink to {printable(real)}, outside"
-                f" {', '.join(reader.roots)}: not followed (follow_symlinks: any would)",
-            )
-        )
-        return False
-    return True
-
-
-def _translate(parts: tuple[str, ...]) -> str:
-    """A regex for glob parts: `*`, `?`, `[...]` within a name; `**` across directories."""
-    pieces = []
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if part == "**":
-            pieces.append(".*" if last else "(?:[^/]+/)*")
-            continue
-        pieces.append(_translate_name(part) + ("" if last else "/"))
-    return "".join(pieces)
-
-
-def _translate_name(name: str) -> str:
-    out = []
-    index = 0
-    while index < len(name):
-        char = name[index]
-        index += 1
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[" and (end := name.find("]", index + 1)) != -1:
-            body = name[index:end]
-            index = end + 1
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-        else:
-            out.append(re.escape(char))
-    return "".join(out)
