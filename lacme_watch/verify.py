@@ -110,14 +110,15 @@ class Verifier:
             observation = after.certificates.get(served.lineage)
             if observation is None:
                 continue
-            try:
+            try:  # a served chain is hostile input: one that cannot be described is not judged
                 certificates = [x509.load_der_x509_certificate(der) for der in served.certificates]
-            except ValueError:
+                described = [describe(certificate) for certificate in certificates]
+            except Exception:  # noqa: S112  # the endpoint's leaf is still watched
                 continue
             run.certificate(
                 observation,
                 served.location,
-                [describe(certificate) for certificate in certificates],
+                described,
                 functools.partial(_given, certificates),
                 chain=True,
                 unchanged=False,

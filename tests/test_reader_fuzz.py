@@ -26,6 +26,7 @@ from lacme import CertificateAuthority, FileStore
 
 from lacme_watch.observations import Problem
 from lacme_watch.reader import CertificateReader
+from lacme_watch.testing import TlsServer
 
 from .conftest import CliRunner
 from .malformed import bad_subject_tag, bad_version, leaf_der, non_utf8_cn, openssl_der, to_pem
@@ -222,3 +223,43 @@ def test_one_bad_certificate_beside_a_healthy_store_blinds_nothing(
     assert {p["reason"] for p in shown["problems"]} == {"bad_certificate"}
     assert check.code == 2, check.out  # CRITICAL for the 5-day one, not UNKNOWN (3)
     assert check.out.startswith("LACME-WATCH CRITICAL")
+
+
+def test_a_tls_endpoint_serving_a_malformed_intermediate_is_that_endpoints_problem(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    """A real TLS server (OpenSSL serves it) whose chain holds a version-4 certificate."""
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    leaf = intermediate.issue_cert("svc.example.com")
+    der = x509.load_pem_x509_certificate(intermediate.cert_pem.bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    chain = leaf.cert_chain_pems[0].bytes() + to_pem(bad_version(der, 3))
+    server = TlsServer(chain, leaf.private_key_pem.bytes())
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    soon = datetime.now(UTC) + timedelta(days=5)
+    (certs / "soon.pem").write_bytes(
+        root.issue_cert("soon.example", not_after=soon).cert_chain_pems[0].bytes()
+    )
+    log = tmp_path / "events.jsonl"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - type: tls\n    endpoints: ['127.0.0.1:{server.port}/svc.example.com']\n"
+        f"  - type: pem\n    paths: ['{certs}/*.pem']\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    )
+    try:
+        result = cli("--config", str(config), "watch", "--once")
+    finally:
+        server.stop()
+
+    assert result.code == 1
+    assert "not a valid X509 version" in result.err
+    assert "source_error" not in result.err
+    expiring = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["data"]["domain"] for e in expiring if e["type"].endswith("_expiring")] == [
+        "soon.example"
+    ]
