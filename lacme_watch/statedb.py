@@ -196,6 +196,7 @@ class StateStore:
         self.path = state_dir / DATABASE_NAME
         self.reset: StateReset | None = None
         self.read_only = read_only
+        self._id_salt: str | None = None
         self._repair = repair
         if read_only:
             self._db = self._open_read_only()
@@ -280,6 +281,16 @@ class StateStore:
             )
         return db
 
+    @property
+    def id_salt(self) -> str:
+        """This installation's secret in every detected event's id: a spool writer cannot
+        predict the id of a coming alert (the database lives in the 0700 state_dir).
+        Empty for a read-only look at a database no writer has salted: it records nothing."""
+        if self._id_salt is None:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'id_salt'").fetchone()
+            self._id_salt = str(row[0]) if row else ""
+        return self._id_salt
+
     def close(self) -> None:
         self._db.close()
 
@@ -308,10 +319,6 @@ class StateStore:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('id_salt', ?)", (secrets.token_hex(16),)
             )
-        salt = self._db.execute("SELECT value FROM meta WHERE key = 'id_salt'").fetchone()
-        self.id_salt: str = salt[0]
-        """This installation's secret in every detected event's id: a spool writer cannot
-        predict the id of a coming alert (the database lives in the 0700 state_dir)."""
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
