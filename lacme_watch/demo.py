@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from cryptography import x509
@@ -23,7 +25,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .cloudevents import Envelope, to_json
+from .ari.certid import cert_id
+from .cloudevents import Envelope, format_time, to_json
 from .config import Config, load
 from .errors import ConfigError
 from .ingest import event_from_arguments, record, record_reset
@@ -75,8 +78,56 @@ class _Issuer:
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
             )
             .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
             .sign(self.key, hashes.SHA256())
         ), key
+
+
+class _DemoAcme:
+    """The demo's ACME CA on loopback: a directory and RFC 9773 renewalInfo only."""
+
+    def __init__(self) -> None:
+        self.windows: dict[str, tuple[datetime, datetime, str | None]] = {}
+        answers = self.windows
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # the demo prints its own story
+
+            def do_GET(self) -> None:
+                base = f"http://{self.headers.get('Host')}"
+                body: dict[str, object] | None = None
+                if self.path == "/directory":
+                    body = {"newOrder": f"{base}/new-order", "renewalInfo": f"{base}/ari"}
+                elif (found := answers.get(self.path.removeprefix("/ari/"))) is not None:
+                    start, end, why = found
+                    window = {"start": format_time(start), "end": format_time(end)}
+                    body = {"suggestedWindow": window, "explanationURL": why}
+                payload = json.dumps(body or {}).encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", "3600")
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.directory = f"http://127.0.0.1:{self._server.server_address[1]}/directory"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def know(self, certificate: x509.Certificate, why: str | None = None) -> str:
+        """Answer for `certificate` with the usual window: two thirds into its lifetime."""
+        identifier = cert_id(certificate) or ""
+        issued, expires = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+        ideal = issued + (expires - issued) * 2 / 3
+        self.windows[identifier] = (ideal - timedelta(days=1), ideal + timedelta(days=1), why)
+        return identifier
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
@@ -107,8 +158,11 @@ def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) ->
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, _Issuer]:
-    """The lacme store, a plain PEM folder, an easy-rsa PKI and the configuration file.
+def build_sandbox(
+    root: Path, now: datetime, port: int, acme_ca: _DemoAcme | None = None
+) -> tuple[Path, _Issuer, _Issuer]:
+    """The lacme store, a plain PEM folder, an easy-rsa PKI and the configuration file;
+    with `acme_ca`, the lacme store asks it for renewal information (ARI).
 
     Returns the configuration's path and the two issuers (the ACME intermediate and the
     internal CA), so later steps can issue from them.
@@ -119,11 +173,11 @@ def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, 
     (store / "ca" / "root").mkdir(parents=True)
     (store / "ca" / "root" / "cert.pem").write_bytes(_pem(ca.certificate))
     for name, age in (("shop.example.com", 85), ("api.example.com", 70), ("www.example.com", 30)):
-        _save(
-            store,
-            acme.issue([name, f"static.{name}"], now - timedelta(days=age), 90),
-            acme.certificate,
-        )
+        leaf = acme.issue([name, f"static.{name}"], now - timedelta(days=age), 90)
+        _save(store, leaf, acme.certificate)
+        if acme_ca is not None:
+            acme_ca.know(leaf)
+    ari = f'\n    ari: {{directory: "{acme_ca.directory}"}}' if acme_ca else ""
     _save(store, ca.issue(["grafana.internal"], now - timedelta(days=5), 365), ca.certificate)
     extra = root / "pem"
     extra.mkdir()
@@ -142,7 +196,7 @@ state_dir: {root / "state"}
 trust: ["{root / "trust.pem"}"]   # the roots clients trust, besides the system's
 stores:
   - type: lacme
-    path: {store}
+    path: {store}{ari}
   - type: pem
     paths: ["{extra}/*"]
   - type: tls
@@ -243,14 +297,16 @@ def _run(console: Console, root: Path) -> int:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     server = TlsServer(_pem(served), key_pem)
+    acme_ca = _DemoAcme()
     try:
-        return _passes(console, root, now, server.port)
+        return _passes(console, root, now, server.port, acme_ca)
     finally:
         server.stop()
+        acme_ca.stop()
 
 
-def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
-    config_path, acme, ca = build_sandbox(root, now, port)
+def _passes(console: Console, root: Path, now: datetime, port: int, acme_ca: _DemoAcme) -> int:
+    config_path, acme, ca = build_sandbox(root, now, port, acme_ca)
     config = load(config_path)
     store_dir = root / "lacme"
     console.print(f"[bold]lacme-watch demo[/] — sandbox in {escape(str(root))}\n")
@@ -279,8 +335,17 @@ def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
 
         os.remove(root / "pem" / "legacy.der")
         _revoke(root / "pki", "vpn-bob", now + timedelta(days=9))
+        www = x509.load_pem_x509_certificate(
+            (store_dir / "certs" / "www.example.com" / "cert.pem").read_bytes()
+        )
+        acme_ca.windows[cert_id(www) or ""] = (
+            now + timedelta(days=9, hours=23),
+            now + timedelta(days=10, hours=5),
+            "https://acme.example/incident/2026-12-mass-revocation",
+        )
         scan(
-            "Pass 3: ten days later; legacy.der was deleted, the VPN CA revoked bob",
+            "Pass 3: ten days later; legacy.der was deleted, the VPN CA revoked bob,"
+            " the ACME CA asks for www to be renewed early (ARI)",
             now + timedelta(days=10),
         )
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from cryptography import x509
 
 from . import ratelimits, spool
+from .ari import records as ari_records
+from .ari.rounds import run_round
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .delivery import DeliveryReport, drain
@@ -97,6 +99,9 @@ class PassReport:
             findings=list(scanned.findings),
             agent_runs=dict(scanned.agent_runs),
         )
+
+    ari_requests: int = 0
+    """Requests made to CAs for renewal information (RFC 9773) this pass."""
 
     @property
     def certificates(self) -> int:
@@ -284,6 +289,17 @@ def run_pass(
     scanned = scan_sources(config, store, now)
     report = PassReport.of(scanned, now)
     envelopes = list(scanned.envelopes)
+    ari_round = run_round(
+        config.ari,
+        config.stores,
+        store.connection,
+        report.inventory,
+        now,
+        max_file_size=config.max_file_size,
+    )
+    envelopes += [wrap(event, host=config.host, time=now) for event in ari_round.events()]
+    report.problems += ari_round.problems
+    report.ari_requests = ari_round.requests
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
     envelopes += spooled.envelopes
     report.spool_rejected = spooled.rejected
@@ -305,6 +321,7 @@ def run_pass(
         warned=[(w.rule, w.key) for w in warnings],
         agent_runs=report.agent_runs,
         agents_stale=[agent for agent, _ in stale],
+        writers=(ari_round.write,),
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.envelopes = envelopes
@@ -417,7 +434,23 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         crls=tuple(report.crls),
         overdue_grace=config.policy.overdue_grace,
         agent_runs={agent.store: agent.last_run for agent in store.agent_runs().values()},
+        renewal_windows=_renewal_windows(report, config, store),
+        renewal_info_requests=report.ari_requests,
     )
+
+
+def _renewal_windows(
+    report: PassReport, config: Config, store: StateStore
+) -> tuple[tuple[str, Observation, datetime, datetime], ...]:
+    if not config.ari.enabled:
+        return ()
+    known = ari_records.windows(store.connection)
+    found = []
+    for source, observation in report.inventory:
+        record = known.get(observation.fingerprint)
+        if record is not None and record.window is not None:
+            found.append((source, observation, record.window.start, record.window.end))
+    return tuple(found)
 
 
 def _without_watched_cas(scan: ScanResult, authorities: dict[str, Authority]) -> ScanResult:
