@@ -403,7 +403,9 @@ class RenewalOverdue(CertificateEvent):
     """Where renew_after comes from, e.g. `certbot renew_before_expiry = 30 days`."""
 
     def identity(self) -> tuple[str, ...]:
-        return (self.lineage or "", self.fingerprint or "", "overdue")
+        base = (self.lineage or "", self.fingerprint or "", "overdue")
+        # The CA's window (ARI) can move: each window is its own renewal point.
+        return (*base, self.renew_after.isoformat()) if self.policy == "ari" else base
 
     def summary(self) -> str:
         return (

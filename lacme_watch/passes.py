@@ -12,23 +12,31 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 
-from . import ratelimits, spool
+from . import ratelimits, renewal, spool
 from .ari import records as ari_records
-from .ari.rounds import run_round
+from .ari.overdue import with_windows
+from .ari.rounds import Grace, run_round
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .delivery import DeliveryReport, drain
 from .detect import Authority, detect, stale_deployments
 from .dispatch import EventDispatcher
 from .errors import SourceError
-from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalAgentStale
+from .events import (
+    ChallengeFailed,
+    Event,
+    Heartbeat,
+    RenewalAgentRun,
+    RenewalAgentStale,
+    RenewalOverdue,
+)
 from .metrics import PassMetrics
-from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
+from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem, ScanResult
 from .options import format_duration
 from .plugins import Source
 from .reader import CertificateReader
@@ -146,6 +154,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     crls: list[tuple[str, CrlSeen]] = []
     wrong: list[tuple[str, str, str]] = []
     authority_ids = {source.id for source in config.authorities}
+    windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
         previous = store.load_snapshot(source.id)
@@ -166,6 +175,8 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         else:
             scan = _without_watched_cas(scan, authorities)
         scan = _with_renewal(scan, config.renewal_of(source.id))
+        if config.ari.for_store(source.id).enabled and not config.renewal_of(source.id).no_policy:
+            scan = with_windows(scan, windows)  # the CA's window is the renewal policy
         if scan.agent_runs:
             agent_runs[source.id] = max(scan.agent_runs)
         after, found = detect(
@@ -296,8 +307,11 @@ def run_pass(
         report.inventory,
         now,
         max_file_size=config.max_file_size,
+        overdue_grace=_overdue_grace(config),
     )
-    envelopes += [wrap(event, host=config.host, time=now) for event in ari_round.events()]
+    envelopes += _new_to_this_pass(
+        [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes
+    )
     report.problems += ari_round.problems
     report.ari_requests = ari_round.requests
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
@@ -404,6 +418,35 @@ def _with_renewal(scan: ScanResult, settings: SourceRenewal) -> ScanResult:
         _replace(o, renewal=policy) if o.role == "leaf" else o for o in scan.observations
     )
     return _replace(scan, observations=observations)
+
+
+def _overdue_grace(config: Config) -> Grace:
+    """expiry.overdue_grace (or 10% of a short lifetime); None where overdue is off."""
+
+    def grace(source: str, facts: CertificateFacts) -> timedelta | None:
+        if not config.policy.overdue or config.renewal_of(source).no_policy:
+            return None
+        return renewal.grace(facts, config.policy.overdue_grace)
+
+    return grace
+
+
+def _new_to_this_pass(found: list[Envelope], envelopes: list[Envelope]) -> list[Envelope]:
+    """The ARI round's events, less a renewal_overdue for a certificate that detection
+    reported overdue this pass under its client's policy (its window not known yet)."""
+    overdue = {
+        (e.event.store, e.event.lineage, e.event.fingerprint)
+        for e in envelopes
+        if isinstance(e.event, RenewalOverdue)
+    }
+    return [
+        e
+        for e in found
+        if not (
+            isinstance(e.event, RenewalOverdue)
+            and (e.event.store, e.event.lineage, e.event.fingerprint) in overdue
+        )
+    ]
 
 
 def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:

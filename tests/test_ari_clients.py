@@ -87,6 +87,29 @@ def test_certbot_lineage_asks_its_renewal_conf_server(
     assert data(moved)["explanation_url"] == "https://ca/why"
 
 
+def test_certbot_lineage_unrenewed_past_the_window_end_is_overdue(
+    cli: CliRunner, tmp_path: Path, certbot_lineage: Certbot, ari: AriServer
+) -> None:
+    config_dir = _certbot_copy(tmp_path, certbot_lineage, ari.directory)
+    identifier = ari.add(config_dir / "live" / NAME / "cert.pem")
+    usual = ari.windows[identifier]  # pebble's 5-year certificate: about 3.3 years ahead
+    config = _config(tmp_path, f"  - type: certbot\n    path: {config_dir}")
+    log = tmp_path / "events.jsonl"
+    late = usual.end + timedelta(days=2)
+
+    _, quiet = watch(cli, config, log, "--now", NOW.isoformat())
+    _, overdue = watch(cli, config, log, "--now", late.isoformat())
+    _, again = watch(cli, config, log, "--now", (late + timedelta(hours=1)).isoformat())
+
+    assert "renewal_window_moved" not in kinds(quiet + overdue)
+    assert "renewal_overdue" not in kinds(quiet)
+    assert kinds(overdue).count("renewal_overdue") == 1
+    assert "renewal_overdue" not in kinds(again)
+    event = next(e for e in overdue if e["type"] == "lacme.renewal_overdue")
+    assert data(event)["policy"] == "ari"
+    assert data(event)["renew_after"] == usual.end.isoformat().replace("+00:00", "Z")
+
+
 def test_pebble_has_no_renewal_info_which_is_no_problem(
     cli: CliRunner, tmp_path: Path, certbot_lineage: Certbot, pebble: Pebble
 ) -> None:

@@ -19,20 +19,23 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypedDict, TypeVar
 
-from ..events import Event, RenewalWindowMoved
-from ..observations import Observation, Problem
+from ..detect import days_remaining
+from ..events import Event, RenewalOverdue, RenewalWindowMoved
+from ..observations import CertificateFacts, Observation, Problem
 from ..plugins import Source
 from ..reader import CertificateReader, fingerprint
 from . import records
 from .certid import cert_id
 from .client import Fetch, FetchError, ask, http_fetcher, renewal_info_url
 from .directories import DirectoryOf, directory_lookup
+from .overdue import ARI_POLICY
 from .records import DirectoryRecord
 from .settings import AriSettings
 from .window import AriRecord, Moved, Overdue, backoff, judge, next_check
 
 DIRECTORY_FRESH = timedelta(days=1)
 """A directory's answer (also "no renewalInfo") is kept this long before asking again."""
+Grace = Callable[[str, CertificateFacts], timedelta | None]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -49,11 +52,11 @@ class AriRound:
     """(source, finding)."""
     problems: list[tuple[str, Problem]] = field(default_factory=list)
     requests: int = 0
+    now: datetime | None = None
 
     def events(self) -> list[Event]:
         """The findings as events, in the order found."""
-        found = [announce(source, finding) for source, finding in self.findings]
-        return [event for event in found if event is not None]
+        return [announce(source, finding, self.now) for source, finding in self.findings]
 
     def write(self, db: sqlite3.Connection) -> None:
         """Called inside the pass's transaction."""
@@ -87,10 +90,15 @@ def run_round(
     now: datetime,
     *,
     max_file_size: int,
+    overdue_grace: Grace | None = None,
     fetch: Fetch | None = None,
 ) -> AriRound:
-    """Ask the CAs about the certificates that are due; judge every known window."""
-    result = AriRound(active=settings.enabled)
+    """Ask the CAs about the certificates that are due; judge every known window.
+
+    `overdue_grace(source, facts)`: the grace after a window's end, None where
+    renewal_overdue is off (`renew_before: off`, `expiry.overdue: false`).
+    """
+    result = AriRound(active=settings.enabled, now=now)
     if not settings.enabled:
         return result
     known = records.load_certificates(db)
@@ -121,7 +129,13 @@ def run_round(
     result.requests += len(stale)
     answered = _ask_due(due, directories, fetcher, now, budget - len(stale), settings, result)
     for candidate in candidates.values():
-        _judge(candidate, known.get(candidate.observation.fingerprint), answered, now, result)
+        grace = (
+            overdue_grace(candidate.source, candidate.observation.certificate)
+            if overdue_grace
+            else None
+        )
+        before = known.get(candidate.observation.fingerprint)
+        _judge(candidate, before, answered, now, grace, result)
     _certificate_problems(result, candidates.values())
     _directory_problems(result, candidates.values(), directories)
     return result
@@ -221,6 +235,7 @@ def _judge(
     before: AriRecord | None,
     answered: set[str],
     now: datetime,
+    grace: timedelta | None,
     result: AriRound,
 ) -> None:
     record = candidate.record
@@ -229,7 +244,13 @@ def _judge(
     if before is None and record.fingerprint not in answered and record.error is None:
         return  # never asked (budget, failing directory): nothing to remember yet
     after, findings = judge(
-        candidate.observation, before, record, now, answered=record.fingerprint in answered
+        candidate.observation,
+        before,
+        record,
+        now,
+        answered=record.fingerprint in answered,
+        grace=grace,
+        overdue=grace is not None,
     )
     if after != before:
         result.records[after.fingerprint] = after
@@ -326,7 +347,7 @@ def _cert_id_of(reader: CertificateReader, observation: Observation) -> str | No
     return None
 
 
-def announce(source: str, finding: Moved | Overdue) -> Event | None:
+def announce(source: str, finding: Moved | Overdue, now: datetime | None = None) -> Event:
     """The event for one finding."""
     observation = finding.observation
     facts = observation.certificate
@@ -354,7 +375,12 @@ def announce(source: str, finding: Moved | Overdue) -> Event | None:
             reason=finding.reason,
             cert_id=finding.cert_id,
         )
-    return None  # renewal_overdue with policy: ari arrives with issue 13's renewal_overdue
+    return RenewalOverdue(
+        **context,
+        renew_after=finding.window.end,
+        days_remaining=days_remaining(facts.not_after, now or finding.window.end),
+        policy=ARI_POLICY,
+    )
 
 
 class _Context(TypedDict):

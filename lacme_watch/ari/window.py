@@ -185,6 +185,7 @@ def judge(
     *,
     answered: bool,
     grace: timedelta | None = None,
+    overdue: bool = True,
 ) -> tuple[AriRecord, list[Moved | Overdue]]:
     """What one certificate's renewal information means now.
 
@@ -220,7 +221,7 @@ def judge(
             )
             after = replace(after, moved_for=window.key)
     allowed = grace if grace is not None else default_grace(observation)
-    if now > window.end + allowed and after.overdue_for != window.key:
+    if overdue and now > window.end + allowed and after.overdue_for != window.key:
         findings.append(
             Overdue(observation=observation, window=window, grace=allowed, cert_id=after.cert_id)
         )

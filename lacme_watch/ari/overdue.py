@@ -1,0 +1,35 @@
+"""The CA's window as the renewal policy: `renewal_overdue` with `policy: ari`.
+
+When the CA has answered for a certificate, its window's end is when the certificate
+should have been renewed, whatever its client's own schedule says (RFC 9773 §4.2:
+clients renew inside the window). Detection sees it as a `RenewAt` policy on the
+observation, so `status` and metrics show it like any other policy; the ARI round
+announces the overdue itself (in the pass that learns a closed window, and once per
+window: a new window re-arms it), and detect() leaves RenewAt policies to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from ..observations import ScanResult
+from ..renewal import RenewAt
+from .window import AriRecord
+
+ARI_POLICY = "ari"
+
+
+def with_windows(scan: ScanResult, windows: Mapping[str, AriRecord]) -> ScanResult:
+    """Leaves whose CA gave a window get it as their renewal policy."""
+    if not windows:
+        return scan
+    observations = tuple(
+        replace(o, renewal=RenewAt(at=record.window.end, origin=ARI_POLICY))
+        if o.role == "leaf"
+        and (record := windows.get(o.fingerprint)) is not None
+        and record.window is not None
+        else o
+        for o in scan.observations
+    )
+    return replace(scan, observations=observations)
