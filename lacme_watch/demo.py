@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from cryptography import x509
@@ -30,7 +28,7 @@ from .cloudevents import Envelope, format_time, to_json
 from .config import Config, load
 from .errors import ConfigError
 from .ingest import event_from_arguments, record, record_reset
-from .loopback import TlsServer
+from .loopback import RenewalInfoServer, TlsServer
 from .passes import run_pass
 from .statedb import StateStore
 from .statefiles import DATABASE_NAME
@@ -86,48 +84,19 @@ class _Issuer:
         ), key
 
 
-class _DemoAcme:
-    """The demo's ACME CA on loopback: a directory and RFC 9773 renewalInfo only."""
+def _window(start: datetime, end: datetime, why: str | None = None) -> dict[str, object]:
+    """A renewalInfo body (RFC 9773 §4.2)."""
+    window = {"start": format_time(start), "end": format_time(end)}
+    return (
+        {"suggestedWindow": window, "explanationURL": why} if why else {"suggestedWindow": window}
+    )
 
-    def __init__(self) -> None:
-        self.windows: dict[str, tuple[datetime, datetime, str | None]] = {}
-        answers = self.windows
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # the demo prints its own story
-
-            def do_GET(self) -> None:
-                base = f"http://{self.headers.get('Host')}"
-                body: dict[str, object] | None = None
-                if self.path == "/directory":
-                    body = {"newOrder": f"{base}/new-order", "renewalInfo": f"{base}/ari"}
-                elif (found := answers.get(self.path.removeprefix("/ari/"))) is not None:
-                    start, end, why = found
-                    window = {"start": format_time(start), "end": format_time(end)}
-                    body = {"suggestedWindow": window, "explanationURL": why}
-                payload = json.dumps(body or {}).encode()
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Retry-After", "3600")
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.directory = f"http://127.0.0.1:{self._server.server_address[1]}/directory"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def know(self, certificate: x509.Certificate, why: str | None = None) -> str:
-        """Answer for `certificate` with the usual window: two thirds into its lifetime."""
-        identifier = cert_id(certificate) or ""
-        issued, expires = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-        ideal = issued + (expires - issued) * 2 / 3
-        self.windows[identifier] = (ideal - timedelta(days=1), ideal + timedelta(days=1), why)
-        return identifier
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def _usual_window(certificate: x509.Certificate) -> dict[str, object]:
+    """The window a CA usually suggests: a day either side of two thirds of the lifetime."""
+    issued, expires = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    ideal = issued + (expires - issued) * 2 / 3
+    return _window(ideal - timedelta(days=1), ideal + timedelta(days=1))
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
@@ -159,7 +128,7 @@ def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) ->
 
 
 def build_sandbox(
-    root: Path, now: datetime, port: int, acme_ca: _DemoAcme | None = None
+    root: Path, now: datetime, port: int, acme_ca: RenewalInfoServer | None = None
 ) -> tuple[Path, _Issuer, _Issuer]:
     """The lacme store, a plain PEM folder, an easy-rsa PKI and the configuration file;
     with `acme_ca`, the lacme store asks it for renewal information (ARI).
@@ -176,7 +145,7 @@ def build_sandbox(
         leaf = acme.issue([name, f"static.{name}"], now - timedelta(days=age), 90)
         _save(store, leaf, acme.certificate)
         if acme_ca is not None:
-            acme_ca.know(leaf)
+            acme_ca.answers[cert_id(leaf) or ""] = _usual_window(leaf)
     ari = f'\n    ari: {{directory: "{acme_ca.directory}"}}' if acme_ca else ""
     _save(store, ca.issue(["grafana.internal"], now - timedelta(days=5), 365), ca.certificate)
     extra = root / "pem"
@@ -297,7 +266,7 @@ def _run(console: Console, root: Path) -> int:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     server = TlsServer(_pem(served), key_pem)
-    acme_ca = _DemoAcme()
+    acme_ca = RenewalInfoServer()
     try:
         return _passes(console, root, now, server.port, acme_ca)
     finally:
@@ -305,7 +274,9 @@ def _run(console: Console, root: Path) -> int:
         acme_ca.stop()
 
 
-def _passes(console: Console, root: Path, now: datetime, port: int, acme_ca: _DemoAcme) -> int:
+def _passes(
+    console: Console, root: Path, now: datetime, port: int, acme_ca: RenewalInfoServer
+) -> int:
     config_path, acme, ca = build_sandbox(root, now, port, acme_ca)
     config = load(config_path)
     store_dir = root / "lacme"
@@ -338,7 +309,7 @@ def _passes(console: Console, root: Path, now: datetime, port: int, acme_ca: _De
         www = x509.load_pem_x509_certificate(
             (store_dir / "certs" / "www.example.com" / "cert.pem").read_bytes()
         )
-        acme_ca.windows[cert_id(www) or ""] = (
+        acme_ca.answers[cert_id(www) or ""] = _window(
             now + timedelta(days=9, hours=23),
             now + timedelta(days=10, hours=5),
             "https://acme.example/incident/2026-12-mass-revocation",

@@ -19,22 +19,16 @@ from cryptography import x509
 
 from . import ratelimits, renewal, spool
 from .ari import records as ari_records
-from .ari.overdue import with_windows
+from .ari.overdue import not_said_yet, with_windows
 from .ari.rounds import Grace, run_round
+from .ari.view import windows_of
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .delivery import DeliveryReport, drain
 from .detect import Authority, detect, stale_deployments
 from .dispatch import EventDispatcher
 from .errors import SourceError
-from .events import (
-    ChallengeFailed,
-    Event,
-    Heartbeat,
-    RenewalAgentRun,
-    RenewalAgentStale,
-    RenewalOverdue,
-)
+from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalAgentStale
 from .metrics import PassMetrics
 from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem, ScanResult
 from .options import format_duration
@@ -309,7 +303,7 @@ def run_pass(
         max_file_size=config.max_file_size,
         overdue_grace=_overdue_grace(config),
     )
-    envelopes += _new_to_this_pass(
+    envelopes += not_said_yet(
         [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes
     )
     report.problems += ari_round.problems
@@ -431,24 +425,6 @@ def _overdue_grace(config: Config) -> Grace:
     return grace
 
 
-def _new_to_this_pass(found: list[Envelope], envelopes: list[Envelope]) -> list[Envelope]:
-    """The ARI round's events, less a renewal_overdue for a certificate that detection
-    reported overdue this pass under its client's policy (its window not known yet)."""
-    overdue = {
-        (e.event.store, e.event.lineage, e.event.fingerprint)
-        for e in envelopes
-        if isinstance(e.event, RenewalOverdue)
-    }
-    return [
-        e
-        for e in found
-        if not (
-            isinstance(e.event, RenewalOverdue)
-            and (e.event.store, e.event.lineage, e.event.fingerprint) in overdue
-        )
-    ]
-
-
 def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:
     return Heartbeat(
         host=config.host,
@@ -477,23 +453,13 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         crls=tuple(report.crls),
         overdue_grace=config.policy.overdue_grace,
         agent_runs={agent.store: agent.last_run for agent in store.agent_runs().values()},
-        renewal_windows=_renewal_windows(report, config, store),
+        renewal_windows=(
+            windows_of(report.inventory, ari_records.windows(store.connection))
+            if config.ari.enabled
+            else ()
+        ),
         renewal_info_requests=report.ari_requests,
     )
-
-
-def _renewal_windows(
-    report: PassReport, config: Config, store: StateStore
-) -> tuple[tuple[str, Observation, datetime, datetime], ...]:
-    if not config.ari.enabled:
-        return ()
-    known = ari_records.windows(store.connection)
-    found = []
-    for source, observation in report.inventory:
-        record = known.get(observation.fingerprint)
-        if record is not None and record.window is not None:
-            found.append((source, observation, record.window.start, record.window.end))
-    return tuple(found)
 
 
 def _without_watched_cas(scan: ScanResult, authorities: dict[str, Authority]) -> ScanResult:

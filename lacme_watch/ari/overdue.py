@@ -10,9 +10,11 @@ window: a new window re-arms it), and detect() leaves RenewAt policies to it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from ..cloudevents import Envelope
+from ..events import RenewalOverdue
 from ..observations import ScanResult
 from ..renewal import RenewAt
 from .window import AriRecord
@@ -33,3 +35,21 @@ def with_windows(scan: ScanResult, windows: Mapping[str, AriRecord]) -> ScanResu
         for o in scan.observations
     )
     return replace(scan, observations=observations)
+
+
+def not_said_yet(found: Sequence[Envelope], said: Sequence[Envelope]) -> list[Envelope]:
+    """The ARI round's events, less a renewal_overdue for a certificate that detection
+    reported overdue this pass under its client's policy (its window not known yet)."""
+    overdue = {
+        (e.event.store, e.event.lineage, e.event.fingerprint)
+        for e in said
+        if isinstance(e.event, RenewalOverdue)
+    }
+    return [
+        e
+        for e in found
+        if not (
+            isinstance(e.event, RenewalOverdue)
+            and (e.event.store, e.event.lineage, e.event.fingerprint) in overdue
+        )
+    ]

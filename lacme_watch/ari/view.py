@@ -69,3 +69,15 @@ def late_certificates(
         if window is not None:
             late.append(f"{observation.domain} (window opened {format_time(window.start)})")
     return late
+
+
+def windows_of(
+    inventory: Iterable[tuple[str, Observation]], windows: Mapping[str, AriRecord]
+) -> tuple[tuple[str, Observation, datetime, datetime], ...]:
+    """(store, certificate, start, end) for each certificate whose CA answered: metrics."""
+    found = []
+    for source, observation in inventory:
+        record = windows.get(observation.fingerprint)
+        if record is not None and record.window is not None:
+            found.append((source, observation, record.window.start, record.window.end))
+    return tuple(found)
