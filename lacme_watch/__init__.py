@@ -45,6 +45,7 @@ from .events import (
     RenewalAgentRun,
     RenewalAgentStale,
     RenewalOverdue,
+    RenewalWindowMoved,
     StateReset,
 )
 from .observations import (
@@ -101,6 +102,7 @@ __all__ = [
     "RenewalAgentRun",
     "RenewalAgentStale",
     "RenewalOverdue",
+    "RenewalWindowMoved",
     "ScanResult",
     "ServedChain",
     "Sink",

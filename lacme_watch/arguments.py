@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from . import check as check_line
 from .cloudevents import parse_time
 from .events import EVENT_TYPES
+from .options import parse_duration
 
 
 class UsageError(Exception):
@@ -54,6 +55,13 @@ def _instant(text: str) -> datetime:
     if not 1970 <= moment.year <= 9000:  # room for the date arithmetic of thresholds
         raise argparse.ArgumentTypeError(f"{text!r}: give a time between 1970 and 9000")
     return moment
+
+
+def _duration(text: str) -> timedelta:
+    found = parse_duration(text)
+    if found is None or found <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"expected a duration like 12h or 1d, got {text!r}")
+    return found
 
 
 def build_parser(version: str) -> argparse.ArgumentParser:
@@ -133,6 +141,13 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         "--critical",
         type=check_line.limit,
         help="days (7d) or %% of life (10%%); default 7d, or 10%% for lifetimes under 14 days",
+    )
+    check.add_argument(
+        "--ari-grace",
+        type=_duration,
+        metavar="DURATION",
+        help="WARNING when the CA's renewal window (ARI) has been open this long (e.g. 1d)"
+        " and the certificate is not renewed",
     )
     check.set_defaults(command="check")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,9 +84,17 @@ def _within(limit: Limit, facts: CertificateFacts, now: datetime) -> bool:
 
 
 def status_line(
-    report: PassReport, warning: Limit, critical: Limit, now: datetime
+    report: PassReport,
+    warning: Limit,
+    critical: Limit,
+    now: datetime,
+    *,
+    late: Sequence[str] = (),
 ) -> tuple[int, str]:
-    """The exit code and the one line for a live inventory."""
+    """The exit code and the one line for a live inventory.
+
+    `late`: certificates left unrenewed in an open ARI window past `--ari-grace`.
+    """
     critical_list: list[str] = []
     warning_list: list[str] = []
     expired = 0
@@ -113,16 +122,24 @@ def status_line(
         verb = "expires" if len(warning_list) == 1 else "expire"
         text = f"{plural(len(warning_list), 'certificate')} {verb} within {warning.spell()}: "
         text += ", ".join(warning_list)
+    elif late:
+        state, code = "WARNING", 1
+        text = f"{plural(len(late), 'certificate')} not renewed in the CA's renewal window: "
+        text += ", ".join(late)
     else:
         state, code = "OK", 0
         text = f"{plural(report.certificates, 'certificate')}, none expire within {warning.spell()}"
     if problems and state != "UNKNOWN":
         text += f"; {plural(len(problems), 'input')} unreadable"
+    if late and "renewal window:" not in text:
+        text += f"; {plural(len(late), 'certificate')} not renewed in the CA's renewal window"
     expiring = len(warning_list) + len(critical_list) - expired
     perfdata = (
         f"certificates={report.certificates};;; expiring={expiring};;;"
         f" expired={expired};;; unreadable={len(problems)};;;"
     )
+    if late:
+        perfdata += f" renewal_window_late={len(late)};;;"
     return code, f"LACME-WATCH {state} - {text} | {perfdata}"
 
 

@@ -23,6 +23,8 @@ from rich.markup import escape
 from . import __version__, logconfig, views
 from . import check as check_line
 from .arguments import UsageError, build_parser, command_named
+from .ari import view as ari_view
+from .ari.window import AriRecord
 from .cloudevents import format_time, from_json, wrap
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
@@ -178,9 +180,17 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     wrong: dict[tuple[str, str], list[str]] = {}
     for source, lineage, finding in report.findings:
         wrong.setdefault((source, lineage), []).append(finding)
+    windows, notes = _renewal_information(config)
     certificates = sorted(
         (
-            CertificateRow.of(source, o, config.policy, now, wrong.get((source, o.lineage), ()))
+            CertificateRow.of(
+                source,
+                o,
+                config.policy,
+                now,
+                wrong.get((source, o.lineage), ()),
+                renewal_window=ari_view.window_json(windows.get(o.fingerprint), now),
+            )
             for source, o in report.inventory
         ),
         key=lambda row: (row.not_after, row.name),
@@ -203,14 +213,17 @@ def _status(args: argparse.Namespace, io: Io) -> int:
             "deliveries": views.deliveries_json(outbox),
             "agents": [row.as_json() for row in agents],
         }
+        if notes:
+            document["ari_directories"] = notes
         io.out.print_json(json.dumps(document))
         return report.exit_code
+    window = any(row.renewal_window for row in certificates)
     views.render(
         io.out,
         f"lacme-watch status at {format_time(now.replace(microsecond=0))}",
-        views.STATUS_COLUMNS,
+        (*views.STATUS_COLUMNS, views.WINDOW_COLUMN) if window else views.STATUS_COLUMNS,
         [
-            *(row.cells() for row in certificates),
+            *(row.cells(window=window) for row in certificates),
             *(row.cells() for row in crls),
             *(row.cells() for row in problems),
         ],
@@ -218,7 +231,20 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     )
     for line in [*(row.line() for row in agents), *views.sink_lines(outbox)]:
         io.out.print(_plain(line))
+    for note in notes:
+        io.out.print(_plain(f"ARI {note['directory']}: {note['error']}"))
     return report.exit_code
+
+
+def _renewal_information(
+    config: Config,
+) -> tuple[dict[str, AriRecord], list[dict[str, object]]]:
+    """The CAs' last ARI answers by fingerprint, and the directories that failed; read
+    from the state database (status and check never ask a CA)."""
+    if not config.ari.enabled:
+        return {}, []
+    with StateStore(config.state_dir, read_only=True) as store:
+        return ari_view.known_windows(store.connection), ari_view.directory_notes(store.connection)
 
 
 def _check(args: argparse.Namespace, io: Io) -> int:
@@ -231,8 +257,12 @@ def _check(args: argparse.Namespace, io: Io) -> int:
         io.out.print(_plain(check_line.unknown_line(str(exc))))
         return check_line.UNKNOWN
     warning, critical = check_line.defaults(config.policy)
+    late: list[str] = []
+    if args.ari_grace is not None:
+        windows, _ = _renewal_information(config)
+        late = ari_view.late_certificates(report.inventory, windows, now, args.ari_grace)
     code, line = check_line.status_line(
-        report, args.warning or warning, args.critical or critical, now
+        report, args.warning or warning, args.critical or critical, now, late=late
     )
     io.out.print(_plain(line))
     return code

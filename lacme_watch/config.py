@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import cron
+from .ari.settings import AriSettings, StoreAri, ari_settings, store_ari
 from .changes import FIELDS as CHANGE_FIELDS
 from .crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
 from .detect import Policy
@@ -94,6 +95,8 @@ class Config:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     spool: str | None = None
     """Directory other processes (the lacme bridge, hooks) drop CloudEvent files into."""
+    ari: AriSettings = field(default_factory=AriSettings)
+    """ACME Renewal Information (RFC 9773): asked of each store's own CA."""
     warnings: tuple[str, ...] = ()
     trust: tuple[str, ...] = ()
     """PEM bundles of roots that chains may end at, besides the system's and watched CAs'."""
@@ -159,8 +162,10 @@ def build(root: Node, file: str) -> Config:
     max_file_size = options.size("max_file_size", DEFAULT_MAX_FILE_SIZE)
     overrides: dict[str, bool] = {}
     renewal: dict[str, SourceRenewal] = {}
+    per_store: dict[str, StoreAri] = {}
     stores = tuple(
-        _plugin(GROUPS["stores"], item, renewal, overrides) for item in options.sections("stores")
+        _plugin(GROUPS["stores"], item, renewal, overrides, per_store)
+        for item in options.sections("stores")
     )
     authorities = tuple(
         _plugin(GROUPS["authorities"], item, renewal) for item in options.sections("authorities")
@@ -183,6 +188,7 @@ def build(root: Node, file: str) -> Config:
         if not os.path.isfile(p)
     ]
     revocation = _revocation(options.section("revocation"))
+    ari = ari_settings(options, per_store)
     options.finish()
     return Config(
         path=file,
@@ -200,6 +206,7 @@ def build(root: Node, file: str) -> Config:
         metrics=metrics,
         spool=spool,
         rate_limits=rate_limits,
+        ari=ari,
         warnings=tuple(warnings),
         trust=trust,
         revocation=revocation,
@@ -213,6 +220,7 @@ def _plugin(
     options: Options,
     renewal: dict[str, SourceRenewal],
     overrides: dict[str, bool] | None = None,
+    ari: dict[str, StoreAri] | None = None,
 ) -> Source:
     kind = options.string("type")
     cls = lookup(group, kind, str(options.where.child("type")))
@@ -222,11 +230,14 @@ def _plugin(
         per_store = options.section("revocation")
         crl = per_store.boolean("crl", False)
         per_store.finish()
+    own_ari = store_ari(options) if ari is not None else None  # every store may have `ari:`
     source: Source = cls.from_options(options)
     options.finish()
     renewal[source.id] = settings
     if overrides is not None and crl is not None:
         overrides[source.id] = crl
+    if ari is not None and own_ari is not None:
+        ari[source.id] = own_ari
     return source
 
 

@@ -23,11 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .cloudevents import Envelope, to_json
+from .ari.certid import cert_id
+from .cloudevents import Envelope, format_time, to_json
 from .config import Config, load
 from .errors import ConfigError
 from .ingest import event_from_arguments, record, record_reset
-from .loopback import TlsServer
+from .loopback import RenewalInfoServer, TlsServer
 from .passes import run_pass
 from .statedb import StateStore
 from .statefiles import DATABASE_NAME
@@ -75,8 +76,27 @@ class _Issuer:
                 x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
             )
             .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
             .sign(self.key, hashes.SHA256())
         ), key
+
+
+def _window(start: datetime, end: datetime, why: str | None = None) -> dict[str, object]:
+    """A renewalInfo body (RFC 9773 §4.2)."""
+    window = {"start": format_time(start), "end": format_time(end)}
+    return (
+        {"suggestedWindow": window, "explanationURL": why} if why else {"suggestedWindow": window}
+    )
+
+
+def _usual_window(certificate: x509.Certificate) -> dict[str, object]:
+    """The window a CA usually suggests: a day either side of two thirds of the lifetime."""
+    issued, expires = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    ideal = issued + (expires - issued) * 2 / 3
+    return _window(ideal - timedelta(days=1), ideal + timedelta(days=1))
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
@@ -107,8 +127,11 @@ def _save(base: Path, certificate: x509.Certificate, chain: x509.Certificate) ->
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, _Issuer]:
-    """The lacme store, a plain PEM folder, an easy-rsa PKI and the configuration file.
+def build_sandbox(
+    root: Path, now: datetime, port: int, acme_ca: RenewalInfoServer | None = None
+) -> tuple[Path, _Issuer, _Issuer]:
+    """The lacme store, a plain PEM folder, an easy-rsa PKI and the configuration file;
+    with `acme_ca`, the lacme store asks it for renewal information (ARI).
 
     Returns the configuration's path and the two issuers (the ACME intermediate and the
     internal CA), so later steps can issue from them.
@@ -119,11 +142,11 @@ def build_sandbox(root: Path, now: datetime, port: int) -> tuple[Path, _Issuer, 
     (store / "ca" / "root").mkdir(parents=True)
     (store / "ca" / "root" / "cert.pem").write_bytes(_pem(ca.certificate))
     for name, age in (("shop.example.com", 85), ("api.example.com", 70), ("www.example.com", 30)):
-        _save(
-            store,
-            acme.issue([name, f"static.{name}"], now - timedelta(days=age), 90),
-            acme.certificate,
-        )
+        leaf = acme.issue([name, f"static.{name}"], now - timedelta(days=age), 90)
+        _save(store, leaf, acme.certificate)
+        if acme_ca is not None:
+            acme_ca.answers[cert_id(leaf) or ""] = _usual_window(leaf)
+    ari = f'\n    ari: {{directory: "{acme_ca.directory}"}}' if acme_ca else ""
     _save(store, ca.issue(["grafana.internal"], now - timedelta(days=5), 365), ca.certificate)
     extra = root / "pem"
     extra.mkdir()
@@ -142,7 +165,7 @@ state_dir: {root / "state"}
 trust: ["{root / "trust.pem"}"]   # the roots clients trust, besides the system's
 stores:
   - type: lacme
-    path: {store}
+    path: {store}{ari}
   - type: pem
     paths: ["{extra}/*"]
   - type: tls
@@ -243,14 +266,18 @@ def _run(console: Console, root: Path) -> int:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     server = TlsServer(_pem(served), key_pem)
+    acme_ca = RenewalInfoServer()
     try:
-        return _passes(console, root, now, server.port)
+        return _passes(console, root, now, server.port, acme_ca)
     finally:
         server.stop()
+        acme_ca.stop()
 
 
-def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
-    config_path, acme, ca = build_sandbox(root, now, port)
+def _passes(
+    console: Console, root: Path, now: datetime, port: int, acme_ca: RenewalInfoServer
+) -> int:
+    config_path, acme, ca = build_sandbox(root, now, port, acme_ca)
     config = load(config_path)
     store_dir = root / "lacme"
     console.print(f"[bold]lacme-watch demo[/] — sandbox in {escape(str(root))}\n")
@@ -279,8 +306,17 @@ def _passes(console: Console, root: Path, now: datetime, port: int) -> int:
 
         os.remove(root / "pem" / "legacy.der")
         _revoke(root / "pki", "vpn-bob", now + timedelta(days=9))
+        www = x509.load_pem_x509_certificate(
+            (store_dir / "certs" / "www.example.com" / "cert.pem").read_bytes()
+        )
+        acme_ca.answers[cert_id(www) or ""] = _window(
+            now + timedelta(days=9, hours=23),
+            now + timedelta(days=10, hours=5),
+            "https://acme.example/incident/2026-12-mass-revocation",
+        )
         scan(
-            "Pass 3: ten days later; legacy.der was deleted, the VPN CA revoked bob",
+            "Pass 3: ten days later; legacy.der was deleted, the VPN CA revoked bob,"
+            " the ACME CA asks for www to be renewed early (ARI)",
             now + timedelta(days=10),
         )
 

@@ -212,6 +212,8 @@ def _overdue(
         owner = observation.renewal
         if observation.role != "leaf" or owner is None:
             continue
+        if isinstance(owner, renewal.RenewAt):
+            continue  # a CA's window (ARI): the ARI round announces it, once per window
         facts = observation.certificate
         if now < renewal.overdue_since(owner, facts, policy.overdue_grace):
             continue

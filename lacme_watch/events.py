@@ -41,6 +41,7 @@ __all__ = [
     "RenewalAgentRun",
     "RenewalAgentStale",
     "RenewalOverdue",
+    "RenewalWindowMoved",
     "StateReset",
     "lacme_fields",
 ]
@@ -325,6 +326,45 @@ class DeploymentStale(CertificateEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalWindowMoved(CertificateEvent):
+    """The CA moved the certificate's ARI renewal window (RFC 9773) early: it asks for
+    renewal now, often ahead of a revocation. Once per window."""
+
+    kind: ClassVar[str] = "renewal_window_moved"
+    heading: ClassVar[str] = "The CA asks for early renewal (ARI)"
+    urgency: ClassVar[int] = 5
+    window_start: datetime
+    window_end: datetime
+    explanation_url: str | None = None
+    previous_window_start: datetime | None = None
+    previous_window_end: datetime | None = None
+    reason: str = "early"
+    """`early`: the window opens before two thirds of the lifetime (one half under ten
+    days); `moved`: it opens or closes earlier than the CA's previous answer."""
+    cert_id: str | None = None
+    """The RFC 9773 certificate identifier the CA was asked about."""
+
+    def identity(self) -> tuple[str, ...]:
+        return (
+            self.lineage or "",
+            self.fingerprint or "",
+            self.window_start.isoformat(),
+            self.window_end.isoformat(),
+        )
+
+    def summary(self) -> str:
+        why = f" ({self.explanation_url})" if self.explanation_url else ""
+        return (
+            f"{self.kind}: {self.domain}: the CA asks for renewal between"
+            f" {_moment(self.window_start)} and {_moment(self.window_end)}{why}"
+        )
+
+
+def _moment(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateUnreadable(Event):
     """A file that should hold a certificate could not be used; the pass went on."""
 
@@ -363,7 +403,9 @@ class RenewalOverdue(CertificateEvent):
     """Where renew_after comes from, e.g. `certbot renew_before_expiry = 30 days`."""
 
     def identity(self) -> tuple[str, ...]:
-        return (self.lineage or "", self.fingerprint or "", "overdue")
+        base = (self.lineage or "", self.fingerprint or "", "overdue")
+        # The CA's window (ARI) can move: each window is its own renewal point.
+        return (*base, self.renew_after.isoformat()) if self.policy == "ari" else base
 
     def summary(self) -> str:
         return (
@@ -685,6 +727,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RenewalAgentStale,
         RenewalAgentRun,
         CertificateChanged,
+        RenewalWindowMoved,
         Heartbeat,
         ChainProblem,
         DeploymentMismatch,

@@ -1,11 +1,14 @@
-"""A TLS server on loopback: the demo's endpoint, and a real server for tests."""
+"""Servers on loopback for the demo (and tests): a TLS endpoint, and an ACME CA's
+directory with RFC 9773 renewalInfo."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import tempfile
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -51,3 +54,38 @@ class TlsServer:
 
 
 __all__ = ["TlsServer"]
+
+
+class RenewalInfoServer:
+    """An ACME directory with `renewalInfo` on 127.0.0.1 (plain HTTP): `answers` maps a
+    certID to the JSON body served for it; anything else is a 404."""
+
+    def __init__(self, retry_after: int = 3600) -> None:
+        self.answers: dict[str, dict[str, object]] = {}
+        answers = self.answers
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # the demo prints its own story
+
+            def do_GET(self) -> None:
+                base = f"http://{self.headers.get('Host')}"
+                body: dict[str, object] | None = None
+                if self.path == "/directory":
+                    body = {"newOrder": f"{base}/new-order", "renewalInfo": f"{base}/ari"}
+                elif self.path.startswith("/ari/"):
+                    body = answers.get(self.path.removeprefix("/ari/"))
+                payload = json.dumps(body or {"detail": "unknown certificate"}).encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Retry-After", str(retry_after))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.directory = f"http://127.0.0.1:{self._server.server_address[1]}/directory"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -75,6 +75,10 @@ class PassMetrics:
     crls: tuple[tuple[str, CrlSeen], ...] = ()
     overdue_grace: timedelta = DEFAULT_GRACE
     agent_runs: Mapping[str, datetime] = field(default_factory=dict)
+    renewal_windows: tuple[tuple[str, Observation, datetime, datetime], ...] = ()
+    """(store, certificate, start, end) of the CA's ARI window, where its CA answered."""
+    renewal_info_requests: int = 0
+    """Requests the last pass made to CAs for renewal information."""
 
 
 class Metrics(Collector):
@@ -114,6 +118,7 @@ class Metrics(Collector):
             value=latest.read_errors,
         )
         yield from _certificates(latest)
+        yield from _renewal_windows(latest)
         yield _errors(latest)
         yield from _crls(latest)
         yield from _sources(latest)
@@ -246,6 +251,35 @@ def _crls(latest: PassMetrics) -> Iterator[Metric]:
         if crl.number is not None:
             number.add_metric(labels, crl.number)
     yield from (next_update, this_update, number, stale)
+
+
+def _renewal_windows(latest: PassMetrics) -> Iterator[Metric]:
+    labels = ["store", "lineage", "domain", "serial_number"]
+    start = GaugeMetricFamily(
+        "lacme_watch_renewal_window_start_seconds",
+        "Unix time the CA's suggested renewal window (ARI, RFC 9773) opens",
+        labels=labels,
+    )
+    end = GaugeMetricFamily(
+        "lacme_watch_renewal_window_end_seconds",
+        "Unix time the CA's suggested renewal window (ARI, RFC 9773) closes",
+        labels=labels,
+    )
+    for source, observation, opens, closes in latest.renewal_windows:
+        values = [
+            source,
+            observation.lineage,
+            observation.domain,
+            str(int(observation.certificate.serial, 16)),
+        ]
+        start.add_metric(values, opens.timestamp())
+        end.add_metric(values, closes.timestamp())
+    yield from (start, end)
+    yield GaugeMetricFamily(
+        "lacme_watch_renewal_info_requests",
+        "Requests the last pass made to ACME CAs for renewal information (directories included)",
+        value=latest.renewal_info_requests,
+    )
 
 
 def _sources(latest: PassMetrics) -> Iterator[Metric]:

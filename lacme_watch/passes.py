@@ -12,12 +12,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 
-from . import ratelimits, spool
+from . import ratelimits, renewal, spool
+from .ari import records as ari_records
+from .ari.overdue import not_said_yet, with_windows
+from .ari.rounds import Grace, run_round
+from .ari.view import windows_of
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .delivery import DeliveryReport, drain
@@ -26,7 +30,7 @@ from .dispatch import EventDispatcher
 from .errors import SourceError
 from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalAgentStale
 from .metrics import PassMetrics
-from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
+from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem, ScanResult
 from .options import format_duration
 from .plugins import Source
 from .reader import CertificateReader
@@ -99,6 +103,9 @@ class PassReport:
             agent_runs=dict(scanned.agent_runs),
         )
 
+    ari_requests: int = 0
+    """Requests made to CAs for renewal information (RFC 9773) this pass."""
+
     @property
     def certificates(self) -> int:
         return len(self.inventory)
@@ -147,6 +154,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     crls: list[tuple[str, CrlSeen]] = []
     wrong: list[tuple[str, str, str]] = []
     authority_ids = {source.id for source in config.authorities}
+    windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
         previous = store.load_snapshot(source.id)
@@ -167,6 +175,8 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         else:
             scan = _without_watched_cas(scan, authorities)
         scan = _with_renewal(scan, config.renewal_of(source.id))
+        if config.ari.for_store(source.id).enabled and not config.renewal_of(source.id).no_policy:
+            scan = with_windows(scan, windows)  # the CA's window is the renewal policy
         if scan.agent_runs:
             agent_runs[source.id] = max(scan.agent_runs)
         after, found = detect(
@@ -292,6 +302,20 @@ def run_pass(
     scanned = scan_sources(config, store, now)
     report = PassReport.of(scanned, now)
     envelopes = list(scanned.envelopes)
+    ari_round = run_round(
+        config.ari,
+        config.stores,
+        store.connection,
+        report.inventory,
+        now,
+        max_file_size=config.max_file_size,
+        overdue_grace=_overdue_grace(config),
+    )
+    envelopes += not_said_yet(
+        [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes
+    )
+    report.problems += ari_round.problems
+    report.ari_requests = ari_round.requests
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
     envelopes += spooled.envelopes
     report.spool_rejected = spooled.rejected
@@ -316,6 +340,7 @@ def run_pass(
         warned=[(w.rule, w.key) for w in warnings],
         agent_runs=report.agent_runs,
         agents_stale=[agent for agent, _ in stale],
+        writers=(ari_round.write,),
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.id_conflicts = [conflict.message() for conflict in conflicts]
@@ -401,6 +426,17 @@ def _with_renewal(scan: ScanResult, settings: SourceRenewal) -> ScanResult:
     return _replace(scan, observations=observations)
 
 
+def _overdue_grace(config: Config) -> Grace:
+    """expiry.overdue_grace (or 10% of a short lifetime); None where overdue is off."""
+
+    def grace(source: str, facts: CertificateFacts) -> timedelta | None:
+        if not config.policy.overdue or config.renewal_of(source).no_policy:
+            return None
+        return renewal.grace(facts, config.policy.overdue_grace)
+
+    return grace
+
+
 def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:
     return Heartbeat(
         host=config.host,
@@ -429,6 +465,12 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         crls=tuple(report.crls),
         overdue_grace=config.policy.overdue_grace,
         agent_runs={agent.store: agent.last_run for agent in store.agent_runs().values()},
+        renewal_windows=(
+            windows_of(report.inventory, ari_records.windows(store.connection))
+            if config.ari.enabled
+            else ()
+        ),
+        renewal_info_requests=report.ari_requests,
     )
 
 

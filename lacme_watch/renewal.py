@@ -4,7 +4,7 @@ owner's own files, and when a renewal counts as overdue. Pure: no I/O, no clock.
 A policy answers one question, `renew_after(facts)`: the instant the owning client
 would have started renewing this certificate. Every source of that answer (certbot's
 renewal conf, dehydrated's RENEW_DAYS, lacme's RenewalManager, the store's
-`renew_before`, later a CA's ARI window) is one of the values below, so a new source
+`renew_before`, a CA's ARI window: ari/overdue.py) is one of the values below, so a new source
 is a new value, not a new code path in detection.
 """
 
@@ -105,7 +105,7 @@ class RenewAt:
         return self.at
 
     def describe(self) -> str:
-        return f"{self.origin} until {format_time(self.at)}"
+        return self.origin  # `ari`, as renewal_overdue's policy says; renew_after has the time
 
 
 RenewalPolicy = BeforeExpiry | LifetimeLeft | RenewAt

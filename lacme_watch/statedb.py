@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -294,6 +294,12 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For a feature that keeps its own tables here (ari/records.py): read with it,
+        write through commit_pass(writers=...) so the writes share the pass's commit."""
+        return self._db
+
     def __enter__(self) -> StateStore:
         return self
 
@@ -410,13 +416,16 @@ class StateStore:
         warned: Sequence[tuple[str, str]] = (),
         agent_runs: Mapping[str, datetime] | None = None,
         agents_stale: Sequence[AgentRun] = (),
+        writers: Sequence[Callable[[sqlite3.Connection], None]] = (),
     ) -> list[IdConflict]:
         """Write every source's new snapshot and the routed events in one transaction
         (with the issuance history, the rate-limit warnings, the renewal agents' runs
-        and the staleness reported for them).
+        and the staleness reported for them, and `writers`' rows).
 
         Returns the events whose id was already recorded for a different event."""
         with self.transaction() as db:
+            for writer in writers:
+                writer(db)
             for change in changes:
                 _write_snapshot(db, change.before, change.after, now)
                 _write_files(db, change.after.source, change.files_before, change.files_after)

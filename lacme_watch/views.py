@@ -124,6 +124,8 @@ def pass_summary(report: PassReport) -> str:
 # -- status -----------------------------------------------------------------------
 
 STATUS_COLUMNS = ("name", "store", "names", "not after", "days left", "state")
+WINDOW_COLUMN = "renewal window (ARI)"
+"""Added to STATUS_COLUMNS when a CA answered for any certificate shown."""
 _STATE_STYLE = {"ok": "green", "expiring": "yellow", "overdue": "red", "expired": "bold red"}
 
 
@@ -147,6 +149,8 @@ class CertificateRow:
     renew_after: datetime | None = None
     """When the owner's renewal policy renews it (leaves with a policy)."""
     renewal_policy: str | None = None
+    renewal_window: Mapping[str, object] | None = None
+    """The CA's ARI window (see ari/view.py), None when it was never asked or answered."""
 
     @classmethod
     def of(
@@ -156,6 +160,7 @@ class CertificateRow:
         policy: Policy,
         now: datetime,
         findings: Sequence[str] = (),
+        renewal_window: Mapping[str, object] | None = None,
     ) -> CertificateRow:
         facts = observation.certificate
         crossed = policy.crossed(facts.not_before, facts.not_after, now)
@@ -189,6 +194,7 @@ class CertificateRow:
             findings=tuple(findings),
             renew_after=renewal.renew_after(owner, facts) if owner else None,
             renewal_policy=owner.describe() if owner else None,
+            renewal_window=renewal_window,
         )
 
     def as_json(self) -> dict[str, object]:
@@ -207,9 +213,14 @@ class CertificateRow:
             "path": self.path,
             "fingerprint": self.fingerprint,
             "findings": list(self.findings),
+            "renewal_window": dict(self.renewal_window) if self.renewal_window else None,
         }
 
-    def cells(self) -> list[Cell]:
+    def cells(self, *, window: bool = False) -> list[Cell]:
+        """The row's cells; with `window`, the ARI window's too (WINDOW_COLUMN)."""
+        return self._cells() + ([_window_cell(self.renewal_window)] if window else [])
+
+    def _cells(self) -> list[Cell]:
         name = self.name if self.role == "leaf" else f"{self.name} ({self.role})"
         state = f"{self.state} ({self.threshold})" if self.state == "expiring" else self.state
         if self.state == "overdue" and self.renew_after:
@@ -287,6 +298,16 @@ class CrlRow:
             Cell("" if self.days_left is None else str(self.days_left)),
             Cell(state, _STATE_STYLE[self.state]),
         ]
+
+
+def _window_cell(window: Mapping[str, object] | None) -> Cell:
+    if window is None:
+        return Cell("")
+    if window["start"] is None:
+        return Cell(str(window["error"]), "bold red")
+    text = f"{str(window['start'])[:16]} → {str(window['end'])[:16]}".replace("T", " ")
+    style = {"open": "yellow", "passed": "bold red"}.get(str(window["state"]))
+    return Cell(f"{text} ({window['state']})" if style else text, style)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

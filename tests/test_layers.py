@@ -25,6 +25,7 @@ TIERS: list[set[str]] = [
     {"reader", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "chains", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},
+    {"ari"},
     {"config", "statedb", "testing"},
     {"delivery", "verify"},
     {"ingest", "passes"},

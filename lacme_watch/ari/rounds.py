@@ -1,0 +1,398 @@
+"""One pass's ARI round: which certificates are due, ask their CAs (bounded), judge.
+
+Runs between the scan and the pass's commit: its records are written in the same
+transaction as the events they caused. Only the network is slow here, so requests go
+through a small thread pool, each with a timeout, never more than
+`ari.max_requests_per_pass` of them (directory fetches included).
+
+Phases: candidates (eligible certificates with a known directory) -> identify the due
+ones (certID) -> refresh their directories -> ask (most overdue first, within the
+budget) -> judge every candidate -> problems.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TypedDict, TypeVar
+
+from ..detect import days_remaining
+from ..events import Event, RenewalOverdue, RenewalWindowMoved
+from ..observations import CertificateFacts, Observation, Problem
+from ..plugins import Source
+from ..reader import CertificateReader, fingerprint
+from . import records
+from .certid import cert_id
+from .client import Fetch, FetchError, ask, http_fetcher, renewal_info_url
+from .directories import DirectoryOf, directory_lookup
+from .overdue import ARI_POLICY
+from .records import DirectoryRecord
+from .settings import AriSettings
+from .window import AriRecord, Moved, Overdue, backoff, judge, next_check
+
+DIRECTORY_FRESH = timedelta(days=1)
+"""A directory's answer (also "no renewalInfo") is kept this long before asking again."""
+Grace = Callable[[str, CertificateFacts], timedelta | None]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(slots=True, kw_only=True)
+class AriRound:
+    """What the round found and what it will write with the pass."""
+
+    active: bool = False
+    records: dict[str, AriRecord] = field(default_factory=dict)
+    directories: list[DirectoryRecord] = field(default_factory=list)
+    keep: set[str] = field(default_factory=set)
+    findings: list[tuple[str, Moved | Overdue]] = field(default_factory=list)
+    """(source, finding)."""
+    problems: list[tuple[str, Problem]] = field(default_factory=list)
+    requests: int = 0
+    now: datetime | None = None
+
+    def events(self) -> list[Event]:
+        """The findings as events, in the order found."""
+        return [announce(source, finding, self.now) for source, finding in self.findings]
+
+    def write(self, db: sqlite3.Connection) -> None:
+        """Called inside the pass's transaction."""
+        if self.active:
+            records.write(db, self.records, self.directories, keep=self.keep)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    source: str
+    observation: Observation
+    directory: str
+    record: AriRecord | None
+
+    def due(self, now: datetime) -> bool:
+        return self.record is None or self.record.next_check <= now
+
+
+def eligible(observation: Observation, now: datetime) -> bool:
+    """A leaf from a public-style ACME CA (not a watched CA's), not yet expired: RFC 9773
+    §4.3 says to stop asking once a certificate expired or was replaced."""
+    facts = observation.certificate
+    return observation.role == "leaf" and facts.signed_by is None and facts.not_after > now
+
+
+def run_round(
+    settings: AriSettings,
+    stores: Sequence[Source],
+    db: sqlite3.Connection,
+    inventory: Sequence[tuple[str, Observation]],
+    now: datetime,
+    *,
+    max_file_size: int,
+    overdue_grace: Grace | None = None,
+    fetch: Fetch | None = None,
+) -> AriRound:
+    """Ask the CAs about the certificates that are due; judge every known window.
+
+    `overdue_grace(source, facts)`: the grace after a window's end, None where
+    renewal_overdue is off (`renew_before: off`, `expiry.overdue: false`).
+    """
+    result = AriRound(active=settings.enabled, now=now)
+    if not settings.enabled:
+        return result
+    known = records.load_certificates(db)
+    directories = records.load_directories(db)
+    candidates = _candidates(settings, stores, inventory, known, now)
+    result.keep = set(candidates)
+    due = _identify(
+        sorted(
+            (c for c in candidates.values() if c.due(now)),
+            key=lambda c: c.record.next_check.timestamp() if c.record else float("-inf"),
+        ),
+        CertificateReader(max_file_size=max_file_size),
+        now,
+        result.keep,
+    )
+    fetcher = fetch or http_fetcher(settings.timeout, settings.ca_bundle)
+    budget = settings.max_requests_per_pass
+    stale = [
+        directory
+        for directory in sorted({record.directory for _, record in due})
+        if directory not in directories
+        or directories[directory].error is not None
+        or now - directories[directory].fetched_at >= DIRECTORY_FRESH
+    ][:budget]
+    for found in _pool(settings.concurrency, stale, lambda d: _directory(fetcher, d, now)):
+        directories[found.directory] = found
+        result.directories.append(found)
+    result.requests += len(stale)
+    answered = _ask_due(due, directories, fetcher, now, budget - len(stale), settings, result)
+    for candidate in candidates.values():
+        grace = (
+            overdue_grace(candidate.source, candidate.observation.certificate)
+            if overdue_grace
+            else None
+        )
+        before = known.get(candidate.observation.fingerprint)
+        _judge(candidate, before, answered, now, grace, result)
+    _certificate_problems(result, candidates.values())
+    _directory_problems(result, candidates.values(), directories)
+    return result
+
+
+def _candidates(
+    settings: AriSettings,
+    stores: Sequence[Source],
+    inventory: Sequence[tuple[str, Observation]],
+    known: Mapping[str, AriRecord],
+    now: datetime,
+) -> dict[str, _Candidate]:
+    """Eligible certificates of ARI-enabled stores whose ACME directory is known."""
+    sources = {source.id: source for source in stores}
+    lookups: dict[str, DirectoryOf] = {}
+    candidates: dict[str, _Candidate] = {}
+    for source_id, observation in inventory:
+        source = sources.get(source_id)
+        store = settings.for_store(source_id)
+        if source is None or not store.enabled or not eligible(observation, now):
+            continue
+        if observation.fingerprint in candidates:
+            continue  # the same certificate in two stores: one question, one answer
+        if source_id not in lookups:
+            lookups[source_id] = directory_lookup(source, store.directory)
+        record = known.get(observation.fingerprint)
+        directory = record.directory if record else None
+        if record is None or record.next_check <= now:  # due: the client's files may have moved
+            directory = lookups[source_id](observation.lineage) or directory
+        if directory is None:
+            continue  # no ACME directory known for this certificate
+        candidates[observation.fingerprint] = _Candidate(source_id, observation, directory, record)
+    return candidates
+
+
+def _identify(
+    due: Sequence[_Candidate], reader: CertificateReader, now: datetime, keep: set[str]
+) -> list[tuple[_Candidate, AriRecord]]:
+    """Each due certificate with its record; a new one gets its certID (read once)."""
+    found: list[tuple[_Candidate, AriRecord]] = []
+    for candidate in due:
+        record = candidate.record
+        if record is None:
+            identifier = _cert_id_of(reader, candidate.observation)
+            if identifier is None:
+                keep.discard(candidate.observation.fingerprint)
+                continue  # no Authority Key Identifier: RFC 9773 cannot name it
+            record = AriRecord(
+                fingerprint=candidate.observation.fingerprint,
+                cert_id=identifier,
+                directory=candidate.directory,
+                next_check=now,
+            )
+        elif candidate.directory != record.directory:
+            record = replace(record, directory=candidate.directory)
+        candidate.record = record
+        found.append((candidate, record))
+    return found
+
+
+def _ask_due(
+    due: Sequence[tuple[_Candidate, AriRecord]],
+    directories: Mapping[str, DirectoryRecord],
+    fetch: Fetch,
+    now: datetime,
+    budget: int,
+    settings: AriSettings,
+    result: AriRound,
+) -> set[str]:
+    """Ask about as many due certificates as the budget allows; the fingerprints answered."""
+    asked: list[tuple[_Candidate, AriRecord, str]] = []
+    for candidate, record in due:
+        entry = directories.get(record.directory)
+        if entry is None or entry.error is not None or entry.renewal_info is None:
+            continue  # directory not fetched (budget), failing (reported) or without ARI
+        if len(asked) >= budget:
+            break  # the rest wait for the next pass, most overdue first
+        asked.append((candidate, record, entry.renewal_info))
+
+    def question(item: tuple[_Candidate, AriRecord, str]) -> AriRecord:
+        _, record, renewal_info = item
+        return _ask(fetch, renewal_info, record, now, settings.interval)
+
+    answered: set[str] = set()
+    for (candidate, _, _), updated in zip(
+        asked, _pool(settings.concurrency, asked, question), strict=True
+    ):
+        candidate.record = updated
+        if updated.error is None:
+            answered.add(updated.fingerprint)
+    result.requests += len(asked)
+    return answered
+
+
+def _judge(
+    candidate: _Candidate,
+    before: AriRecord | None,
+    answered: set[str],
+    now: datetime,
+    grace: timedelta | None,
+    result: AriRound,
+) -> None:
+    record = candidate.record
+    if record is None:
+        return
+    if before is None and record.fingerprint not in answered and record.error is None:
+        return  # never asked (budget, failing directory): nothing to remember yet
+    after, findings = judge(
+        candidate.observation,
+        before,
+        record,
+        now,
+        answered=record.fingerprint in answered,
+        grace=grace,
+        overdue=grace is not None,
+    )
+    if after != before:
+        result.records[after.fingerprint] = after
+    result.findings += [(candidate.source, finding) for finding in findings]
+
+
+def _certificate_problems(result: AriRound, candidates: Iterable[_Candidate]) -> None:
+    """One problem per (source, directory, kind of failure): a CA that is down for a
+    thousand certificates is one line, naming the first and how many more."""
+    failing: dict[tuple[str, str, str], list[str]] = {}
+    for candidate in candidates:
+        record = candidate.record
+        if record is None or record.error is None:
+            continue
+        kind, _, reason = record.error.partition(": ")
+        failing.setdefault((candidate.source, record.directory, kind), []).append(reason)
+    for (source, directory, kind), reasons in failing.items():
+        more = f" (and {len(reasons) - 1} more certificates)" if len(reasons) > 1 else ""
+        result.problems.append((source, Problem(directory, kind, reasons[0] + more)))
+
+
+def _directory_problems(
+    result: AriRound,
+    candidates: Iterable[_Candidate],
+    directories: Mapping[str, DirectoryRecord],
+) -> None:
+    """One problem per (source, failing directory), however many certificates wait on it."""
+    seen: set[tuple[str, str]] = set()
+    for candidate in candidates:
+        record = candidate.record
+        if record is None:
+            continue
+        entry = directories.get(record.directory)
+        if entry is None or entry.error is None or (candidate.source, entry.directory) in seen:
+            continue
+        if entry.untrusted:
+            continue  # a trust setting of lacme-watch's, not the store's problem: see status
+        seen.add((candidate.source, entry.directory))
+        kind, _, reason = entry.error.partition(": ")
+        result.problems.append((candidate.source, Problem(entry.directory, kind, reason)))
+
+
+def _pool(concurrency: int, items: Sequence[_T], work: Callable[[_T], _R]) -> list[_R]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+def _directory(fetch: Fetch, directory: str, now: datetime) -> DirectoryRecord:
+    try:
+        url = renewal_info_url(directory, fetch(directory))
+    except FetchError as exc:
+        return DirectoryRecord(
+            directory=directory,
+            renewal_info=None,
+            fetched_at=now,
+            error=f"{exc.kind}: ACME directory: {exc.reason}",
+        )
+    return DirectoryRecord(directory=directory, renewal_info=url, fetched_at=now)
+
+
+def _ask(
+    fetch: Fetch, renewal_info: str, record: AriRecord, now: datetime, interval: timedelta
+) -> AriRecord:
+    try:
+        answer = ask(fetch, renewal_info, record.cert_id)
+    except FetchError as exc:
+        failures = record.failures + 1
+        return replace(
+            record,
+            failures=failures,
+            error=f"{exc.kind}: renewalInfo {record.cert_id}: {exc.reason}",
+            next_check=backoff(now, failures, exc.retry_after, interval),
+        )
+    return replace(
+        record,
+        window=answer.window,
+        checked_at=now,
+        failures=0,
+        error=None,
+        next_check=next_check(now, answer.retry_after, interval),
+    )
+
+
+def _cert_id_of(reader: CertificateReader, observation: Observation) -> str | None:
+    """Read the certificate once more (capped) for its AKI; kept in the record after."""
+    loaded = reader.load_certificates(observation.path)
+    if isinstance(loaded, Problem):
+        return None
+    for certificate in loaded:
+        if fingerprint(certificate) == observation.fingerprint:
+            return cert_id(certificate)
+    return None
+
+
+def announce(source: str, finding: Moved | Overdue, now: datetime | None = None) -> Event:
+    """The event for one finding."""
+    observation = finding.observation
+    facts = observation.certificate
+    context: _Context = {
+        "store": source,
+        "lineage": observation.lineage,
+        "path": observation.path,
+        "fingerprint": facts.fingerprint,
+        "serial": facts.serial,
+        "issuer": facts.issuer,
+        "not_before": facts.not_before,
+        "domain": observation.domain,
+        "domains": observation.domains,
+        "expires_at": facts.not_after,
+    }
+    if isinstance(finding, Moved):
+        previous = finding.previous
+        return RenewalWindowMoved(
+            **context,
+            window_start=finding.window.start,
+            window_end=finding.window.end,
+            explanation_url=finding.window.explanation_url,
+            previous_window_start=previous.start if previous else None,
+            previous_window_end=previous.end if previous else None,
+            reason=finding.reason,
+            cert_id=finding.cert_id,
+        )
+    return RenewalOverdue(
+        **context,
+        renew_after=finding.window.end,
+        days_remaining=days_remaining(facts.not_after, now or finding.window.end),
+        policy=ARI_POLICY,
+    )
+
+
+class _Context(TypedDict):
+    """The certificate fields every ARI event carries."""
+
+    store: str
+    lineage: str
+    path: str
+    fingerprint: str
+    serial: str
+    issuer: str
+    not_before: datetime
+    domain: str
+    domains: tuple[str, ...]
+    expires_at: datetime
