@@ -15,10 +15,9 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING
 
 from . import __version__, logconfig, views
 from . import check as check_line
@@ -31,11 +30,13 @@ from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import RenewalAgentRun
 from .ingest import event_from_arguments, record_envelopes, record_reset, test_event
 from .lock import StateLock
-from .metrics import Metrics
 from .passes import PassReport, pass_metrics, run_pass, scan_sources, stale_agents
 from .printable import printable
 from .statedb import StateStore
 from .views import AgentRow, CertificateRow, CrlRow, ProblemRow
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("lacme_watch")
 
@@ -43,15 +44,37 @@ Handler = Callable[[argparse.Namespace, "Io"], int]
 
 
 class Io:
-    """Where the CLI writes: results to stdout, diagnostics to stderr."""
+    """Where the CLI writes: results to stdout, diagnostics to stderr.
 
-    def __init__(self) -> None:
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+    rich is imported on first use: `watch --once` under cron writes plain lines only
+    and never pays for it.
+    """
+
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
     def interactive(self) -> bool:
         return sys.stdout.isatty()
+
+    def note(self, text: str, label: str = "", style: str = "") -> None:
+        """One diagnostic line on stderr (control characters escaped, as everywhere),
+        `label` styled on a terminal; plain, without rich, otherwise."""
+        if sys.stderr.isatty():
+            styled = f"[{style}]{label}[/] " if label and style else f"{label} " if label else ""
+            self.err.print(styled + _plain(text))
+        else:
+            sys.stderr.write(f"{label} {printable(text)}\n" if label else f"{printable(text)}\n")
+            sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,16 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, io)
     except LacmeWatchError as exc:
-        io.err.print(f"[bold red]error:[/] {_plain(str(exc))}")
+        io.note(str(exc), "error:", "bold red")
         return exc.exit_code
     except sqlite3.Error as exc:  # a read outside a transaction: still one line, not a trace
-        io.err.print(f"[bold red]error:[/] the state database failed: {_plain(str(exc))}")
+        io.note(f"the state database failed: {exc}", "error:", "bold red")
         return 1
 
 
 def _plain(text: str) -> str:
     """Text from files and certificates, safe to print: control characters shown as
     escapes (no forged lines, no terminal sequences), rich markup taken literally."""
+    from rich.markup import escape  # only where rich prints
+
     return escape(printable(text))
 
 
@@ -101,13 +126,13 @@ def _config(args: argparse.Namespace, io: Io, *, announce: bool = False) -> Conf
         config, watched = zero_config()
         notice = "no configuration file; watching " + "; ".join(watched)
         if announce or io.interactive:
-            io.err.print(f"lacme-watch: {_plain(notice)}")
+            io.note(f"lacme-watch: {notice}")
         else:
             log.info("%s", notice)
         return config
     config = load(path)
     for warning in config.warnings:
-        io.err.print(f"[yellow]warning:[/] {_plain(warning)}")
+        io.note(warning, "warning:", "yellow")
     return config
 
 
@@ -121,6 +146,8 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
         was_reset = _announce_reset(config, store, _clock(args), io)
         report = run_pass(config, store, _clock(args))
         if config.metrics.textfile:
+            from .metrics import Metrics  # prometheus_client: only when metrics are on
+
             metrics = Metrics()
             metrics.update(pass_metrics(report, config, store))
             metrics.write_textfile(config.metrics.textfile)
@@ -138,11 +165,11 @@ def _print_pass(report: PassReport, io: Io) -> None:
 
 def _say(io: Io, lines: Iterable[str]) -> None:
     for line in lines:
-        io.err.print(f"lacme-watch: {_plain(line)}")
+        io.note(f"lacme-watch: {line}")
 
 
 def _complain(io: Io, message: str) -> None:
-    io.err.print("lacme-watch: " + _plain(message))
+    io.note("lacme-watch: " + message)
 
 
 def _announce_reset(config: Config, store: StateStore, now: datetime, io: Io) -> bool:
@@ -150,7 +177,7 @@ def _announce_reset(config: Config, store: StateStore, now: datetime, io: Io) ->
     envelope = record_reset(config, store, now)
     if envelope is None:
         return False
-    io.err.print("[bold red]error:[/] " + _plain(envelope.event.summary().split(": ", 1)[1]))
+    io.note(envelope.event.summary().split(": ", 1)[1], "error:", "bold red")
     _complain(
         io,
         "events of what changed since the last good pass may be missing;"

@@ -14,7 +14,7 @@ import types
 import typing
 import uuid
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -160,8 +160,7 @@ def from_cloudevent(document: object) -> Envelope:
 
 def decode_event(event_type: type[Event], data: Mapping[str, object]) -> Event:
     """Build an event from its `data` object, checking every field's type."""
-    hints = typing.get_type_hints(event_type)
-    known = {f.name: f for f in fields(event_type)}
+    hints, known = _schema(event_type)
     if unknown := sorted(set(data) - set(known)):
         raise EventFormatError(f"{event_type.kind}: unknown data field(s): {', '.join(unknown)}")
     values: dict[str, object] = {}
@@ -172,6 +171,20 @@ def decode_event(event_type: type[Event], data: Mapping[str, object]) -> Event:
             continue
         values[name] = _convert(event_type.kind, name, hints[name], data[name])
     return event_type(**values)  # type: ignore[arg-type]  # each value narrowed above
+
+
+_Schema = tuple[dict[str, Any], dict[str, Field[Any]]]
+_SCHEMAS: dict[type[Event], _Schema] = {}
+
+
+def _schema(event_type: type[Event]) -> _Schema:
+    """Field types and fields of an event class, resolved once: `get_type_hints` costs
+    more than decoding the event itself."""
+    found = _SCHEMAS.get(event_type)
+    if found is None:
+        hints = typing.get_type_hints(event_type)
+        found = _SCHEMAS[event_type] = (hints, {f.name: f for f in fields(event_type)})
+    return found
 
 
 def _convert(kind: str, name: str, hint: object, value: object) -> object:

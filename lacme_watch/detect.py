@@ -57,8 +57,28 @@ class Policy:
         crossed = [label for label, seconds in self._windows(lifetime) if remaining <= seconds]
         return [EXPIRED, *crossed] if remaining <= 0 else crossed
 
-    def _windows(self, lifetime: float) -> list[tuple[str, float]]:
-        """(label, seconds before expiry) for the thresholds that suit this lifetime."""
+    def next_crossing(
+        self, not_before: datetime, not_after: datetime, now: datetime
+    ) -> datetime | None:
+        """The first instant after `now` at which another threshold (or expiry) is
+        crossed, a second early; None once every one is crossed."""
+        lifetime = max((not_after - not_before).total_seconds(), 1.0)
+        instants = [not_after - timedelta(seconds=s) for _, s in self._windows(lifetime)]
+        later = [instant for instant in (*instants, not_after) if instant > now]
+        return min(later) - timedelta(seconds=1) if later else None
+
+    def _windows(self, lifetime: float) -> tuple[tuple[str, float], ...]:
+        """(label, seconds before expiry) for the thresholds that suit this lifetime
+        (remembered per lifetime: a store's certificates mostly share one)."""
+        key = (self, lifetime)
+        found = _WINDOWS.get(key)
+        if found is None:
+            if len(_WINDOWS) > 4096:
+                _WINDOWS.clear()
+            found = _WINDOWS[key] = self._compute_windows(lifetime)
+        return found
+
+    def _compute_windows(self, lifetime: float) -> tuple[tuple[str, float], ...]:
         windows = [
             (f"{days}d", days * DAY.total_seconds())
             for days in self.thresholds_days
@@ -68,7 +88,10 @@ class Policy:
             (f"{_number(percent)}%", lifetime * percent / 100)
             for percent in self.thresholds_percent
         ]
-        return sorted(windows, key=lambda window: window[1])
+        return tuple(sorted(windows, key=lambda window: window[1]))
+
+
+_WINDOWS: dict[tuple[Policy, float], tuple[tuple[str, float], ...]] = {}
 
 
 def _number(value: float) -> str:

@@ -8,9 +8,6 @@ import os
 import sys
 from typing import TextIO
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 from .printable import printable
 
 
@@ -48,6 +45,9 @@ def configure(level: str, form: str, stream: TextIO | None = None) -> None:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(JsonFormatter())
     elif stream.isatty() and "JOURNAL_STREAM" not in os.environ:
+        from rich.console import Console  # a terminal only: cron and systemd never load rich
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=Console(file=stream), show_path=False)
     else:
         # The journal (or cron's mail) adds its own time stamps.

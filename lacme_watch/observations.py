@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -125,8 +126,8 @@ class CertificateFacts:
             serial=raw["serial"],
             subject=raw["subject"],
             subject_cn=raw["subject_cn"],
-            issuer=raw["issuer"],
-            issuer_cn=raw["issuer_cn"],
+            issuer=sys.intern(raw["issuer"]),  # one CA's many certificates share one copy
+            issuer_cn=raw["issuer_cn"] and sys.intern(raw["issuer_cn"]),
             names=tuple(raw["names"]),
             not_before=parse_time(raw["not_before"]),
             not_after=parse_time(raw["not_after"]),

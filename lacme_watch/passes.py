@@ -6,6 +6,7 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -25,11 +27,11 @@ from .ari.view import windows_of
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .delivery import DeliveryReport, drain
-from .detect import Authority, detect, stale_deployments
+from .detect import Authority, stale_deployments
 from .dispatch import EventDispatcher
 from .errors import SourceError
 from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalAgentStale
-from .metrics import PassMetrics
+from .incremental import detect_changes
 from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem, ScanResult
 from .options import format_duration
 from .plugins import Source
@@ -39,6 +41,9 @@ from .routes import route
 from .statedb import AgentRun, SourceChange, StateStore
 from .verify import findings, verifier_for
 from .wording import plural
+
+if TYPE_CHECKING:
+    from .metrics import PassMetrics  # prometheus_client: only when metrics are on
 
 _log = logging.getLogger(__name__)
 
@@ -144,6 +149,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     signers: list[x509.Certificate] = []
     authorities: dict[str, Authority] = {}
     changes: list[SourceChange] = []
+    currents: list[Mapping[str, Observation]] = []
     events: list[Event] = []
     problems: list[tuple[str, Problem]] = []
     inventory: list[tuple[str, Observation]] = []
@@ -157,15 +163,15 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
-        previous = store.load_snapshot(source.id)
         files_before = store.load_files(source.id)
         reader = CertificateReader(
             max_file_size=config.max_file_size,
             chain=config.chain,
             signers=tuple(signers),
             cache=files_before,
+            payloads=functools.partial(store.load_payload, source.id),
         )
-        scan = _scan(source, reader, previous.cursor if previous else None)
+        scan = _scan(source, reader, store.load_cursor(source.id))
         if source.id in authority_ids:
             signers += scan.signers
             for observation in scan.observations:
@@ -179,43 +185,46 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
             scan = with_windows(scan, windows)  # the CA's window is the renewal policy
         if scan.agent_runs:
             agent_runs[source.id] = max(scan.agent_runs)
-        after, found = detect(
-            previous, scan, source=source.id, now=now, policy=config.policy, authorities=authorities
+        outcome = detect_changes(
+            store,
+            scan,
+            source=source.id,
+            now=now,
+            policy=config.policy,
+            authorities=authorities,
+            files_before=files_before,
+            files_after=files_before if scan.failed else reader.files,
         )
-        after, verified = verifier.verify(
-            previous,
-            after,
+        verified_after, verified = verifier.verify(
+            outcome.change.before,
+            outcome.view,
             scan,
             reader,
             now=now,
             signers=signers,
             revocation=source.id not in authority_ids and config.checks_revocation(source.id),
         )
+        change = outcome.written(verified_after)
+        after = change.after
         crls += [(source.id, crl) for crl in scan.crls]
-        wrong += [(source.id, *finding) for finding in findings(after)]
-        changes.append(
-            SourceChange(
-                before=previous,
-                after=after,
-                files_before=files_before,
-                files_after=files_before if scan.failed else reader.files,
-            )
-        )
-        events += found + verified
+        wrong += [(source.id, *finding) for finding in findings(verified_after)]
+        changes.append(change)
+        currents.append(outcome.current)
+        events += outcome.events + verified
         problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
-        inventory += [(source.id, o) for o in after.certificates.values()]
+        inventory += [(source.id, o) for o in outcome.current.values()]
         if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
             issuances += scan.issuances
             issuances += [
                 Issuance(o.fingerprint, o.domains, o.certificate.not_before)
-                for o in after.certificates.values()
+                for o in outcome.current.values()
                 if o.role == "leaf" and o.certificate.signed_by is None
             ]
         if scan.failed:
             failed.add(source.id)
         parsed += reader.parsed
         reused += reader.reused
-    checked, stale = _stale(changes, now)
+    checked, stale = _stale(changes, currents, now)
     return Scanned(
         changes=checked,
         envelopes=tuple(
@@ -263,11 +272,13 @@ def _takes_cursor(source: Source) -> bool:
 
 
 def _stale(
-    changes: list[SourceChange], now: datetime
+    changes: list[SourceChange], currents: list[Mapping[str, Observation]], now: datetime
 ) -> tuple[tuple[SourceChange, ...], list[Event]]:
     """Compare what endpoints serve with what every other source holds (all scanned now).
 
-    Returns the changes with the endpoints' stale marks updated, and the new events.
+    Returns the changes with the endpoints' stale marks updated, and the new events. An
+    endpoint source's snapshot is always whole (see incremental.py); `currents` are
+    every source's whole inventory.
     """
     endpoint_sources = {
         index
@@ -276,9 +287,9 @@ def _stale(
     }
     held = [
         observation
-        for index, change in enumerate(changes)
+        for index, current in enumerate(currents)
         if index not in endpoint_sources
-        for observation in change.after.certificates.values()
+        for observation in current.values()
     ]
     checked: list[SourceChange] = []
     events: list[Event] = []
@@ -299,6 +310,7 @@ def run_pass(
 ) -> PassReport:
     """One full pass: scan, detect, commit, notify subscribers, deliver."""
     started = time.monotonic()
+    store.arm_thresholds(repr(config.policy))  # here, not in scan_sources: status writes nothing
     scanned = scan_sources(config, store, now)
     report = PassReport.of(scanned, now)
     envelopes = list(scanned.envelopes)
@@ -323,7 +335,7 @@ def run_pass(
         report.problems.append(
             ("spool", Problem(config.spool, "permission_denied", spooled.unreadable))
         )
-    fresh, warnings = _rate_limits(config, store, now, report.issuances, envelopes)
+    fresh, warnings, evaluated = _rate_limits(config, store, now, report.issuances, envelopes)
     envelopes += [
         wrap(w.event(now), host=config.host, time=now, salt=store.id_salt) for w in warnings
     ]
@@ -341,6 +353,7 @@ def run_pass(
         agent_runs=report.agent_runs,
         agents_stale=[agent for agent, _ in stale],
         writers=(ari_round.write,),
+        rate_limits_evaluated=evaluated,
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
     report.id_conflicts = [conflict.message() for conflict in conflicts]
@@ -362,23 +375,32 @@ def _rate_limits(
     now: datetime,
     seen: list[Issuance],
     envelopes: list[Envelope],
-) -> tuple[list[Issuance], list[ratelimits.Warning]]:
-    """Issuances to remember (inside the longest window) and the warnings due now."""
+) -> tuple[list[Issuance], list[ratelimits.Warning], str | None]:
+    """Issuances to remember (new inside the longest window), the warnings due now, and
+    the rules evaluated (None when nothing they count can have moved: no evaluation)."""
     limits = config.rate_limits
     if not limits.enabled:
-        return [], []
+        return [], [], None
     since = now - limits.longest_window
+    known = store.issuance_keys_since(since)
     recent = [issuance for issuance in seen if issuance.issued_at > since]
-    history = store.issuances_since(since) + recent
-    failed_window = limits.rules.get("failed_authorizations")
-    failures = store.failures_since(now - failed_window.window) if failed_window else []
-    failures += [
+    fresh = [issuance for issuance in recent if issuance.key not in known]
+    failed_now = [
         (e.event.domain, e.event.occurred_at or e.time)
         for e in envelopes
         if isinstance(e.event, ChallengeFailed)
     ]
+    rules = repr(limits)
+    windows = {name: rule.window.total_seconds() for name, rule in limits.rules.items()}
+    windows["history"] = limits.longest_window.total_seconds()
+    if not fresh and not failed_now and not store.rate_limits_due(now, rules, windows):
+        return [], [], None
+    history = store.issuances_since(since) + recent
+    failed_window = limits.rules.get("failed_authorizations")
+    failures = store.failures_since(now - failed_window.window) if failed_window else []
+    failures += failed_now
     warnings = ratelimits.evaluate(history, failures, limits, now, store.rate_warnings())
-    return recent, warnings
+    return fresh, warnings, rules
 
 
 def stale_agents(
@@ -451,6 +473,8 @@ def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) ->
 
 def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassMetrics:
     """What the metrics endpoint and textfile show after a pass."""
+    from .metrics import PassMetrics
+
     return PassMetrics(
         now=report.now,
         duration_seconds=report.duration_seconds,

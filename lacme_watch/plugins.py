@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import Any, Protocol, Self
 
 from .cloudevents import Envelope
@@ -94,6 +93,8 @@ def available(group: str) -> dict[str, str]:
     targets: dict[str, list[str]] = {
         name: [target] for name, target in BUILT_IN.get(group, {}).items()
     }
+    from importlib.metadata import entry_points  # read only when a config names a type
+
     for entry in entry_points(group=group):
         found = targets.setdefault(entry.name, [])
         if entry.value not in found:

@@ -17,11 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
-
-from publicsuffixlist import PublicSuffixList
+from typing import TYPE_CHECKING
 
 from .events import RateLimitWarning
 from .observations import Issuance
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 RULE_NAMES = ("registered_domain", "exact_set", "failed_authorizations")
 
@@ -53,6 +55,8 @@ class RateLimits:
 
 @cache
 def _suffixes() -> PublicSuffixList:
+    from publicsuffixlist import PublicSuffixList  # parsing the list costs; only when needed
+
     return PublicSuffixList()  # the list bundled with the package: never fetched
 
 

@@ -88,7 +88,9 @@ class CachedFile:
 
     identity: Identity
     signers: str
-    payload: str
+    payload: str | None
+    """The parse result as stored; None while it is still only in the state database
+    (a large store's payloads are fetched one by one as files are reused)."""
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -116,12 +118,15 @@ class CertificateReader:
         chain: bool = True,
         signers: Sequence[x509.Certificate] = (),
         cache: Mapping[str, CachedFile] | None = None,
+        payloads: Callable[[str], str | None] | None = None,
     ) -> None:
         self.max_file_size = max_file_size
         self.chain = chain
         self._signers = tuple(signers)
         self._signers_digest = signers_digest(self._signers)
+        self._signer_fingerprints = tuple(fingerprint(signer) for signer in self._signers)
         self._previous = cache or {}
+        self._payloads = payloads
         self.files: dict[str, CachedFile] = {}
         """Every file read or reused in this scan: the cache for the next one."""
         self.parsed = 0
@@ -157,15 +162,15 @@ class CertificateReader:
         """
         if looks_like_private_key(path):
             return ()
-        found = self._cached(path, self._parse_certificates)
-        if isinstance(found, Problem):
-            return found
-        return tuple(CertificateFacts.from_json(raw) for raw in found)
+        found: tuple[CertificateFacts, ...] | Problem = self._cached(
+            path, self._parse_certificates, _encode_facts, _decode_facts
+        )
+        return found
 
     def read_json(self, path: str) -> object | Problem:
         """A small JSON document (lacme's meta.json), through the same caps and cache,
         parsed with bounded depth (see boundedjson)."""
-        found: object = self._cached(path, _parse_json)
+        found: object = self._cached(path, _parse_json, json.dumps, json.loads)
         return found
 
     def read_text(self, path: str) -> str | Problem:
@@ -256,8 +261,15 @@ class CertificateReader:
 
     # -- internals -------------------------------------------------------------
 
-    def _cached(self, path: str, parse: Callable[[str, bytes], Any]) -> Any:
-        """Parse a file, or reuse last pass's result when its identity is unchanged."""
+    def _cached(
+        self,
+        path: str,
+        parse: Callable[[str, bytes], Any],
+        encode: Callable[[Any], str],
+        decode: Callable[[str], Any],
+    ) -> Any:
+        """Parse a file, or reuse last pass's result when its identity is unchanged
+        (`encode` and `decode` turn a result into the cached payload and back)."""
         located = self._locate(path)
         if isinstance(located, Problem):
             return located
@@ -269,9 +281,13 @@ class CertificateReader:
             and previous.identity == identity
             and previous.signers == self._signers_digest
         ):
-            self.files[path] = previous
-            self.reused += 1
-            return json.loads(previous.payload)
+            payload = previous.payload
+            if payload is None and self._payloads is not None:
+                payload = self._payloads(path)
+            if payload is not None:
+                self.files[path] = previous
+                self.reused += 1
+                return decode(payload)
         read = self._read_at(path, target, status)
         if isinstance(read, Problem):
             return read
@@ -279,7 +295,7 @@ class CertificateReader:
         result = parse(path, content)
         if isinstance(result, Problem):
             return result
-        self.files[path] = CachedFile(identity, self._signers_digest, json.dumps(result))
+        self.files[path] = CachedFile(identity, self._signers_digest, encode(result))
         return result
 
     def _locate(self, path: str) -> tuple[str, os.stat_result] | Problem:
@@ -356,8 +372,13 @@ class CertificateReader:
                 return Problem(path, "no_certificate_found", "not a regular file")
             if status.st_size > self.max_file_size:
                 return Problem(path, "too_large", f"{status.st_size} bytes > {self.max_file_size}")
+            # Ask for the size fstat gave, plus one to see a file that grew, not for
+            # max_file_size: a 4 MiB buffer per file costs more than reading a certificate.
+            wanted = status.st_size + 1
             with os.fdopen(fd, "rb", closefd=False) as stream:
-                content = stream.read(self.max_file_size + 1)
+                content = stream.read(wanted)
+                if len(content) == wanted:  # it grew while we read: up to the cap, as before
+                    content += stream.read(self.max_file_size + 1 - len(content))
         except OSError as exc:
             return _problem_from_os_error(path, exc)
         finally:
@@ -366,27 +387,31 @@ class CertificateReader:
             return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
         return content, _identity(status)
 
-    def _parse_certificates(self, path: str, content: bytes) -> list[dict[str, Any]] | Problem:
+    def _parse_certificates(
+        self, path: str, content: bytes
+    ) -> tuple[CertificateFacts, ...] | Problem:
         parsed = _parse_pem_or_der(path, content)
         if isinstance(parsed, Problem):
             return parsed
         self.parsed += 1
-        facts: list[dict[str, Any]] = []
+        facts: list[CertificateFacts] = []
         for position, certificate in enumerate(parsed, start=1):
             try:  # cryptography parses lazily: describing is where a bad field shows
-                described = self._facts(certificate).to_json()
-                json.dumps(described, ensure_ascii=False).encode("utf-8")
+                described = self._facts(certificate)
+                json.dumps(described.to_json(), ensure_ascii=False).encode("utf-8")
             except Exception as exc:  # one certificate's fault, never the pass's
                 where = f"certificate {position}: " if len(parsed) > 1 else ""
                 return _bad_certificate(path, exc, where)
             facts.append(described)
-        return facts
+        return tuple(facts)
 
     def _facts(self, certificate: x509.Certificate) -> CertificateFacts:
         facts = describe(certificate)
-        for signer in self._signers:
-            if facts.fingerprint != fingerprint(signer) and _verifies(certificate, signer):
-                return replace(facts, signed_by=fingerprint(signer))
+        for signer, signer_fingerprint in zip(
+            self._signers, self._signer_fingerprints, strict=True
+        ):
+            if facts.fingerprint != signer_fingerprint and _verifies(certificate, signer):
+                return replace(facts, signed_by=signer_fingerprint)
         return facts
 
 
@@ -410,16 +435,18 @@ def describe(certificate: x509.Certificate) -> CertificateFacts:
                 is_ca = value.ca
             elif isinstance(value, x509.ExtendedKeyUsage):
                 usages = set(value)
-    subject_cn = _common_name(certificate.subject)
+    subject = certificate.subject  # each access builds the Name again: once each
+    issuer = certificate.issuer
+    subject_cn = _common_name(subject)
     if not names and subject_cn:
         names = (subject_cn,)
     return CertificateFacts(
         fingerprint=fingerprint(certificate),
         serial=_serial_hex(certificate.serial_number),
-        subject=certificate.subject.rfc4514_string(),
+        subject=subject.rfc4514_string(),
         subject_cn=subject_cn,
-        issuer=certificate.issuer.rfc4514_string(),
-        issuer_cn=_common_name(certificate.issuer),
+        issuer=issuer.rfc4514_string(),
+        issuer_cn=_common_name(issuer),
         names=names,
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
@@ -499,6 +526,14 @@ _BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\s]*")
 def _looks_corrupt(body: bytes) -> bool:
     """A block body with bytes that base64 does not use (a2b_base64 skips them)."""
     return _BASE64_BODY.fullmatch(body) is None
+
+
+def _encode_facts(found: tuple[CertificateFacts, ...]) -> str:
+    return json.dumps([facts.to_json() for facts in found])
+
+
+def _decode_facts(payload: str) -> tuple[CertificateFacts, ...]:
+    return tuple(CertificateFacts.from_json(raw) for raw in json.loads(payload))
 
 
 def _parse_json(path: str, content: bytes) -> object | Problem:

@@ -8,13 +8,15 @@ commit) or loses nothing (after it).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import sqlite3
+import sys
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,8 +40,9 @@ from .statefiles import (
     tighten_mode,
 )
 
-SCHEMA_VERSION = 2
-"""2: deployment_stale marks moved out of `reported` into `stale_deployments`."""
+SCHEMA_VERSION = 3
+"""2: deployment_stale marks moved out of `reported` into `stale_deployments`.
+3: certificates carry an identity key and their next threshold instant (indexed)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,7 +50,8 @@ CREATE TABLE IF NOT EXISTS sources (
     source TEXT PRIMARY KEY, baselined INTEGER NOT NULL, last_scan REAL, cursor TEXT);
 CREATE TABLE IF NOT EXISTS certificates (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    observation TEXT NOT NULL, PRIMARY KEY (source, lineage));
+    observation TEXT NOT NULL, identity BLOB, next_threshold REAL,
+    PRIMARY KEY (source, lineage));
 CREATE TABLE IF NOT EXISTS reported (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
     threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold));
@@ -87,7 +91,7 @@ CREATE TABLE IF NOT EXISTS agent_runs (
 
 
 _OUTBOX_ROWS = (
-    "SELECT e.cloudevent, o.sink, o.attempts, o.created_at, o.last_error"
+    "SELECT e.id, e.cloudevent, o.sink, o.attempts, o.created_at, o.last_error"
     " FROM outbox o JOIN events e ON e.id = o.event_id"
 )
 _DUE = _OUTBOX_ROWS + (
@@ -106,12 +110,26 @@ def _epoch(moment: datetime) -> float:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceChange:
-    """One source's result of a pass: what to write in place of what was there."""
+    """One source's result of a pass: what to write in place of what was there.
+
+    `before` and `after` may hold only some lineages (those that changed, went, or came
+    due); lineages in neither are left as they are.
+    """
 
     before: SourceSnapshot | None
     after: SourceSnapshot
     files_before: Mapping[str, CachedFile]
     files_after: Mapping[str, CachedFile]
+    next_thresholds: Mapping[str, float | None] = field(default_factory=dict)
+    """lineage -> epoch of its next threshold crossing (None: none left), where it moved."""
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """What the database remembers of a lineage without decoding its observation."""
+
+    identity: bytes | None
+    next_threshold: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +211,8 @@ class StateStore:
 
     def __init__(self, state_dir: Path, *, read_only: bool = False, repair: bool = True) -> None:
         self.state_dir = state_dir
+        self._written: dict[str, Envelope] = {}
+        """The last commit's events by id: delivering them right after needs no decoding."""
         self.path = state_dir / DATABASE_NAME
         self.reset: StateReset | None = None
         self.read_only = read_only
@@ -319,6 +339,7 @@ class StateStore:
                 )
             if row is not None and int(row[0]) < 2:
                 _move_stale_marks(self._db)
+            _index_thresholds(self._db)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
@@ -354,7 +375,12 @@ class StateStore:
 
     # -- snapshots ---------------------------------------------------------------
 
-    def load_snapshot(self, source: str) -> SourceSnapshot | None:
+    def load_snapshot(
+        self, source: str, lineages: Collection[str] | None = None
+    ) -> SourceSnapshot | None:
+        """The source's snapshot; with `lineages`, only their certificates are decoded
+        (marks, problems, cursor and baseline always come whole: they are small, and
+        the checks after detect() need every mark)."""
         row = self._db.execute(
             "SELECT baselined, cursor FROM sources WHERE source = ?", (source,)
         ).fetchone()
@@ -362,14 +388,15 @@ class StateStore:
             return None
         certificates = {
             lineage: Observation.from_json(json.loads(raw))
-            for lineage, raw in self._db.execute(
-                "SELECT lineage, observation FROM certificates WHERE source = ?", (source,)
+            for lineage, raw in self._select(
+                "SELECT lineage, observation FROM certificates WHERE source = ?", source, lineages
             )
         }
         reported = frozenset(
             (lineage, fingerprint, threshold)
             for lineage, fingerprint, threshold in self._db.execute(
-                "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?", (source,)
+                "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?",
+                (source,),
             )
         )
         stale = frozenset(
@@ -396,15 +423,65 @@ class StateStore:
             cursor=row[1],
         )
 
-    def load_files(self, source: str) -> dict[str, CachedFile]:
+    def load_cursor(self, source: str) -> str | None:
+        """What the source returned as its cursor last pass (None before its first)."""
+        row = self._db.execute("SELECT cursor FROM sources WHERE source = ?", (source,)).fetchone()
+        return None if row is None else row[0]
+
+    def _select(
+        self, query: str, source: str, lineages: Collection[str] | None
+    ) -> Iterator[tuple[str, ...]]:
+        """Rows of `query` (filtered by source) for every lineage, or only for `lineages`."""
+        if lineages is None:
+            yield from self._db.execute(query, (source,))
+        else:
+            yield from _in_chunks(self._db, f"{query} AND lineage IN", (source,), sorted(lineages))
+
+    def load_index(self, source: str) -> dict[str, Indexed]:
+        """lineage -> identity and next threshold, for every certificate of a source."""
         return {
-            path: CachedFile((dev, ino, size, mtime_ns), signers, payload)
-            for path, dev, ino, size, mtime_ns, signers, payload in self._db.execute(
-                "SELECT path, dev, ino, size, mtime_ns, signers, payload FROM files"
-                " WHERE source = ?",
+            lineage: Indexed(identity, next_threshold)
+            for lineage, identity, next_threshold in self._db.execute(
+                "SELECT lineage, identity, next_threshold FROM certificates WHERE source = ?",
                 (source,),
             )
         }
+
+    def thresholds_due(self, source: str, now: datetime) -> list[str]:
+        """Lineages whose next expiry threshold is crossed by `now`: one indexed query."""
+        return [
+            lineage
+            for (lineage,) in self._db.execute(
+                "SELECT lineage FROM certificates WHERE source = ? AND next_threshold <= ?",
+                (source, _epoch(now)),
+            )
+        ]
+
+    def arm_thresholds(self, policy: str) -> None:
+        """A different expiry policy than last pass: every certificate is due once more."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'policy'").fetchone()
+        if row is not None and row[0] == policy:
+            return
+        with self.transaction() as db:
+            db.execute("UPDATE certificates SET next_threshold = 0")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", (policy,))
+
+    def load_files(self, source: str) -> dict[str, CachedFile]:
+        """Every remembered file's identity; payloads stay here (see load_payload)."""
+        return {
+            path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), None)
+            for path, dev, ino, size, mtime_ns, signers in self._db.execute(
+                "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?",
+                (source,),
+            )
+        }
+
+    def load_payload(self, source: str, path: str) -> str | None:
+        """One file's parse result, fetched when the reader reuses it: memory stays flat."""
+        row = self._db.execute(
+            "SELECT payload FROM files WHERE source = ? AND path = ?", (source, path)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def commit_pass(
         self,
@@ -417,6 +494,7 @@ class StateStore:
         agent_runs: Mapping[str, datetime] | None = None,
         agents_stale: Sequence[AgentRun] = (),
         writers: Sequence[Callable[[sqlite3.Connection], None]] = (),
+        rate_limits_evaluated: str | None = None,
     ) -> list[IdConflict]:
         """Write every source's new snapshot and the routed events in one transaction
         (with the issuance history, the rate-limit warnings, the renewal agents' runs
@@ -427,9 +505,11 @@ class StateStore:
             for writer in writers:
                 writer(db)
             for change in changes:
-                _write_snapshot(db, change.before, change.after, now)
+                _write_snapshot(db, change.before, change.after, now, change.next_thresholds)
                 _write_files(db, change.after.source, change.files_before, change.files_after)
-            conflicts = _write_events(db, routed, now)  # records runs that came through the spool
+            conflicts, written = _write_events(
+                db, routed, now
+            )  # records runs that came through the spool
             _record_runs(db, (agent_runs or {}).items())
             db.executemany(
                 "UPDATE agent_runs SET stale_reported = ? WHERE store = ?",
@@ -446,6 +526,13 @@ class StateStore:
                 "INSERT OR REPLACE INTO rate_warnings VALUES (?, ?, ?)",
                 [(rule, key, _epoch(now)) for rule, key in warned],
             )
+            if rate_limits_evaluated is not None:
+                last_event = db.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('rate_limits', ?)",
+                    (json.dumps([_epoch(now), rate_limits_evaluated, last_event]),),
+                )
+        self._written = written
         return conflicts
 
     def issuances_since(self, since: datetime) -> list[Issuance]:
@@ -466,6 +553,46 @@ class StateStore:
                 (_epoch(since),),
             )
         ]
+
+    def issuance_keys_since(self, since: datetime) -> set[str]:
+        return {
+            key
+            for (key,) in self._db.execute(
+                "SELECT key FROM issuances WHERE issued_at > ?", (_epoch(since),)
+            )
+        }
+
+    def rate_limits_due(self, now: datetime, limits: str, windows: Mapping[str, float]) -> bool:
+        """Whether anything a rate-limit count depends on may have moved since the last
+        evaluation, when no issuance or failure is new this pass: the rules changed, the
+        clock went back, an issuance left a window (a renewal can then count as new) or
+        entered one from the future, a warning re-armed, or a challenge failure was
+        recorded (`emit`, the spool). `windows`: rule name -> seconds."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'rate_limits'").fetchone()
+        if row is None:
+            return True
+        last, last_limits, last_event = json.loads(row[0])
+        at = _epoch(now)
+        if last_limits != limits or at < last:
+            return True
+        for seconds in {0.0, *windows.values()}:
+            if self._db.execute(
+                "SELECT 1 FROM issuances WHERE issued_at > ? AND issued_at <= ? LIMIT 1",
+                (last - seconds, at - seconds),
+            ).fetchone():
+                return True
+        for rule, _, warned_at in self._db.execute(
+            "SELECT rule, key, warned_at FROM rate_warnings"
+        ):
+            if rule in windows and last < warned_at + windows[rule] <= at:
+                return True
+        return bool(
+            self._db.execute(
+                "SELECT 1 FROM events WHERE kind = 'challenge_failed'"
+                " AND (rowid > ? OR (time > ? AND time <= ?)) LIMIT 1",
+                (last_event, last, at),
+            ).fetchone()
+        )
 
     def rate_warnings(self) -> dict[tuple[str, str], datetime]:
         return {
@@ -495,7 +622,9 @@ class StateStore:
     ) -> list[IdConflict]:
         """History and outbox rows for events that no snapshot caused (emit, spool)."""
         with self.transaction() as db:
-            return _write_events(db, routed, now)
+            conflicts, written = _write_events(db, routed, now)
+        self._written = written
+        return conflicts
 
     # -- outbox --------------------------------------------------------------------
 
@@ -509,13 +638,13 @@ class StateStore:
     def _rows(self, query: str, parameters: tuple[object, ...]) -> list[OutboxRow]:
         return [
             OutboxRow(
-                envelope=from_json(cloudevent),
+                envelope=self._written.get(event_id) or from_json(cloudevent),
                 sink=sink,
                 attempts=attempts,
                 created_at=datetime.fromtimestamp(created_at, UTC),
                 last_error=last_error,
             )
-            for cloudevent, sink, attempts, created_at, last_error in self._db.execute(
+            for event_id, cloudevent, sink, attempts, created_at, last_error in self._db.execute(
                 query, parameters
             )
         ]
@@ -684,6 +813,49 @@ class StateStore:
         return found
 
 
+def _index_thresholds(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: add certificates.identity and .next_threshold, indexed. Idempotent.
+
+    Old rows get their identity from their observation and are due at once, so the
+    first pass after the upgrade looks at every certificate and sets the real instants.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
+    if "next_threshold" not in columns:
+        db.execute("ALTER TABLE certificates ADD COLUMN next_threshold REAL")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS certificates_due ON certificates (source, next_threshold)"
+    )
+    if "identity" in columns:
+        return  # this layout already (every open checks; only an upgrade scans the rows)
+    db.execute("ALTER TABLE certificates ADD COLUMN identity BLOB")
+    stale = db.execute("SELECT source, lineage, observation FROM certificates").fetchall()
+    db.executemany(
+        "UPDATE certificates SET identity = ?, next_threshold = 0 WHERE source = ? AND lineage = ?",
+        [
+            (identity(Observation.from_json(json.loads(raw))), source, lineage)
+            for source, lineage, raw in stale
+        ],
+    )
+
+
+def identity(observation: Observation) -> bytes:
+    """A digest of everything an observation is made of: equal identities, equal
+    observations (a certificate's facts follow from its fingerprint and signer).
+    16 bytes, not the fields themselves: every row's identity is loaded each pass."""
+    fields = (
+        observation.role,
+        observation.lineage,
+        observation.path,
+        observation.domain,
+        "\x1e".join(observation.domains),
+        observation.fingerprint,
+        observation.certificate.signed_by or "",
+        str(observation.chain_length),
+        repr(observation.renewal),
+    )
+    return hashlib.blake2b("\x1f".join(fields).encode(), digest_size=16).digest()
+
+
 def _move_stale_marks(db: sqlite3.Connection) -> None:
     """Schema 1 kept deployment_stale marks in `reported` as "stale:<newer fingerprint>"."""
     db.execute(
@@ -695,7 +867,11 @@ def _move_stale_marks(db: sqlite3.Connection) -> None:
 
 
 def _write_snapshot(
-    db: sqlite3.Connection, before: SourceSnapshot | None, after: SourceSnapshot, now: datetime
+    db: sqlite3.Connection,
+    before: SourceSnapshot | None,
+    after: SourceSnapshot,
+    now: datetime,
+    next_thresholds: Mapping[str, float | None],
 ) -> None:
     source = after.source
     db.execute(
@@ -709,12 +885,32 @@ def _write_snapshot(
         "DELETE FROM certificates WHERE source = ? AND lineage = ?",
         [(source, lineage) for lineage in old if lineage not in after.certificates],
     )
+    written = [
+        (lineage, observation)
+        for lineage, observation in after.certificates.items()
+        if old.get(lineage) != observation
+    ]
     db.executemany(
-        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (source, lineage, observation.fingerprint, json.dumps(observation.to_json()))
-            for lineage, observation in after.certificates.items()
-            if old.get(lineage) != observation
+            (
+                source,
+                lineage,
+                observation.fingerprint,
+                json.dumps(observation.to_json()),
+                identity(observation),
+                next_thresholds.get(lineage, 0.0),
+            )
+            for lineage, observation in written
+        ],
+    )
+    rewritten = {lineage for lineage, _ in written}
+    db.executemany(  # the identity too: a row written by another version may differ only there
+        "UPDATE certificates SET next_threshold = ?, identity = ? WHERE source = ? AND lineage = ?",
+        [
+            (instant, identity(after.certificates[lineage]), source, lineage)
+            for lineage, instant in next_thresholds.items()
+            if lineage not in rewritten and lineage in after.certificates
         ],
     )
     old_reported = before.reported if before else frozenset()
@@ -763,7 +959,7 @@ def _write_files(
         [
             (source, path, *cached.identity, cached.signers, cached.payload)
             for path, cached in after.items()
-            if before.get(path) != cached
+            if cached.payload is not None and before.get(path) != cached
         ],
     )
 
@@ -777,13 +973,27 @@ def _record_runs(db: sqlite3.Connection, runs: Iterable[tuple[str, datetime]]) -
     )
 
 
+def _in_chunks(
+    db: sqlite3.Connection, query: str, first: tuple[str, ...], keys: Sequence[str]
+) -> Iterator[tuple[str, ...]]:
+    """`query (?, ?, ...)` over `keys` 500 at a time (SQLite caps a statement's
+    parameters); only placeholders are formatted into the SQL, never a value."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        yield from db.execute(f"{query} ({marks})", (*first, *chunk))
+
+
 _CONFLICT_NAMESPACE = uuid.UUID("0c1f3d0e-93a4-4c55-8f7e-2d6a1b9e5c47")
 
 
 def _write_events(
     db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
-) -> list[IdConflict]:
+) -> tuple[list[IdConflict], dict[str, Envelope]]:
+    """History and outbox rows; the id conflicts renamed, and the events written (by id,
+    for drain() to deliver without decoding them again)."""
     conflicts = []
+    written: dict[str, Envelope] = {}
     # A run reported through emit, the spool or the bridge is a run wherever it came in.
     _record_runs(
         db,
@@ -808,12 +1018,13 @@ def _write_events(
             envelope = replace(envelope, id=fresh)
             if not _insert_event(db, envelope):
                 continue  # recorded under its new id on an earlier read
+        written[envelope.id] = envelope
         db.executemany(
             "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
             " VALUES (?, ?, 'pending', ?, ?)",
             [(envelope.id, sink, _epoch(now), _epoch(now)) for sink in sinks],
         )
-    return conflicts
+    return conflicts, written
 
 
 def _insert_event(db: sqlite3.Connection, envelope: Envelope) -> bool:

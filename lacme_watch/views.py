@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from . import renewal
 from .cloudevents import Envelope, format_time, to_cloudevent
@@ -24,6 +21,9 @@ from .passes import PassReport
 from .printable import printable
 from .statedb import Delivery, HistoryEntry
 from .wording import plural
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 UNDELIVERED = ("pending", "retrying", "rejected", "expired")
 """Every outbox state except delivered: what `events --undelivered` shows."""
@@ -57,6 +57,9 @@ def render(
         lines += ["\t".join(plain(cell.text) or "-" for cell in row) for row in rows]
         console.file.write("\n".join(lines) + "\n")  # rich would expand the tabs
         return
+    from rich.markup import escape  # a terminal only: cron's output never loads rich
+    from rich.table import Table
+
     table = Table(title=escape(title))
     for column in columns:
         table.add_column(column, justify="right" if column in ("days left", "attempts") else "left")
@@ -66,6 +69,8 @@ def render(
 
 
 def _markup(cell: Cell) -> str:
+    from rich.markup import escape
+
     text = escape(plain(cell.text))
     return f"[{cell.style}]{text}[/]" if cell.style else text
 

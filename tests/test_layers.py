@@ -27,7 +27,7 @@ TIERS: list[set[str]] = [
     {"stores", "authorities", "sinks", "routes", "bridge"},
     {"ari"},
     {"config", "statedb", "testing"},
-    {"delivery", "verify"},
+    {"delivery", "verify", "incremental"},
     {"ingest", "passes"},
     {"check", "demo", "daemon", "views", "units"},
     {"arguments"},

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import trustme
 
+from lacme_watch.cloudevents import wrap
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.errors import StoreError
+from lacme_watch.events import Heartbeat
 from lacme_watch.passes import run_pass
 from lacme_watch.statedb import StateStore
 from lacme_watch.stores.pem import PemStore
@@ -162,5 +164,25 @@ def test_schema_1_stale_deployment_marks_move_to_their_own_table(tmp_path: Path)
     assert snapshot.stale == {("tls:h:443", "old", "new")}
     assert snapshot.reported == {("tls:h:443", "old", "30d")}
     db = sqlite3.connect(tmp_path / "state.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     db.close()
+
+
+def test_an_event_recorded_twice_is_queued_once_and_delivered_as_first_recorded(
+    tmp_path: Path,
+) -> None:
+    def beat(events: int) -> Heartbeat:
+        return Heartbeat(
+            host="h", pass_at=NOW, certificates=1, sources=1, sources_failed=0, events=events,
+            problems=0,
+        )  # fmt: skip
+
+    first = wrap(beat(1), host="h", time=NOW, id="same-id")
+    again = wrap(beat(1), host="h", time=NOW + timedelta(minutes=1), id="same-id")  # resent
+    with StateStore(tmp_path) as store:
+        store.record_events([(first, ["a", "b"]), (again, ["a", "b"])], NOW)
+        store.record_events([(again, ["a"])], NOW)
+
+        rows = store.due("a", NOW) + store.due("b", NOW)
+
+    assert [(row.sink, row.envelope) for row in rows] == [("a", first), ("b", first)]

@@ -53,6 +53,7 @@ def matching_files(
     for directory, subdirectories, filenames in os.walk(base, onerror=on_error, followlinks=True):
         relative = os.path.relpath(directory, base)
         depth = 0 if relative == "." else relative.count(os.sep) + 1
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
         try:
             status = os.stat(directory)
         except OSError:
@@ -71,11 +72,9 @@ def matching_files(
             for name in subdirectories
             if _enterable(os.path.join(directory, name), reader, visited, problems)
         ]
-        for filename in filenames:
-            path = os.path.join(directory, filename)
-            candidate = os.path.relpath(path, base).replace(os.sep, "/")
-            if matcher.fullmatch(candidate) and not looks_like_private_key(path):
-                yield path
+        for filename in filenames:  # one relpath per directory, not per file: large stores
+            if matcher.fullmatch(prefix + filename) and not looks_like_private_key(filename):
+                yield os.path.join(directory, filename)
 
 
 def _enterable(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.stores.tls import parse_endpoint
+from lacme_watch.reader import CertificateReader
+from lacme_watch.stores.tls import Endpoint, TlsStore, parse_endpoint
 from lacme_watch.testing import TlsServer
 
 from ..conftest import CliRunner, kinds, read_events
@@ -129,3 +131,29 @@ def test_an_unreachable_endpoint_keeps_its_lineage(
 def test_endpoint_syntax(text: str, expected: tuple[str, int, str | None] | None) -> None:
     endpoint = parse_endpoint(text)
     assert (None if endpoint is None else (endpoint.host, endpoint.port, endpoint.sni)) == expected
+
+
+def test_endpoints_that_never_answer_do_not_hold_up_the_others(ca: trustme.CA) -> None:
+    """Silent listeners (TCP accepted by the kernel, no TLS ever) time out as `unreachable`
+    while the answering endpoints, probed by the same bounded pool, are all read."""
+    issued = [ca.issue_cert(f"svc{n}.example.com") for n in range(3)]
+    servers = [TlsServer(c.cert_chain_pems[0].bytes(), c.private_key_pem.bytes()) for c in issued]
+    silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    try:
+        ports = [s.port for s in servers] + [s.getsockname()[1] for s in silent]
+        endpoints = tuple(Endpoint("127.0.0.1", port, None) for port in reversed(ports))
+        store = TlsStore(endpoints, timedelta(seconds=1), concurrency=2)
+
+        result = store.scan(CertificateReader())
+    finally:
+        for server in servers:
+            server.stop()
+        for listener in silent:
+            listener.close()
+
+    assert [o.domain for o in result.observations] == [f"svc{n}.example.com" for n in (2, 1, 0)]
+    assert [(p.path, p.reason, p.lineage) for p in result.problems] == [
+        (f"127.0.0.1:{port}", "unreachable", f"tls:127.0.0.1:{port}")
+        for port in reversed(ports[3:])
+    ]
+    assert all("timed out" in p.detail for p in result.problems)

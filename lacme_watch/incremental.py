@@ -1,0 +1,145 @@
+"""What a pass must show detect(): the lineages that changed, went, or came due.
+
+A rescan of a large unchanged store should cost its `stat` calls and little more.
+Each certificate row keeps an identity key (everything its observation is made of)
+and the instant its next expiry threshold is crossed, indexed: a lineage whose
+observation has the same identity as last pass, and whose threshold is not due, is
+left in the database as it is. detect() stays pure and whole; it is only given less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from . import renewal
+from .detect import Authority, Policy, SourceSnapshot, detect
+from .events import Event
+from .observations import Observation, ScanResult
+from .reader import CachedFile
+from .statedb import Indexed, SourceChange, StateStore, identity
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """One source's pass: what to write, the events, and its whole current inventory."""
+
+    change: SourceChange
+    """Certificates of the lineages detect() saw; marks, stale marks and problems whole."""
+    events: list[Event]
+    current: Mapping[str, Observation]
+
+    @property
+    def view(self) -> SourceSnapshot:
+        """The next snapshot whole, certificates included, for the checks after detect()
+        (verify.py): they look at every certificate, unchanged ones by their marks."""
+        return replace(self.change.after, certificates=self.current)
+
+    def written(self, checked: SourceSnapshot) -> SourceChange:
+        """The change to commit once `checked` (the view, with the checks' marks) is final:
+        its marks and problems, but only the certificates detect() saw."""
+        return replace(
+            self.change, after=replace(checked, certificates=self.change.after.certificates)
+        )
+
+
+def detect_changes(
+    store: StateStore,
+    scan: ScanResult,
+    *,
+    source: str,
+    now: datetime,
+    policy: Policy,
+    authorities: Mapping[str, Authority],
+    files_before: Mapping[str, CachedFile],
+    files_after: Mapping[str, CachedFile],
+) -> Outcome:
+    """detect() over what changed since the last pass, or over everything when it must:
+    a first pass, a failed scan (its inventory carries over whole), TLS endpoints
+    (compared with every store by deployment_stale)."""
+    index = store.load_index(source)
+    whole = not index or scan.failed or any(o.lineage.startswith("tls:") for o in scan.observations)
+    current: dict[str, Observation] = {}
+    for observation in scan.observations:
+        current.setdefault(observation.lineage, observation)
+    if whole:
+        previous = store.load_snapshot(source)
+        shown = scan
+    else:
+        involved = _involved(store, source, index, current, now)
+        previous = store.load_snapshot(source, involved)
+        shown = replace(
+            scan, observations=tuple(o for o in scan.observations if o.lineage in involved)
+        )
+    after, events = detect(
+        previous, shown, source=source, now=now, policy=policy, authorities=authorities
+    )
+    if not whole and previous is not None:  # the lineages left alone keep their marks
+        after = replace(
+            after,
+            reported=after.reported | {m for m in previous.reported if m[0] not in involved},
+            stale=after.stale | {m for m in previous.stale if m[0] not in involved},
+        )
+    inventory = dict(after.certificates) if whole else {**current, **after.certificates}
+    return Outcome(
+        change=SourceChange(
+            before=previous,
+            after=after,
+            files_before=files_before,
+            files_after=files_after,
+            next_thresholds=_next_thresholds(after, index, policy, now),
+        ),
+        events=events,
+        current=inventory,
+    )
+
+
+def _involved(
+    store: StateStore,
+    source: str,
+    index: Mapping[str, Indexed],
+    current: Mapping[str, Observation],
+    now: datetime,
+) -> set[str]:
+    """Lineages that are new or changed, gone (removed or held), or due a threshold."""
+    involved = {
+        lineage
+        for lineage, observation in current.items()
+        if (known := index.get(lineage)) is None or known.identity != identity(observation)
+    }
+    involved.update(lineage for lineage in index if lineage not in current)
+    involved.update(store.thresholds_due(source, now))
+    return involved
+
+
+def _next_instant(observation: Observation, policy: Policy, now: datetime) -> datetime | None:
+    """When time alone next makes detect() say something about this certificate: an
+    expiry threshold, or (for a leaf with a renewal policy) renewal_overdue."""
+    facts = observation.certificate
+    instants = [policy.next_crossing(facts.not_before, facts.not_after, now)]
+    if policy.overdue and observation.role == "leaf" and observation.renewal is not None:
+        overdue = renewal.overdue_since(observation.renewal, facts, policy.overdue_grace)
+        if overdue > now:
+            instants.append(overdue - timedelta(seconds=1))
+    found = [instant for instant in instants if instant is not None]
+    return min(found) if found else None
+
+
+def _next_thresholds(
+    after: SourceSnapshot, index: Mapping[str, Indexed], policy: Policy, now: datetime
+) -> dict[str, float | None]:
+    """The next threshold instant of every lineage detect() saw, where it moved (or the
+    row is rewritten anyway)."""
+    moved: dict[str, float | None] = {}
+    for lineage, observation in after.certificates.items():
+        crossing = _next_instant(observation, policy, now)
+        instant = None if crossing is None else crossing.timestamp()
+        known = index.get(lineage)
+        if (
+            known is None
+            or known.next_threshold != instant
+            or known.identity != identity(observation)
+        ):
+            moved[lineage] = instant
+    return moved

@@ -1,0 +1,302 @@
+"""Rescans that look only at what changed: the same events as detecting over everything."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lacme_watch import renewal
+from lacme_watch.config import Config
+from lacme_watch.delivery import SinkRoute
+from lacme_watch.detect import Policy, SourceSnapshot, detect
+from lacme_watch.events import CertificateExpiring, Event
+from lacme_watch.observations import Observation, Problem, ScanResult
+from lacme_watch.passes import run_pass
+from lacme_watch.ratelimits import RateLimits
+from lacme_watch.statedb import StateStore, identity
+from lacme_watch.stores.pem import PemStore
+from lacme_watch.testing import RecordingSink, StaticSource
+
+from .conftest import CliRunner, data, watch, write_config
+from .factories import observation
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _pem_config(tmp_path: Path, certs: Path, sink: RecordingSink) -> Config:
+    return Config(
+        path=None,
+        state_dir=tmp_path / "state",
+        host="test-host",
+        stores=(PemStore((str(certs / "*.pem"),)),),
+        authorities=(),
+        sinks=(SinkRoute(sink=sink),),
+    )
+
+
+def test_a_threshold_crossed_with_no_file_changed_is_found_by_the_index(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name, days_left in (("a", 40), ("b", 60), ("c", 80)):
+        leaf = ca.issue_cert(
+            f"{name}.example",
+            not_before=NOW + timedelta(days=days_left - 90),
+            not_after=NOW + timedelta(days=days_left),
+        )
+        (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    sink = RecordingSink()
+    config = _pem_config(tmp_path, certs, sink)
+    later = NOW + timedelta(days=10, hours=6)  # a.example: 29.75 days left, past 30d only
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)
+        source = config.stores[0].id
+        assert store.thresholds_due(source, later) == [str(certs / "a.pem")]
+
+        report = run_pass(config, store, later)
+
+        assert report.files_parsed == 0
+        assert [(e.kind, e.domain, e.threshold) for e in _expiring(sink)] == [
+            ("certificate_expiring", "a.example", "30d")
+        ]
+        assert store.thresholds_due(source, later) == []
+        again = run_pass(config, store, later + timedelta(hours=1))
+        assert not again.envelopes  # reported once
+
+
+def _expiring(sink: RecordingSink) -> list[CertificateExpiring]:
+    return [e.event for e in sink.envelopes if isinstance(e.event, CertificateExpiring)]
+
+
+def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
+    tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    leaf = ca.issue_cert(
+        "a.example", not_before=NOW - timedelta(days=50), not_after=NOW + timedelta(days=40)
+    )
+    (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    sink = RecordingSink()
+    config = _pem_config(tmp_path, certs, sink)
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)
+    _downgrade_to_schema_1(config.state_dir / "state.sqlite3")
+
+    later = NOW + timedelta(days=10, hours=6)
+    with StateStore(config.state_dir) as store:
+        source = config.stores[0].id
+        assert store.thresholds_due(source, NOW) == [str(certs / "a.pem")]
+        report = run_pass(config, store, later)
+
+        assert [(e.kind, e.threshold) for e in _expiring(sink)] == [("certificate_expiring", "30d")]
+        assert "certificate_issued" not in [e.event.kind for e in report.envelopes]
+        assert store.thresholds_due(source, later) == []
+    db = sqlite3.connect(config.state_dir / "state.sqlite3")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    db.close()
+
+
+def _downgrade_to_schema_1(path: Path) -> None:
+    """The certificates table as lacme-watch 0.1 wrote it: no identity, no next threshold."""
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX certificates_due")
+    db.execute("ALTER TABLE certificates DROP COLUMN identity")
+    db.execute("ALTER TABLE certificates DROP COLUMN next_threshold")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.execute("DELETE FROM meta WHERE key = 'policy'")
+    db.commit()
+    db.close()
+
+
+# -- the property: incremental passes tell what detect() over everything tells --------
+
+LINEAGES = ("certs/a.test", "certs/b.test", "certs/c.test", "certs/d.test")
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(("wait", "renew", "remove", "add", "unreadable", "fail")),
+        st.integers(min_value=0, max_value=len(LINEAGES) - 1),
+        st.integers(min_value=0, max_value=40),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_steps)
+def test_incremental_passes_report_what_detection_over_everything_reports(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    held: dict[str, Observation] = {
+        lineage: observation(now=NOW, days_left=20 + 15 * n, lineage=lineage)
+        for n, lineage in enumerate(LINEAGES[:2])
+    }
+    now = NOW
+    reference: SourceSnapshot | None = None
+    source = StaticSource("static:test")
+    policy = Policy()
+    with tempfile.TemporaryDirectory() as state:
+        config = Config(
+            path=None,
+            state_dir=Path(state),
+            host="test-host",
+            stores=(source,),
+            authorities=(),
+            rate_limits=RateLimits(enabled=False),
+        )
+        with StateStore(Path(state)) as store:
+            for action, which, amount in [("wait", 0, 0), *steps]:
+                lineage = LINEAGES[which]
+                scan, now = _step(action, lineage, amount, held, now)
+                source.result = scan
+                reference, expected = detect(
+                    reference, scan, source=source.id, now=now, policy=policy
+                )
+                report = run_pass(config, store, now)
+
+                assert _sorted([e.event for e in report.envelopes]) == _sorted(expected)
+                assert sorted(o.lineage for _, o in report.inventory) == sorted(
+                    reference.certificates
+                )
+            snapshot = store.load_snapshot(source.id)
+            assert snapshot is not None
+            assert reference is not None
+            assert snapshot.reported == reference.reported
+            assert dict(snapshot.certificates) == dict(reference.certificates)
+
+
+def _step(
+    action: str, lineage: str, amount: int, held: dict[str, Observation], now: datetime
+) -> tuple[ScanResult, datetime]:
+    problems: tuple[Problem, ...] = ()
+    if action == "wait":
+        now += timedelta(days=amount)
+    elif action == "renew" and lineage in held:
+        fresh = observation(now=now, days_left=60 + amount, lineage=lineage)
+        held[lineage] = replace(fresh, domain=held[lineage].domain)
+    elif action == "add":
+        held.setdefault(lineage, observation(now=now, days_left=5 + amount, lineage=lineage))
+    elif action == "remove":
+        held.pop(lineage, None)
+    elif action == "unreadable" and lineage in held:
+        problems = (Problem(held[lineage].path, "bad_pem", "truncated", lineage=lineage),)
+        return ScanResult(
+            observations=tuple(o for o in held.values() if o.lineage != lineage),
+            problems=problems,
+        ), now
+    elif action == "fail":
+        return ScanResult(problems=(Problem("/store", "not_found"),), failed=True), now
+    return ScanResult(observations=tuple(held.values())), now
+
+
+def _sorted(events: list[Event]) -> list[str]:
+    return sorted(repr(event) for event in events)
+
+
+def test_challenge_failures_emitted_between_passes_are_counted_by_the_next_one(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    """Nothing in the stores changed, but `emit` recorded failures: the rate limits are
+    evaluated again (they are skipped only when nothing they count can have moved)."""
+    (tmp_path / "certs").mkdir()
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - type: pem\n    paths: ['{tmp_path / 'certs'}/*.pem']\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+    at = ("--config", str(config), "--now", NOW.isoformat())
+    assert watch(cli, config, log, "--now", NOW.isoformat())[1] == []
+    for _ in range(4):
+        emitted = cli(*at, "emit", "challenge_failed", "--domain", "a.example",
+                      "--challenge-type", "http-01", "--error", "unauthorized")  # fmt: skip
+        assert emitted.code == 0
+
+    _, events = watch(cli, config, log, "--now", (NOW + timedelta(minutes=5)).isoformat())
+
+    warnings = [data(e) for e in events if e["type"] == "lacme.rate_limit_warning"]
+    assert [(w["rule"], w["registered_domain"], w["current_count"]) for w in warnings] == [
+        ("failed_authorizations", "a.example", 4)
+    ]
+
+
+def test_a_new_expiry_policy_makes_every_certificate_due_once(tmp_path: Path) -> None:
+    """No file changed, no threshold came due under the old policy: the new one's
+    45-day threshold is reported at once, not when something else touches the row."""
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    leaf = ca.issue_cert(
+        "a.example", not_before=NOW - timedelta(days=50), not_after=NOW + timedelta(days=40)
+    )
+    (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    sink = RecordingSink()
+    config = _pem_config(tmp_path, certs, sink)
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)
+        assert _expiring(sink) == []
+
+        stricter = replace(config, policy=Policy(thresholds_days=(45,), thresholds_percent=()))
+        run_pass(stricter, store, NOW + timedelta(hours=1))
+
+    assert [(e.domain, e.threshold) for e in _expiring(sink)] == [("a.example", "45d")]
+
+
+def test_a_row_whose_identity_is_stale_is_rewritten_by_the_next_pass(tmp_path: Path) -> None:
+    """A row whose identity another version computed differently (the observation is
+    the same) is looked at once and then carries this version's identity."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    leaf = trustme.CA().issue_cert("a.example")
+    (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    config = _pem_config(tmp_path, certs, RecordingSink())
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)
+    db = sqlite3.connect(config.state_dir / "state.sqlite3")
+    db.execute("UPDATE certificates SET identity = x'00'")
+    db.commit()
+    db.close()
+
+    with StateStore(config.state_dir) as store:
+        report = run_pass(config, store, NOW + timedelta(minutes=1))
+        (_, observation), = report.inventory  # fmt: skip
+        index = store.load_index(config.stores[0].id)
+
+    assert index[observation.lineage].identity == identity(observation)
+    assert not report.envelopes
+
+
+def test_renewal_overdue_with_no_file_changed_is_found_by_the_index() -> None:
+    """Time alone makes a certificate overdue (its owner's renewal point plus the grace,
+    long before any expiry threshold): the indexed instant covers that too."""
+    owner = renewal.BeforeExpiry(before=timedelta(days=50), origin="test renew_before")
+    leaf = replace(observation(now=NOW, days_left=60, lineage="certs/a.test"), renewal=owner)
+    source = StaticSource("static:overdue", ScanResult(observations=(leaf,)))
+    overdue_at = renewal.overdue_since(owner, leaf.certificate)
+    with tempfile.TemporaryDirectory() as state:
+        config = Config(
+            path=None,
+            state_dir=Path(state),
+            host="test-host",
+            stores=(source,),
+            authorities=(),
+            rate_limits=RateLimits(enabled=False),
+        )
+        with StateStore(Path(state)) as store:
+            assert not run_pass(config, store, NOW).envelopes
+            assert not run_pass(config, store, overdue_at - timedelta(minutes=1)).envelopes
+
+            report = run_pass(config, store, overdue_at + timedelta(minutes=1))
+
+    assert [e.event.kind for e in report.envelopes] == ["renewal_overdue"]
