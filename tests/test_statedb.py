@@ -1,4 +1,4 @@
-"""statedb.py: created private, versioned, migrated; the outbox never loses an event."""
+"""The state database (statedb/): created private, versioned, migrated; the outbox never loses an event."""
 
 from __future__ import annotations
 

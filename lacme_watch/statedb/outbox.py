@@ -1,0 +1,295 @@
+"""The event history and the outbox: what each sink still has to deliver, and what it did."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from ..cloudevents import Envelope, from_json, to_cloudevent, to_json
+from ..events import RenewalAgentRun
+from .connected import Connected, epoch
+from .history import record_runs
+
+_OUTBOX_ROWS = (
+    "SELECT e.id, e.cloudevent, o.sink, o.attempts, o.created_at, o.last_error"
+    " FROM outbox o JOIN events e ON e.id = o.event_id"
+)
+_DUE = _OUTBOX_ROWS + (
+    " WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt <= ? ORDER BY o.rowid"
+)
+_PENDING = _OUTBOX_ROWS + " WHERE o.state = 'pending' ORDER BY o.rowid"
+
+
+_SHOWN = "CASE WHEN state = 'pending' AND attempts > 0 THEN 'retrying' ELSE state END"
+"""The outbox state in the one vocabulary of status, events and metrics."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdConflict:
+    """An event that came with the id of a different, already recorded event.
+
+    It is recorded under `recorded_as` (derived from both, so a re-read is a no-op):
+    never dropped in silence, and never in place of the first."""
+
+    id: str
+    recorded_as: str
+    summary: str
+
+    def message(self) -> str:
+        return (
+            f"event id {self.id} was already recorded for a different event;"
+            f" {self.summary} recorded as {self.recorded_as}"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    """One event waiting for (or done with) one sink."""
+
+    envelope: Envelope
+    sink: str
+    attempts: int
+    created_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One event's delivery to one sink, in the words `status` and `events` use:
+    pending (not tried yet), retrying (tried, failed, will retry), rejected, expired,
+    delivered."""
+
+    state: str
+    attempts: int
+    next_attempt: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backlog:
+    """A sink's events that failed and are waiting for their next attempt."""
+
+    events: int
+    next_attempt: datetime
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """A recorded event with its delivery per sink."""
+
+    envelope: Envelope
+    deliveries: Mapping[str, Delivery]
+
+
+class Outbox(Connected):
+    """Events recorded once, and each sink's delivery of them: due, retried, given up."""
+
+    _written: dict[str, Envelope]
+
+    def record_events(
+        self, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
+    ) -> list[IdConflict]:
+        """History and outbox rows for events that no snapshot caused (emit, spool)."""
+        with self.transaction() as db:
+            conflicts, written = write_events(db, routed, now)
+        self._written = written
+        return conflicts
+
+    # -- outbox --------------------------------------------------------------------
+
+    def due(self, sink: str, now: datetime) -> list[OutboxRow]:
+        """Pending rows for one sink whose next attempt is due, in the order they were queued."""
+        return self._rows(_DUE, (sink, epoch(now)))
+
+    def pending(self) -> list[OutboxRow]:
+        return self._rows(_PENDING, ())
+
+    def _rows(self, query: str, parameters: tuple[object, ...]) -> list[OutboxRow]:
+        return [
+            OutboxRow(
+                envelope=self._written.get(event_id) or from_json(cloudevent),
+                sink=sink,
+                attempts=attempts,
+                created_at=datetime.fromtimestamp(created_at, UTC),
+                last_error=last_error,
+            )
+            for event_id, cloudevent, sink, attempts, created_at, last_error in self._db.execute(
+                query, parameters
+            )
+        ]
+
+    def mark_delivered(self, sink: str, rows: Iterable[OutboxRow], now: datetime) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE event_id = ? AND sink = ?",
+                [(epoch(now), row.envelope.id, sink) for row in rows],
+            )
+            db.execute(
+                "INSERT INTO sinks VALUES (?, ?) ON CONFLICT (sink) DO UPDATE"
+                " SET last_delivered = excluded.last_delivered",
+                (sink, epoch(now)),
+            )
+
+    def last_delivery(self, sink: str) -> datetime | None:
+        """When this sink last delivered anything (for min_interval)."""
+        row = self._db.execute(
+            "SELECT last_delivered FROM sinks WHERE sink = ?", (sink,)
+        ).fetchone()
+        return None if row is None else datetime.fromtimestamp(row[0], UTC)
+
+    def reject(self, sink: str, rows: Iterable[OutboxRow], reason: str) -> None:
+        """The sink refused these for good: keep them, marked, for `events` to show."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?"
+                " WHERE event_id = ? AND sink = ?",
+                [(reason, row.envelope.id, sink) for row in rows],
+            )
+
+    def retry_later(
+        self, sink: str, rows: Iterable[OutboxRow], next_attempt: datetime, reason: str
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
+                " WHERE event_id = ? AND sink = ?",
+                [(epoch(next_attempt), reason, row.envelope.id, sink) for row in rows],
+            )
+
+    def expire(self, sink: str, rows: Iterable[OutboxRow]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'expired' WHERE event_id = ? AND sink = ?",
+                [(row.envelope.id, sink) for row in rows],
+            )
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """(sink, state) -> how many events. A pending row already tried is `retrying`."""
+        return {
+            (sink, state): count
+            for sink, state, count in self._db.execute(
+                f"SELECT sink, {_SHOWN} AS shown,"  # noqa: S608  # _SHOWN is a constant
+                " count(*) FROM outbox GROUP BY sink, shown"
+            )
+        }
+
+    def backlog(self, sink: str) -> Backlog | None:
+        """The sink's retrying events: how many, the soonest next attempt, the last error."""
+        count, soonest, error = self._db.execute(
+            "SELECT count(*), min(next_attempt), max(last_error) FROM outbox"
+            " WHERE sink = ? AND state = 'pending' AND attempts > 0",
+            (sink,),
+        ).fetchone()
+        if not count:
+            return None
+        return Backlog(
+            events=count,
+            next_attempt=datetime.fromtimestamp(soonest, UTC),
+            last_error=error or "",
+        )
+
+    def last_success(self) -> datetime | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'last_success'").fetchone()
+        return None if row is None else datetime.fromtimestamp(float(row[0]), UTC)
+
+    def record_success(self, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_success', ?)", (str(epoch(now)),))
+
+    def history(self, limit: int = 100) -> list[HistoryEntry]:
+        """The most recent events, newest last, with each sink's delivery state."""
+        rows = self._db.execute(
+            "SELECT id, cloudevent FROM events ORDER BY time DESC, rowid DESC LIMIT ?", (limit,)
+        ).fetchall()
+        entries = []
+        for event_id, cloudevent in reversed(rows):
+            deliveries = {
+                sink: Delivery(
+                    state=state,
+                    attempts=attempts,
+                    next_attempt=(
+                        datetime.fromtimestamp(next_attempt, UTC) if state == "retrying" else None
+                    ),
+                    last_error=last_error,
+                )
+                for sink, state, attempts, next_attempt, last_error in self._db.execute(
+                    f"SELECT sink, {_SHOWN}, attempts,"  # noqa: S608  # _SHOWN is a constant
+                    " next_attempt, last_error FROM outbox"
+                    " WHERE event_id = ? ORDER BY sink",
+                    (event_id,),
+                )
+            }
+            entries.append(HistoryEntry(envelope=from_json(cloudevent), deliveries=deliveries))
+        return entries
+
+
+_CONFLICT_NAMESPACE = uuid.UUID("0c1f3d0e-93a4-4c55-8f7e-2d6a1b9e5c47")
+
+
+def write_events(
+    db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
+) -> tuple[list[IdConflict], dict[str, Envelope]]:
+    """History and outbox rows; the id conflicts renamed, and the events written (by id,
+    for drain() to deliver without decoding them again)."""
+    conflicts = []
+    written: dict[str, Envelope] = {}
+    # A run reported through emit, the spool or the bridge is a run wherever it came in.
+    record_runs(
+        db,
+        [
+            (envelope.event.store, envelope.event.ran_at or envelope.time)
+            for envelope, _ in routed
+            if isinstance(envelope.event, RenewalAgentRun) and envelope.event.store
+        ],
+    )
+    for envelope, sinks in routed:
+        recorded = _insert_event(db, envelope)
+        if not recorded:
+            existing = db.execute(
+                "SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)
+            ).fetchone()
+            if existing is None or _content(from_json(existing[0])) == _content(envelope):
+                continue  # the same event was recorded before: never queue it twice
+            fresh = str(uuid.uuid5(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}"))
+            conflicts.append(
+                IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
+            )
+            envelope = replace(envelope, id=fresh)
+            if not _insert_event(db, envelope):
+                continue  # recorded under its new id on an earlier read
+        written[envelope.id] = envelope
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
+            " VALUES (?, ?, 'pending', ?, ?)",
+            [(envelope.id, sink, epoch(now), epoch(now)) for sink in sinks],
+        )
+    return conflicts, written
+
+
+def _insert_event(db: sqlite3.Connection, envelope: Envelope) -> bool:
+    return bool(
+        db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                envelope.id,
+                envelope.event.kind,
+                envelope.event.subject,
+                envelope.event.store,
+                epoch(envelope.time),
+                to_json(envelope),
+            ),
+        ).rowcount
+    )
+
+
+def _content(envelope: Envelope) -> str:
+    """What makes two events with one id the same event: all but the `time` it was sent."""
+    document = to_cloudevent(envelope)
+    del document["time"]
+    return json.dumps(document, sort_keys=True, ensure_ascii=False)

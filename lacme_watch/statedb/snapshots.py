@@ -1,0 +1,288 @@
+"""What each source showed last pass: certificates and their marks, problems, the file cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..detect import SourceSnapshot
+from ..observations import Observation, Problem
+from ..reader import CachedFile
+from .connected import Connected, epoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceChange:
+    """One source's result of a pass: what to write in place of what was there.
+
+    `before` and `after` may hold only some lineages (those that changed, went, or came
+    due); lineages in neither are left as they are.
+    """
+
+    before: SourceSnapshot | None
+    after: SourceSnapshot
+    files_before: Mapping[str, CachedFile]
+    files_after: Mapping[str, CachedFile]
+    next_thresholds: Mapping[str, float | None] = field(default_factory=dict)
+    """lineage -> epoch of its next threshold crossing (None: none left), where it moved."""
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """What the database remembers of a lineage without decoding its observation."""
+
+    identity: bytes | None
+    next_threshold: float | None
+
+
+class Snapshots(Connected):
+    """Reading the snapshots back: whole, by lineage, or just what time made due."""
+
+    def load_snapshot(
+        self, source: str, lineages: Collection[str] | None = None
+    ) -> SourceSnapshot | None:
+        """The source's snapshot; with `lineages`, only their certificates are decoded
+        (marks, problems, cursor and baseline always come whole: they are small, and
+        the checks after detect() need every mark)."""
+        row = self._db.execute(
+            "SELECT baselined, cursor FROM sources WHERE source = ?", (source,)
+        ).fetchone()
+        if row is None:
+            return None
+        certificates = {
+            lineage: Observation.from_json(json.loads(raw))
+            for lineage, raw in self._select(
+                "SELECT lineage, observation FROM certificates WHERE source = ?", source, lineages
+            )
+        }
+        reported = frozenset(
+            (lineage, fingerprint, threshold)
+            for lineage, fingerprint, threshold in self._db.execute(
+                "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?",
+                (source,),
+            )
+        )
+        stale = frozenset(
+            (lineage, fingerprint, newer)
+            for lineage, fingerprint, newer in self._db.execute(
+                "SELECT lineage, fingerprint, newer_fingerprint FROM stale_deployments"
+                " WHERE source = ?",
+                (source,),
+            )
+        )
+        problems = frozenset(
+            Problem(path, reason, detail, lineage)
+            for path, reason, detail, lineage in self._db.execute(
+                "SELECT path, reason, detail, lineage FROM problems WHERE source = ?", (source,)
+            )
+        )
+        return SourceSnapshot(
+            source=source,
+            baselined=bool(row[0]),
+            certificates=certificates,
+            reported=reported,
+            stale=stale,
+            problems=problems,
+            cursor=row[1],
+        )
+
+    def load_cursor(self, source: str) -> str | None:
+        """What the source returned as its cursor last pass (None before its first)."""
+        row = self._db.execute("SELECT cursor FROM sources WHERE source = ?", (source,)).fetchone()
+        return None if row is None else row[0]
+
+    def _select(
+        self, query: str, source: str, lineages: Collection[str] | None
+    ) -> Iterator[tuple[str, ...]]:
+        """Rows of `query` (filtered by source) for every lineage, or only for `lineages`."""
+        if lineages is None:
+            yield from self._db.execute(query, (source,))
+        else:
+            yield from in_chunks(self._db, f"{query} AND lineage IN", (source,), sorted(lineages))
+
+    def load_index(self, source: str) -> dict[str, Indexed]:
+        """lineage -> identity and next threshold, for every certificate of a source."""
+        return {
+            lineage: Indexed(identity, next_threshold)
+            for lineage, identity, next_threshold in self._db.execute(
+                "SELECT lineage, identity, next_threshold FROM certificates WHERE source = ?",
+                (source,),
+            )
+        }
+
+    def thresholds_due(self, source: str, now: datetime) -> list[str]:
+        """Lineages whose next expiry threshold is crossed by `now`: one indexed query."""
+        return [
+            lineage
+            for (lineage,) in self._db.execute(
+                "SELECT lineage FROM certificates WHERE source = ? AND next_threshold <= ?",
+                (source, epoch(now)),
+            )
+        ]
+
+    def arm_thresholds(self, policy: str) -> None:
+        """A different expiry policy than last pass: every certificate is due once more."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'policy'").fetchone()
+        if row is not None and row[0] == policy:
+            return
+        with self.transaction() as db:
+            db.execute("UPDATE certificates SET next_threshold = 0")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", (policy,))
+
+    def load_files(self, source: str) -> dict[str, CachedFile]:
+        """Every remembered file's identity; payloads stay here (see load_payload)."""
+        return {
+            path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), None)
+            for path, dev, ino, size, mtime_ns, signers in self._db.execute(
+                "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?",
+                (source,),
+            )
+        }
+
+    def load_payload(self, source: str, path: str) -> str | None:
+        """One file's parse result, fetched when the reader reuses it: memory stays flat."""
+        row = self._db.execute(
+            "SELECT payload FROM files WHERE source = ? AND path = ?", (source, path)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def inventory(self) -> dict[str, list[Observation]]:
+        """Every source's certificates as of the last pass."""
+        found: dict[str, list[Observation]] = {}
+        for source, raw in self._db.execute(
+            "SELECT source, observation FROM certificates ORDER BY source, lineage"
+        ):
+            found.setdefault(source, []).append(Observation.from_json(json.loads(raw)))
+        return found
+
+
+def identity(observation: Observation) -> bytes:
+    """A digest of everything an observation is made of: equal identities, equal
+    observations (a certificate's facts follow from its fingerprint and signer).
+    16 bytes, not the fields themselves: every row's identity is loaded each pass."""
+    fields = (
+        observation.role,
+        observation.lineage,
+        observation.path,
+        observation.domain,
+        "\x1e".join(observation.domains),
+        observation.fingerprint,
+        observation.certificate.signed_by or "",
+        str(observation.chain_length),
+        repr(observation.renewal),
+    )
+    return hashlib.blake2b("\x1f".join(fields).encode(), digest_size=16).digest()
+
+
+def write_snapshot(
+    db: sqlite3.Connection,
+    before: SourceSnapshot | None,
+    after: SourceSnapshot,
+    now: datetime,
+    next_thresholds: Mapping[str, float | None],
+) -> None:
+    source = after.source
+    db.execute(
+        "INSERT INTO sources VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE"
+        " SET baselined = excluded.baselined, last_scan = excluded.last_scan,"
+        " cursor = excluded.cursor",
+        (source, int(after.baselined), epoch(now), after.cursor),
+    )
+    old = before.certificates if before else {}
+    db.executemany(
+        "DELETE FROM certificates WHERE source = ? AND lineage = ?",
+        [(source, lineage) for lineage in old if lineage not in after.certificates],
+    )
+    written = [
+        (lineage, observation)
+        for lineage, observation in after.certificates.items()
+        if old.get(lineage) != observation
+    ]
+    db.executemany(
+        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                source,
+                lineage,
+                observation.fingerprint,
+                json.dumps(observation.to_json()),
+                identity(observation),
+                next_thresholds.get(lineage, 0.0),
+            )
+            for lineage, observation in written
+        ],
+    )
+    rewritten = {lineage for lineage, _ in written}
+    db.executemany(  # the identity too: a row written by another version may differ only there
+        "UPDATE certificates SET next_threshold = ?, identity = ? WHERE source = ? AND lineage = ?",
+        [
+            (instant, identity(after.certificates[lineage]), source, lineage)
+            for lineage, instant in next_thresholds.items()
+            if lineage not in rewritten and lineage in after.certificates
+        ],
+    )
+    old_reported = before.reported if before else frozenset()
+    db.executemany(
+        "DELETE FROM reported WHERE source = ? AND lineage = ? AND fingerprint = ?"
+        " AND threshold = ?",
+        [(source, *key) for key in old_reported - after.reported],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?)",
+        [(source, *key) for key in after.reported - old_reported],
+    )
+    old_stale = before.stale if before else frozenset()
+    db.executemany(
+        "DELETE FROM stale_deployments WHERE source = ? AND lineage = ? AND fingerprint = ?"
+        " AND newer_fingerprint = ?",
+        [(source, *mark) for mark in old_stale - after.stale],
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO stale_deployments VALUES (?, ?, ?, ?)",
+        [(source, *mark) for mark in after.stale - old_stale],
+    )
+    old_problems = before.problems if before else frozenset()
+    db.executemany(
+        "DELETE FROM problems WHERE source = ? AND path = ? AND reason = ?",
+        [(source, p.path, p.reason) for p in old_problems - after.problems],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO problems VALUES (?, ?, ?, ?, ?)",
+        [(source, p.path, p.reason, p.detail, p.lineage) for p in after.problems - old_problems],
+    )
+
+
+def write_files(
+    db: sqlite3.Connection,
+    source: str,
+    before: Mapping[str, CachedFile],
+    after: Mapping[str, CachedFile],
+) -> None:
+    db.executemany(
+        "DELETE FROM files WHERE source = ? AND path = ?",
+        [(source, path) for path in before if path not in after],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (source, path, *cached.identity, cached.signers, cached.payload)
+            for path, cached in after.items()
+            if cached.payload is not None and before.get(path) != cached
+        ],
+    )
+
+
+def in_chunks(
+    db: sqlite3.Connection, query: str, first: tuple[str, ...], keys: Sequence[str]
+) -> Iterator[tuple[str, ...]]:
+    """`query (?, ?, ...)` over `keys` 500 at a time (SQLite caps a statement's
+    parameters); only placeholders are formatted into the SQL, never a value."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        yield from db.execute(f"{query} ({marks})", (*first, *chunk))
