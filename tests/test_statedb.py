@@ -1,4 +1,4 @@
-"""The state database (statedb/): created private, versioned, migrated; the outbox never loses an event."""
+"""statedb/: created private, versioned, migrated; the outbox never loses an event."""
 
 from __future__ import annotations
 
