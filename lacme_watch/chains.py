@@ -52,6 +52,11 @@ def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
     return True
 
 
+def _self_signed(certificate: x509.Certificate) -> bool:
+    """A root: its own name as issuer, and its own key verifies it."""
+    return certificate.issuer == certificate.subject and signs(certificate, certificate)
+
+
 def digest(fingerprints: Sequence[str]) -> str:
     """Names a chain by its certificates in order: a changed chain re-arms its findings."""
     return hashlib.sha256(":".join(fingerprints).encode()).hexdigest()[:16]
@@ -82,7 +87,10 @@ def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Findi
     Each certificate after the leaf must have signed the one before it. When a link
     fails and another certificate of the chain did sign it, the chain is misordered;
     when none did, the certificate there is the wrong issuer. A chain whose links all
-    hold is incomplete when no trust anchor signed any of its certificates.
+    hold is incomplete when no trust anchor signed any of its certificates and it does
+    not end in a self-signed root: a chain that reaches a root it carries lacks nothing
+    (whether clients trust that root is their store's business, as with any private CA),
+    while one that stops at a certificate whose issuer nobody has is missing a link.
     """
     for position in range(len(chain) - 1):
         child, parent = chain[position], chain[position + 1]
@@ -96,6 +104,8 @@ def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Findi
         reason = "misordered" if elsewhere else "wrong_issuer"
         return [Finding(reason=reason, position=position + 1)]
     if any(anchors.issuer_of(certificate) is not None for certificate in chain):
+        return []
+    if chain and _self_signed(chain[-1]):
         return []
     return [Finding(reason="incomplete", position=len(chain) - 1)]
 

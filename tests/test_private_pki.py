@@ -1,0 +1,50 @@
+"""A correctly working private PKI raises no chain alarm; a missing intermediate still does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from lacme import CertificateAuthority
+
+from lacme_watch.chains import Anchors, structure
+
+from .conftest import CliRunner, kinds, watch, write_config
+from .hierarchy import Issued
+from .test_chains import pki  # noqa: F401  # the module-scoped root -> inter -> leaf
+
+
+def test_lacme_store_signed_by_its_own_ca_is_not_incomplete(
+    cli: CliRunner, tmp_path: Path, store_dir: Path, lacme_ca: CertificateAuthority, now: datetime
+) -> None:
+    """lacme's CA writes leaf + its self-signed root into fullchain.pem; that CA is not
+    under `authorities:` and its root is in no system store, yet nothing is missing."""
+    lacme_ca.issue(["svc.internal"], validity_days=30)
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "lacme-watch.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: lacme, path: {store_dir}}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+
+    code, events = watch(cli, config, log)
+
+    assert (code, kinds(events)) == (0, [])
+    status = cli("--config", str(config), "status")
+    assert "svc.internal" in status.out
+    assert "incomplete" not in status.out
+
+
+def test_a_chain_ending_in_the_root_it_carries_is_complete(pki: dict[str, Issued]) -> None:  # noqa: F811
+    chain = [pki["leaf"].certificate, pki["inter"].certificate, pki["root"].certificate]
+    assert structure(chain, Anchors([])) == []
+
+
+def test_a_missing_intermediate_is_still_incomplete_without_anchors(
+    pki: dict[str, Issued],  # noqa: F811
+) -> None:
+    """The leaf alone, or leaf + intermediate with no root anywhere: a link is missing."""
+    assert [f.reason for f in structure([pki["leaf"].certificate], Anchors([]))] == ["incomplete"]
+    chain = [pki["leaf"].certificate, pki["inter"].certificate]
+    assert [f.reason for f in structure(chain, Anchors([]))] == ["incomplete"]
