@@ -6,7 +6,10 @@ import json
 import logging
 import os
 import sys
+import warnings
 from typing import TextIO
+
+from cryptography.utils import CryptographyDeprecationWarning
 
 from .printable import printable
 
@@ -37,9 +40,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _quiet_parser_warnings() -> None:
+    """cryptography warns on every parse of a certificate with a non-positive serial
+    (roots still shipped in ca-certificates have serial 0) and cron mails whatever
+    reaches stderr: such a certificate is watched like any other (its serial is shown
+    with its sign), so the warning is noise. Process-wide, because a catch_warnings()
+    block is not thread-safe and endpoints are probed in threads."""
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+
+
 def configure(level: str, form: str, stream: TextIO | None = None) -> None:
     """`form`: text (rich on a terminal; plain, without time stamps, under systemd) or json."""
     stream = stream or sys.stderr
+    _quiet_parser_warnings()
     handler: logging.Handler
     if form == "json":
         handler = logging.StreamHandler(stream)

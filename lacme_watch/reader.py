@@ -568,5 +568,6 @@ def _common_name(name: x509.Name) -> str | None:
 
 def _serial_hex(serial: int) -> str:
     """Upper-case hex with an even number of digits, as OpenSSL and easy-rsa print it."""
-    text = f"{serial:X}"
-    return text if len(text) % 2 == 0 else "0" + text
+    text = f"{abs(serial):X}"
+    text = text if len(text) % 2 == 0 else "0" + text
+    return text if serial >= 0 else "-" + text  # RFC 5280 forbids it; old roots have it
