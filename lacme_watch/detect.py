@@ -84,9 +84,15 @@ class Policy:
             for days in self.thresholds_days
             if days * DAY.total_seconds() <= lifetime * self.max_day_fraction
         ]
+        # Percent thresholds cover what the day thresholds cannot: when the longest day
+        # threshold applies to this lifetime, a percent window longer than it is dropped
+        # (33% of a 25-year root is 8 years: not "expiring"); that day threshold warns.
+        longest = max(self.thresholds_days, default=0) * DAY.total_seconds()
+        covered = 0 < longest <= lifetime * self.max_day_fraction
         windows += [
             (f"{_number(percent)}%", lifetime * percent / 100)
             for percent in self.thresholds_percent
+            if not covered or lifetime * percent / 100 <= longest
         ]
         return tuple(sorted(windows, key=lambda window: window[1]))
 

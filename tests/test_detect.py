@@ -212,6 +212,11 @@ def test_chain_certificates_warn_about_expiry_but_are_never_issued() -> None:
         pytest.param(6, 5.9, None, id="6d-cert-fresh-is-quiet"),
         pytest.param(6, 1.9, "33%", id="6d-cert-third-of-life-left"),
         pytest.param(6, 0.5, "10%", id="6d-cert-tenth-of-life-left"),
+        # A percent window longer than a day threshold that applies is not a warning:
+        # 33% of a 25-year root (Go Daddy Class 2 in ca-certificates) is 8 years.
+        pytest.param(9125, 2767, None, id="25y-root-with-7-years-left-is-quiet"),
+        pytest.param(398, 120, None, id="398d-cert-at-120-days-is-quiet"),
+        pytest.param(9125, 29.5, "30d", id="25y-root-at-30-days"),
     ],
 )
 def test_thresholds_suit_the_lifetime(
@@ -222,6 +227,14 @@ def test_thresholds_suit_the_lifetime(
     _, events = run(None, cert)
 
     assert [getattr(e, "threshold", None) for e in events] == ([threshold] if threshold else [])
+
+
+def test_without_day_thresholds_percent_covers_every_lifetime() -> None:
+    """`thresholds_days: []` (renewal_overdue replaces them): 10% is the last call."""
+    cert = observation(now=NOW, days_left=36, lifetime_days=398)
+    policy = Policy(thresholds_days=(), thresholds_percent=(10,))
+
+    assert policy.crossed(cert.certificate.not_before, cert.certificate.not_after, NOW) == ["10%"]
 
 
 def test_several_thresholds_at_once_emit_one_event_for_the_most_urgent() -> None:
