@@ -23,7 +23,7 @@ from datetime import datetime
 from .detect import Policy, days_remaining
 from .observations import CertificateFacts
 from .passes import PassReport
-from .wording import plural
+from .wording import plural, served_at
 
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)\s*(d|%)?$")
 DAY_SECONDS = 86400.0
@@ -100,7 +100,8 @@ def status_line(
     expired = 0
     for _, observation in sorted(report.inventory, key=lambda item: item[1].certificate.not_after):
         facts = observation.certificate
-        label = f"{observation.domain} ({days_remaining(facts.not_after, now)}d)"
+        where = served_at(observation.path)
+        label = f"{observation.domain}{where} ({days_remaining(facts.not_after, now)}d)"
         if facts.not_after <= now:
             expired += 1
             critical_list.append(label)

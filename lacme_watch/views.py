@@ -20,7 +20,7 @@ from .observations import CrlSeen, Observation, Problem
 from .passes import PassReport
 from .printable import printable
 from .statedb import Delivery, HistoryEntry
-from .wording import plural
+from .wording import plural, served_at
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -227,6 +227,7 @@ class CertificateRow:
 
     def _cells(self) -> list[Cell]:
         name = self.name if self.role == "leaf" else f"{self.name} ({self.role})"
+        name += served_at(self.path)
         state = f"{self.state} ({self.threshold})" if self.state == "expiring" else self.state
         if self.state == "overdue" and self.renew_after:
             state += f" (due {format_time(self.renew_after)[:10]})"

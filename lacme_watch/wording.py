@@ -26,3 +26,11 @@ def duration(span: timedelta) -> str:
             parts.append(f"{amount}{unit}")
     text = "".join(parts) or "0s"
     return f"-{text}" if span < timedelta(0) else text
+
+
+def served_at(path: str | None) -> str:
+    """` at 127.0.0.1:443` for what an endpoint served (its path is `tls://host:port`), so
+    the same certificate seen at two endpoints, or on disk and served, reads apart."""
+    if path and path.startswith("tls://"):
+        return f" at {path.removeprefix('tls://')}"
+    return ""

@@ -170,9 +170,10 @@ def test_demo_keep_reuses_an_empty_directory_and_says_where_each_line_comes_from
     result = cli("demo", "--keep", str(sandbox))
 
     assert result.code == 0, result.err
-    shop = [line for line in result.out.splitlines() if "shop.example.com expires" in line]
-    assert any("lacme store" in line for line in shop), shop
-    assert any("TLS endpoint 127.0.0.1:" in line for line in shop), shop
+    shop = [line for line in result.out.splitlines() if "│ shop.example.com" in line]
+    assert any("lacme store" in line and "shop.example.com expires" in line for line in shop)
+    assert any("shop.example.com at 127.0.0.1:" in line for line in shop), shop
+    assert any("shop.example.com at localhost:" in line for line in shop), shop
 
 
 def test_plurals_and_durations() -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from ..wording import plural
+from ..wording import plural, served_at
 from .base import CertificateEvent, Event, day, moments
 
 
@@ -55,7 +55,8 @@ class CertificateExpiring(CertificateEvent):
         else:
             state = f"{plural(self.days_remaining, 'day')} left"
         drill = "TEST " if self.test else ""
-        return f"{self.kind}: {drill}{self.domain} expires {day(self.expires_at)} ({state})"
+        where = served_at(self.path)
+        return f"{self.kind}: {drill}{self.domain}{where} expires {day(self.expires_at)} ({state})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

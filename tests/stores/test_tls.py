@@ -157,3 +157,32 @@ def test_endpoints_that_never_answer_do_not_hold_up_the_others(ca: trustme.CA) -
         for port in reversed(ports[3:])
     ]
     assert all("timed out" in p.detail for p in result.problems)
+
+
+def test_one_certificate_at_two_endpoints_reads_apart(
+    cli: CliRunner, ca: trustme.CA, served: TlsServer, tmp_path: Path
+) -> None:
+    """The same certificate at 127.0.0.1 and localhost: every human line says where."""
+    (tmp_path / "certs").mkdir()
+    config, log = write_config(tmp_path, served.port, tmp_path / "certs", trust=ca)
+    text_log = tmp_path / "events.log"
+    config.write_text(
+        config.read_text()
+        .replace(
+            "endpoints: [",
+            f"endpoints: ['localhost:{served.port}/svc.example.com', ",
+        )
+        .replace("sinks:\n", f"sinks:\n  - {{type: log, path: {text_log}}}\n")
+    )
+
+    assert cli("--config", str(config), "watch", "--once").code == 0
+    status = cli("--config", str(config), "status")
+    check = cli("--config", str(config), "check", "--warning", "20d", "--critical", "2d")
+
+    at = [f"svc.example.com at {host}:{served.port}" for host in ("127.0.0.1", "localhost")]
+    lines = text_log.read_text()
+    for where in at:
+        assert f"{where} expires" in lines
+        assert where in status.out
+        assert where in check.out
+    assert kinds(read_events(log)) == ["certificate_expiring", "certificate_expiring"]
