@@ -8,7 +8,6 @@ added to config.py without a README line fails here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ _RULES = ("registered_domain", "exact_set", "failed_authorizations")
 
 
 @pytest.fixture
-def accepted(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
+def accepted(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """Key paths (`expiry.overdue`, `sinks[].smtp.port`) the real loader asked for."""
     asked: set[str] = set()
     finish = options.Options.finish
@@ -33,7 +32,7 @@ def accepted(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
         finish(self)
 
     monkeypatch.setattr(options.Options, "finish", recording)
-    yield asked
+    return asked
 
 
 def _documented(path: str) -> bool:
