@@ -9,8 +9,8 @@ from lacme import CertificateAuthority
 
 from lacme_watch.chains import Anchors, structure
 
-from .conftest import CliRunner, kinds, watch, write_config
-from .hierarchy import Issued
+from .conftest import CliRunner, data, kinds, watch, write_config
+from .hierarchy import Issued, pem
 from .test_chains import pki  # noqa: F401  # the module-scoped root -> inter -> leaf
 
 
@@ -48,3 +48,32 @@ def test_a_missing_intermediate_is_still_incomplete_without_anchors(
     assert [f.reason for f in structure([pki["leaf"].certificate], Anchors([]))] == ["incomplete"]
     chain = [pki["leaf"].certificate, pki["inter"].certificate]
     assert [f.reason for f in structure(chain, Anchors([]))] == ["incomplete"]
+
+
+def test_a_chain_that_stops_below_its_root_is_reported_once_with_the_way_out(
+    cli: CliRunner,
+    tmp_path: Path,
+    pki: dict[str, Issued],  # noqa: F811
+) -> None:
+    """leaf + intermediate, root nowhere (pebble, Let's Encrypt staging, a private CA):
+    one chain_problem that says what to do; then quiet."""
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "fullchain.pem").write_bytes(
+        pem(pki["leaf"].certificate, pki["inter"].certificate)
+    )
+    log, text = tmp_path / "events.jsonl", tmp_path / "events.log"
+    config = write_config(
+        tmp_path / "lacme-watch.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: pem, paths: ['{tmp_path}/certs/*.pem']}}\n"
+        "expiry: {thresholds_days: [], thresholds_percent: []}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+        f"  - {{type: log, path: {text}}}\n",
+    )
+
+    code, events = watch(cli, config, log)
+
+    assert (code, kinds(events)) == (0, ["chain_problem"])
+    assert data(events[0])["reason"] == "incomplete"
+    assert "give its root in `trust:`" in text.read_text()
+    assert watch(cli, config, log) == (0, [])

@@ -45,9 +45,14 @@ class ChainProblem(Event):
         )
 
     def summary(self) -> str:
+        hint = (
+            ": nothing sent or trusted signed it (a private CA? give its root in `trust:`)"
+            if self.reason == "incomplete"
+            else ""
+        )
         return (
             f"{self.kind}: {self.domain} at {self.location}: {self.reason}"
-            f" ({self.certificate_subject}, until {day(self.certificate_not_after)})"
+            f" ({self.certificate_subject}, until {day(self.certificate_not_after)}){hint}"
         )
 
 
