@@ -36,6 +36,7 @@ from .events import (
 from .freshness import Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem, ScanResult
 from .reader import CertificateReader, describe, signers_digest
+from .stores.lacme import LacmeStore
 
 _CHAIN_MARKS = ("chain:", "mismatch:")
 
@@ -367,14 +368,32 @@ def _revoked(source: str, observation: Observation, found: Revocation) -> Certif
     )
 
 
+def _own_roots(config: Config) -> list[str]:
+    """The roots lacme's CertificateAuthority keeps in a watched lacme store
+    (`<path>/ca/<name>/cert.pem`): the operator's own CA, trusted for every chain of
+    the pass (a TLS endpoint rightly sends only the leaf such a root signed), whether
+    or not that CA is also under `authorities:`."""
+    found: list[str] = []
+    for source in config.stores:
+        if not isinstance(source, LacmeStore):
+            continue
+        directory = os.path.join(source.path, "ca")
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue  # no CA in this store (most ACME-only hosts)
+        found += [os.path.join(directory, name, "cert.pem") for name in names]
+    return found
+
+
 def verifier_for(config: Config, cache: CrlCache, now: datetime) -> Verifier:
     """One pass's Verifier: the system's roots, `trust:` bundles, and a CRL fetcher when
     any source checks revocation."""
     anchors = list(system_anchors())
-    for path in config.trust:
+    for path in [*config.trust, *_own_roots(config)]:
         try:
             with open(path, "rb") as stream:
-                anchors += x509.load_pem_x509_certificates(stream.read())
+                anchors += x509.load_pem_x509_certificates(stream.read(config.max_file_size))
         except (OSError, ValueError):
             continue  # `config check` warns of a missing bundle; its roots are not trusted
     wanted = any(config.checks_revocation(source.id) for source in config.stores)

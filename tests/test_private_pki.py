@@ -8,6 +8,7 @@ from pathlib import Path
 from lacme import CertificateAuthority
 
 from lacme_watch.chains import Anchors, structure
+from lacme_watch.testing import TlsServer
 
 from .conftest import CliRunner, data, kinds, watch, write_config
 from .hierarchy import Issued, pem
@@ -77,3 +78,26 @@ def test_a_chain_that_stops_below_its_root_is_reported_once_with_the_way_out(
     assert data(events[0])["reason"] == "incomplete"
     assert "give its root in `trust:`" in text.read_text()
     assert watch(cli, config, log) == (0, [])
+
+
+def test_an_endpoint_sending_only_a_leaf_of_the_stores_own_ca_is_not_incomplete(
+    cli: CliRunner, tmp_path: Path, store_dir: Path, lacme_ca: CertificateAuthority
+) -> None:
+    """A root-signed leaf is rightly served alone; the root is in the lacme store's
+    `ca/` directory, which is trusted although the CA is not under `authorities:`."""
+    bundle = lacme_ca.issue(["svc.internal"], validity_days=30)
+    server = TlsServer(bundle.cert_pem, bundle.key_pem)
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "lacme-watch.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: lacme, path: {store_dir}}}\n"
+        f"  - {{type: tls, endpoints: ['127.0.0.1:{server.port}/svc.internal']}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+    try:
+        code, events = watch(cli, config, log)
+    finally:
+        server.stop()
+
+    assert (code, kinds(events)) == (0, [])
