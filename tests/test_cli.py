@@ -244,6 +244,10 @@ def test_demo_can_keep_its_sandbox_for_a_closer_look(cli: CliRunner, tmp_path: P
     assert len(delivered) == len(read_events(tmp_path / "sandbox" / "events.jsonl"))
     # a reported run is bookkeeping: in the history, not sent to a sink that did not ask
     assert len(history) == len(delivered) + 1
+    # The demo's CA answers renewalInfo for what it issued during the demo too.
+    status = cli("--config", str(tmp_path / "sandbox" / "demo.yaml"), "status")
+    assert "blog.example.com" in status.out
+    assert "bad_response" not in status.out
 
 
 def test_no_configuration_and_no_known_store_is_a_clear_error(
