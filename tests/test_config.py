@@ -39,6 +39,16 @@ def config_error(text: str) -> str:
             id="unknown-nested-key",
         ),
         pytest.param(
+            "stores:\n  - type: pem\n    path: /etc/ssl/certs/*.pem\n",
+            "lacme-watch.yaml:3: stores[0].path: this store takes `paths:`, a list of paths",
+            id="pem-path-instead-of-paths",
+        ),
+        pytest.param(
+            "stores:\n  - type: crl\n    path: /etc/nginx/crl.pem\n",
+            "lacme-watch.yaml:3: stores[0].path: this store takes `paths:`, a list of paths",
+            id="crl-path-instead-of-paths",
+        ),
+        pytest.param(
             MINIMAL + "schedule:\n  scan: soon\n",
             "lacme-watch.yaml:5: schedule.scan: expected a duration like '15m' or a 5-field cron",
             id="bad-duration",

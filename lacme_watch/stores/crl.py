@@ -31,6 +31,10 @@ class CrlStore:
     @classmethod
     def from_options(cls, options: Options) -> Self:
         patterns = options.paths("paths")
+        if not patterns and (single := options.node("path")) is not None:
+            raise ConfigError(
+                str(single.where), "this store takes `paths:`, a list of paths or globs"
+            )
         if not patterns:
             raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
         return cls(patterns, follow_any=follows_any_symlink(options))

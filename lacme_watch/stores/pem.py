@@ -33,6 +33,10 @@ class PemStore:
     @classmethod
     def from_options(cls, options: Options) -> Self:
         patterns = options.paths("paths")
+        if not patterns and (single := options.node("path")) is not None:
+            raise ConfigError(
+                str(single.where), "this store takes `paths:`, a list of paths or globs"
+            )
         if not patterns:
             raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
         for pattern in patterns:
