@@ -76,7 +76,7 @@ def test_a_chain_that_stops_below_its_root_is_reported_once_with_the_way_out(
 
     assert (code, kinds(events)) == (0, ["chain_problem"])
     assert data(events[0])["reason"] == "incomplete"
-    assert "give its root in `trust:`" in text.read_text()
+    assert "a private CA's root goes in `trust:`" in text.read_text()
     assert watch(cli, config, log) == (0, [])
 
 
