@@ -46,7 +46,8 @@ class ChainProblem(Event):
 
     def summary(self) -> str:
         hint = (
-            ": nothing sent or trusted signed it (send its intermediate; a private CA's root goes in `trust:`)"
+            ": nothing sent or trusted signed it"
+            " (send its intermediate; a private CA's root goes in `trust:`)"
             if self.reason == "incomplete"
             else ""
         )
