@@ -209,6 +209,14 @@ def test_a_missing_store_path_is_a_warning_not_an_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_missing_trust_bundle_is_warned_of_at_its_line(tmp_path: Path) -> None:
+    text = MINIMAL + f"heartbeat: false\ntrust:\n  - {tmp_path / 'root.pem'}\n"
+
+    config = build(parse_yaml(text, "x.yaml"), "x.yaml")
+
+    assert config.warnings == (f"x.yaml:5: trust: {tmp_path / 'root.pem'} does not exist",)
+
+
 def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert find_config("/explicit.yaml", {"LACME_WATCH_CONFIG": "/env.yaml"}) == Path(

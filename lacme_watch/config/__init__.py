@@ -85,11 +85,9 @@ def build(root: Node, file: str) -> Config:
     spool = options.path("spool") if options.node("spool") is not None else None
     rate_limits = sections.rate_limits(options.section("rate_limits"))
     trust = options.paths("trust") if options.node("trust") is not None else ()
-    warnings += [
-        f"{options.where.child('trust')}: {p} does not exist"
-        for p in trust
-        if not os.path.isfile(p)
-    ]
+    trust_node = options.node("trust")  # its line, not the top of the file
+    trust_where = trust_node.where if trust_node else options.where.child("trust")
+    warnings += [f"{trust_where}: {p} does not exist" for p in trust if not os.path.isfile(p)]
     revocation = sections.revocation(options.section("revocation"))
     ari = ari_settings(options, per_store)
     options.finish()
