@@ -231,6 +231,10 @@ def test_demo_shows_every_event_kind(cli: CliRunner) -> None:
     for kind in EVENT_TYPES:
         assert kind in result.out, kind
     assert "nothing is repeated" in result.out
+    passes = sum(line.startswith("Pass ") for line in result.out.splitlines())
+    words = {6: "six", 7: "seven", 8: "eight"}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"runs {words[passes]}\npasses" in readme  # the README counts them right
 
 
 def test_demo_can_keep_its_sandbox_for_a_closer_look(cli: CliRunner, tmp_path: Path) -> None:
