@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 from ..cloudevents import parse_time
 from ..observations import Observation
@@ -125,6 +124,8 @@ def parse_retry_after(value: str | None, server_date: str | None = None) -> time
     text = value.strip()
     if text.isdigit():
         return timedelta(seconds=int(text))
+    from email.utils import parsedate_to_datetime  # the email package: only for a date here
+
     try:
         when = parsedate_to_datetime(text)
         sent = parsedate_to_datetime(server_date) if server_date else datetime.now(UTC)
