@@ -6,7 +6,6 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import time
@@ -34,6 +33,7 @@ from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalA
 from .incremental import detect_changes
 from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem, ScanResult
 from .options import format_duration
+from .payloads import PayloadStream
 from .plugins import Source
 from .reader import CertificateReader
 from .renewal import RenewalPolicy, agent_stale
@@ -164,14 +164,18 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     verifier = verifier_for(config, store, now)
     for source in config.sources:
         files_before = store.load_files(source.id)
+        payloads = PayloadStream(store.connection, source.id)
         reader = CertificateReader(
             max_file_size=config.max_file_size,
             chain=config.chain,
             signers=tuple(signers),
             cache=files_before,
-            payloads=functools.partial(store.load_payload, source.id),
+            payloads=payloads,
         )
-        scan = _scan(source, reader, store.load_cursor(source.id))
+        try:
+            scan = _scan(source, reader, store.load_cursor(source.id))
+        finally:
+            payloads.close()
         if source.id in authority_ids:
             signers += scan.signers
             for observation in scan.observations:

@@ -1,0 +1,62 @@
+"""Last pass's parse results for a rescan, read in path order beside the scan.
+
+The reader asks for the payload of each file it reuses. One query per file costs more
+than the `stat` that found it unchanged (two per lacme certificate directory), so this
+reads the source's rows with one cursor in path order, which is nearly the order the
+stores ask in (a directory's files a few places apart). Rows stepped over wait in a
+small dict until asked for; a path asked for after the cursor passed it without
+keeping it falls back to one query. Rows never asked for (files changed or gone
+since) are held until the scan ends: memory grows with the change, not the store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+_AHEAD = 64
+"""Rows read past the one asked for before giving up on finding it ahead."""
+
+
+class PayloadStream:
+    """`payloads=` for a CertificateReader: the payload of one source's cached file."""
+
+    def __init__(self, db: sqlite3.Connection, source: str) -> None:
+        self._db = db
+        self._source = source
+        self._rows: Iterator[tuple[str, str]] | None = None
+        self._waiting: dict[str, str] = {}
+        self._last = ""
+        """The greatest path the cursor has reached; an earlier one is behind it."""
+
+    def __call__(self, path: str) -> str | None:
+        found = self._waiting.pop(path, None)
+        if found is not None:
+            return found
+        if path > self._last:
+            if self._rows is None:
+                self._rows = iter(
+                    self._db.execute(
+                        "SELECT path, payload FROM files WHERE source = ? ORDER BY path",
+                        (self._source,),
+                    )
+                )
+            for stepped, (row_path, payload) in enumerate(self._rows):
+                self._last = row_path
+                if row_path == path:
+                    return str(payload)
+                self._waiting[row_path] = str(payload)
+                if row_path > path or stepped >= _AHEAD:
+                    break
+        return self._one(path)
+
+    def _one(self, path: str) -> str | None:
+        row = self._db.execute(
+            "SELECT payload FROM files WHERE source = ? AND path = ?", (self._source, path)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        """Ends the read before the pass writes (the cursor would see its own writes)."""
+        self._rows = None
+        self._waiting.clear()

@@ -1,0 +1,40 @@
+"""PayloadStream answers every path as the one-row query would, in any order asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lacme_watch.payloads import PayloadStream
+from lacme_watch.statedb import StateStore
+
+
+def _store(tmp_path: Path, paths: list[str]) -> StateStore:
+    store = StateStore(tmp_path / "state")
+    with store.connection:
+        store.connection.executemany(
+            "INSERT INTO files VALUES (?, ?, 1, 2, 3, 4, 'x', ?)",
+            [("src", path, f"payload of {path}") for path in paths]
+            + [("other", path, "another source's") for path in paths],
+        )
+    return store
+
+
+def test_every_path_in_the_order_a_lacme_store_asks(tmp_path: Path) -> None:
+    directories = [f"/s/certs/host{index:03d}" for index in range(200)]
+    paths = [f"{d}/{name}" for d in directories for name in ("fullchain.pem", "meta.json")]
+    stream = PayloadStream(_store(tmp_path, paths).connection, "src")
+    asked = [f"{d}/{name}" for d in directories for name in ("meta.json", "fullchain.pem")]
+    assert [stream(path) for path in asked] == [f"payload of {path}" for path in asked]
+
+
+def test_out_of_order_missing_and_far_ahead_paths(tmp_path: Path) -> None:
+    paths = [f"/s/{index:04d}.pem" for index in range(500)]
+    stream = PayloadStream(_store(tmp_path, paths).connection, "src")
+    assert stream("/s/0400.pem") == "payload of /s/0400.pem"  # beyond the look-ahead
+    assert stream("/s/0001.pem") == "payload of /s/0001.pem"  # behind the cursor
+    assert stream("/s/0250.5.pem") is None  # never cached
+    assert stream("/s/0499.pem") == "payload of /s/0499.pem"
+    assert stream("/s/0499.pem") == "payload of /s/0499.pem"  # asked twice
+    assert stream("/t/none.pem") is None  # after every row
+    stream.close()
+    assert stream("/s/0002.pem") == "payload of /s/0002.pem"
