@@ -96,21 +96,23 @@ class LacmeStore:
     def _scan_entry(
         self, directory: str, name: str, reader: CertificateReader
     ) -> list[Observation] | Problem:
+        # The reader's own lstat says whether a file is there ("not_found" is never a
+        # symlink, broken ones are "broken_symlink"): no second lstat to ask first.
         meta_path = os.path.join(directory, "meta.json")
-        if not os.path.lexists(meta_path):
-            return []  # lacme ignores directories without meta.json (a first write in flight)
         meta = reader.read_json(meta_path)
         if isinstance(meta, Problem):
+            if meta.reason == "not_found":
+                return []  # lacme ignores directories without meta.json (a first write)
             return meta
         domain, domains = _names(meta)
         if domain is None:
             return Problem(meta_path, "bad_metadata", "needs 'domain' and 'domains'")
+        lineage = f"certs/{name}"
         certificate = os.path.join(directory, "fullchain.pem" if reader.chain else "cert.pem")
-        if reader.chain and not os.path.lexists(certificate):
-            certificate = os.path.join(directory, "cert.pem")
-        found = reader.bundle(
-            lineage=f"certs/{name}", path=certificate, domain=domain, domains=domains
-        )
+        found = reader.bundle(lineage=lineage, path=certificate, domain=domain, domains=domains)
+        if reader.chain and isinstance(found, Problem) and found.reason == "not_found":
+            certificate = os.path.join(directory, "cert.pem")  # lacme before fullchain.pem
+            found = reader.bundle(lineage=lineage, path=certificate, domain=domain, domains=domains)
         if isinstance(found, Problem):
             return found
         # lacme's RenewalManager renews these unless the store's renew_before says otherwise

@@ -246,3 +246,32 @@ def test_first_pass_over_a_store_added_later_is_also_a_baseline(
 
     assert kinds(events) == ["ca_initialized"]
     assert data(events[0])["cn"] == "Other CA"
+
+
+def test_a_directory_without_meta_json_is_skipped_and_cert_pem_stands_in_for_fullchain(
+    cli: CliRunner,
+    watched: tuple[Path, Path],
+    store_dir: Path,
+    file_store: FileStore,
+    lacme_ca: CertificateAuthority,
+    acme_ca: trustme.CA,
+    now: datetime,
+) -> None:
+    config, log = watched
+    for name in ("old.example", "inflight.example"):
+        save_acme_cert(
+            file_store,
+            acme_ca,
+            [name],
+            not_before=now - timedelta(days=1),
+            not_after=now + timedelta(days=3),
+        )
+    (store_dir / "certs" / "old.example" / "fullchain.pem").unlink()  # as before lacme 0.x
+    (store_dir / "certs" / "inflight.example" / "meta.json").unlink()  # a first write
+    code, events = watch(cli, config, log, "--now", now.isoformat())
+    assert code == 0
+    watched_here = [e for e in events if str(data(e).get("lineage", "")).startswith("certs/")]
+    assert {(data(e)["domain"], Path(str(data(e)["path"])).name) for e in watched_here} == {
+        ("old.example", "cert.pem")
+    }
+    assert "certificate_unreadable" not in kinds(events)
