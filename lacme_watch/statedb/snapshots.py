@@ -135,7 +135,7 @@ class Snapshots(Connected):
             db.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", (policy,))
 
     def load_files(self, source: str) -> dict[str, CachedFile]:
-        """Every remembered file's identity; payloads stay here (see load_payload)."""
+        """Every remembered file's identity; payloads stay here (PayloadStream reads them)."""
         return {
             path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), None)
             for path, dev, ino, size, mtime_ns, signers in self._db.execute(
@@ -143,13 +143,6 @@ class Snapshots(Connected):
                 (source,),
             )
         }
-
-    def load_payload(self, source: str, path: str) -> str | None:
-        """One file's parse result, fetched when the reader reuses it: memory stays flat."""
-        row = self._db.execute(
-            "SELECT payload FROM files WHERE source = ? AND path = ?", (source, path)
-        ).fetchone()
-        return None if row is None else str(row[0])
 
     def inventory(self) -> dict[str, list[Observation]]:
         """Every source's certificates as of the last pass."""
