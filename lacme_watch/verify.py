@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from . import chains, freshness
+from .certfacts import describe, signers_digest
 from .chains import Anchors, Finding
 from .config import Config
 from .crl import CrlCache, CrlFetcher, Revocation
@@ -35,7 +36,7 @@ from .events import (
 )
 from .freshness import Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem, ScanResult
-from .reader import CertificateReader, describe, signers_digest
+from .reader import CertificateReader
 from .stores.lacme import LacmeStore
 
 _CHAIN_MARKS = ("chain:", "mismatch:")

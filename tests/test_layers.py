@@ -22,6 +22,7 @@ TIERS: list[set[str]] = [
     {"renewal"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
     {"profiles", "changes"},
+    {"certfacts"},
     {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "chains", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},

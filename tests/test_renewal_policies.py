@@ -12,11 +12,11 @@ import trustme
 from cryptography import x509
 
 from lacme_watch.bridge import report_run
+from lacme_watch.certfacts import describe
 from lacme_watch.cloudevents import from_json, to_json, wrap
 from lacme_watch.config import load
 from lacme_watch.events import CertificateChanged, Change
 from lacme_watch.passes import run_pass
-from lacme_watch.reader import describe
 from lacme_watch.renewal import (
     BeforeExpiry,
     LifetimeLeft,

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypedDict, TypeVar
 
+from ..certfacts import fingerprint
 from ..detect import days_remaining
 from ..events import Event, RenewalOverdue, RenewalWindowMoved
 from ..observations import CertificateFacts, Observation, Problem
 from ..plugins import Source
-from ..reader import CertificateReader, fingerprint
+from ..reader import CertificateReader
 from . import records
 from .certid import cert_id
 from .client import Fetch, FetchError, Response, ask, renewal_info_url

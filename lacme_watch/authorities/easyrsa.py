@@ -18,11 +18,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Self
 
+from ..certfacts import describe, fingerprint
 from ..crl import read_crl_file
 from ..events import CertificateRevoked, Event
 from ..observations import CrlSeen, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, describe, fingerprint, follows_any_symlink
+from ..reader import CertificateReader, follows_any_symlink
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 from typing import Self
 
+from ..certfacts import describe
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, describe, follows_any_symlink
+from ..reader import CertificateReader, follows_any_symlink
 
 
 class LacmeAuthority:

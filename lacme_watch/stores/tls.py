@@ -20,10 +20,11 @@ from typing import Self
 
 from cryptography import x509
 
+from ..certfacts import describe
 from ..errors import ConfigError
 from ..observations import Observation, Problem, ScanResult, ServedChain
 from ..options import Options
-from ..reader import CertificateReader, describe
+from ..reader import CertificateReader
 from ._handshake import served_chain
 
 MAX_PROBES = 32

@@ -1,0 +1,178 @@
+"""What a certificate file's bytes say: certificate blocks found in PEM (never a key
+block: its body is not even copied out) or DER, parsed by cryptography, and described
+as the facts every source reports. Pure: bytes in, facts out."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .observations import CertificateFacts, Problem
+from .profiles import profile_of
+
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+# Only certificate blocks are captured: a key block's body is never copied out of the
+# file's bytes, decoded or kept. A body holds no '-', so a block cannot swallow another.
+_CERTIFICATE_BLOCK = re.compile(
+    rb"-----BEGIN (CERTIFICATE|X509 CERTIFICATE)-----([^-]*)-----END \1-----"
+)
+_CERTIFICATE_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE"})
+# privkey.pem, key.pem, privkey-1700000000.pem, server.key, tls-key.pem, private_key.json,
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+FACTS_VERSION = "2"
+"""Bumped when describe() learns more: files cached by an older version are parsed again."""
+
+
+def signers_digest(signers: Sequence[x509.Certificate]) -> str:
+    """Names the set of CA certificates that `signed_by` was computed against (and the
+    facts version, so a cache from before profiles is not reused)."""
+    text = FACTS_VERSION + "".join(sorted(fingerprint(s) for s in signers))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def describe(certificate: x509.Certificate) -> CertificateFacts:
+    """The facts lacme-watch keeps about a certificate."""
+    try:
+        extensions: x509.Extensions | None = certificate.extensions
+    except ValueError:  # duplicate or malformed extensions: judge the rest of the certificate
+        extensions = None
+    names: tuple[str, ...] = ()
+    is_ca = False
+    usages: set[x509.ObjectIdentifier] = set()
+    if extensions is not None:
+        for extension in extensions:
+            value = extension.value
+            if isinstance(value, x509.SubjectAlternativeName):
+                dns = value.get_values_for_type(x509.DNSName)
+                ips = [str(ip) for ip in value.get_values_for_type(x509.IPAddress)]
+                names = (*dns, *ips)
+            elif isinstance(value, x509.BasicConstraints):
+                is_ca = value.ca
+            elif isinstance(value, x509.ExtendedKeyUsage):
+                usages = set(value)
+    subject = certificate.subject  # each access builds the Name again: once each
+    issuer = certificate.issuer
+    subject_cn = _common_name(subject)
+    if not names and subject_cn:
+        names = (subject_cn,)
+    return CertificateFacts(
+        fingerprint=fingerprint(certificate),
+        serial=_serial_hex(certificate.serial_number),
+        subject=subject.rfc4514_string(),
+        subject_cn=subject_cn,
+        issuer=issuer.rfc4514_string(),
+        issuer_cn=_common_name(issuer),
+        names=names,
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        is_ca=is_ca,
+        is_client=(
+            ExtendedKeyUsageOID.CLIENT_AUTH in usages
+            and ExtendedKeyUsageOID.SERVER_AUTH not in usages
+        ),
+        profile=profile_of(certificate, extensions),
+    )
+
+
+def verifies(certificate: x509.Certificate, signer: x509.Certificate) -> bool:
+    """Issuer name and signature both check out against the CA's public key."""
+    try:
+        certificate.verify_directly_issued_by(signer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    except Exception:  # an odd algorithm or encoding: simply not this CA's
+        return False
+    return True
+
+
+def bad_certificate(path: str, exc: BaseException, where: str = "") -> Problem:
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return Problem(path, "bad_certificate", f"{where}{type(exc).__name__}: {detail}".rstrip(": "))
+
+
+def parse_pem_or_der(path: str, content: bytes) -> list[x509.Certificate] | Problem:
+    if not content.strip():
+        return Problem(path, "no_certificate_found", "empty file")
+    if b"-----BEGIN" in content:
+        return _parse_pem(path, content)
+    return _load_der(path, content, "", not_der="neither PEM nor a DER certificate")
+
+
+def _load_der(
+    path: str, der: bytes, where: str, *, not_der: str | None
+) -> list[x509.Certificate] | Problem:
+    """One DER certificate. Bytes that start like one (an ASN.1 SEQUENCE) but do not
+    parse are a `bad_certificate`; others, when `not_der` says so, no certificate at all."""
+    try:
+        return [x509.load_der_x509_certificate(der)]
+    except Exception as exc:  # ValueError, InvalidVersion, ...: this file's
+        if not_der is not None and der[:1] != b"\x30":
+            return Problem(path, "no_certificate_found", not_der)
+        return bad_certificate(path, exc, where)
+
+
+def _parse_pem(path: str, content: bytes) -> list[x509.Certificate] | Problem:
+    """Certificates from every CERTIFICATE block; text around blocks is ignored (easy-rsa)."""
+    labels = _PEM_BEGIN.findall(content)
+    begun = [label for label in labels if label in _CERTIFICATE_LABELS]
+    complete = [body for _label, body in _CERTIFICATE_BLOCK.findall(content)]
+    if len(begun) > len(complete):
+        return Problem(path, "bad_pem", "a certificate block has no END line (truncated?)")
+    certificates = []
+    for position, body in enumerate(complete, start=1):
+        try:
+            der = binascii.a2b_base64(body, strict_mode=False)
+        except (binascii.Error, ValueError) as exc:
+            return Problem(path, "bad_pem", f"certificate block {position}: {exc}")
+        if not der or _looks_corrupt(body):
+            return Problem(path, "bad_pem", f"certificate block {position}: not base64")
+        loaded = _load_der(path, der, f"certificate block {position}: ", not_der=None)
+        if isinstance(loaded, Problem):
+            return loaded
+        certificates += loaded
+    if not certificates and not labels:
+        return Problem(path, "bad_pem", "no complete PEM block")
+    return certificates
+
+
+_BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\s]*")
+
+
+def _looks_corrupt(body: bytes) -> bool:
+    """A block body with bytes that base64 does not use (a2b_base64 skips them)."""
+    return _BASE64_BODY.fullmatch(body) is None
+
+
+def encode_facts(found: tuple[CertificateFacts, ...]) -> str:
+    return json.dumps([facts.to_json() for facts in found])
+
+
+def decode_facts(payload: str) -> tuple[CertificateFacts, ...]:
+    return tuple(CertificateFacts.from_json(raw) for raw in json.loads(payload))
+
+
+def _common_name(name: x509.Name) -> str | None:
+    for attribute in name.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attribute.value
+        return value if isinstance(value, str) else value.decode(errors="replace")
+    return None
+
+
+def _serial_hex(serial: int) -> str:
+    """Upper-case hex with an even number of digits, as OpenSSL and easy-rsa print it."""
+    text = f"{abs(serial):X}"
+    text = text if len(text) % 2 == 0 else "0" + text
+    return text if serial >= 0 else "-" + text  # RFC 5280 forbids it; old roots have it
