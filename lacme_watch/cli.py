@@ -30,8 +30,9 @@ from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import RenewalAgentRun
 from .ingest import event_from_arguments, record_envelopes, record_reset, test_event
 from .lock import StateLock
-from .passes import PassReport, pass_metrics, run_pass, scan_sources, stale_agents
+from .passes import PassReport, pass_metrics, run_pass, stale_agents
 from .printable import printable
+from .scans import scan_sources
 from .statedb import StateStore
 from .views import AgentRow, CertificateRow, CrlRow, ProblemRow
 

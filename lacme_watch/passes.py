@@ -6,65 +6,35 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from dataclasses import replace as _replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from . import ratelimits, renewal, spool
 from .ari import records as ari_records
-from .ari.overdue import not_said_yet, with_windows
+from .ari.overdue import not_said_yet
 from .ari.rounds import Grace, run_round
 from .ari.view import windows_of
 from .cloudevents import Envelope, wrap
-from .config import Config, SourceRenewal
+from .config import Config
 from .delivery import DeliveryReport, drain
-from .detect import Authority, stale_deployments
 from .dispatch import EventDispatcher
-from .errors import SourceError
-from .events import ChallengeFailed, Event, Heartbeat, RenewalAgentRun, RenewalAgentStale
-from .incremental import detect_changes
-from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem, ScanResult
+from .events import ChallengeFailed, Heartbeat, RenewalAgentRun, RenewalAgentStale
+from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem
 from .options import format_duration
-from .payloads import PayloadStream
-from .plugins import Source
-from .reader import CertificateReader
-from .renewal import RenewalPolicy, agent_stale
+from .renewal import agent_stale
 from .routes import route
-from .statedb import AgentRun, SourceChange, StateStore
-from .verify import findings, verifier_for
+from .scans import Scanned, scan_sources
+from .statedb import AgentRun, StateStore
 from .wording import plural
 
 if TYPE_CHECKING:
     from .metrics import PassMetrics  # prometheus_client: only when metrics are on
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scanned:
-    """What scanning every source found and decided; nothing is written yet."""
-
-    changes: tuple[SourceChange, ...] = ()
-    envelopes: tuple[Envelope, ...] = ()
-    problems: tuple[tuple[str, Problem], ...] = ()
-    inventory: tuple[tuple[str, Observation], ...] = ()
-    issuances: tuple[Issuance, ...] = ()
-    failed_sources: frozenset[str] = frozenset()
-    files_parsed: int = 0
-    files_reused: int = 0
-    crls: tuple[tuple[str, CrlSeen], ...] = ()
-    findings: tuple[tuple[str, str, str], ...] = ()
-    """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
-    agent_runs: Mapping[str, datetime] = field(default_factory=dict)
-    """The latest renewal-agent run each source's scan saw (certbot's log)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -138,172 +108,6 @@ class PassReport:
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
-
-
-def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
-    """Scan and detect every source; nothing is written yet.
-
-    A source that raises is that source's problem: its inventory carries over and the
-    other sources' events go ahead.
-    """
-    signers: list[x509.Certificate] = []
-    authorities: dict[str, Authority] = {}
-    changes: list[SourceChange] = []
-    currents: list[Mapping[str, Observation]] = []
-    events: list[Event] = []
-    problems: list[tuple[str, Problem]] = []
-    inventory: list[tuple[str, Observation]] = []
-    issuances: list[Issuance] = []
-    failed: set[str] = set()
-    agent_runs: dict[str, datetime] = {}
-    parsed = reused = 0
-    crls: list[tuple[str, CrlSeen]] = []
-    wrong: list[tuple[str, str, str]] = []
-    authority_ids = {source.id for source in config.authorities}
-    windows = ari_records.windows(store.connection) if config.ari.enabled else {}
-    verifier = verifier_for(config, store, now)
-    for source in config.sources:
-        files_before = store.load_files(source.id)
-        payloads = PayloadStream(store.connection, source.id)
-        reader = CertificateReader(
-            max_file_size=config.max_file_size,
-            chain=config.chain,
-            signers=tuple(signers),
-            cache=files_before,
-            payloads=payloads,
-        )
-        try:
-            scan = _scan(source, reader, store.load_cursor(source.id))
-        finally:
-            payloads.close()
-        if source.id in authority_ids:
-            signers += scan.signers
-            for observation in scan.observations:
-                authorities[observation.fingerprint] = Authority(
-                    fingerprint=observation.fingerprint, cn=observation.domain
-                )
-        else:
-            scan = _without_watched_cas(scan, authorities)
-        scan = _with_renewal(scan, config.renewal_of(source.id))
-        if config.ari.for_store(source.id).enabled and not config.renewal_of(source.id).no_policy:
-            scan = with_windows(scan, windows)  # the CA's window is the renewal policy
-        if scan.agent_runs:
-            agent_runs[source.id] = max(scan.agent_runs)
-        outcome = detect_changes(
-            store,
-            scan,
-            source=source.id,
-            now=now,
-            policy=config.policy,
-            authorities=authorities,
-            files_before=files_before,
-            files_after=files_before if scan.failed else reader.files,
-        )
-        verified_after, verified = verifier.verify(
-            outcome.change.before,
-            outcome.view,
-            scan,
-            reader,
-            now=now,
-            signers=signers,
-            revocation=source.id not in authority_ids and config.checks_revocation(source.id),
-        )
-        change = outcome.written(verified_after)
-        after = change.after
-        crls += [(source.id, crl) for crl in scan.crls]
-        wrong += [(source.id, *finding) for finding in findings(verified_after)]
-        changes.append(change)
-        currents.append(outcome.current)
-        events += outcome.events + verified
-        problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
-        inventory += [(source.id, o) for o in outcome.current.values()]
-        if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
-            issuances += scan.issuances
-            issuances += [
-                Issuance(o.fingerprint, o.domains, o.certificate.not_before)
-                for o in outcome.current.values()
-                if o.role == "leaf" and o.certificate.signed_by is None
-            ]
-        if scan.failed:
-            failed.add(source.id)
-        parsed += reader.parsed
-        reused += reader.reused
-    checked, stale = _stale(changes, currents, now)
-    return Scanned(
-        changes=checked,
-        envelopes=tuple(
-            wrap(event, host=config.host, time=now, salt=store.id_salt) for event in events + stale
-        ),
-        problems=tuple(problems),
-        inventory=tuple(inventory),
-        issuances=tuple(issuances),
-        failed_sources=frozenset(failed),
-        files_parsed=parsed,
-        files_reused=reused,
-        crls=tuple(crls),
-        findings=tuple(wrong),
-        agent_runs=agent_runs,
-    )
-
-
-def _scan(source: Source, reader: CertificateReader, cursor: str | None) -> ScanResult:
-    """source.scan(), with anything it raises turned into a failed scan of that source.
-
-    SourceError is the documented way to say "this source cannot be read as a whole";
-    anything else is a bug in the source, logged with its traceback at debug level.
-    Sources written before `scan` took a cursor are called without one.
-    """
-    try:
-        if _takes_cursor(source):
-            return source.scan(reader, cursor)
-        return source.scan(reader)
-    except SourceError as exc:
-        problem = Problem(exc.path, exc.reason, exc.detail)
-    except Exception as exc:
-        _log.debug("source %s raised during its scan", source.id, exc_info=True)
-        problem = Problem(source.id, "source_error", f"{type(exc).__name__}: {exc}")
-    return ScanResult(problems=(problem,), failed=True)
-
-
-def _takes_cursor(source: Source) -> bool:
-    try:
-        parameters = inspect.signature(source.scan).parameters
-    except (TypeError, ValueError):
-        return True
-    return "cursor" in parameters or any(
-        p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters.values()
-    )
-
-
-def _stale(
-    changes: list[SourceChange], currents: list[Mapping[str, Observation]], now: datetime
-) -> tuple[tuple[SourceChange, ...], list[Event]]:
-    """Compare what endpoints serve with what every other source holds (all scanned now).
-
-    Returns the changes with the endpoints' stale marks updated, and the new events. An
-    endpoint source's snapshot is always whole (see incremental.py); `currents` are
-    every source's whole inventory.
-    """
-    endpoint_sources = {
-        index
-        for index, change in enumerate(changes)
-        if any(lineage.startswith("tls:") for lineage in change.after.certificates)
-    }
-    held = [
-        observation
-        for index, current in enumerate(currents)
-        if index not in endpoint_sources
-        for observation in current.values()
-    ]
-    checked: list[SourceChange] = []
-    events: list[Event] = []
-    for index, change in enumerate(changes):
-        if index in endpoint_sources:
-            after, found = stale_deployments(change.after, held, now)
-            change = _replace(change, after=after)
-            events += found
-        checked.append(change)
-    return tuple(checked), events
 
 
 def run_pass(
@@ -440,18 +244,6 @@ def stale_agents(
     return found
 
 
-def _with_renewal(scan: ScanResult, settings: SourceRenewal) -> ScanResult:
-    """The store's `renew_before` replaces what its files say (or supplies a policy);
-    `renew_before: off` takes it away."""
-    if settings.renew_before is None and not settings.no_policy:
-        return scan
-    policy: RenewalPolicy | None = settings.renew_before
-    observations = tuple(
-        _replace(o, renewal=policy) if o.role == "leaf" else o for o in scan.observations
-    )
-    return _replace(scan, observations=observations)
-
-
 def _overdue_grace(config: Config) -> Grace:
     """expiry.overdue_grace (or 10% of a short lifetime); None where overdue is off."""
 
@@ -500,15 +292,3 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         ),
         renewal_info_requests=report.ari_requests,
     )
-
-
-def _without_watched_cas(scan: ScanResult, authorities: dict[str, Authority]) -> ScanResult:
-    """A watched CA's root riding in a bundle is reported by its authority, not twice."""
-    if not authorities:
-        return scan
-    kept = tuple(
-        observation
-        for observation in scan.observations
-        if not (observation.role == "chain" and observation.fingerprint in authorities)
-    )
-    return _replace(scan, observations=kept)

@@ -29,6 +29,7 @@ TIERS: list[set[str]] = [
     {"ari"},
     {"config", "statedb", "testing"},
     {"delivery", "verify", "incremental"},
+    {"scans"},
     {"ingest", "passes"},
     {"check", "demo", "daemon", "views", "units"},
     {"arguments"},

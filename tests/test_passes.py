@@ -87,7 +87,7 @@ def test_a_source_that_raises_mid_pass_is_its_own_problem(
 
         flaky.fault = fault
         _pem(last, "new.example", days_left=5)  # news in the source after the broken one
-        with caplog.at_level(logging.DEBUG, logger="lacme_watch.passes"):
+        with caplog.at_level(logging.DEBUG, logger="lacme_watch.scans"):
             report = run_pass(config, store, NOW + timedelta(hours=1))
 
         assert report.exit_code == 1
