@@ -29,12 +29,12 @@ from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .events import RenewalAgentRun
 from .ingest import event_from_arguments, record_envelopes, record_reset, test_event
+from .inventory import STATUS_COLUMNS, WINDOW_COLUMN, AgentRow, CertificateRow, CrlRow, ProblemRow
 from .lock import StateLock
 from .passes import PassReport, pass_metrics, run_pass, stale_agents
 from .printable import printable
 from .scans import scan_sources
 from .statedb import StateStore
-from .views import AgentRow, CertificateRow, CrlRow, ProblemRow
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -249,7 +249,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     views.render(
         io.out,
         f"lacme-watch status at {format_time(now.replace(microsecond=0))}",
-        (*views.STATUS_COLUMNS, views.WINDOW_COLUMN) if window else views.STATUS_COLUMNS,
+        (*STATUS_COLUMNS, WINDOW_COLUMN) if window else STATUS_COLUMNS,
         [
             *(row.cells(window=window) for row in certificates),
             *(row.cells() for row in crls),

@@ -32,6 +32,7 @@ TIERS: list[set[str]] = [
     {"scans"},
     {"ingest", "passes"},
     {"check", "demo", "daemon", "views", "units"},
+    {"inventory"},
     {"arguments"},
     {"cli", "__main__", ""},
 ]
