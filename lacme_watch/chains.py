@@ -17,8 +17,8 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from .detect import EXPIRED, Policy
 from .observations import CertificateFacts
+from .thresholds import EXPIRED, Policy
 
 REASONS = (
     "incomplete",

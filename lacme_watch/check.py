@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .detect import Policy, days_remaining
 from .observations import CertificateFacts
 from .passes import PassReport
+from .thresholds import Policy, days_remaining
 from .wording import plural, served_at
 
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)\s*(d|%)?$")

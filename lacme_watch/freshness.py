@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from .detect import Policy, days_remaining
 from .events import CrlDeploymentStale, CrlExpiring, Event
 from .observations import CrlSeen
+from .thresholds import Policy, days_remaining
 
 Mark = tuple[str, str, str]
 """(lineage, fingerprint or generation, label): what was reported, kept in the snapshot."""

@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from . import renewal
-from .detect import Authority, Policy, SourceSnapshot, detect
+from .detect import Authority, SourceSnapshot, detect
 from .events import Event
 from .observations import Observation, ScanResult
 from .reader import CachedFile
 from .statedb import Indexed, SourceChange, StateStore, identity
+from .thresholds import Policy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from . import renewal
 from .cloudevents import format_time
-from .detect import EXPIRED, Policy, days_remaining
 from .observations import CrlSeen, Observation, Problem
+from .thresholds import EXPIRED, Policy, days_remaining
 from .wording import served_at
 
 if TYPE_CHECKING:

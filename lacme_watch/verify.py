@@ -26,7 +26,7 @@ from .certfacts import describe, signers_digest
 from .chains import Anchors, Finding
 from .config import Config
 from .crl import CrlCache, CrlFetcher, Revocation
-from .detect import Policy, SourceSnapshot
+from .detect import SourceSnapshot
 from .events import (
     CertificateRevoked,
     CertificateUnreadable,
@@ -38,6 +38,7 @@ from .freshness import Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem, ScanResult
 from .reader import CertificateReader
 from .stores.lacme import LacmeStore
+from .thresholds import Policy
 
 _CHAIN_MARKS = ("chain:", "mismatch:")
 

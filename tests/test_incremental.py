@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lacme_watch import renewal
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
-from lacme_watch.detect import Policy, SourceSnapshot, detect
+from lacme_watch.detect import SourceSnapshot, detect
 from lacme_watch.events import CertificateExpiring, Event
 from lacme_watch.observations import Observation, Problem, ScanResult
 from lacme_watch.passes import run_pass
@@ -23,6 +23,7 @@ from lacme_watch.ratelimits import RateLimits
 from lacme_watch.statedb import StateStore, identity
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink, StaticSource
+from lacme_watch.thresholds import Policy
 
 from .conftest import CliRunner, data, watch, write_config
 from .factories import observation

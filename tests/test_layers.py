@@ -20,6 +20,7 @@ TIERS: list[set[str]] = [
     {"wording", "printable", "boundedjson"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
     {"renewal"},
+    {"thresholds"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
     {"profiles", "changes"},
     {"certfacts"},

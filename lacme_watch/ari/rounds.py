@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from typing import TypedDict, TypeVar
 
 from ..certfacts import fingerprint
-from ..detect import days_remaining
 from ..events import Event, RenewalOverdue, RenewalWindowMoved
 from ..observations import CertificateFacts, Observation, Problem
 from ..plugins import Source
 from ..reader import CertificateReader
+from ..thresholds import days_remaining
 from . import records
 from .certid import cert_id
 from .client import Fetch, FetchError, Response, ask, renewal_info_url

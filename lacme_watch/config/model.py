@@ -9,13 +9,13 @@ from pathlib import Path
 
 from ..ari.settings import AriSettings
 from ..crl import RevocationOptions
-from ..detect import Policy
 from ..options import format_duration
 from ..plugins import Source
 from ..ratelimits import RateLimits
 from ..reader import DEFAULT_MAX_FILE_SIZE
 from ..renewal import DEFAULT_AGENT_STALE_AFTER, RenewalPolicy
 from ..routes import RetryPolicy, SinkRoute
+from ..thresholds import Policy
 
 DEFAULT_SCAN = timedelta(minutes=15)
 

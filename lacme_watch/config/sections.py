@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .. import cron
 from ..changes import FIELDS as CHANGE_FIELDS
 from ..crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
-from ..detect import Policy
 from ..errors import ConfigError
 from ..events import EVENT_TYPES
 from ..options import Options, parse_duration
@@ -19,6 +18,7 @@ from ..plugins import GROUPS, Sink, lookup
 from ..ratelimits import RULE_NAMES, RateLimits, Rule
 from ..renewal import DEFAULT_AGENT_STALE_AFTER, DEFAULT_GRACE, parse_renew_before
 from ..routes import RetryPolicy, SinkRoute
+from ..thresholds import Policy
 from .model import MetricsOptions, Schedule, SourceRenewal
 
 
