@@ -15,7 +15,6 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,50 +31,16 @@ from .ingest import event_from_arguments, record_envelopes, record_reset, test_e
 from .inventory import STATUS_COLUMNS, WINDOW_COLUMN, AgentRow, CertificateRow, CrlRow, ProblemRow
 from .lock import StateLock
 from .passes import PassReport, pass_metrics, run_pass, stale_agents
-from .printable import printable
 from .scans import scan_sources
 from .statedb import StateStore
+from .terminal import Io, markup_safe
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 log = logging.getLogger("lacme_watch")
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
-
-
-class Io:
-    """Where the CLI writes: results to stdout, diagnostics to stderr.
-
-    rich is imported on first use: `watch --once` under cron writes plain lines only
-    and never pays for it.
-    """
-
-    @cached_property
-    def out(self) -> Console:
-        from rich.console import Console
-
-        return Console(highlight=False, soft_wrap=True)
-
-    @cached_property
-    def err(self) -> Console:
-        from rich.console import Console
-
-        return Console(stderr=True, highlight=False, soft_wrap=True)
-
-    @property
-    def interactive(self) -> bool:
-        return sys.stdout.isatty()
-
-    def note(self, text: str, label: str = "", style: str = "") -> None:
-        """One diagnostic line on stderr (control characters escaped, as everywhere),
-        `label` styled on a terminal; plain, without rich, otherwise."""
-        if sys.stderr.isatty():
-            styled = f"[{style}]{label}[/] " if label and style else f"{label} " if label else ""
-            self.err.print(styled + _plain(text))
-        else:
-            sys.stderr.write(f"{label} {printable(text)}\n" if label else f"{printable(text)}\n")
-            sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(arguments)
     except UsageError as exc:
         if command_named(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
-            io.out.print(_plain(check_line.unknown_line(f"usage: {exc}")))
+            io.out.print(markup_safe(check_line.unknown_line(f"usage: {exc}")))
             return check_line.UNKNOWN
         exc.parser.print_usage(sys.stderr)
         exc.parser.exit(2, f"{exc.parser.prog}: error: {exc}\n")  # as argparse itself does
@@ -104,14 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as exc:  # a read outside a transaction: still one line, not a trace
         io.note(f"the state database failed: {exc}", "error:", "bold red")
         return 1
-
-
-def _plain(text: str) -> str:
-    """Text from files and certificates, safe to print: control characters shown as
-    escapes (no forged lines, no terminal sequences), rich markup taken literally."""
-    from rich.markup import escape  # only where rich prints
-
-    return escape(printable(text))
 
 
 def _clock(args: argparse.Namespace) -> datetime:
@@ -258,9 +215,9 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         interactive=io.interactive,
     )
     for line in [*(row.line() for row in agents), *views.sink_lines(outbox)]:
-        io.out.print(_plain(line))
+        io.out.print(markup_safe(line))
     for note in notes:
-        io.out.print(_plain(f"ARI {note['directory']}: {note['error']}"))
+        io.out.print(markup_safe(f"ARI {note['directory']}: {note['error']}"))
     return report.exit_code
 
 
@@ -282,7 +239,7 @@ def _check(args: argparse.Namespace, io: Io) -> int:
         config = _config(args, io)
         report, _ = _inventory(config, now)
     except LacmeWatchError as exc:
-        io.out.print(_plain(check_line.unknown_line(str(exc))))
+        io.out.print(markup_safe(check_line.unknown_line(str(exc))))
         return check_line.UNKNOWN
     warning, critical = check_line.defaults(config.policy)
     late: list[str] = []
@@ -292,7 +249,7 @@ def _check(args: argparse.Namespace, io: Io) -> int:
     code, line = check_line.status_line(
         report, args.warning or warning, args.critical or critical, now, late=late
     )
-    io.out.print(_plain(line))
+    io.out.print(markup_safe(line))
     return code
 
 
@@ -388,8 +345,8 @@ def _config_check(args: argparse.Namespace, io: Io) -> int:
         )
     )
     io.out.print(
-        f"{_plain(config.path or 'zero configuration')}: OK — {counts};"
-        f" state in {_plain(str(config.state_dir))}; scans {config.schedule.describe()}"
+        f"{markup_safe(config.path or 'zero configuration')}: OK — {counts};"
+        f" state in {markup_safe(str(config.state_dir))}; scans {config.schedule.describe()}"
     )
     return 0
 
@@ -408,9 +365,11 @@ def _sinks_test(args: argparse.Namespace, io: Io) -> int:
     try:
         route.sink.deliver([envelope])
     except SinkError as exc:
-        io.err.print(f"sink {_plain(args.name)}: [bold red]FAILED[/]: {_plain(exc.reason)}")
+        io.err.print(
+            f"sink {markup_safe(args.name)}: [bold red]FAILED[/]: {markup_safe(exc.reason)}"
+        )
         return 1
-    io.out.print(f"sink {_plain(args.name)}: delivered test event {envelope.id}")
+    io.out.print(f"sink {markup_safe(args.name)}: delivered test event {envelope.id}")
     return 0
 
 
@@ -429,7 +388,7 @@ def _systemd_install(args: argparse.Namespace, io: Io) -> int:
         return 0
     written = units.install(rendered, Path(args.root) / args.unit_dir.lstrip("/"))
     for unit_path in written:
-        io.out.print(f"wrote {_plain(str(unit_path))}")
+        io.out.print(f"wrote {markup_safe(str(unit_path))}")
     _say(io, units.missing_lines(config))
     enable = "lacme-watch.timer" if args.timer else "lacme-watch"
     io.out.print(f"next: systemctl daemon-reload && systemctl enable --now {enable}")

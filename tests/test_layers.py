@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
     {"wording", "printable", "boundedjson"},
-    {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback"},
+    {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
     {"renewal"},
     {"thresholds"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
