@@ -176,7 +176,7 @@ def _overdue(
             continue
         events.append(
             RenewalOverdue(
-                **_certificate_fields(source, observation),
+                **certificate_fields(source, observation),
                 renew_after=renewal.renew_after(owner, facts),
                 days_remaining=days_remaining(facts.not_after, now),
                 policy=owner.describe(),
@@ -242,7 +242,7 @@ def stale_deployments(
             continue
         events.append(
             DeploymentStale(
-                **_certificate_fields(served.source, observation),
+                **certificate_fields(served.source, observation),
                 host=lineage.removeprefix("tls:"),
                 newer_expires_at=best.certificate.not_after,
                 newer_fingerprint=best.fingerprint,
@@ -267,20 +267,20 @@ def _lifecycle(
             continue
         old = before.get(lineage)
         if old is None:
-            events.append(CertificateIssued(**_certificate_fields(source, observation)))
+            events.append(CertificateIssued(**certificate_fields(source, observation)))
         elif old.fingerprint == observation.fingerprint:
             continue
         elif observation.certificate.not_after > old.certificate.not_after:
             events.append(
                 CertificateRenewed(
-                    **_certificate_fields(source, observation),
+                    **certificate_fields(source, observation),
                     previous_expires_at=old.certificate.not_after,
                 )
             )
             if changes := compare(old, observation, policy.ignore_changes):
                 events.append(
                     CertificateChanged(
-                        **_certificate_fields(source, observation), changes=tuple(changes)
+                        **certificate_fields(source, observation), changes=tuple(changes)
                     )
                 )
         else:
@@ -308,7 +308,7 @@ def _removed(
     retired: frozenset[str],
 ) -> list[Event]:
     return [
-        CertificateRemoved(**_certificate_fields(source, observation))
+        CertificateRemoved(**certificate_fields(source, observation))
         for lineage, observation in before.items()
         if lineage not in current and lineage not in retired and observation.role == "leaf"
     ]
@@ -336,7 +336,7 @@ def _expiring(
     source: str, observation: Observation, threshold: str, now: datetime
 ) -> CertificateExpiring:
     return CertificateExpiring(
-        **_certificate_fields(source, observation),
+        **certificate_fields(source, observation),
         days_remaining=days_remaining(observation.certificate.not_after, now),
         threshold=threshold,
     )
@@ -352,7 +352,9 @@ class _Context(TypedDict):
     not_before: datetime
 
 
-class _CertificateFields(_Context):
+class CertificateFields(_Context):
+    """The certificate fields every certificate event carries (ARI's too)."""
+
     domain: str
     domains: tuple[str, ...]
     expires_at: datetime
@@ -371,7 +373,8 @@ def _context(source: str, observation: Observation) -> _Context:
     }
 
 
-def _certificate_fields(source: str, observation: Observation) -> _CertificateFields:
+def certificate_fields(source: str, observation: Observation) -> CertificateFields:
+    """The fields naming `observation` in `source`, shared by every certificate event."""
     return {
         **_context(source, observation),
         "domain": observation.domain,
@@ -384,9 +387,11 @@ __all__ = [
     "EXPIRED",
     "OVERDUE",
     "Authority",
+    "CertificateFields",
     "Policy",
     "SourceSnapshot",
     "Stale",
+    "certificate_fields",
     "days_remaining",
     "detect",
 ]

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypedDict, TypeVar
+from typing import TypeVar
 
 from ..certfacts import fingerprint
+from ..detect import certificate_fields
 from ..events import Event, RenewalOverdue, RenewalWindowMoved
 from ..observations import CertificateFacts, Observation, Problem
 from ..plugins import Source
@@ -367,18 +368,7 @@ def announce(source: str, finding: Moved | Overdue, now: datetime | None = None)
     """The event for one finding."""
     observation = finding.observation
     facts = observation.certificate
-    context: _Context = {
-        "store": source,
-        "lineage": observation.lineage,
-        "path": observation.path,
-        "fingerprint": facts.fingerprint,
-        "serial": facts.serial,
-        "issuer": facts.issuer,
-        "not_before": facts.not_before,
-        "domain": observation.domain,
-        "domains": observation.domains,
-        "expires_at": facts.not_after,
-    }
+    context = certificate_fields(source, observation)
     if isinstance(finding, Moved):
         previous = finding.previous
         return RenewalWindowMoved(
@@ -397,18 +387,3 @@ def announce(source: str, finding: Moved | Overdue, now: datetime | None = None)
         days_remaining=days_remaining(facts.not_after, now or finding.window.end),
         policy=ARI_POLICY,
     )
-
-
-class _Context(TypedDict):
-    """The certificate fields every ARI event carries."""
-
-    store: str
-    lineage: str
-    path: str
-    fingerprint: str
-    serial: str
-    issuer: str
-    not_before: datetime
-    domain: str
-    domains: tuple[str, ...]
-    expires_at: datetime
