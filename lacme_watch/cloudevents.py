@@ -78,10 +78,8 @@ def wrap(
 
 def event_data(event: Event) -> dict[str, Any]:
     """The `data` object: the kind's own (lacme) fields first, then non-empty context."""
-    own = lacme_fields(type(event))
-    ordered = [*own, *(f.name for f in fields(event) if f.name not in own)]
     data: dict[str, Any] = {}
-    for name in ordered:
+    for name in _data_order(type(event)):
         value = getattr(event, name)
         if value is None:
             continue
@@ -91,6 +89,20 @@ def event_data(event: Event) -> dict[str, Any]:
             value = [_change_data(item) if isinstance(item, Change) else item for item in value]
         data[name] = value
     return data
+
+
+_DATA_ORDERS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _data_order(event_type: type[Event]) -> tuple[str, ...]:
+    """The kind's own field names, then the context's, worked out once per kind: every
+    event written to the outbox, a log line or a webhook goes through event_data."""
+    found = _DATA_ORDERS.get(event_type)
+    if found is None:
+        own = lacme_fields(event_type)
+        rest = (f.name for f in fields(event_type) if f.name not in own)
+        found = _DATA_ORDERS[event_type] = (*own, *rest)
+    return found
 
 
 def _change_data(change: Change) -> dict[str, Any]:
