@@ -6,18 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from . import renewal
 from .cloudevents import format_time
 from .observations import CrlSeen, Observation, Problem
 from .thresholds import EXPIRED, Policy, days_remaining
-from .wording import served_at
-
-if TYPE_CHECKING:
-    pass
-
 from .views import Cell
+from .wording import served_at
 
 # -- status -----------------------------------------------------------------------
 
