@@ -15,6 +15,7 @@ Per CRL file (`crl` stores, easy-rsa's crl.pem and its deployed copies):
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -181,18 +182,20 @@ def _certificates(latest: PassMetrics) -> Iterator[Metric]:
     yield last_run
 
 
-def _name_labels(rfc4514: str) -> list[str]:
-    """C, ST, L, O, OU, CN of a distinguished name (the first of each; "" if absent)."""
+@functools.lru_cache(maxsize=4096)
+def _name_labels(rfc4514: str) -> tuple[str, ...]:
+    """C, ST, L, O, OU, CN of a distinguished name (the first of each; "" if absent).
+    Remembered: every scrape asks again for every certificate, and most share an issuer."""
     try:
         name = x509.Name.from_rfc4514_string(rfc4514)
     except ValueError:
-        return [""] * len(_NAME_PARTS)
+        return ("",) * len(_NAME_PARTS)
     found = []
     for _, oid in _NAME_PARTS:
         values = name.get_attributes_for_oid(oid)
         value = values[0].value if values else ""
         found.append(value if isinstance(value, str) else value.decode(errors="replace"))
-    return found
+    return tuple(found)
 
 
 def _errors(latest: PassMetrics) -> Metric:
