@@ -56,8 +56,9 @@ def drain(
     report = DeliveryReport()
     for route in routes:
         sink = route.sink
-        rows = store.due(sink.name, now)
-        stale = [row for row in rows if now - row.created_at > policy.max_age]
+        due = store.due(sink.name, now)
+        stale = [row for row in due if now - row.created_at > policy.max_age]
+        rows = [row for row in due if now - row.created_at <= policy.max_age]
         if stale:
             store.expire(sink.name, stale)
             report.expired += stale
@@ -67,7 +68,6 @@ def drain(
                 len(stale),
                 duration(policy.max_age),
             )
-            rows = [row for row in rows if row not in stale]
         if not rows:
             continue
         if route.min_interval is not None:
