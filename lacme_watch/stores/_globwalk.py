@@ -12,10 +12,22 @@ import re
 from collections.abc import Iterator
 from pathlib import PurePath
 
+from ..errors import ConfigError
 from ..observations import Problem
+from ..options import Options
 from ..reader import CertificateReader, looks_like_private_key, printable
 
 _MAGIC = re.compile(r"[*?[]")
+
+
+def patterns_of(options: Options) -> tuple[str, ...]:
+    """The store's `paths:`; a lone `path:` or an empty list is a configuration error."""
+    patterns = options.paths("paths")
+    if not patterns and (single := options.node("path")) is not None:
+        raise ConfigError(str(single.where), "this store takes `paths:`, a list of paths or globs")
+    if not patterns:
+        raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
+    return patterns
 
 
 def roots_of(patterns: tuple[str, ...]) -> tuple[str, ...]:

@@ -13,11 +13,10 @@ import os
 from typing import Self
 
 from ..crl import read_crl_file
-from ..errors import ConfigError
 from ..observations import CrlSeen, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader, follows_any_symlink
-from ._globwalk import matching_files, roots_of, split_pattern
+from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
 
 
 class CrlStore:
@@ -30,13 +29,7 @@ class CrlStore:
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        patterns = options.paths("paths")
-        if not patterns and (single := options.node("path")) is not None:
-            raise ConfigError(
-                str(single.where), "this store takes `paths:`, a list of paths or globs"
-            )
-        if not patterns:
-            raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
+        patterns = patterns_of(options)
         return cls(patterns, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:

@@ -14,11 +14,10 @@ import os
 from dataclasses import replace
 from typing import Self
 
-from ..errors import ConfigError
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader, follows_any_symlink
-from ._globwalk import matching_files, roots_of, split_pattern
+from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
 
 
 class PemStore:
@@ -32,13 +31,7 @@ class PemStore:
 
     @classmethod
     def from_options(cls, options: Options) -> Self:
-        patterns = options.paths("paths")
-        if not patterns and (single := options.node("path")) is not None:
-            raise ConfigError(
-                str(single.where), "this store takes `paths:`, a list of paths or globs"
-            )
-        if not patterns:
-            raise ConfigError(str(options.where.child("paths")), "needs at least one path or glob")
+        patterns = patterns_of(options)
         for pattern in patterns:
             base = split_pattern(pattern)[0]
             if not os.path.exists(base):
