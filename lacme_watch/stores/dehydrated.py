@@ -60,7 +60,7 @@ class DehydratedStore:
                 problems.append(replace(found, lineage=name))
                 continue
             own = os.path.join(directory, "config")
-            text = reader.read_text(own) if os.path.isfile(own) else None
+            text = reader.read_text(own)  # absent (the usual case) or unreadable: a Problem
             own_days = dehydrated_renew_days(text) if isinstance(text, str) else None
             policy = (
                 dehydrated_policy(own_days, own)
