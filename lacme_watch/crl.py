@@ -172,6 +172,8 @@ class CrlFetcher:
         self._now = now
         self._open = opener or _urlopen
         self._this_pass: dict[str, x509.CertificateRevocationList | Problem] = {}
+        self._verified: dict[tuple[str, x509.Certificate], bool] = {}
+        """Each URL's CRL against each issuer, checked once a pass, not once a certificate."""
         self.requests = 0
 
     def check(
@@ -182,7 +184,10 @@ class CrlFetcher:
             crl = self.crl(url)
             if isinstance(crl, Problem):
                 return crl
-            if not verifies(crl, issuer):
+            key = (url, issuer)
+            if key not in self._verified:
+                self._verified[key] = verifies(crl, issuer)
+            if not self._verified[key]:
                 return Problem(
                     url, "crl_unverified", "its signature does not verify against the issuer"
                 )
