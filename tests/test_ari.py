@@ -11,6 +11,7 @@ import trustme
 from cryptography import x509
 
 from lacme_watch.ari.certid import cert_id, make_cert_id, serial_der_bytes
+from lacme_watch.ari.client import FetchError, Response, renewal_info_url
 from lacme_watch.ari.window import (
     AriRecord,
     BadAnswer,
@@ -130,6 +131,17 @@ def test_window_timestamps_in_any_rfc_3339_form_are_kept_to_the_second() -> None
 def test_a_bad_answer_counts_as_no_answer(body: bytes) -> None:
     with pytest.raises(BadAnswer):
         parse_answer(body)
+
+
+def test_a_hostile_answer_nested_past_any_limit_is_no_answer_not_a_crash() -> None:
+    # 60,000 levels: plain json.loads raises RecursionError, which nobody caught.
+    with pytest.raises(BadAnswer, match="nested deeper"):
+        parse_answer(b"[" * 60_000)
+
+
+def test_a_hostile_directory_nested_past_any_limit_is_a_fetch_error() -> None:
+    with pytest.raises(FetchError, match="not an ACME directory"):
+        renewal_info_url("http://127.0.0.1:1/dir", Response(status=200, body=b"{" * 60_000))
 
 
 def test_retry_after_as_seconds_or_http_date_and_clamped() -> None:

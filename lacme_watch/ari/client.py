@@ -7,12 +7,12 @@ identifier goes to the CA it came from and nowhere else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from .. import boundedjson
 from .window import Answer, BadAnswer, parse_answer, parse_retry_after
 
 MAX_BODY = 64 * 1024
@@ -58,7 +58,7 @@ def renewal_info_url(directory: str, response: Response) -> str | None:
     the CA the certificate came from.
     """
     try:
-        document = json.loads(response.body)
+        document = boundedjson.loads(response.body)
     except (UnicodeDecodeError, ValueError):
         raise FetchError(
             f"{directory} is not an ACME directory (not JSON)", kind="bad_response"

@@ -6,10 +6,10 @@ and returns what to remember and what to announce, as `detect()` does for scans.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from .. import boundedjson
 from ..cloudevents import parse_time
 from ..observations import Observation
 
@@ -92,10 +92,12 @@ class Moved:
 def parse_answer(body: bytes) -> RenewalWindow:
     """The window in a renewalInfo body; BadAnswer when RFC 9773 says to ignore it."""
     try:
-        document = json.loads(body)
+        document = boundedjson.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadAnswer(f"not JSON ({exc})") from None
-    window = document.get("suggestedWindow") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        raise BadAnswer("no suggestedWindow object")
+    window = document.get("suggestedWindow")
     if not isinstance(window, dict):
         raise BadAnswer("no suggestedWindow object")
     start, end = window.get("start"), window.get("end")
