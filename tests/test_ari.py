@@ -141,7 +141,7 @@ def test_a_hostile_answer_nested_past_any_limit_is_no_answer_not_a_crash() -> No
 
 def test_a_hostile_directory_nested_past_any_limit_is_a_fetch_error() -> None:
     with pytest.raises(FetchError, match="not an ACME directory"):
-        renewal_info_url("http://127.0.0.1:1/dir", Response(status=200, body=b"{" * 60_000))
+        renewal_info_url("http://127.0.0.1:1/dir", Response(status=200, body=b"[" * 60_000))
 
 
 def test_retry_after_as_seconds_or_http_date_and_clamped() -> None:
