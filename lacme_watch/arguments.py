@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from . import check as check_line
 from .cloudevents import parse_time
 from .events import EVENT_TYPES
 from .options import parse_duration
+
+if TYPE_CHECKING:
+    from .check import Limit
 
 
 class UsageError(Exception):
@@ -62,6 +64,12 @@ def _duration(text: str) -> timedelta:
     if found is None or found <= timedelta(0):
         raise argparse.ArgumentTypeError(f"expected a duration like 12h or 1d, got {text!r}")
     return found
+
+
+def _limit(text: str) -> Limit:
+    from .check import limit  # check's module loads only when --warning/--critical is given
+
+    return limit(text)
 
 
 def build_parser(version: str) -> argparse.ArgumentParser:
@@ -134,12 +142,12 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--warning",
-        type=check_line.limit,
+        type=_limit,
         help="days (14d) or %% of life (33%%); default 14d, or 33%% for lifetimes under 28 days",
     )
     check.add_argument(
         "--critical",
-        type=check_line.limit,
+        type=_limit,
         help="days (7d) or %% of life (10%%); default 7d, or 10%% for lifetimes under 14 days",
     )
     check.add_argument(

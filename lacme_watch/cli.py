@@ -8,35 +8,28 @@ pass comes from here too: `--now`, or the real clock; detection itself never rea
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sqlite3
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, logconfig, views
-from . import check as check_line
+# Only what `watch --once` needs is imported here: cron starts it cold every few
+# minutes. Every other command imports its own modules where it runs.
+from . import __version__, logconfig
 from .arguments import UsageError, build_parser, command_named
-from .ari import view as ari_view
-from .ari.window import AriRecord
-from .cloudevents import format_time, from_json, wrap
 from .config import Config, find_config, load, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
-from .events import RenewalAgentRun
-from .ingest import event_from_arguments, record_envelopes, record_reset, test_event
-from .inventory import STATUS_COLUMNS, WINDOW_COLUMN, AgentRow, CertificateRow, CrlRow, ProblemRow
+from .ingest import record_reset
 from .lock import StateLock
-from .passes import PassReport, pass_metrics, run_pass, stale_agents
-from .scans import scan_sources
+from .passes import PassReport, run_pass
 from .statedb import StateStore
 from .terminal import Io, markup_safe
 
 if TYPE_CHECKING:
-    pass
+    from .ari.window import AriRecord
 
 log = logging.getLogger("lacme_watch")
 
@@ -52,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(arguments)
     except UsageError as exc:
         if command_named(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
+            from . import check as check_line  # the check command's own module
+
             io.out.print(markup_safe(check_line.unknown_line(f"usage: {exc}")))
             return check_line.UNKNOWN
         exc.parser.print_usage(sys.stderr)
@@ -107,6 +102,8 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
             from .metrics import Metrics  # prometheus_client: only when metrics are on
 
             metrics = Metrics()
+            from .passes import pass_metrics
+
             metrics.update(pass_metrics(report, config, store))
             metrics.write_textfile(config.metrics.textfile)
     _print_pass(report, io)
@@ -115,6 +112,10 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
 
 def _print_pass(report: PassReport, io: Io) -> None:
     """Quiet on success when stdout is not a terminal (cron mails whatever a job prints)."""
+    if report.ok and not io.interactive:
+        return
+    from . import views  # only when there is something to print
+
     if not report.ok:
         _say(io, views.pass_lines(report))
     if io.interactive:
@@ -150,6 +151,8 @@ def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[st
     Also returns the outbox's counts per (sink, state), for `status`; the renewal
     agents' last runs land in `report.agent_runs`.
     """
+    from .scans import scan_sources  # status and check only; a pass imports it itself
+
     with StateStore(config.state_dir, read_only=True) as store:
         report = PassReport.of(scan_sources(config, store, now), now)
         for source, agent in store.agent_runs().items():
@@ -159,6 +162,21 @@ def _inventory(config: Config, now: datetime) -> tuple[PassReport, dict[tuple[st
 
 
 def _status(args: argparse.Namespace, io: Io) -> int:
+    import json  # the commands below `watch` import their own modules, not cron's pass
+
+    from . import views
+    from .ari import view as ari_view
+    from .cloudevents import format_time
+    from .inventory import (
+        STATUS_COLUMNS,
+        WINDOW_COLUMN,
+        AgentRow,
+        CertificateRow,
+        CrlRow,
+        ProblemRow,
+    )
+    from .passes import stale_agents
+
     config = _config(args, io, announce=True)
     now = _clock(args)
     report, outbox = _inventory(config, now)
@@ -228,12 +246,17 @@ def _renewal_information(
     from the state database (status and check never ask a CA)."""
     if not config.ari.enabled:
         return {}, []
+    from .ari import view as ari_view  # only with ARI configured
+
     with StateStore(config.state_dir, read_only=True) as store:
         return ari_view.known_windows(store.connection), ari_view.directory_notes(store.connection)
 
 
 def _check(args: argparse.Namespace, io: Io) -> int:
     """Monitoring-plugins output: `LACME-WATCH STATE - text | perfdata`, exit 0/1/2/3."""
+    from . import check as check_line  # the check command's own modules
+    from .ari import view as ari_view
+
     now = _clock(args)
     try:
         config = _config(args, io)
@@ -254,6 +277,10 @@ def _check(args: argparse.Namespace, io: Io) -> int:
 
 
 def _events(args: argparse.Namespace, io: Io) -> int:
+    import json  # the events command's own modules
+
+    from . import views
+
     config = _config(args, io)
     with StateStore(config.state_dir, read_only=True) as store:
         entries = store.history(args.limit)
@@ -273,6 +300,13 @@ def _events(args: argparse.Namespace, io: Io) -> int:
 
 
 def _emit(args: argparse.Namespace, io: Io) -> int:
+    import uuid  # the emit command's own modules
+
+    from . import views
+    from .cloudevents import from_json, wrap
+    from .events import RenewalAgentRun
+    from .ingest import event_from_arguments, record_envelopes
+
     if args.json is not None:
         if args.kind or args.extra:
             raise ConfigError("emit", "give either --json FILE or KIND --field value, not both")
@@ -353,6 +387,11 @@ def _config_check(args: argparse.Namespace, io: Io) -> int:
 
 def _sinks_test(args: argparse.Namespace, io: Io) -> int:
     """Deliver one drill event straight to a sink (no outbox, no filter), and say how it went."""
+    import uuid  # the sinks test command's own modules
+
+    from .cloudevents import wrap
+    from .ingest import test_event
+
     config = _config(args, io)
     routes = {route.sink.name: route for route in config.sinks}
     route = routes.get(args.name)

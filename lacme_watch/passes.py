@@ -14,10 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ratelimits, renewal, spool
-from .ari import records as ari_records
-from .ari.overdue import not_said_yet
-from .ari.rounds import Grace, run_round
-from .ari.view import windows_of
 from .cloudevents import Envelope, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain
@@ -32,6 +28,10 @@ from .statedb import AgentRun, StateStore
 from .wording import plural
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from sqlite3 import Connection
+
+    from .ari.rounds import Grace
     from .metrics import PassMetrics  # prometheus_client: only when metrics are on
 
 _log = logging.getLogger(__name__)
@@ -122,20 +122,7 @@ def run_pass(
     scanned = scan_sources(config, store, now)
     report = PassReport.of(scanned, now)
     envelopes = list(scanned.envelopes)
-    ari_round = run_round(
-        config.ari,
-        config.stores,
-        store.connection,
-        report.inventory,
-        now,
-        max_file_size=config.max_file_size,
-        overdue_grace=_overdue_grace(config),
-    )
-    envelopes += not_said_yet(
-        [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes
-    )
-    report.problems += ari_round.problems
-    report.ari_requests = ari_round.requests
+    writers = _ari_round(config, store, report, envelopes, now)
     spooled = spool.collect(config.spool) if config.spool else spool.Collected()
     envelopes += spooled.envelopes
     report.spool_rejected = spooled.rejected
@@ -160,7 +147,7 @@ def run_pass(
         warned=[(w.rule, w.key) for w in warnings],
         agent_runs=report.agent_runs,
         agents_stale=[agent for agent, _ in stale],
-        writers=(ari_round.write,),
+        writers=writers,
         rate_limits_evaluated=evaluated,
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
@@ -244,6 +231,40 @@ def stale_agents(
     return found
 
 
+def _ari_round(
+    config: Config,
+    store: StateStore,
+    report: PassReport,
+    envelopes: list[Envelope],
+    now: datetime,
+) -> Sequence[Callable[[Connection], None]]:
+    """Ask the CAs for renewal windows (RFC 9773) and add what they said to `envelopes`
+    and `report`; what the round writes with the pass's commit. Nothing when the round
+    could not find a certificate's directory (ari/idle.py)."""
+    from .ari.idle import round_needed
+
+    if not round_needed(config.ari, config.stores, store.connection):
+        return ()
+    from .ari.overdue import not_said_yet  # ARI's modules (HTTP, threads): only with work
+    from .ari.rounds import run_round
+
+    ari_round = run_round(
+        config.ari,
+        config.stores,
+        store.connection,
+        report.inventory,
+        now,
+        max_file_size=config.max_file_size,
+        overdue_grace=_overdue_grace(config),
+    )
+    envelopes += not_said_yet(
+        [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes
+    )
+    report.problems += ari_round.problems
+    report.ari_requests = ari_round.requests
+    return (ari_round.write,)
+
+
 def _overdue_grace(config: Config) -> Grace:
     """expiry.overdue_grace (or 10% of a short lifetime); None where overdue is off."""
 
@@ -269,6 +290,8 @@ def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) ->
 
 def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassMetrics:
     """What the metrics endpoint and textfile show after a pass."""
+    from .ari import records as ari_records  # ARI's tables: read only when it is on
+    from .ari.view import windows_of
     from .metrics import PassMetrics
 
     return PassMetrics(

@@ -10,6 +10,8 @@ checkout works uninstalled.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, Protocol, Self
 
@@ -93,7 +95,9 @@ def available(group: str) -> dict[str, str]:
     targets: dict[str, list[str]] = {
         name: [target] for name, target in BUILT_IN.get(group, {}).items()
     }
-    from importlib.metadata import entry_points  # read only when a config names a type
+    if _only_built_ins():
+        return {name: found[0] for name, found in targets.items()}
+    from importlib.metadata import entry_points  # read only when a plugin may be installed
 
     for entry in entry_points(group=group):
         found = targets.setdefault(entry.name, [])
@@ -133,3 +137,63 @@ def lookup(group: str, name: str, where: str) -> Any:
             f" it has no {' and no '.join(missing)}()",
         )
     return cls
+
+
+def _only_built_ins() -> bool:
+    """True when no distribution on sys.path registers a lacme_watch entry point other
+    than a built-in's own line (lacme-watch's installed entry_points.txt): entry_points()
+    would then add nothing to BUILT_IN, and importlib.metadata, which imports email,
+    zipfile and csv and reads every distribution's metadata, is not needed. Anything
+    this cannot read as plainly as importlib.metadata would (a zip on sys.path, a finder
+    of its own, an unusual line) answers False, and the full lookup decides."""
+    from importlib.machinery import PathFinder
+
+    if any(
+        finder is not PathFinder and hasattr(finder, "find_distributions")
+        for finder in sys.meta_path
+    ):
+        return False
+    for entry in sys.path:
+        directory = entry or "."
+        if not os.path.isdir(directory):
+            if os.path.exists(directory):
+                return False  # a zip file: importlib.metadata looks inside it
+            continue
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue  # importlib.metadata cannot list it either
+        for name in names:
+            if name.lower().endswith((".dist-info", ".egg-info")) and not _registers_built_ins(
+                os.path.join(directory, name, "entry_points.txt")
+            ):
+                return False
+    return True
+
+
+def _registers_built_ins(path: str) -> bool:
+    """Whether an entry_points.txt (the INI-style file of the PyPA entry points
+    specification) registers nothing in our groups but BUILT_IN's exact lines."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return True  # most distributions register no entry points at all
+    except (OSError, UnicodeDecodeError):
+        return False
+    if "lacme_watch." not in text:
+        return True
+    group: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            group = line[1:-1].strip()
+            continue
+        if group is None or not group.startswith("lacme_watch"):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals or BUILT_IN.get(group, {}).get(name.strip()) != value.strip():
+            return False
+    return True

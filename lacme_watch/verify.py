@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import ssl
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,6 +45,8 @@ _CHAIN_MARKS = ("chain:", "mismatch:")
 @functools.cache
 def system_anchors() -> tuple[x509.Certificate, ...]:
     """The roots the system trusts (OpenSSL's default CA file or directory)."""
+    import ssl  # only to ask where OpenSSL keeps them, once a chain is judged
+
     paths = ssl.get_default_verify_paths()
     found: list[x509.Certificate] = []
     files = [paths.cafile] if paths.cafile else []
@@ -67,7 +68,8 @@ class Verifier:
     """What every source's checks share in one pass."""
 
     policy: Policy
-    anchors: Sequence[x509.Certificate]
+    roots: Callable[[], Sequence[x509.Certificate]]
+    """The pass's trust anchors, read on first need: most passes judge no chain."""
     fetcher: CrlFetcher | None = None
     """None when no source checks revocation."""
 
@@ -88,8 +90,8 @@ class Verifier:
         run = _Run(
             source=after.source,
             before=previous.reported if previous else frozenset(),
-            anchors=Anchors([*self.anchors, *signers]),
-            trusted=signers_digest([*self.anchors, *signers]),
+            roots=self.roots,
+            signers=tuple(signers),
             fetcher=self.fetcher if revocation else None,
             policy=self.policy,
             now=now,
@@ -146,9 +148,9 @@ class _Run:
 
     source: str
     before: frozenset[Mark]
-    anchors: Anchors
-    trusted: str
-    """Names the set of anchors: a chain judged against other roots is judged again."""
+    roots: Callable[[], Sequence[x509.Certificate]]
+    signers: tuple[x509.Certificate, ...]
+    """The pass's watched CAs so far: anchors beside the roots."""
     fetcher: CrlFetcher | None
     policy: Policy
     now: datetime
@@ -158,6 +160,22 @@ class _Run:
     events: list[Event] = field(default_factory=list)
     problems: set[Problem] = field(default_factory=set)
     _indexed: dict[tuple[str, str], list[Mark]] | None = None
+    _anchors: Anchors | None = None
+    _trusted: str | None = None
+
+    @property
+    def anchors(self) -> Anchors:
+        """The roots and the watched CAs, indexed when a chain or a CRL first needs them."""
+        if self._anchors is None:
+            self._anchors = Anchors([*self.roots(), *self.signers])
+        return self._anchors
+
+    @property
+    def trusted(self) -> str:
+        """Names the set of anchors: a chain judged against other roots is judged again."""
+        if self._trusted is None:
+            self._trusted = signers_digest([*self.roots(), *self.signers])
+        return self._trusted
 
     def certificate(
         self,
@@ -391,6 +409,14 @@ def _own_roots(config: Config) -> list[str]:
 def verifier_for(config: Config, cache: CrlCache, now: datetime) -> Verifier:
     """One pass's Verifier: the system's roots, `trust:` bundles, and a CRL fetcher when
     any source checks revocation."""
+    wanted = any(config.checks_revocation(source.id) for source in config.stores)
+    fetcher = CrlFetcher(config.revocation, cache, now) if wanted else None
+    roots = functools.cache(functools.partial(_anchors, config))  # read once per pass
+    return Verifier(policy=config.policy, roots=roots, fetcher=fetcher)
+
+
+def _anchors(config: Config) -> list[x509.Certificate]:
+    """The system's roots, `trust:` bundles and the watched lacme stores' own CAs."""
     anchors = list(system_anchors())
     for path in [*config.trust, *_own_roots(config)]:
         try:
@@ -398,9 +424,7 @@ def verifier_for(config: Config, cache: CrlCache, now: datetime) -> Verifier:
                 anchors += x509.load_pem_x509_certificates(stream.read(config.max_file_size))
         except (OSError, ValueError):
             continue  # `config check` warns of a missing bundle; its roots are not trusted
-    wanted = any(config.checks_revocation(source.id) for source in config.stores)
-    fetcher = CrlFetcher(config.revocation, cache, now) if wanted else None
-    return Verifier(policy=config.policy, anchors=anchors, fetcher=fetcher)
+    return anchors
 
 
 def findings(snapshot: SourceSnapshot) -> list[tuple[str, str]]:

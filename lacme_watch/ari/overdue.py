@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..cloudevents import Envelope
 from ..events import RenewalOverdue
 from ..observations import ScanResult
 from ..renewal import RenewAt
-from .window import AriRecord
+
+if TYPE_CHECKING:
+    from .window import AriRecord
 
 ARI_POLICY = "ari"
 

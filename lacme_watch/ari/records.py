@@ -10,9 +10,10 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .window import AriRecord, RenewalWindow
+if TYPE_CHECKING:
+    from .window import AriRecord
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ari_certificates ("
@@ -70,12 +71,17 @@ def _rows(db: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
 
 def load_certificates(db: sqlite3.Connection) -> dict[str, AriRecord]:
     found: dict[str, AriRecord] = {}
-    for row in _rows(
+    rows = _rows(
         db,
         "SELECT fingerprint, cert_id, directory, next_check, window_start, window_end,"
         " explanation_url, checked_at, failures, error, moved_for, overdue_for"
         " FROM ari_certificates",
-    ):
+    )
+    if not rows:
+        return found  # most passes: no CA was ever asked, and window.py is not loaded
+    from .window import AriRecord, RenewalWindow
+
+    for row in rows:
         fingerprint, cert_id, directory, next_check, start, end, explanation = row[:7]
         checked_at, failures, error, moved_for, overdue_for = row[7:]
         window = None
