@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from .observations import CrlSeen, Problem
@@ -103,6 +102,9 @@ def describe_crl(
     path: str, content: bytes, *, lineage: str, role: Literal["current", "deployed"] = "current"
 ) -> CrlSeen | Problem:
     """What lacme-watch keeps about a CRL file."""
+    # serialization (with its SSH and cipher modules) only once a CRL is read
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         crl = parse_crl(content)
     except ValueError as exc:

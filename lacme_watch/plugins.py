@@ -9,6 +9,7 @@ checkout works uninstalled.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -140,6 +141,19 @@ def lookup(group: str, name: str, where: str) -> Any:
 
 
 def _only_built_ins() -> bool:
+    """_installed_only_built_ins() for the sys.path of now, read again when an entry of it
+    changes (installing or removing a distribution changes its directory's mtime)."""
+    stamps: list[tuple[str, int]] = []
+    for entry in sys.path:
+        try:
+            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            stamps.append((entry, -1))
+    return _installed_only_built_ins(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=8)
+def _installed_only_built_ins(stamps: tuple[tuple[str, int], ...]) -> bool:
     """True when no distribution on sys.path registers a lacme_watch entry point other
     than a built-in's own line (lacme-watch's installed entry_points.txt): entry_points()
     would then add nothing to BUILT_IN, and importlib.metadata, which imports email,
@@ -153,7 +167,7 @@ def _only_built_ins() -> bool:
         for finder in sys.meta_path
     ):
         return False
-    for entry in sys.path:
+    for entry, _ in stamps:
         directory = entry or "."
         if not os.path.isdir(directory):
             if os.path.exists(directory):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Protocol
 
 from .instants import format_duration, format_time, parse_duration, parse_time
@@ -173,12 +174,22 @@ def parse_renew_before(text: str) -> RenewalPolicy | None:
     return BeforeExpiry(before=duration, origin="renew_before", spelled=text.strip())
 
 
-_CONF_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$")
-_INTERVAL_PART = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w"
-    r"|months?|years?|y)\b",
-    re.IGNORECASE,
-)
+# certbot's and dehydrated's grammars are compiled where those tools are watched, not
+# at every cron start.
+@cache
+def _conf_line() -> re.Pattern[str]:
+    return re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(.*?)\s*$")
+
+
+@cache
+def _interval_part() -> re.Pattern[str]:
+    return re.compile(
+        r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w"
+        r"|months?|years?|y)\b",
+        re.IGNORECASE,
+    )
+
+
 _INTERVAL_UNITS = {
     "s": 1,
     "m": 60,
@@ -198,7 +209,7 @@ def certbot_interval(text: str) -> timedelta | None:
         return timedelta(days=int(text))
     total = 0.0
     position = 0
-    for match in _INTERVAL_PART.finditer(text):
+    for match in _interval_part().finditer(text):
         if text[position : match.start()].strip(" ,and"):
             return None
         unit = match.group(2).lower()
@@ -219,7 +230,7 @@ def certbot_policy(conf_text: str) -> RenewalPolicy | None:
     for line in conf_text.splitlines():
         if line.lstrip().startswith("["):
             section = line.strip()
-        elif match := _CONF_LINE.match(line):
+        elif match := _conf_line().match(line):
             # renew_before_expiry and version sit above [renewalparams]; autorenew in it
             values[f"{section}{match.group(1)}"] = match.group(2)
     if values.get("[renewalparams]autorenew", "").strip("'\"").lower() in ("false", "no", "0"):
@@ -246,16 +257,16 @@ def certbot_policy(conf_text: str) -> RenewalPolicy | None:
     )
 
 
-_RENEW_DAYS = re.compile(
-    r"""^\s*(?:export\s+|declare\s+--\s+)?RENEW_DAYS=["']?(\d+)["']?\s*(#.*)?$"""
-)
+@cache
+def _renew_days() -> re.Pattern[str]:
+    return re.compile(r"""^\s*(?:export\s+|declare\s+--\s+)?RENEW_DAYS=["']?(\d+)["']?\s*(#.*)?$""")
 
 
 def dehydrated_renew_days(config_text: str) -> int | None:
     """The last RENEW_DAYS a dehydrated config (a shell file) assigns, if any."""
     found = None
     for line in config_text.splitlines():
-        if match := _RENEW_DAYS.match(line):
+        if match := _renew_days().match(line):
             found = int(match.group(1))
     return found
 

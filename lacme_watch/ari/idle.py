@@ -10,23 +10,32 @@ files or lacme stores alone has none of them: cron's cold start skips the round.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Sequence
 
 from ..plugins import Source
-from ..stores.certbot import CertbotStore
-from ..stores.dehydrated import DehydratedStore
 from .settings import AriSettings
+
+_DIRECTORY_STORES = (
+    ("lacme_watch.stores.certbot", "CertbotStore"),
+    ("lacme_watch.stores.dehydrated", "DehydratedStore"),
+)
+"""The stores whose own files name an ACME directory (directories.directory_lookup)."""
 
 
 def round_needed(settings: AriSettings, stores: Sequence[Source], db: sqlite3.Connection) -> bool:
     """False only when the round would ask nothing and write nothing."""
     if not settings.enabled:
         return False
+    # Looked up, not imported: a store of a class whose module is not loaded cannot exist.
+    kinds = tuple(
+        getattr(sys.modules[module], name)
+        for module, name in _DIRECTORY_STORES
+        if module in sys.modules
+    )
     for source in stores:
         store = settings.for_store(source.id)
-        if store.enabled and (
-            store.directory or isinstance(source, CertbotStore | DehydratedStore)
-        ):
+        if store.enabled and (store.directory or isinstance(source, kinds)):
             return True  # directories.directory_lookup() may name a directory
     return _answers_kept(db)
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .. import cron
 from ..changes import FIELDS as CHANGE_FIELDS
 from ..crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
 from ..errors import ConfigError
@@ -88,6 +86,8 @@ def schedule(options: Options) -> Schedule:
     jitter = options.duration("jitter", timedelta(seconds=1)) if "jitter" in options else None
     timezone = options.optional_string("timezone")
     if timezone is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only a schedule with a zone
+
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -104,6 +104,8 @@ def schedule(options: Options) -> Schedule:
     if (interval := parse_duration(node.value)) is not None and interval.total_seconds() > 0:
         return replace(base, interval=interval)
     if len(node.value.split()) == 5:
+        from .. import cron  # its field grammar: only for a schedule written in cron's
+
         try:
             cron.parse(node.value)
         except ValueError as exc:
