@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ MAX_EVENT_SIZE = 1024 * 1024
 
 def write(spool: str | Path, envelope: Envelope) -> Path:
     """Drop one event into the spool atomically (temporary file, fsync, rename)."""
+    import tempfile  # with shutil, bz2 and lzma: only to write an event, never for a pass
+
     directory = Path(spool)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")

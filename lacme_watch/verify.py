@@ -36,7 +36,6 @@ from .events import (
 from .freshness import Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem, ScanResult
 from .reader import CertificateReader
-from .stores.lacme import LacmeStore
 from .thresholds import Policy
 
 _CHAIN_MARKS = ("chain:", "mismatch:")
@@ -393,6 +392,8 @@ def _own_roots(config: Config) -> list[str]:
     (`<path>/ca/<name>/cert.pem`): the operator's own CA, trusted for every chain of
     the pass (a TLS endpoint rightly sends only the leaf such a root signed), whether
     or not that CA is also under `authorities:`."""
+    from .stores.lacme import LacmeStore  # a pass that judges no chain never asks
+
     found: list[str] = []
     for source in config.stores:
         if not isinstance(source, LacmeStore):
