@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
 import pytest
+import trustme
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
@@ -196,3 +198,81 @@ def test_only_the_daemon_imports_apscheduler() -> None:
             if any(name.split(".")[0] == "apscheduler" for name in names):
                 importers.add(_module(path))
     assert importers == {"daemon"}
+
+
+WATCH_ONCE = """
+from lacme_watch.cli import main
+code = main(["--config", {config!r}, "--now", {now!r}, "watch", "--once"])
+assert code == 0, code
+"""
+
+CRON_NEVER_NEEDS = {
+    "apscheduler",
+    "rich",  # stdout and stderr are pipes here, as under cron
+    "ssl",
+    "_ssl",
+    "http",
+    "urllib.request",
+    "zoneinfo",
+    "concurrent",
+    "importlib.metadata",
+    "tempfile",
+    "prometheus_client",
+    "publicsuffixlist",
+    "OpenSSL",
+    "lacme_watch.ari.rounds",
+    "lacme_watch.ari.client",
+    "lacme_watch.ari.window",
+    "lacme_watch.check",
+    "lacme_watch.cron",
+    "lacme_watch.daemon",
+    "lacme_watch.demo",
+    "lacme_watch.inventory",
+    "lacme_watch.metrics",
+    "lacme_watch.testing",
+    "lacme_watch.views",
+    "lacme_watch.stores.certbot",
+    "lacme_watch.stores.dehydrated",
+    "lacme_watch.stores.lacme",
+    "lacme_watch.stores.tls",
+    "lacme_watch.sinks.email",
+    "lacme_watch.sinks.shell",
+    "lacme_watch.sinks.webhook",
+}
+"""What a cron `watch --once` over PEM files into a log sink must not import: other
+commands' modules, the scheduler, TLS and HTTP, the ARI round when no directory is
+known, the PSL when no issuance is new, the stores and sinks not configured."""
+
+
+@pytest.mark.parametrize(
+    ("days_left", "expected"),
+    [
+        pytest.param(60, [], id="quiet-pass"),
+        pytest.param(5, ["certificate_expiring"], id="pass-with-an-event"),
+    ],
+)
+def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
+    tmp_path: Path, days_left: int, expected: list[str]
+) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    leaf = trustme.CA().issue_cert(
+        "www.example.test",
+        not_before=now - timedelta(days=30),  # outside every rate-limit window
+        not_after=now + timedelta(days=days_left),
+    )
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "www.pem"))
+    log = tmp_path / "events.jsonl"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: pem, paths: ['{tmp_path}/*.pem']}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    )
+
+    loaded = _modules_after(WATCH_ONCE.format(config=str(config), now=now.isoformat()))
+
+    lines = log.read_text().splitlines() if log.exists() else []
+    assert [json.loads(line)["type"].removeprefix("lacme.") for line in lines] == expected
+    assert "lacme_watch.stores.pem" in loaded  # the pass really ran its store
+    pulled_in = {m for m in loaded if m in CRON_NEVER_NEEDS or m.split(".")[0] in CRON_NEVER_NEEDS}
+    assert pulled_in == set()
