@@ -10,11 +10,17 @@ no help, since JSON escapes them itself.
 from __future__ import annotations
 
 import re
+from functools import cache
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\0"}
-# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the
-# bidirectional overrides that reorder what a terminal shows (the "Trojan Source" set).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+@cache
+def _unsafe() -> re.Pattern[str]:
+    """C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the
+    bidirectional overrides that reorder what a terminal shows (the "Trojan Source" set);
+    compiled on the first line printed, which a quiet cron pass never prints."""
+    return re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -27,4 +33,4 @@ def _escape(match: re.Match[str]) -> str:
 
 def printable(text: str) -> str:
     """`text` with every control character shown as an escape: one line, always."""
-    return _UNSAFE.sub(_escape, text)
+    return _unsafe().sub(_escape, text)
