@@ -160,19 +160,20 @@ class _Figures:
     runs: int = 0
     kills: int = 0
     missed: int = 0
+    typical: float = 0.5
+    """How long the last whole pass took: kills are timed inside the next one."""
 
 
 def _run_killed(world: _World, now: datetime, rng: random.Random, figures: _Figures) -> None:
     """SIGKILL the pass at random moments KILLS times, then let one run finish."""
     command = [sys.executable, "-m", "lacme_watch", "--config", str(world.config),
                "--now", now.isoformat(), "watch", "--once"]  # fmt: skip
-    typical = 0.5
     for attempt in range(KILLS + 1):
         started = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         figures.runs += 1
         if attempt < KILLS:
-            time.sleep(rng.uniform(0, typical * 0.8))
+            time.sleep(rng.uniform(0, figures.typical * 0.8))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 figures.kills += 1
@@ -181,7 +182,7 @@ def _run_killed(world: _World, now: datetime, rng: random.Random, figures: _Figu
             process.communicate()
             continue
         _, stderr = process.communicate(timeout=120)
-        typical = time.monotonic() - started
+        figures.typical = time.monotonic() - started
         assert process.returncode == 0, stderr.decode()
     figures.passes += 1
 
