@@ -177,6 +177,31 @@ def test_a_window_that_moves_later_is_announced_with_the_previous_one(
     assert fields["previous_window_start"] == usual.start.isoformat().replace("+00:00", "Z")
 
 
+def test_a_kept_answer_is_asked_again_once_the_store_no_longer_names_its_directory(
+    cli: CliRunner, tmp_path: Path, ari: AriServer
+) -> None:
+    """The answer kept in the state database remembers its directory: a lacme store whose
+    `ari: {directory: ...}` was removed is still asked about (its round is not skipped)."""
+    store = _lacme_certificate(tmp_path)
+    identifier = ari.add(store / "certs" / "www.example.com" / "cert.pem")
+    usual = ari.windows[identifier]
+    log = tmp_path / "events.jsonl"
+    _, quiet = watch(cli, _lacme_config(tmp_path, store, ari.directory), log, *at(NOW))
+    plain = write_config(
+        tmp_path / "plain.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: lacme, path: {store}}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+
+    ari.move(identifier, usual.start - timedelta(days=3), usual.end - timedelta(days=3))
+    _, moved = watch(cli, plain, log, *at(NOW + timedelta(hours=7)))
+
+    assert "renewal_window_moved" not in kinds(quiet)
+    assert kinds(moved).count("renewal_window_moved") == 1
+    assert ari.count("/renewal-info/") == 2
+
+
 @pytest.mark.parametrize(
     ("retry_after", "quiet_until", "asked_again_at"),
     [
