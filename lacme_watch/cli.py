@@ -100,10 +100,9 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
         report = run_pass(config, store, _clock(args))
         if config.metrics.textfile:
             from .metrics import Metrics  # prometheus_client: only when metrics are on
-
-            metrics = Metrics()
             from .passes import pass_metrics
 
+            metrics = Metrics()
             metrics.update(pass_metrics(report, config, store))
             metrics.write_textfile(config.metrics.textfile)
     _print_pass(report, io)

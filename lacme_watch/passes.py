@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ratelimits, renewal, spool
+from .ari.idle import round_needed
 from .cloudevents import Envelope, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain
@@ -241,8 +242,6 @@ def _ari_round(
     """Ask the CAs for renewal windows (RFC 9773) and add what they said to `envelopes`
     and `report`; what the round writes with the pass's commit. Nothing when the round
     could not find a certificate's directory (ari/idle.py)."""
-    from .ari.idle import round_needed
-
     if not round_needed(config.ari, config.stores, store.connection):
         return ()
     from .ari.overdue import not_said_yet  # ARI's modules (HTTP, threads): only with work
@@ -290,7 +289,7 @@ def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) ->
 
 def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassMetrics:
     """What the metrics endpoint and textfile show after a pass."""
-    from .ari import records as ari_records  # ARI's tables: read only when it is on
+    from .ari import records as ari_records  # for metrics only: a pass alone never needs them
     from .ari.view import windows_of
     from .metrics import PassMetrics
 
