@@ -145,10 +145,11 @@ def _only_built_ins() -> bool:
     changes (installing or removing a distribution changes its directory's mtime)."""
     stamps: list[tuple[str, int]] = []
     for entry in sys.path:
+        directory = os.path.abspath(entry or ".")  # "" is the working directory of now
         try:
-            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
+            stamps.append((directory, os.stat(directory).st_mtime_ns))
         except OSError:
-            stamps.append((entry, -1))
+            stamps.append((directory, -1))
     return _installed_only_built_ins(tuple(stamps))
 
 
@@ -167,8 +168,7 @@ def _installed_only_built_ins(stamps: tuple[tuple[str, int], ...]) -> bool:
         for finder in sys.meta_path
     ):
         return False
-    for entry, _ in stamps:
-        directory = entry or "."
+    for directory, _ in stamps:
         if not os.path.isdir(directory):
             if os.path.exists(directory):
                 return False  # a zip file: importlib.metadata looks inside it
@@ -191,8 +191,8 @@ def _registers_built_ins(path: str) -> bool:
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
-    except FileNotFoundError:
-        return True  # most distributions register no entry points at all
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+        return True  # what importlib.metadata reads as no entry points (most distributions)
     except (OSError, UnicodeDecodeError):
         return False
     if "lacme_watch." not in text:
