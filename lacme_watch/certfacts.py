@@ -5,10 +5,12 @@ as the facts every source reports. Pure: bytes in, facts out."""
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import hashlib
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -32,8 +34,9 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-FACTS_VERSION = "2"
-"""Bumped when describe() learns more: files cached by an older version are parsed again."""
+FACTS_VERSION = "3"
+"""Bumped when describe() learns more, or the payload's layout changes: files cached by
+an older version are parsed again."""
 
 
 def signers_digest(signers: Sequence[x509.Certificate]) -> str:
@@ -156,12 +159,71 @@ def _looks_corrupt(body: bytes) -> bool:
     return _BASE64_BODY.fullmatch(body) is None
 
 
-def encode_facts(found: tuple[CertificateFacts, ...]) -> str:
-    return json.dumps([facts.to_json() for facts in found])
+def encode_one(facts: CertificateFacts) -> str:
+    """One certificate's line of a file's payload: `fingerprint TAB signed_by TAB json`.
+
+    JSON escapes every control character, so a tab or newline only ever separates."""
+    raw = json.dumps(facts.to_json(), ensure_ascii=False)
+    return f"{facts.fingerprint}\t{facts.signed_by or ''}\t{raw}"
+
+
+def encode_facts(lines: Sequence[str]) -> str:
+    """A file's payload: one `encode_one` line per certificate, in file order."""
+    return "\n".join(lines)
 
 
 def decode_facts(payload: str) -> tuple[CertificateFacts, ...]:
-    return tuple(CertificateFacts.from_json(raw) for raw in json.loads(payload))
+    """The facts of an unchanged file, each decoded only when first read beyond its
+    fingerprint and signer (see StoredFacts)."""
+    found = []
+    for line in payload.split("\n") if payload else ():
+        fingerprint_text, signed_by, raw = line.split("\t", 2)
+        found.append(StoredFacts.stored(fingerprint_text, signed_by or None, raw))
+    return tuple(found)
+
+
+class StoredFacts(CertificateFacts):
+    """Facts from last pass's file cache, JSON-decoded on first use.
+
+    A rescan of a large unchanged store compares each certificate by its fingerprint
+    and signer (what `identity()` and the index need), so decoding every payload would
+    be most of its cost. The other fields are filled in from the cached JSON the first
+    time one is read; equality and hashing are those of CertificateFacts."""
+
+    __slots__ = ("_json",)
+
+    @classmethod
+    def stored(cls, fingerprint: str, signed_by: str | None, raw: str) -> StoredFacts:
+        facts = object.__new__(cls)
+        object.__setattr__(facts, "fingerprint", fingerprint)
+        object.__setattr__(facts, "signed_by", signed_by)
+        object.__setattr__(facts, "_json", raw)
+        return facts
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a slot not set yet: every field once the JSON is decoded."""
+        if name not in _FIELDS:
+            raise AttributeError(name)
+        decoded = CertificateFacts.from_json(json.loads(object.__getattribute__(self, "_json")))
+        for field_name in _FIELDS:
+            if field_name not in ("fingerprint", "signed_by"):
+                object.__setattr__(self, field_name, getattr(decoded, field_name))
+        return getattr(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CertificateFacts):
+            return NotImplemented
+        return _values(self) == _values(other)
+
+    def __hash__(self) -> int:
+        return hash(_values(self))
+
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(CertificateFacts))
+
+
+def _values(facts: CertificateFacts) -> tuple[object, ...]:
+    return tuple(getattr(facts, name) for name in _FIELDS)
 
 
 def _common_name(name: x509.Name) -> str | None:

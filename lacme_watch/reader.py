@@ -28,6 +28,7 @@ from .certfacts import (
     decode_facts,
     describe,
     encode_facts,
+    encode_one,
     fingerprint,
     parse_pem_or_der,
     signers_digest,
@@ -144,14 +145,14 @@ class CertificateReader:
         if looks_like_private_key(path):
             return ()
         found: tuple[CertificateFacts, ...] | Problem = self._cached(
-            path, self._parse_certificates, encode_facts, decode_facts
+            path, self._parse_certificates, decode_facts
         )
         return found
 
     def read_json(self, path: str) -> object | Problem:
         """A small JSON document (lacme's meta.json), through the same caps and cache,
         parsed with bounded depth (see boundedjson)."""
-        found: object = self._cached(path, _parse_json, json.dumps, json.loads)
+        found: object = self._cached(path, _parse_json, json.loads)
         return found
 
     def read_text(self, path: str) -> str | Problem:
@@ -245,12 +246,12 @@ class CertificateReader:
     def _cached(
         self,
         path: str,
-        parse: Callable[[str, bytes], Any],
-        encode: Callable[[Any], str],
+        parse: Callable[[str, bytes], tuple[Any, str] | Problem],
         decode: Callable[[str], Any],
     ) -> Any:
         """Parse a file, or reuse last pass's result when its identity is unchanged
-        (`encode` and `decode` turn a result into the cached payload and back)."""
+        (`parse` gives the result and its payload for the cache; `decode` turns a
+        payload back into the result)."""
         located = self._locate(path)
         if isinstance(located, Problem):
             return located
@@ -273,10 +274,11 @@ class CertificateReader:
         if isinstance(read, Problem):
             return read
         content, identity = read
-        result = parse(path, content)
-        if isinstance(result, Problem):
-            return result
-        self.files[path] = CachedFile(identity, self._signers_digest, encode(result))
+        parsed = parse(path, content)
+        if isinstance(parsed, Problem):
+            return parsed
+        result, payload = parsed
+        self.files[path] = CachedFile(identity, self._signers_digest, payload)
         return result
 
     def _locate(self, path: str) -> tuple[str, os.stat_result] | Problem:
@@ -370,21 +372,25 @@ class CertificateReader:
 
     def _parse_certificates(
         self, path: str, content: bytes
-    ) -> tuple[CertificateFacts, ...] | Problem:
+    ) -> tuple[tuple[CertificateFacts, ...], str] | Problem:
+        """The file's facts and their payload for the cache."""
         parsed = parse_pem_or_der(path, content)
         if isinstance(parsed, Problem):
             return parsed
         self.parsed += 1
         facts: list[CertificateFacts] = []
+        lines: list[str] = []
         for position, certificate in enumerate(parsed, start=1):
             try:  # cryptography parses lazily: describing is where a bad field shows
                 described = self._facts(certificate)
-                json.dumps(described.to_json(), ensure_ascii=False).encode("utf-8")
+                line = encode_one(described)  # the payload: also proves it can be stored
+                line.encode("utf-8")  # a lone surrogate from odd bytes cannot be
             except Exception as exc:  # one certificate's fault, never the pass's
                 where = f"certificate {position}: " if len(parsed) > 1 else ""
                 return bad_certificate(path, exc, where)
             facts.append(described)
-        return tuple(facts)
+            lines.append(line)
+        return tuple(facts), encode_facts(lines)
 
     def _facts(self, certificate: x509.Certificate) -> CertificateFacts:
         facts = describe(certificate)
@@ -412,8 +418,9 @@ def _identity(status: os.stat_result) -> Identity:
     return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
-def _parse_json(path: str, content: bytes) -> object | Problem:
+def _parse_json(path: str, content: bytes) -> tuple[object, str] | Problem:
     try:
-        return boundedjson.loads(content)
+        value = boundedjson.loads(content)
     except ValueError as exc:
         return Problem(path, "bad_metadata", f"not JSON: {exc}")
+    return value, json.dumps(value)

@@ -134,9 +134,10 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         inventory += [(source.id, o) for o in outcome.current.values()]
         if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
             issuances += scan.issuances
+            # The certificates detect() saw: an unchanged one was offered last pass.
             issuances += [
                 Issuance(o.fingerprint, o.domains, o.certificate.not_before)
-                for o in outcome.current.values()
+                for o in after.certificates.values()
                 if o.role == "leaf" and o.certificate.signed_by is None
             ]
         if scan.failed:

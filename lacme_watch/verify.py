@@ -11,6 +11,7 @@ with the pass), and re-armed when what it is about changes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -175,6 +176,11 @@ class _Run:
         if self._trusted is None:
             self._trusted = signers_digest([*self.roots(), *self.signers])
         return self._trusted
+    _policy_key: str = field(init=False)
+    """Names the expiry policy a lifetime verdict was reached under."""
+
+    def __post_init__(self) -> None:
+        self._policy_key = hashlib.sha256(repr(self.policy).encode()).hexdigest()[:12]
 
     def certificate(
         self,
@@ -189,7 +195,9 @@ class _Run:
         """Revocation of the leaf, and (for a chain) what is wrong with the chain.
 
         Structure needs the certificates themselves; an unchanged file already judged
-        against the same anchors keeps last pass's verdict without being read again.
+        against the same anchors keeps last pass's verdict without being read again,
+        and, until the next instant a lifetime threshold of its chain is crossed (its
+        `until` mark), last pass's lifetime verdict too, without its facts decoded.
         """
         certificates = load() if self.fetcher is not None else None
         if certificates:
@@ -203,11 +211,15 @@ class _Run:
         checked = (observation.lineage, observation.fingerprint, f"{prefix}checked:{self.trusted}")
         findings: list[Finding] = []
         if unchanged and checked in self.before:
-            self.marks |= {
+            kept = [
                 mark
                 for mark in self._before_by_certificate().get(checked[:2], ())
-                if mark[2].startswith(prefix) and mark[2].removeprefix(prefix) in chains.STRUCTURAL
-            }
+                if mark[2].startswith(prefix)
+            ]
+            if self.fetcher is None and self._lifetimes_hold(kept, prefix):
+                self.marks.update(kept)  # nothing new to say: every finding is marked already
+                return
+            self.marks |= {m for m in kept if m[2].removeprefix(prefix) in chains.STRUCTURAL}
         else:
             certificates = certificates or load()
             if not certificates:
@@ -215,6 +227,7 @@ class _Run:
             findings += chains.structure(certificates, self.anchors)
         self.marks.add(checked)
         findings += chains.lifetimes(facts, self.now, self.policy)
+        self.marks.add((*checked[:2], f"{prefix}until:{self._policy_key}:{self._until(facts)}"))
         if self.fetcher is not None and certificates:
             findings += self._revoked_intermediates(certificates)
         reported: set[str] = set()
@@ -230,6 +243,24 @@ class _Run:
             self.events.append(
                 _chain_event(self.source, observation, location, facts[finding.position], finding)
             )
+
+    def _until(self, facts: Sequence[CertificateFacts]) -> str:
+        """When chains.lifetimes() may next say otherwise: the first threshold (or expiry)
+        after now of a certificate after the leaf; `never` once all are crossed."""
+        crossings = [
+            self.policy.next_crossing(f.not_before, f.not_after, self.now) for f in facts[1:]
+        ]
+        found = [crossing for crossing in crossings if crossing is not None]
+        return str(int(min(found).timestamp())) if found else "never"
+
+    def _lifetimes_hold(self, kept: Sequence[Mark], prefix: str) -> bool:
+        """Whether last pass's lifetime verdict of this chain still holds now."""
+        wanted = f"{prefix}until:{self._policy_key}:"
+        for _, _, label in kept:
+            if label.startswith(wanted):
+                until = label.removeprefix(wanted)
+                return until == "never" or self.now.timestamp() < int(until)
+        return False
 
     def _before_by_certificate(self) -> dict[tuple[str, str], list[Mark]]:
         """Last pass's marks by (lineage, fingerprint), built once per source."""
@@ -435,7 +466,7 @@ def findings(snapshot: SourceSnapshot) -> list[tuple[str, str]]:
     for lineage, _, label in snapshot.reported:  # sorted once found: most marks are none
         if label.startswith("chain:"):
             reason = label.split(":", 3)[2]
-            if reason != "checked":
+            if reason not in ("checked", "until"):
                 found.append((lineage, f"chain {reason}"))
         elif label.startswith("mismatch:"):
             found.append((lineage, f"not {label.removeprefix('mismatch:')}"))

@@ -230,3 +230,41 @@ def test_status_names_what_is_wrong_with_each_chain(
         f"tls:127.0.0.1:{servers['misordered'].port}": ["chain misordered"],
         f"tls:127.0.0.1:{servers['good'].port}": ["not www.other.test"],
     }
+
+
+def test_an_unchanged_chain_is_judged_again_when_time_crosses_its_next_threshold(
+    cli: CliRunner, pki: dict[str, Issued], tmp_path: Path
+) -> None:
+    """Last pass's verdict on an unchanged fullchain.pem is kept without decoding its
+    facts only until its intermediate's next threshold: then it speaks again."""
+    stored = tmp_path / "stored" / "site"
+    stored.mkdir(parents=True)
+    bundle = pem(pki["leaf"].certificate, pki["expiring"].certificate)
+    (stored / "fullchain.pem").write_bytes(bundle)
+    (tmp_path / "trust.pem").write_bytes(pki["root"].pem)
+    log = tmp_path / "events.jsonl"
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"trust: [{tmp_path / 'trust.pem'}]\n"
+        f"expiry: {{chain: leaf}}\n"
+        f"stores:\n  - type: pem\n    paths: ['{stored}/fullchain.pem']\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
+    )
+
+    def reasons(at: datetime) -> list[tuple[str, object, object]]:
+        code, events = watch(cli, config, log, "--now", at.isoformat())
+        assert code == 0
+        return sorted(
+            (str(e["type"]).removeprefix("lacme."), data(e).get("reason"), data(e).get("threshold"))
+            for e in events
+        )
+
+    assert reasons(NOW) == [
+        ("chain_problem", "expiring", "30d"),
+        ("chain_problem", "intermediate_expires_before_leaf", None),
+    ]
+    assert reasons(NOW + days(1)) == []  # 19 days left: no threshold crossed since
+    assert reasons(NOW + days(7)) == [("chain_problem", "expiring", "14d")]  # 13 days left
+    assert reasons(NOW + days(8)) == []
+    assert reasons(NOW + days(21)) == [("chain_problem", "expired", None)]

@@ -132,8 +132,9 @@ def _single_account(accounts: str) -> str | None:
     return url if url.startswith(("https://", "http://")) else None
 
 
-def directory_lookup(source: Source, override: str | None) -> DirectoryOf:
-    """How to find the directory of each lineage of `source`."""
+def directory_lookup(source: Source, override: str | None) -> DirectoryOf | None:
+    """How to find the directory of each lineage of `source`; None when its files never
+    name one (a pem store without `ari.directory`)."""
     if override:
         return lambda lineage: override
     if isinstance(source, CertbotStore):
@@ -147,4 +148,4 @@ def directory_lookup(source: Source, override: str | None) -> DirectoryOf:
             return found[0]
 
         return dehydrated
-    return lambda lineage: None
+    return None

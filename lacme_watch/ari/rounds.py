@@ -167,21 +167,24 @@ def _candidates(
 ) -> dict[str, _Candidate]:
     """Eligible certificates of ARI-enabled stores whose ACME directory is known."""
     sources = {source.id: source for source in stores}
-    lookups: dict[str, DirectoryOf] = {}
+    lookups: dict[str, DirectoryOf | None] = {}
     candidates: dict[str, _Candidate] = {}
     for source_id, observation in inventory:
         source = sources.get(source_id)
         store = settings.for_store(source_id)
-        if source is None or not store.enabled or not eligible(observation, now):
+        if source is None or not store.enabled:
             continue
-        if observation.fingerprint in candidates:
-            continue  # the same certificate in two stores: one question, one answer
         if source_id not in lookups:
             lookups[source_id] = directory_lookup(source, store.directory)
+        lookup = lookups[source_id]
         record = known.get(observation.fingerprint)
+        if lookup is None and record is None:
+            continue  # before its dates: an unchanged file's are decoded only when read
+        if not eligible(observation, now) or observation.fingerprint in candidates:
+            continue  # the same certificate in two stores: one question, one answer
         directory = record.directory if record else None
-        if record is None or record.next_check <= now:  # due: the client's files may have moved
-            directory = lookups[source_id](observation.lineage) or directory
+        if lookup is not None and (record is None or record.next_check <= now):
+            directory = lookup(observation.lineage) or directory  # the files may have moved
         if directory is None:
             continue  # no ACME directory known for this certificate
         candidates[observation.fingerprint] = _Candidate(source_id, observation, directory, record)
