@@ -160,11 +160,13 @@ def _looks_corrupt(body: bytes) -> bool:
 
 
 def encode_one(facts: CertificateFacts) -> str:
-    """One certificate's line of a file's payload: `fingerprint TAB signed_by TAB json`.
-
-    JSON escapes every control character, so a tab or newline only ever separates."""
+    """One certificate's line of a file's payload: `fingerprint TAB signed_by TAB ca TAB
+    names TAB json`, the names a JSON list. JSON escapes every control character, so a tab or
+    newline only ever separates."""
+    names = json.dumps(facts.names, ensure_ascii=False)
     raw = json.dumps(facts.to_json(), ensure_ascii=False)
-    return f"{facts.fingerprint}\t{facts.signed_by or ''}\t{raw}"
+    ca = "ca" if facts.is_ca else ""
+    return f"{facts.fingerprint}\t{facts.signed_by or ''}\t{ca}\t{names}\t{raw}"
 
 
 def encode_facts(lines: Sequence[str]) -> str:
@@ -174,11 +176,15 @@ def encode_facts(lines: Sequence[str]) -> str:
 
 def decode_facts(payload: str) -> tuple[CertificateFacts, ...]:
     """The facts of an unchanged file, each decoded only when first read beyond its
-    fingerprint and signer (see StoredFacts)."""
+    fingerprint, signer and names (see StoredFacts)."""
     found = []
     for line in payload.split("\n") if payload else ():
-        fingerprint_text, signed_by, raw = line.split("\t", 2)
-        found.append(StoredFacts.stored(fingerprint_text, signed_by or None, raw))
+        fingerprint_text, signed_by, ca, names, raw = line.split("\t", 4)
+        found.append(
+            StoredFacts.stored(
+                fingerprint_text, signed_by or None, ca == "ca", tuple(json.loads(names)), raw
+            )
+        )
     return tuple(found)
 
 
@@ -186,17 +192,22 @@ class StoredFacts(CertificateFacts):
     """Facts from last pass's file cache, JSON-decoded on first use.
 
     A rescan of a large unchanged store compares each certificate by its fingerprint
-    and signer (what `identity()` and the index need), so decoding every payload would
-    be most of its cost. The other fields are filled in from the cached JSON the first
+    and signer (what `identity()` and the index need), names its observation by the
+    certificate's names and asks whether it is a CA's; decoding every payload would be
+    most of its cost. The other fields are filled in from the cached JSON the first
     time one is read; equality and hashing are those of CertificateFacts."""
 
     __slots__ = ("_json",)
 
     @classmethod
-    def stored(cls, fingerprint: str, signed_by: str | None, raw: str) -> StoredFacts:
+    def stored(
+        cls, fingerprint: str, signed_by: str | None, is_ca: bool, names: tuple[str, ...], raw: str
+    ) -> StoredFacts:
         facts = object.__new__(cls)
         object.__setattr__(facts, "fingerprint", fingerprint)
         object.__setattr__(facts, "signed_by", signed_by)
+        object.__setattr__(facts, "is_ca", is_ca)
+        object.__setattr__(facts, "names", names)
         object.__setattr__(facts, "_json", raw)
         return facts
 
@@ -206,7 +217,7 @@ class StoredFacts(CertificateFacts):
             raise AttributeError(name)
         decoded = CertificateFacts.from_json(json.loads(object.__getattribute__(self, "_json")))
         for field_name in _FIELDS:
-            if field_name not in ("fingerprint", "signed_by"):
+            if field_name not in _EAGER:
                 object.__setattr__(self, field_name, getattr(decoded, field_name))
         return getattr(self, name)
 
@@ -220,6 +231,7 @@ class StoredFacts(CertificateFacts):
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(CertificateFacts))
+_EAGER = ("fingerprint", "signed_by", "is_ca", "names")
 
 
 def _values(facts: CertificateFacts) -> tuple[object, ...]:

@@ -61,6 +61,10 @@ class PassReport:
     """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
     agent_runs: dict[str, datetime] = field(default_factory=dict)
     """The latest renewal-agent run each source's scan saw (certbot's log)."""
+    carried: tuple[str, ...] = ()
+    """Stores whose certificates are in the state database as last pass left them (their
+    stat record matched), not in `inventory`: see whole_inventory()."""
+    carried_certificates: int = 0
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -77,6 +81,8 @@ class PassReport:
             crls=list(scanned.crls),
             findings=list(scanned.findings),
             agent_runs=dict(scanned.agent_runs),
+            carried=scanned.carried,
+            carried_certificates=scanned.carried_certificates,
         )
 
     ari_requests: int = 0
@@ -84,7 +90,16 @@ class PassReport:
 
     @property
     def certificates(self) -> int:
-        return len(self.inventory)
+        return len(self.inventory) + self.carried_certificates
+
+    def whole_inventory(self, store: StateStore) -> list[tuple[str, Observation]]:
+        """Every certificate, the carried stores' read back from the state database."""
+        carried = [
+            (source, observation)
+            for source in self.carried
+            for observation in store.inventory_of(source).values()
+        ]
+        return self.inventory + carried
 
     def status(self) -> str:
         """One line for systemd's STATUS= and the daemon's log."""
@@ -120,7 +135,7 @@ def run_pass(
     """One full pass: scan, detect, commit, notify subscribers, deliver."""
     started = time.monotonic()
     store.arm_thresholds(repr(config.policy))  # here, not in scan_sources: status writes nothing
-    scanned = scan_sources(config, store, now)
+    scanned = scan_sources(config, store, now, quick=True)
     report = PassReport.of(scanned, now)
     envelopes = list(scanned.envelopes)
     writers = _ari_round(config, store, report, envelopes, now)
@@ -298,7 +313,7 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         duration_seconds=report.duration_seconds,
         sources=tuple(source.id for source in config.sources),
         failed_sources=frozenset(report.failed_sources),
-        inventory=tuple(report.inventory),
+        inventory=tuple(report.whole_inventory(store)),
         problems=tuple(report.problems),
         outbox=store.outbox_counts(),
         last_success=store.last_success(),
@@ -308,7 +323,7 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         overdue_grace=config.policy.overdue_grace,
         agent_runs={agent.store: agent.last_run for agent in store.agent_runs().values()},
         renewal_windows=(
-            windows_of(report.inventory, ari_records.windows(store.connection))
+            windows_of(report.whole_inventory(store), ari_records.windows(store.connection))
             if config.ari.enabled
             else ()
         ),

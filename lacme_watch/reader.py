@@ -16,9 +16,9 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 
@@ -36,6 +36,7 @@ from .certfacts import (
 )
 from .observations import CertificateFacts, Observation, Problem
 from .options import Options
+from .statrecord import Recorder
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
 
@@ -79,9 +80,9 @@ def undecodable_name(path: str, lineage: str | None = None) -> Problem | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CachedFile:
-    """What was parsed from one file, and the identity it had then."""
+class CachedFile(NamedTuple):
+    """What was parsed from one file, and the identity it had then (a tuple: a rescan
+    loads one per file of the store, and a frozen dataclass costs several times more)."""
 
     identity: Identity
     signers: str
@@ -120,6 +121,8 @@ class CertificateReader:
         self.follow_any = False
         self._real_directories: dict[str, str] = {}
         self._prefixes: tuple[str, ...] = ()
+        self.stat_record = Recorder()
+        """Every directory and file this scan looked at (see statrecord.py)."""
 
     def confine(self, *roots: str, follow_any: bool = False) -> None:
         """Keep every read inside these directories (resolved): a symlink whose target
@@ -127,6 +130,16 @@ class CertificateReader:
         self.roots = tuple(os.path.realpath(root) for root in roots)
         self.follow_any = follow_any
         self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
+
+    def will_list(self, directory: str) -> None:
+        """Call before listing a directory (or asking whether a file is in it) yourself:
+        it joins the stat record, so a file added to it makes the next pass scan again."""
+        try:
+            status = os.lstat(directory)
+        except OSError:
+            self.stat_record.distrust()  # a store root that is not there: nothing to compare
+            return
+        self.stat_record.saw(directory, status)
 
     def inside(self, real_path: str) -> bool:
         """Whether a resolved path is within the store's roots (or confinement is off)."""
@@ -294,10 +307,12 @@ class CertificateReader:
         try:
             status = os.lstat(target)
             if stat.S_ISLNK(status.st_mode):
+                self.stat_record.distrust()
                 target = os.path.realpath(target)
                 status = os.stat(target)
         except OSError as exc:
             return _problem_from_os_error(path, exc)
+        self.stat_record.saw(target, status)
         if target != path and looks_like_private_key(target):
             return Problem(
                 path,
@@ -323,9 +338,25 @@ class CertificateReader:
                 real = os.path.realpath(directory)
             else:
                 candidate = os.path.join(self._real_directory(parent), name)
-                real = os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+                real = self._resolved_directory(candidate)
             self._real_directories[directory] = real
         return real
+
+    def _resolved_directory(self, candidate: str) -> str:
+        """A directory's real path; one inside the store joins the stat record (its
+        files are looked for by name: one created there changes its mtime)."""
+        try:
+            status = os.lstat(candidate)
+        except OSError:
+            return candidate  # the file's own lstat reports what is missing
+        if stat.S_ISLNK(status.st_mode):
+            real = os.path.realpath(candidate)
+            if self.inside(real):
+                self.stat_record.distrust()
+            return real
+        if self.inside(candidate):
+            self.stat_record.saw(candidate, status)
+        return candidate
 
     def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
         located = self._locate(path)
@@ -362,6 +393,7 @@ class CertificateReader:
                 content = stream.read(wanted)
                 if len(content) == wanted:  # it grew while we read: up to the cap, as before
                     content += stream.read(self.max_file_size + 1 - len(content))
+            self.stat_record.saw(target, status)  # what these bytes were read at
         except OSError as exc:
             return _problem_from_os_error(path, exc)
         finally:

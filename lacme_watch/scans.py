@@ -4,9 +4,10 @@ over, and the others go on. Returns the changes to commit, as one `Scanned` valu
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
@@ -14,8 +15,11 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from . import statrecord
 from .ari import records as ari_records
+from .ari.directories import directory_lookup
 from .ari.overdue import with_windows
+from .certfacts import signers_digest
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .detect import Authority, stale_deployments
@@ -27,7 +31,7 @@ from .payloads import PayloadStream
 from .plugins import Source
 from .reader import CertificateReader
 from .renewal import RenewalPolicy
-from .statedb import SourceChange, StateStore
+from .statedb import SourceChange, StateStore, StatRecord
 from .verify import findings, verifier_for
 
 if TYPE_CHECKING:
@@ -53,13 +57,20 @@ class Scanned:
     """(source, lineage, what is wrong now): broken chains, revocations, wrong names."""
     agent_runs: Mapping[str, datetime] = field(default_factory=dict)
     """The latest renewal-agent run each source's scan saw (certbot's log)."""
+    carried: tuple[str, ...] = ()
+    """File stores whose stat record matched: their certificates stay in the state
+    database as last pass left them, and are not in `inventory`."""
+    carried_certificates: int = 0
 
 
-def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
+def scan_sources(
+    config: Config, store: StateStore, now: datetime, *, quick: bool = False
+) -> Scanned:
     """Scan and detect every source; nothing is written yet.
 
     A source that raises is that source's problem: its inventory carries over and the
-    other sources' events go ahead.
+    other sources' events go ahead. With `quick` (a pass, not `status`), a file store
+    whose stat record still matches keeps last pass's outcome without being read.
     """
     signers: list[x509.Certificate] = []
     authorities: dict[str, Authority] = {}
@@ -74,10 +85,19 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
     parsed = reused = 0
     crls: list[tuple[str, CrlSeen]] = []
     wrong: list[tuple[str, str, str]] = []
+    carried: list[str] = []
     authority_ids = {source.id for source in config.authorities}
     windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
+        key = _record_key(config, source, signers, authorities, windows)
+        if quick and key is not None and (kept := _carried(store, source.id, key, now)):
+            changes.append(kept)
+            currents.append(_StoredInventory(store, source.id))
+            carried.append(source.id)
+            problems += [(source.id, problem) for problem in sorted(kept.after.problems, key=str)]
+            reused += store.count_files(source.id)
+            continue
         files_before = store.load_files(source.id)
         payloads = PayloadStream(store.connection, source.id)
         reader = CertificateReader(
@@ -114,7 +134,7 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
             files_before=files_before,
             files_after=files_before if scan.failed else reader.files,
         )
-        verified_after, verified = verifier.verify(
+        verified_after, verified, until = verifier.verify(
             outcome.change.before,
             outcome.view,
             scan,
@@ -124,6 +144,9 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
             revocation=source.id not in authority_ids and config.checks_revocation(source.id),
         )
         change = outcome.written(verified_after)
+        record = reader.stat_record.record() if key is not None and not scan.failed else None
+        if record is not None:
+            change = _replace(change, stat_record=StatRecord(key or "", until, record))
         after = change.after
         crls += [(source.id, crl) for crl in scan.crls]
         wrong += [(source.id, *finding) for finding in findings(verified_after)]
@@ -159,7 +182,82 @@ def scan_sources(config: Config, store: StateStore, now: datetime) -> Scanned:
         crls=tuple(crls),
         findings=tuple(wrong),
         agent_runs=agent_runs,
+        carried=tuple(carried),
+        carried_certificates=sum(store.count_certificates(s) for s in carried),
     )
+
+
+def _record_key(
+    config: Config,
+    source: Source,
+    signers: list[x509.Certificate],
+    authorities: Mapping[str, Authority],
+    windows: Mapping[str, object],
+) -> str | None:
+    """Everything beside its files that decides a file store's outcome; None for a
+    source that cannot keep a stat record (network, logs, plugins, revocation, ARI)."""
+    if not getattr(type(source), "stat_record", False) or config.checks_revocation(source.id):
+        return None
+    ari = config.ari.for_store(source.id)
+    if config.ari.enabled and ari.enabled and directory_lookup(source, ari.directory):
+        return None  # the CA's answers change what a scan would say
+    text = repr(
+        (
+            signers_digest(signers),  # and the facts' version
+            config.chain,
+            config.max_file_size,
+            type(source).__qualname__,
+            sorted(vars(source).items()),
+            config.renewal_of(source.id),
+            config.policy,
+            sorted(authorities),
+            sorted(windows.items()) if ari.enabled else (),
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _carried(store: StateStore, source: str, key: str, now: datetime) -> SourceChange | None:
+    """Last pass's outcome of a file store, when nothing it read has changed since and
+    nothing it holds came due: its stat record matches, no threshold is crossed and no
+    chain verdict has run out."""
+    kept = store.load_stat_record(source)
+    if (
+        kept is None
+        or kept.key != key
+        or (kept.until is not None and now.timestamp() >= kept.until)
+    ):
+        return None
+    if store.thresholds_due(source, now) or not statrecord.unchanged(kept.record):
+        return None
+    snapshot = store.carried_snapshot(source)
+    if snapshot is None:
+        return None
+    return SourceChange(
+        before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
+    )
+
+
+class _StoredInventory(Mapping[str, Observation]):
+    """A carried store's certificates for the endpoint comparison, read only if asked."""
+
+    def __init__(self, store: StateStore, source: str) -> None:
+        self._store, self._source = store, source
+        self._loaded: dict[str, Observation] | None = None
+
+    def _all(self) -> dict[str, Observation]:
+        if self._loaded is None:
+            self._loaded = self._store.inventory_of(self._source)
+        return self._loaded
+
+    def __getitem__(self, lineage: str) -> Observation:
+        return self._all()[lineage]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def _scan(source: Source, reader: CertificateReader, cursor: str | None) -> ScanResult:
@@ -205,6 +303,8 @@ def _stale(
         for index, change in enumerate(changes)
         if any(lineage.startswith("tls:") for lineage in change.after.certificates)
     }
+    if not endpoint_sources:
+        return tuple(changes), []
     held = [
         observation
         for index, current in enumerate(currents)

@@ -83,10 +83,12 @@ class Verifier:
         now: datetime,
         signers: Sequence[x509.Certificate] = (),
         revocation: bool = False,
-    ) -> tuple[SourceSnapshot, list[Event]]:
-        """The source's snapshot with this pass's marks, and the events for new ones."""
+    ) -> tuple[SourceSnapshot, list[Event], float | None]:
+        """The source's snapshot with this pass's marks, the events for new ones, and
+        the first instant these checks may say something new with nothing changed
+        (None: never; what a stat record holds for)."""
         if scan.failed:
-            return after, []
+            return after, [], None
         run = _Run(
             source=after.source,
             before=previous.reported if previous else frozenset(),
@@ -130,7 +132,7 @@ class Verifier:
             )
             run.mismatch(observation, served.requested_name)
         run.crls(scan.crls)
-        return run.finish(after, previous)
+        return (*run.finish(after, previous), run.until)
 
 
 def _given(certificates: list[x509.Certificate]) -> list[x509.Certificate]:
@@ -176,6 +178,8 @@ class _Run:
         if self._trusted is None:
             self._trusted = signers_digest([*self.roots(), *self.signers])
         return self._trusted
+    until: float | None = None
+    """The earliest `until` of a chain verdict this pass (epoch; None: none ends)."""
     _policy_key: str = field(init=False)
     """Names the expiry policy a lifetime verdict was reached under."""
 
@@ -196,8 +200,8 @@ class _Run:
 
         Structure needs the certificates themselves; an unchanged file already judged
         against the same anchors keeps last pass's verdict without being read again,
-        and, until the next instant a lifetime threshold of its chain is crossed (its
-        `until` mark), last pass's lifetime verdict too, without its facts decoded.
+        and, until the next instant a lifetime threshold of its chain is crossed (kept
+        in its `checked` mark), last pass's lifetime verdict too, its facts not decoded.
         """
         certificates = load() if self.fetcher is not None else None
         if certificates:
@@ -208,16 +212,16 @@ class _Run:
         self.analysed.add(observation.lineage)
         name = chains.digest([f.fingerprint for f in facts])
         prefix = f"chain:{name}:"
-        checked = (observation.lineage, observation.fingerprint, f"{prefix}checked:{self.trusted}")
+        checked = f"{prefix}checked:{self.trusted}"
+        key = (observation.lineage, observation.fingerprint)
+        kept = [m for m in self._before_by_certificate().get(key, ()) if m[2].startswith(prefix)]
+        verdict = next((m[2] for m in kept if m[2].split(":", 4)[:4] == checked.split(":")), None)
         findings: list[Finding] = []
-        if unchanged and checked in self.before:
-            kept = [
-                mark
-                for mark in self._before_by_certificate().get(checked[:2], ())
-                if mark[2].startswith(prefix)
-            ]
-            if self.fetcher is None and self._lifetimes_hold(kept, prefix):
+        if unchanged and verdict is not None:
+            if self.fetcher is None and (until := self._lifetimes_hold(verdict, checked)):
                 self.marks.update(kept)  # nothing new to say: every finding is marked already
+                if until != "never":
+                    self._ends(int(until))
                 return
             self.marks |= {m for m in kept if m[2].removeprefix(prefix) in chains.STRUCTURAL}
         else:
@@ -225,9 +229,8 @@ class _Run:
             if not certificates:
                 return
             findings += chains.structure(certificates, self.anchors)
-        self.marks.add(checked)
         findings += chains.lifetimes(facts, self.now, self.policy)
-        self.marks.add((*checked[:2], f"{prefix}until:{self._policy_key}:{self._until(facts)}"))
+        self.marks.add((*key, f"{checked}:{self._policy_key}:{self._until(facts)}"))
         if self.fetcher is not None and certificates:
             findings += self._revoked_intermediates(certificates)
         reported: set[str] = set()
@@ -251,16 +254,24 @@ class _Run:
             self.policy.next_crossing(f.not_before, f.not_after, self.now) for f in facts[1:]
         ]
         found = [crossing for crossing in crossings if crossing is not None]
-        return str(int(min(found).timestamp())) if found else "never"
+        if not found:
+            return "never"
+        until = int(min(found).timestamp())
+        self._ends(until)
+        return str(until)
 
-    def _lifetimes_hold(self, kept: Sequence[Mark], prefix: str) -> bool:
-        """Whether last pass's lifetime verdict of this chain still holds now."""
-        wanted = f"{prefix}until:{self._policy_key}:"
-        for _, _, label in kept:
-            if label.startswith(wanted):
-                until = label.removeprefix(wanted)
-                return until == "never" or self.now.timestamp() < int(until)
-        return False
+    def _ends(self, until: int) -> None:
+        self.until = until if self.until is None else min(self.until, until)
+
+    def _lifetimes_hold(self, verdict: str, checked: str) -> str | None:
+        """Its `until` when last pass's lifetime verdict (`checked:<anchors>:<policy>:
+        <until>`) still holds now; None when the chain must be judged again."""
+        policy, _, until = verdict.removeprefix(checked).lstrip(":").partition(":")
+        if policy != self._policy_key or not until:
+            return None
+        if until == "never" or self.now.timestamp() < int(until):
+            return until
+        return None
 
     def _before_by_certificate(self) -> dict[tuple[str, str], list[Mark]]:
         """Last pass's marks by (lineage, fingerprint), built once per source."""
@@ -466,7 +477,7 @@ def findings(snapshot: SourceSnapshot) -> list[tuple[str, str]]:
     for lineage, _, label in snapshot.reported:  # sorted once found: most marks are none
         if label.startswith("chain:"):
             reason = label.split(":", 3)[2]
-            if reason not in ("checked", "until"):
+            if reason != "checked":
                 found.append((lineage, f"chain {reason}"))
         elif label.startswith("mismatch:"):
             found.append((lineage, f"not {label.removeprefix('mismatch:')}"))

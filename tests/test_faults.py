@@ -173,7 +173,7 @@ def _run_killed(world: _World, now: datetime, rng: random.Random, figures: _Figu
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         figures.runs += 1
         if attempt < KILLS:
-            time.sleep(rng.uniform(0, figures.typical * 0.8))
+            time.sleep(rng.uniform(0, figures.typical * 0.5))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 figures.kills += 1

@@ -20,7 +20,7 @@ from lacme_watch.events import CertificateExpiring, Event
 from lacme_watch.observations import Observation, Problem, ScanResult
 from lacme_watch.passes import run_pass
 from lacme_watch.ratelimits import RateLimits
-from lacme_watch.statedb import StateStore, identity
+from lacme_watch.statedb import SCHEMA_VERSION, StateStore, identity
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink, StaticSource
 from lacme_watch.thresholds import Policy
@@ -102,7 +102,9 @@ def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
         assert "certificate_issued" not in [e.event.kind for e in report.envelopes]
         assert store.thresholds_due(source, later) == []
     db = sqlite3.connect(config.state_dir / "state.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     db.close()
 
 

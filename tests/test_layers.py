@@ -19,7 +19,7 @@ import trustme
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
-    {"wording", "printable", "boundedjson"},
+    {"wording", "printable", "boundedjson", "statrecord"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
     {"renewal"},
     {"thresholds"},

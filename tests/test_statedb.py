@@ -16,7 +16,7 @@ from lacme_watch.delivery import SinkRoute
 from lacme_watch.errors import StoreError
 from lacme_watch.events import Heartbeat
 from lacme_watch.passes import run_pass
-from lacme_watch.statedb import StateStore
+from lacme_watch.statedb import SCHEMA_VERSION, StateStore
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
 
@@ -164,7 +164,9 @@ def test_schema_1_stale_deployment_marks_move_to_their_own_table(tmp_path: Path)
     assert snapshot.stale == {("tls:h:443", "old", "new")}
     assert snapshot.reported == {("tls:h:443", "old", "30d")}
     db = sqlite3.connect(tmp_path / "state.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     db.close()
 
 

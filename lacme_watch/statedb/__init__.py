@@ -36,7 +36,16 @@ from .connected import epoch
 from .history import AgentRun, History, record_runs
 from .outbox import Backlog, Delivery, HistoryEntry, IdConflict, Outbox, OutboxRow, write_events
 from .schema import SCHEMA, SCHEMA_VERSION, index_thresholds, move_stale_marks
-from .snapshots import Indexed, Snapshots, SourceChange, identity, write_files, write_snapshot
+from .snapshots import (
+    Indexed,
+    Snapshots,
+    SourceChange,
+    StatRecord,
+    identity,
+    write_files,
+    write_snapshot,
+    write_stat_record,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -48,6 +57,7 @@ __all__ = [
     "Indexed",
     "OutboxRow",
     "SourceChange",
+    "StatRecord",
     "StateStore",
     "identity",
 ]
@@ -225,6 +235,7 @@ class StateStore(Snapshots, Outbox, History):
             for change in changes:
                 write_snapshot(db, change.before, change.after, now, change.next_thresholds)
                 write_files(db, change.after.source, change.files_before, change.files_after)
+                write_stat_record(db, change)
             conflicts, written = write_events(
                 db, routed, now
             )  # records runs that came through the spool

@@ -8,9 +8,10 @@ import sqlite3
 from ..observations import Observation
 from .snapshots import identity
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: deployment_stale marks moved out of `reported` into `stale_deployments`.
-3: certificates carry an identity key and their next threshold instant (indexed)."""
+3: certificates carry an identity key and their next threshold instant (indexed).
+4: `stat_records`, one per file store (statrecord.py); a new table, nothing to move."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,6 +33,8 @@ CREATE TABLE IF NOT EXISTS problems (
 CREATE TABLE IF NOT EXISTS files (
     source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER, ino INTEGER, size INTEGER,
     mtime_ns INTEGER, signers TEXT, payload TEXT NOT NULL, PRIMARY KEY (source, path));
+CREATE TABLE IF NOT EXISTS stat_records (
+    source TEXT PRIMARY KEY, key TEXT NOT NULL, until REAL, record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, store TEXT,
     time REAL NOT NULL, cloudevent TEXT NOT NULL);

@@ -30,6 +30,23 @@ class SourceChange:
     files_after: Mapping[str, CachedFile]
     next_thresholds: Mapping[str, float | None] = field(default_factory=dict)
     """lineage -> epoch of its next threshold crossing (None: none left), where it moved."""
+    stat_record: StatRecord | None = None
+    """What the next pass may compare instead of scanning (None: scan it in full)."""
+    carried: bool = False
+    """Last pass's outcome stands (its stat record matched): only `last_scan` moves."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatRecord:
+    """A file store's stat record as kept (see statrecord.py), and what it holds for."""
+
+    key: str
+    """Everything beside the files that decides the scan's outcome (configuration,
+    signers, versions): a different key, a full scan."""
+    until: float | None
+    """Epoch of the first instant the checks after detect() may say something new
+    (a chain's next lifetime threshold); None: never."""
+    record: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +161,50 @@ class Snapshots(Connected):
             )
         }
 
+    def load_stat_record(self, source: str) -> StatRecord | None:
+        row = self._db.execute(
+            "SELECT key, until, record FROM stat_records WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None else StatRecord(row[0], row[1], bytes(row[2]))
+
+    def carried_snapshot(self, source: str) -> SourceSnapshot | None:
+        """A source's snapshot without its certificates or marks, for a pass that keeps
+        them as they are: its baseline, cursor and problems (reported every pass)."""
+        row = self._db.execute(
+            "SELECT baselined, cursor FROM sources WHERE source = ?", (source,)
+        ).fetchone()
+        if row is None:
+            return None
+        problems = frozenset(
+            Problem(path, reason, detail, lineage)
+            for path, reason, detail, lineage in self._db.execute(
+                "SELECT path, reason, detail, lineage FROM problems WHERE source = ?", (source,)
+            )
+        )
+        return SourceSnapshot(
+            source=source, baselined=bool(row[0]), problems=problems, cursor=row[1]
+        )
+
+    def count_files(self, source: str) -> int:
+        row = self._db.execute("SELECT count(*) FROM files WHERE source = ?", (source,)).fetchone()
+        return int(row[0])
+
+    def count_certificates(self, source: str) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM certificates WHERE source = ?", (source,)
+        ).fetchone()
+        return int(row[0])
+
+    def inventory_of(self, source: str) -> dict[str, Observation]:
+        """One source's certificates as of the last pass, by lineage."""
+        return {
+            lineage: Observation.from_json(json.loads(raw))
+            for lineage, raw in self._db.execute(
+                "SELECT lineage, observation FROM certificates WHERE source = ? ORDER BY lineage",
+                (source,),
+            )
+        }
+
     def inventory(self) -> dict[str, list[Observation]]:
         """Every source's certificates as of the last pass."""
         found: dict[str, list[Observation]] = {}
@@ -172,6 +233,20 @@ def identity(observation: Observation) -> bytes:
     return hashlib.blake2b("\x1f".join(fields).encode(), digest_size=16).digest()
 
 
+def write_stat_record(db: sqlite3.Connection, change: SourceChange) -> None:
+    """The record next pass compares, or none: it must scan in full."""
+    if change.carried:
+        return
+    source, record = change.after.source, change.stat_record
+    if record is None:
+        db.execute("DELETE FROM stat_records WHERE source = ?", (source,))
+        return
+    db.execute(
+        "INSERT OR REPLACE INTO stat_records VALUES (?, ?, ?, ?)",
+        (source, record.key, record.until, record.record),
+    )
+
+
 def write_snapshot(
     db: sqlite3.Connection,
     before: SourceSnapshot | None,
@@ -186,6 +261,8 @@ def write_snapshot(
         " cursor = excluded.cursor",
         (source, int(after.baselined), epoch(now), after.cursor),
     )
+    if before is after:  # carried over whole: nothing else to write
+        return
     old = before.certificates if before else {}
     db.executemany(
         "DELETE FROM certificates WHERE source = ? AND lineage = ?",

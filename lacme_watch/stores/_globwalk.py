@@ -57,6 +57,7 @@ def matching_files(
     recursive = "**" in rest
     max_depth = len(rest) - 1
     visited: set[tuple[int, int]] = set()
+    reader.will_list(base)
 
     def on_error(exc: OSError) -> None:
         reason = "permission_denied" if isinstance(exc, PermissionError) else "io_error"
@@ -103,6 +104,7 @@ def _enterable(
         return False  # a broken directory link holds nothing to read
     if (status.st_dev, status.st_ino) in visited:
         return False
+    reader.will_list(path)  # before os.walk lists it
     if os.path.islink(path) and not reader.inside(real := os.path.realpath(path)):
         problems.append(
             Problem(

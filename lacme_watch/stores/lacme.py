@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import replace
-from typing import Self
+from typing import ClassVar, Self
 
 from ..instants import parse_time
 from ..observations import Issuance, Observation, Problem, ScanResult
@@ -24,6 +24,9 @@ from ..renewal import LACME_DEFAULT
 
 class LacmeStore:
     """Certificates issued by lacme (ACME or its CA) into a FileStore base directory."""
+
+    stat_record: ClassVar[bool] = True
+    """What a scan says follows from the files it reads (statrecord.py)."""
 
     def __init__(self, path: str, *, follow_any: bool = False) -> None:
         self.path = path
@@ -38,6 +41,8 @@ class LacmeStore:
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         reader.confine(self.path, follow_any=self.follow_any)
         certs = os.path.join(self.path, "certs")
+        reader.will_list(self.path)  # certs/ and rate_limits.json appear here
+        reader.will_list(certs)
         try:
             entries = sorted(os.scandir(certs), key=lambda entry: entry.name)
         except FileNotFoundError:

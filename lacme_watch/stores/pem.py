@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Self
+from typing import ClassVar, Self
 
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
@@ -22,6 +22,9 @@ from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
 
 class PemStore:
     """Certificates in files matched by glob patterns."""
+
+    stat_record: ClassVar[bool] = True
+    """What a scan says follows from the files it reads (statrecord.py)."""
 
     def __init__(self, patterns: tuple[str, ...], *, follow_any: bool = False) -> None:
         self.patterns = patterns

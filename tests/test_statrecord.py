@@ -1,0 +1,252 @@
+"""A file store unchanged since the last pass keeps its outcome without being read; every
+kind of change, and time, still reaches detection. Real files (trustme, lacme's
+FileStore) on the real filesystem."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+from lacme import FileStore
+
+from lacme_watch import statrecord
+from lacme_watch.config import Config
+from lacme_watch.delivery import SinkRoute
+from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.plugins import Source
+from lacme_watch.statedb import StateStore
+from lacme_watch.stores.lacme import LacmeStore
+from lacme_watch.stores.pem import PemStore
+from lacme_watch.testing import RecordingSink
+
+from .conftest import save_acme_cert
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written a moment ago are trusted (the racy rule has its own test)."""
+    monkeypatch.setattr(statrecord, "RACY", -3600.0)
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _write(ca: trustme.CA, path: Path, name: str, days_left: int) -> None:
+    leaf = ca.issue_cert(
+        name,
+        not_before=NOW - timedelta(days=90 - days_left),
+        not_after=NOW + timedelta(days=days_left),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(leaf.cert_chain_pems[0].bytes())
+
+
+class _Watch:
+    """run_pass over one store, with the events each pass recorded."""
+
+    def __init__(self, tmp_path: Path, source: Source) -> None:
+        self.sink = RecordingSink()
+        self.config = Config(
+            path=None,
+            state_dir=tmp_path / "state",
+            host="test-host",
+            stores=(source,),
+            authorities=(),
+            sinks=(SinkRoute(sink=self.sink),),
+        )
+        self.source = source.id
+
+    def run(self, at: datetime = NOW) -> tuple[PassReport, list[tuple[str, str]]]:
+        seen = len(self.sink.envelopes)
+        with StateStore(self.config.state_dir) as store:
+            report = run_pass(self.config, store, at)
+        events = [
+            (e.event.kind, str(getattr(e.event, "domain", ""))) for e in self.sink.envelopes[seen:]
+        ]
+        return report, events
+
+    def carried(self, at: datetime = NOW) -> bool:
+        report, events = self.run(at)
+        return self.source in report.carried and not events
+
+
+@pytest.fixture
+def tree(tmp_path: Path, ca: trustme.CA) -> tuple[Path, _Watch]:
+    certs = tmp_path / "certs"
+    for name in ("a", "b"):
+        _write(ca, certs / name / "cert.pem", f"{name}.example", 60)
+    (certs / "empty").mkdir()  # matched by the glob's directory part, no file yet
+    watching = _Watch(tmp_path, PemStore((str(certs / "**" / "*.pem"),)))
+    report, events = watching.run()
+    assert (report.carried, report.certificates, events) == ((), 2, [])
+    return certs, watching
+
+
+def test_an_unchanged_store_is_carried_over_and_still_counted(
+    tree: tuple[Path, _Watch],
+) -> None:
+    _, watching = tree
+    report, events = watching.run()
+    assert report.carried == (watching.source,)
+    assert report.certificates == 2
+    assert report.files_parsed == 0
+    assert events == []
+    assert report.exit_code == 0
+
+
+def test_a_file_added_where_none_was_is_issued(tree: tuple[Path, _Watch], ca: trustme.CA) -> None:
+    certs, watching = tree
+    assert watching.carried()
+    _write(ca, certs / "empty" / "cert.pem", "new.example", 60)
+    report, events = watching.run()
+    assert report.carried == ()
+    assert events == [("certificate_issued", "new.example")]
+    assert watching.carried()
+
+
+def test_a_file_rewritten_in_place_is_renewed(tree: tuple[Path, _Watch], ca: trustme.CA) -> None:
+    certs, watching = tree
+    assert watching.carried()
+    path = certs / "a" / "cert.pem"
+    inode = path.stat().st_ino
+    leaf = ca.issue_cert("a.example", not_after=NOW + timedelta(days=80))
+    with open(path, "r+b") as stream:  # same inode, same directory entries
+        stream.write(leaf.cert_chain_pems[0].bytes())
+        stream.truncate()
+    assert path.stat().st_ino == inode
+    _, events = watching.run()
+    assert ("certificate_renewed", "a.example") in events
+
+
+def test_a_file_removed_is_removed(tree: tuple[Path, _Watch]) -> None:
+    certs, watching = tree
+    assert watching.carried()
+    (certs / "b" / "cert.pem").unlink()
+    _, events = watching.run()
+    assert events == [("certificate_removed", "b.example")]
+
+
+def test_a_chmod_alone_makes_the_next_pass_read_again(tree: tuple[Path, _Watch]) -> None:
+    """ctime moves on chmod (mtime does not): a permission fix is seen."""
+    certs, watching = tree
+    assert watching.carried()
+    os.chmod(certs / "a" / "cert.pem", 0o600)
+    report, _ = watching.run()
+    assert report.carried == ()
+
+
+def test_time_alone_still_crosses_thresholds(tree: tuple[Path, _Watch]) -> None:
+    _, watching = tree
+    assert watching.carried(NOW + timedelta(days=1))
+    report, events = watching.run(NOW + timedelta(days=31))  # 29 days left: 30d
+    assert report.carried == ()
+    assert events == [
+        ("certificate_expiring", "a.example"),
+        ("certificate_expiring", "b.example"),
+    ]
+    assert watching.carried(NOW + timedelta(days=31, hours=1))
+
+
+def test_a_problem_is_reported_every_pass_and_announced_once(
+    tree: tuple[Path, _Watch],
+) -> None:
+    certs, watching = tree
+    (certs / "empty" / "bad.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64!\n")
+    first, events = watching.run()
+    assert [kind for kind, _ in events] == ["certificate_unreadable"]
+    again, events = watching.run()
+    assert again.carried == (watching.source,)
+    assert events == []
+    assert [problem.reason for _, problem in again.problems] == ["bad_pem"]
+    assert again.exit_code == first.exit_code == 1
+
+
+def test_a_changed_configuration_reads_again(tmp_path: Path, ca: trustme.CA) -> None:
+    _write(ca, tmp_path / "certs" / "a.pem", "a.example", 60)
+    watching = _Watch(tmp_path, PemStore((str(tmp_path / "certs" / "*.pem"),)))
+    watching.run()
+    assert watching.carried()
+    other = _Watch(tmp_path, PemStore((str(tmp_path / "certs" / "*.pem"),), follow_any=True))
+    report, _ = other.run()
+    assert report.carried == ()
+
+
+def test_a_symlinked_file_is_never_carried(tmp_path: Path, ca: trustme.CA) -> None:
+    """A link's target can change under an unchanged link: such a store is read each pass."""
+    _write(ca, tmp_path / "certs" / "archive" / "a1.pem", "a.example", 60)
+    (tmp_path / "certs" / "a.pem").symlink_to(tmp_path / "certs" / "archive" / "a1.pem")
+    watching = _Watch(tmp_path, PemStore((str(tmp_path / "certs" / "*.pem"),)))
+    watching.run()
+    report, _ = watching.run()
+    assert report.carried == ()
+    assert report.certificates == 1
+
+
+def test_files_changed_just_before_a_scan_are_not_trusted_next_pass(
+    tmp_path: Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change in the same clock tick as the scan's lstat could leave the same mtime:
+    a store touched within RACY seconds is read again next pass (git's racy index)."""
+    monkeypatch.setattr(statrecord, "RACY", 2.0)
+    _write(ca, tmp_path / "certs" / "a.pem", "a.example", 60)
+    watching = _Watch(tmp_path, PemStore((str(tmp_path / "certs" / "*.pem"),)))
+    watching.run()
+    report, _ = watching.run()
+    assert report.carried == ()
+    old = (NOW - timedelta(days=1)).timestamp()
+    later = time.time_ns() + 10**10
+    monkeypatch.setattr("time.time_ns", lambda: later)
+    os.utime(tmp_path / "certs" / "a.pem", (old, old))
+    os.utime(tmp_path / "certs", (old, old))
+    watching.run()  # the files' ctimes are now; the scan's clock says 10 s later
+    report, _ = watching.run()
+    assert report.carried == (watching.source,)
+
+
+def test_a_damaged_record_means_a_full_scan(tree: tuple[Path, _Watch]) -> None:
+    _, watching = tree
+    assert watching.carried()
+    db = sqlite3.connect(watching.config.state_dir / "state.sqlite3")
+    db.execute("UPDATE stat_records SET record = x'00ff'")
+    db.commit()
+    db.close()
+    report, events = watching.run()
+    assert (report.carried, events) == ((), [])
+    assert watching.carried()
+
+
+def test_a_lacme_store_is_carried_until_lacme_saves_a_certificate(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    store = FileStore(tmp_path / "lacme")
+    save_acme_cert(
+        store,
+        ca,
+        ["one.example"],
+        not_before=NOW - timedelta(days=10),
+        not_after=NOW + timedelta(days=80),
+    )
+    watching = _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+    watching.run()
+    assert watching.carried()
+    save_acme_cert(
+        store,
+        ca,
+        ["two.example"],
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=89),
+    )
+    report, events = watching.run()
+    assert report.carried == ()
+    assert events == [("certificate_issued", "two.example")]
+    assert watching.carried()
+    assert watching.run()[0].certificates == report.certificates == 3  # and the ACME root
