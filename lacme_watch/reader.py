@@ -141,6 +141,10 @@ class CertificateReader:
             return
         self.stat_record.saw(directory, status)
 
+    def stat_record_bytes(self) -> bytes | None:
+        """This scan's stat record as kept (None: the next pass must read in full)."""
+        return self.stat_record.record(os.path.commonpath(self.roots) if self.roots else "")
+
     def inside(self, real_path: str) -> bool:
         """Whether a resolved path is within the store's roots (or confinement is off)."""
         if self.follow_any or not self.roots:
@@ -393,7 +397,8 @@ class CertificateReader:
                 content = stream.read(wanted)
                 if len(content) == wanted:  # it grew while we read: up to the cap, as before
                     content += stream.read(self.max_file_size + 1 - len(content))
-            self.stat_record.saw(target, status)  # what these bytes were read at
+            if (_identity(status), status.st_ctime_ns) != (_identity(checked), checked.st_ctime_ns):
+                self.stat_record.distrust()
         except OSError as exc:
             return _problem_from_os_error(path, exc)
         finally:

@@ -144,7 +144,7 @@ def scan_sources(
             revocation=source.id not in authority_ids and config.checks_revocation(source.id),
         )
         change = outcome.written(verified_after)
-        record = reader.stat_record.record() if key is not None and not scan.failed else None
+        record = reader.stat_record_bytes() if key is not None and not scan.failed else None
         if record is not None:
             change = _replace(change, stat_record=StatRecord(key or "", until, record))
         after = change.after

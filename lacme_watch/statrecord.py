@@ -25,83 +25,83 @@ RACY = 2.0
 """Seconds: a directory or file changed this close to the scan is not trusted as
 unchanged next pass (filesystems with one-second timestamps included)."""
 
-_HEADER = struct.Struct("<4sQ")
-_MAGIC = b"lws1"
-"""Layout: magic, the paths' byte length; the paths, NUL-separated (a path holds no
-NUL); then five signed 64-bit numbers per path. Plain bytes: nothing is unpickled."""
-
-Stat = tuple[int, int, int, int, int]
-"""(device, inode, size, mtime_ns, ctime_ns)."""
-
-
-def stat_of(status: os.stat_result) -> Stat:
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+_HEADER = struct.Struct("<4sQQ")
+_MAGIC = b"lws2"
+"""Layout: magic, the prefix's and the paths' byte lengths; the prefix every path
+starts with; the paths after it, NUL-separated (a path holds no NUL); then five signed
+64-bit numbers per path. Plain bytes: nothing is unpickled, and a large store's record
+is held as two flat buffers, not as objects per file."""
 
 
 class Recorder:
-    """What one scan's reader looked at (`paths`), and whether it can be trusted."""
+    """What one scan's reader looked at, in order, and whether it can be trusted."""
 
     def __init__(self) -> None:
-        self.paths: dict[str, Stat] = {}
         self.trusted = True
+        self._paths: list[str] = []
+        self._numbers = array("q")
         self._racy_after = time.time_ns() - int(RACY * 1e9)
 
     def saw(self, path: str, status: os.stat_result) -> None:
-        """A directory or regular file as lstat (or fstat, once opened) reports it."""
+        """A directory or regular file as lstat reports it, before it is listed or read."""
         if stat.S_ISLNK(status.st_mode):
             self.trusted = False
             return
-        if max(status.st_mtime_ns, status.st_ctime_ns) >= self._racy_after:
+        if status.st_mtime_ns >= self._racy_after or status.st_ctime_ns >= self._racy_after:
             self.trusted = False
-        self.paths[path] = stat_of(status)
+        self._paths.append(path)
+        self._numbers.extend(
+            (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+        )
 
     def distrust(self) -> None:
-        """Something the record cannot see decided part of this scan (a symlink)."""
+        """Something the record cannot see decided part of this scan (a symlink, a file
+        that changed between its lstat and its read)."""
         self.trusted = False
 
-    def record(self) -> bytes | None:
-        """The record to keep, or None when next pass must scan in full."""
-        if not self.trusted or not self.paths:
+    def record(self, prefix: str = "") -> bytes | None:
+        """The record to keep, or None when next pass must scan in full. `prefix` (the
+        store's root) is kept once rather than in every path."""
+        if not self.trusted or not self._paths:
             return None
-        names = "\0".join(self.paths).encode("utf-8", "surrogateescape")
-        numbers = array("q", [number for entry in self.paths.values() for number in entry])
-        return _HEADER.pack(_MAGIC, len(names)) + names + numbers.tobytes()
+        if not all(path.startswith(prefix) for path in self._paths):
+            prefix = ""
+        cut = len(prefix)
+        names = "\0".join(path[cut:] for path in self._paths).encode("utf-8", "surrogateescape")
+        head = prefix.encode("utf-8", "surrogateescape")
+        return _HEADER.pack(_MAGIC, len(head), len(names)) + head + names + self._numbers.tobytes()
 
 
 def unchanged(record: bytes) -> bool:
     """Whether every directory and file in the record still lstats the same (each
     one call; the first difference ends the check)."""
-    entries = _entries(record)
-    if entries is None:
+    try:
+        magic, head, length = _HEADER.unpack_from(record)
+        start = _HEADER.size + head
+        prefix = record[_HEADER.size : start].decode("utf-8", "surrogateescape")
+        names = record[start : start + length].decode("utf-8", "surrogateescape")
+        numbers = array("q")
+        numbers.frombytes(record[start + length :])
+    except (struct.error, ValueError):
         return False  # damaged or of another layout: scan in full
+    if magic != _MAGIC or len(numbers) != 5 * (names.count("\0") + 1):
+        return False
     lstat = os.lstat
-    for path, (dev, ino, size, mtime_ns, ctime_ns) in entries:
+    at = index = 0
+    while at <= len(names):
+        end = names.find("\0", at)
+        end = len(names) if end < 0 else end
         try:
-            status = lstat(path)
+            status = lstat(prefix + names[at:end])
         except OSError:
             return False
         if (
-            status.st_mtime_ns != mtime_ns
-            or status.st_ctime_ns != ctime_ns
-            or status.st_ino != ino
-            or status.st_size != size
-            or status.st_dev != dev
+            status.st_mtime_ns != numbers[index + 3]
+            or status.st_ctime_ns != numbers[index + 4]
+            or status.st_ino != numbers[index + 1]
+            or status.st_size != numbers[index + 2]
+            or status.st_dev != numbers[index]
         ):
             return False
+        at, index = end + 1, index + 5
     return True
-
-
-def _entries(record: bytes) -> list[tuple[str, Stat]] | None:
-    try:
-        magic, length = _HEADER.unpack_from(record)
-        names = record[_HEADER.size : _HEADER.size + length].decode("utf-8", "surrogateescape")
-        numbers = array("q")
-        numbers.frombytes(record[_HEADER.size + length :])
-    except (struct.error, ValueError):
-        return None
-    paths = names.split("\0")
-    if magic != _MAGIC or len(numbers) != 5 * len(paths):
-        return None
-    values = iter(numbers)
-    rows: list[Stat] = list(zip(values, values, values, values, values, strict=False))
-    return list(zip(paths, rows, strict=True))
