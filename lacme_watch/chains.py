@@ -9,6 +9,7 @@ Links are checked by signature (`verify_directly_issued_by`), never by name alon
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,8 +44,13 @@ class Finding:
     threshold: str | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
-    """True when `issuer`'s name and key verify `certificate`'s signature."""
+    """True when `issuer`'s name and key verify `certificate`'s signature.
+
+    Remembered by the two certificates (they compare and hash by their DER): every
+    bundle of a store carries the same intermediate and root, whose links are then
+    verified once, not once per bundle."""
     try:
         certificate.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):

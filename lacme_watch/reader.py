@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from . import boundedjson
 from .certfacts import (
@@ -121,6 +122,7 @@ class CertificateReader:
         self.follow_any = False
         self._real_directories: dict[str, str] = {}
         self._prefixes: tuple[str, ...] = ()
+        self._chain_described: dict[bytes, tuple[CertificateFacts, str]] = {}
         self.stat_record = Recorder()
         """Every directory and file this scan looked at (see statrecord.py)."""
 
@@ -196,6 +198,8 @@ class CertificateReader:
         parsed = parse_pem_or_der(path, read[0])
         if isinstance(parsed, Problem):
             return parsed
+        if (described := self.files.get(path)) is not None and described.identity == read[1]:
+            return parsed  # these very bytes were described in this scan
         try:  # the caller describes them: a certificate that cannot be described is bad here
             for certificate in parsed:
                 describe(certificate)
@@ -419,15 +423,29 @@ class CertificateReader:
         lines: list[str] = []
         for position, certificate in enumerate(parsed, start=1):
             try:  # cryptography parses lazily: describing is where a bad field shows
-                described = self._facts(certificate)
-                line = encode_one(described)  # the payload: also proves it can be stored
-                line.encode("utf-8")  # a lone surrogate from odd bytes cannot be
+                described, line = self._described(certificate, chain=position > 1)
             except Exception as exc:  # one certificate's fault, never the pass's
                 where = f"certificate {position}: " if len(parsed) > 1 else ""
                 return bad_certificate(path, exc, where)
             facts.append(described)
             lines.append(line)
         return tuple(facts), encode_facts(lines)
+
+    def _described(
+        self, certificate: x509.Certificate, *, chain: bool
+    ) -> tuple[CertificateFacts, str]:
+        """Its facts and payload line. The intermediate every bundle of a CA carries is
+        described once per scan (one object, not one per bundle): a chain certificate's
+        result is kept by its SHA-256 (of the whole DER)."""
+        der = certificate.fingerprint(hashes.SHA256()) if chain else b""
+        if chain and (known := self._chain_described.get(der)) is not None:
+            return known
+        described = self._facts(certificate)
+        line = encode_one(described)  # the payload: also proves it can be stored
+        line.encode("utf-8")  # a lone surrogate from odd bytes cannot be
+        if chain:
+            self._chain_described[der] = (described, line)
+        return described, line
 
     def _facts(self, certificate: x509.Certificate) -> CertificateFacts:
         facts = describe(certificate)
