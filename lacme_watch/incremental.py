@@ -9,7 +9,7 @@ left in the database as it is. detect() stays pure and whole; it is only given l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -30,6 +30,8 @@ class Outcome:
     """Certificates of the lineages detect() saw; marks, stale marks and problems whole."""
     events: list[Event]
     current: Mapping[str, Observation]
+    count_change: int = 0
+    """Certificates added less those gone (what a partial rescan adds to the count)."""
 
     @property
     def view(self) -> SourceSnapshot:
@@ -61,18 +63,23 @@ def detect_changes(
     (compared with every store by deployment_stale)."""
     index = store.load_index(source)
     whole = not index or scan.failed or any(o.lineage.startswith("tls:") for o in scan.observations)
+    partial = scan.covered is not None and not whole
     current: dict[str, Observation] = {}
     for observation in scan.observations:
+        if partial and observation.role == "chain" and observation.lineage in index:
+            continue  # an intermediate other bundles carry too: a partial scan cannot tell
         current.setdefault(observation.lineage, observation)
     if whole:
         previous = store.load_snapshot(source)
         shown = scan
     else:
-        involved = _involved(store, source, index, current, now)
+        involved = _involved(store, source, index, current, now, scan.covered)
         previous = store.load_snapshot(source, involved)
         shown = replace(
             scan, observations=tuple(o for o in scan.observations if o.lineage in involved)
         )
+        if partial and previous is not None:
+            shown = _with_the_rest(shown, previous, current, scan.covered or frozenset())
     after, events = detect(
         previous, shown, source=source, now=now, policy=policy, authorities=authorities
     )
@@ -82,7 +89,19 @@ def detect_changes(
             reported=after.reported | {m for m in previous.reported if m[0] not in involved},
             stale=after.stale | {m for m in previous.stale if m[0] not in involved},
         )
-    inventory = dict(after.certificates) if whole else {**current, **after.certificates}
+    inventory: Mapping[str, Observation]
+    count_change = 0
+    if whole:
+        inventory = dict(after.certificates)
+    elif partial:  # the rest stays in the database: read back only if asked (endpoints)
+        gone = {lineage for lineage in index if lineage not in after.certificates} & (
+            set(previous.certificates) if previous else set()
+        )
+        inventory = Overlay(store, source, {**current, **after.certificates}, gone)
+        count_change = len({lineage for lineage in after.certificates if lineage not in index})
+        count_change -= len(gone)
+    else:
+        inventory = {**current, **after.certificates}
     return Outcome(
         change=SourceChange(
             before=previous,
@@ -93,6 +112,7 @@ def detect_changes(
         ),
         events=events,
         current=inventory,
+        count_change=count_change,
     )
 
 
@@ -102,16 +122,72 @@ def _involved(
     index: Mapping[str, Indexed],
     current: Mapping[str, Observation],
     now: datetime,
+    covered: frozenset[str] | None = None,
 ) -> set[str]:
-    """Lineages that are new or changed, gone (removed or held), or due a threshold."""
+    """Lineages that are new or changed, gone (removed or held), or due a threshold;
+    after a partial rescan, gone only among the lineages it covered."""
     involved = {
         lineage
         for lineage, observation in current.items()
         if (known := index.get(lineage)) is None or known.identity != identity(observation)
     }
-    involved.update(lineage for lineage in index if lineage not in current)
+    involved.update(
+        lineage
+        for lineage in (index if covered is None else covered & index.keys())
+        if lineage not in current
+    )
     involved.update(store.thresholds_due(source, now))
     return involved
+
+
+def _with_the_rest(
+    shown: ScanResult,
+    previous: SourceSnapshot,
+    current: Mapping[str, Observation],
+    covered: frozenset[str],
+) -> ScanResult:
+    """A partial rescan as detect() must see it: the lineages it did not read that came
+    due are shown as last pass left them, and the problems of files it did not read
+    stand (they are not resolved for being unread)."""
+    kept = tuple(
+        observation
+        for lineage, observation in previous.certificates.items()
+        if lineage not in current and lineage not in covered
+    )
+    problems = tuple(p for p in previous.problems if p.lineage not in covered)
+    return replace(
+        shown, observations=shown.observations + kept, problems=shown.problems + problems
+    )
+
+
+class Overlay(Mapping[str, Observation]):
+    """A source's inventory after a partial rescan: what it read, over what the state
+    database holds (loaded only if something asks, such as the endpoint comparison)."""
+
+    def __init__(
+        self, store: StateStore, source: str, read: Mapping[str, Observation], gone: set[str]
+    ) -> None:
+        self._store, self._source, self._read, self._gone = store, source, read, gone
+        self._all: dict[str, Observation] | None = None
+
+    def _whole(self) -> dict[str, Observation]:
+        if self._all is None:
+            stored = self._store.inventory_of(self._source)
+            self._all = {
+                lineage: observation
+                for lineage, observation in {**stored, **self._read}.items()
+                if lineage not in self._gone
+            }
+        return self._all
+
+    def __getitem__(self, lineage: str) -> Observation:
+        return self._whole()[lineage]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._whole())
+
+    def __len__(self) -> int:
+        return len(self._whole())
 
 
 def _next_instant(observation: Observation, policy: Policy, now: datetime) -> datetime | None:

@@ -269,3 +269,6 @@ class ScanResult:
     """CRL files the source watches (the `crl` store, an easy-rsa authority's crl.pem)."""
     agent_runs: tuple[datetime, ...] = ()
     """Runs of the store's renewal agent this scan saw (certbot's log header lines)."""
+    covered: frozenset[str] | None = None
+    """For a partial rescan (only what changed since the last pass): the lineages it
+    speaks for. Every other lineage is as the last pass left it. None: the whole store."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
@@ -86,16 +86,19 @@ def scan_sources(
     crls: list[tuple[str, CrlSeen]] = []
     wrong: list[tuple[str, str, str]] = []
     carried: list[str] = []
+    counted = 0
     authority_ids = {source.id for source in config.authorities}
     windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
         key = _record_key(config, source, signers, authorities, windows)
-        if quick and key is not None and (kept := _carried(store, source.id, key, now)):
-            changes.append(kept)
+        kept = store.load_stat_record(source.id) if quick and key is not None else None
+        changed = _changes_since(kept, key, now)
+        if changed == [] and (carry := _carried(store, source.id, now)):
+            changes.append(carry)
             currents.append(_StoredInventory(store, source.id))
             carried.append(source.id)
-            problems += [(source.id, problem) for problem in sorted(kept.after.problems, key=str)]
+            problems += [(source.id, problem) for problem in sorted(carry.after.problems, key=str)]
             reused += store.count_files(source.id)
             continue
         files_before = store.load_files(source.id)
@@ -108,9 +111,19 @@ def scan_sources(
             payloads=payloads,
         )
         try:
-            scan = _scan(source, reader, store.load_cursor(source.id))
+            scan = _rescan(source, reader, changed) if changed is not None else None
+            if scan is None:
+                scan = _scan(source, reader, store.load_cursor(source.id))
         finally:
             payloads.close()
+        partial = scan.covered is not None
+        if partial:  # the file cache's rows of files it did not look at stay as they are
+            dropped = {path for path, _ in changed or ()}
+            files_before = {
+                path: cached
+                for path, cached in files_before.items()
+                if path in reader.files or path in dropped
+            }
         if source.id in authority_ids:
             signers += scan.signers
             for observation in scan.observations:
@@ -144,6 +157,10 @@ def scan_sources(
             revocation=source.id not in authority_ids and config.checks_revocation(source.id),
         )
         change = outcome.written(verified_after)
+        if partial and kept is not None:  # what it did not read again is recorded as it was
+            reader.stat_record.keep(kept.record, {path for path, _ in changed or ()})
+            if kept.until is not None:
+                until = kept.until if until is None else min(until, kept.until)
         record = reader.stat_record_bytes() if key is not None and not scan.failed else None
         if record is not None:
             change = _replace(change, stat_record=StatRecord(key or "", until, record))
@@ -154,7 +171,12 @@ def scan_sources(
         currents.append(outcome.current)
         events += outcome.events + verified
         problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
-        inventory += [(source.id, o) for o in outcome.current.values()]
+        if partial:  # counted from the database, as a carried store's are
+            carried.append(source.id)
+            counted += outcome.count_change
+            reused += store.count_files(source.id) - len(reader.files)
+        else:
+            inventory += [(source.id, o) for o in outcome.current.values()]
         if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
             issuances += scan.issuances
             # The certificates detect() saw: an unchanged one was offered last pass.
@@ -183,7 +205,7 @@ def scan_sources(
         findings=tuple(wrong),
         agent_runs=agent_runs,
         carried=tuple(carried),
-        carried_certificates=sum(store.count_certificates(s) for s in carried),
+        carried_certificates=counted + sum(store.count_certificates(s) for s in carried),
     )
 
 
@@ -217,18 +239,23 @@ def _record_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _carried(store: StateStore, source: str, key: str, now: datetime) -> SourceChange | None:
-    """Last pass's outcome of a file store, when nothing it read has changed since and
-    nothing it holds came due: its stat record matches, no threshold is crossed and no
-    chain verdict has run out."""
-    kept = store.load_stat_record(source)
-    if (
-        kept is None
-        or kept.key != key
-        or (kept.until is not None and now.timestamp() >= kept.until)
-    ):
+def _changes_since(
+    kept: StatRecord | None, key: str | None, now: datetime
+) -> list[tuple[str, bool]] | None:
+    """What changed since the store's stat record (each path, and whether it was a
+    directory), or None when there is no record it can go by: none kept, another key,
+    or a chain verdict that has run out."""
+    if kept is None or kept.key != key:
         return None
-    if store.thresholds_due(source, now) or not statrecord.unchanged(kept.record):
+    if kept.until is not None and now.timestamp() >= kept.until:
+        return None
+    return statrecord.changes(kept.record)
+
+
+def _carried(store: StateStore, source: str, now: datetime) -> SourceChange | None:
+    """Last pass's outcome of a file store nothing of which changed, when nothing it
+    holds came due either (no threshold crossed)."""
+    if store.thresholds_due(source, now):
         return None
     snapshot = store.carried_snapshot(source)
     if snapshot is None:
@@ -236,6 +263,22 @@ def _carried(store: StateStore, source: str, key: str, now: datetime) -> SourceC
     return SourceChange(
         before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
     )
+
+
+def _rescan(
+    source: Source, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
+) -> ScanResult | None:
+    """The source's partial rescan of what changed, if it has one and can do it here;
+    None for a full scan (also when the partial one raises: the full one decides)."""
+    rescan = getattr(source, "rescan", None)
+    if rescan is None:
+        return None
+    try:
+        found = rescan(reader, changed)
+    except Exception:
+        _log.debug("source %s raised during a partial rescan", source.id, exc_info=True)
+        return None
+    return found if isinstance(found, ScanResult) else None
 
 
 class _StoredInventory(Mapping[str, Observation]):

@@ -20,15 +20,18 @@ import stat
 import struct
 import time
 from array import array
+from collections.abc import Collection, Iterator
 
 RACY = 2.0
 """Seconds: a directory or file changed this close to the scan is not trusted as
 unchanged next pass (filesystems with one-second timestamps included)."""
 
+_FIELDS = 6
+"""device, inode, size, mtime_ns, ctime_ns, mode."""
 _HEADER = struct.Struct("<4sQQ")
-_MAGIC = b"lws2"
+_MAGIC = b"lws3"
 """Layout: magic, the prefix's and the paths' byte lengths; the prefix every path
-starts with; the paths after it, NUL-separated (a path holds no NUL); then five signed
+starts with; the paths after it, NUL-separated (a path holds no NUL); then six signed
 64-bit numbers per path. Plain bytes: nothing is unpickled, and a large store's record
 is held as two flat buffers, not as objects per file."""
 
@@ -51,8 +54,28 @@ class Recorder:
             self.trusted = False
         self._paths.append(path)
         self._numbers.extend(
-            (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+            (
+                status.st_dev,
+                status.st_ino,
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
+                status.st_mode,
+            )
         )
+
+    def keep(self, record: bytes, dropped: Collection[str]) -> None:
+        """Add the entries of last pass's record that this (partial) scan did not look
+        at again and that are not `dropped` (changed since)."""
+        entries = _entries(record)
+        if entries is None:
+            self.trusted = False
+            return
+        seen = set(self._paths) | set(dropped)
+        for path, numbers, index in entries:
+            if path not in seen:
+                self._paths.append(path)
+                self._numbers.extend(numbers[index : index + _FIELDS])
 
     def distrust(self) -> None:
         """Something the record cannot see decided part of this scan (a symlink, a file
@@ -73,8 +96,40 @@ class Recorder:
 
 
 def unchanged(record: bytes) -> bool:
-    """Whether every directory and file in the record still lstats the same (each
-    one call; the first difference ends the check)."""
+    """Whether every directory and file in the record still lstats the same (each one
+    call; the first difference ends the check)."""
+    return changes(record, first=True) == []
+
+
+def changes(record: bytes, *, first: bool = False) -> list[tuple[str, bool]] | None:
+    """The recorded paths that no longer lstat the same, each with whether it was a
+    directory (only the first with `first`); None for a damaged record."""
+    entries = _entries(record)
+    if entries is None:
+        return None
+    found: list[tuple[str, bool]] = []
+    lstat = os.lstat
+    for path, numbers, index in entries:
+        try:
+            status = lstat(path)
+        except OSError:
+            status = None
+        if (
+            status is None
+            or status.st_mtime_ns != numbers[index + 3]
+            or status.st_ctime_ns != numbers[index + 4]
+            or status.st_ino != numbers[index + 1]
+            or status.st_size != numbers[index + 2]
+            or status.st_dev != numbers[index]
+        ):
+            found.append((path, stat.S_ISDIR(numbers[index + 5])))
+            if first:
+                break
+    return found
+
+
+def _entries(record: bytes) -> Iterator[tuple[str, array[int], int]] | None:
+    """(path, the numbers, where its six start) for each entry, walking the buffers."""
     try:
         magic, head, length = _HEADER.unpack_from(record)
         start = _HEADER.size + head
@@ -83,25 +138,16 @@ def unchanged(record: bytes) -> bool:
         numbers = array("q")
         numbers.frombytes(record[start + length :])
     except (struct.error, ValueError):
-        return False  # damaged or of another layout: scan in full
-    if magic != _MAGIC or len(numbers) != 5 * (names.count("\0") + 1):
-        return False
-    lstat = os.lstat
-    at = index = 0
-    while at <= len(names):
-        end = names.find("\0", at)
-        end = len(names) if end < 0 else end
-        try:
-            status = lstat(prefix + names[at:end])
-        except OSError:
-            return False
-        if (
-            status.st_mtime_ns != numbers[index + 3]
-            or status.st_ctime_ns != numbers[index + 4]
-            or status.st_ino != numbers[index + 1]
-            or status.st_size != numbers[index + 2]
-            or status.st_dev != numbers[index]
-        ):
-            return False
-        at, index = end + 1, index + 5
-    return True
+        return None
+    if magic != _MAGIC or len(numbers) != _FIELDS * (names.count("\0") + 1):
+        return None
+
+    def walk() -> Iterator[tuple[str, array[int], int]]:
+        at = index = 0
+        while at <= len(names):
+            end = names.find("\0", at)
+            end = len(names) if end < 0 else end
+            yield prefix + names[at:end], numbers, index
+            at, index = end + 1, index + _FIELDS
+
+    return walk()

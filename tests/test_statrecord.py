@@ -135,20 +135,29 @@ def test_a_file_removed_is_removed(tree: tuple[Path, _Watch]) -> None:
     assert events == [("certificate_removed", "b.example")]
 
 
-def test_a_chmod_alone_makes_the_next_pass_read_again(tree: tuple[Path, _Watch]) -> None:
-    """ctime moves on chmod (mtime does not): a permission fix is seen."""
+def test_a_chmod_alone_is_a_change_the_record_sees(tree: tuple[Path, _Watch]) -> None:
+    """ctime moves on chmod (mtime does not): a permission fix is looked at again."""
     certs, watching = tree
     assert watching.carried()
+    with StateStore(watching.config.state_dir) as store:
+        kept = store.load_stat_record(watching.source)
+    assert kept is not None
+    assert statrecord.changes(kept.record) == []
     os.chmod(certs / "a" / "cert.pem", 0o600)
-    report, _ = watching.run()
-    assert report.carried == ()
+    assert statrecord.changes(kept.record) == [(str(certs / "a" / "cert.pem"), False)]
+    os.utime(certs / "empty")
+    assert sorted(statrecord.changes(kept.record) or []) == [
+        (str(certs / "a" / "cert.pem"), False),
+        (str(certs / "empty"), True),
+    ]
+    assert len(statrecord.changes(kept.record, first=True) or []) == 1
 
 
 def test_time_alone_still_crosses_thresholds(tree: tuple[Path, _Watch]) -> None:
     _, watching = tree
     assert watching.carried(NOW + timedelta(days=1))
     report, events = watching.run(NOW + timedelta(days=31))  # 29 days left: 30d
-    assert report.carried == ()
+    assert report.files_parsed == 0  # no file changed: the due certificates, from the database
     assert events == [
         ("certificate_expiring", "a.example"),
         ("certificate_expiring", "b.example"),
@@ -250,3 +259,54 @@ def test_a_lacme_store_is_carried_until_lacme_saves_a_certificate(
     assert events == [("certificate_issued", "two.example")]
     assert watching.carried()
     assert watching.run()[0].certificates == report.certificates == 3  # and the ACME root
+
+
+def test_one_file_renewed_in_place_is_read_alone(tmp_path: Path, ca: trustme.CA) -> None:
+    """A partial rescan: the changed file is read, the rest is as last pass left it,
+    a problem elsewhere stands, a threshold due elsewhere still speaks."""
+    certs = tmp_path / "certs"
+    for index in range(20):
+        _write(ca, certs / f"site{index:02}.pem", f"site{index:02}.example", 60 + 2 * index)
+    (certs / "zz-bad.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64!\n")
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
+    first, _ = watching.run()
+    assert first.certificates == 20
+    renewed = ca.issue_cert("site05.example", not_after=NOW + timedelta(days=90))
+    with open(certs / "site05.pem", "r+b") as stream:
+        stream.write(renewed.cert_chain_pems[0].bytes())
+        stream.truncate()
+
+    report, events = watching.run(NOW + timedelta(days=31))  # site00 now has 29 days
+    assert report.files_parsed == 1
+    assert set(events) == {
+        ("certificate_expiring", "site00.example"),
+        ("certificate_renewed", "site05.example"),
+        ("certificate_changed", "site05.example"),  # trustme gave it another key
+    }
+    assert report.certificates == 20
+    assert [problem.reason for _, problem in report.problems] == ["bad_pem"]
+    again, events = watching.run(NOW + timedelta(days=31, hours=1))
+    assert (again.files_parsed, events, again.certificates) == (0, [], 20)
+
+
+def test_a_lacme_renewal_rereads_that_directory_only(tmp_path: Path, ca: trustme.CA) -> None:
+    store = FileStore(tmp_path / "lacme")
+    for name in ("one.example", "two.example", "three.example"):
+        save_acme_cert(
+            store,
+            ca,
+            [name],
+            not_before=NOW - timedelta(days=60),
+            not_after=NOW + timedelta(days=30),
+        )
+    watching = _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+    first, _ = watching.run()
+    save_acme_cert(store, ca, ["two.example"], not_before=NOW, not_after=NOW + timedelta(days=90))
+    report, events = watching.run()
+    assert [kind for kind, domain in events if domain == "two.example"] == ["certificate_renewed"]
+    assert {domain for _, domain in events} == {"two.example"}
+    assert report.files_parsed <= 3  # its directory's files, not the store's
+    assert report.certificates == first.certificates
+    (tmp_path / "lacme" / "certs" / "three.example" / "meta.json").unlink()
+    _, events = watching.run()
+    assert events == [("certificate_removed", "three.example")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Self
 
@@ -60,19 +61,57 @@ class LacmeStore:
         for entry in entries:
             if entry.name.endswith(".tmp") or not entry.is_dir():
                 continue
-            if unreadable := undecodable_name(entry.path, f"certs/{entry.name}"):
-                problems.append(unreadable)
-                continue
-            found = self._scan_entry(entry.path, entry.name, reader)
-            if isinstance(found, Problem):
-                problems.append(replace(found, lineage=f"certs/{entry.name}"))
-            else:
-                observations += found
+            self._entry(entry.path, entry.name, reader, observations, problems)
         return ScanResult(
             observations=tuple(observations),
             problems=tuple(problems),
             issuances=tuple(self._rate_limit_records(reader)),
         )
+
+    def rescan(
+        self, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
+    ) -> ScanResult | None:
+        """Only the certificate directories in which something changed since the last
+        pass (lacme rewrites a directory's files when it renews); None, for a full
+        scan, when the store's root, `certs/` or anything outside a certificate
+        directory changed (one came or went, rate_limits.json)."""
+        certs = os.path.join(self.path, "certs") + os.sep
+        names: set[str] = set()
+        for path, _ in changed:
+            name = path.removeprefix(certs).partition(os.sep)[0]
+            if not path.startswith(certs) or not name:
+                return None
+            names.add(name)
+        reader.confine(self.path, follow_any=self.follow_any)
+        observations: list[Observation] = []
+        problems: list[Problem] = []
+        for name in sorted(names):
+            directory = certs + name
+            if not name.endswith(".tmp") and os.path.isdir(directory):
+                self._entry(directory, name, reader, observations, problems)
+        return ScanResult(
+            observations=tuple(observations),
+            problems=tuple(problems),
+            covered=frozenset(f"certs/{name}" for name in names),
+        )
+
+    def _entry(
+        self,
+        directory: str,
+        name: str,
+        reader: CertificateReader,
+        observations: list[Observation],
+        problems: list[Problem],
+    ) -> None:
+        """One certificate directory's observations or problem, added to the lists."""
+        if unreadable := undecodable_name(directory, f"certs/{name}"):
+            problems.append(unreadable)
+            return
+        found = self._scan_entry(directory, name, reader)
+        if isinstance(found, Problem):
+            problems.append(replace(found, lineage=f"certs/{name}"))
+        else:
+            observations += found
 
     def _rate_limit_records(self, reader: CertificateReader) -> list[Issuance]:
         """lacme's RateLimitTracker history (rate_limits.json), if it keeps one here."""

@@ -11,6 +11,7 @@ by device and inode, so `up -> ..` and loops cannot scan a tree twice.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Self
 
@@ -69,3 +70,26 @@ class PemStore:
                 else:
                     observations += found
         return ScanResult(observations=tuple(observations), problems=tuple(problems), failed=failed)
+
+    def rescan(
+        self, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
+    ) -> ScanResult | None:
+        """Only the files that changed in place since the last pass (their stat record
+        says which); None, for a full scan, once any directory changed (a file came,
+        went or was renamed)."""
+        if any(directory for _, directory in changed):
+            return None
+        reader.confine(*self.roots, follow_any=self.follow_any)
+        observations: list[Observation] = []
+        problems: list[Problem] = []
+        for path, _ in changed:
+            found = reader.bundle(lineage=path, path=path)
+            if isinstance(found, Problem):
+                problems.append(replace(found, lineage=found.lineage or path))
+            else:
+                observations += found
+        return ScanResult(
+            observations=tuple(observations),
+            problems=tuple(problems),
+            covered=frozenset(path for path, _ in changed),
+        )
