@@ -50,6 +50,10 @@ class PayloadStream:
                     break
         return self._one(path)
 
+    def payload_of(self, path: str) -> str | None:
+        """One file's payload by one query, whatever the cursor did."""
+        return self._one(path)
+
     def _one(self, path: str) -> str | None:
         row = self._db.execute(
             "SELECT payload FROM files WHERE source = ? AND path = ?", (self._source, path)

@@ -29,7 +29,7 @@ from .incremental import detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
-from .reader import CertificateReader
+from .reader import CachedFile, CertificateReader
 from .renewal import RenewalPolicy
 from .statedb import SourceChange, StateStore, StatRecord
 from .verify import findings, verifier_for
@@ -112,6 +112,15 @@ def scan_sources(
         )
         try:
             scan = _rescan(source, reader, changed) if changed is not None else None
+            if scan is not None and _chains_moved(reader, files_before, payloads):
+                reader = CertificateReader(  # a full scan decides which chains are gone
+                    max_file_size=config.max_file_size,
+                    chain=config.chain,
+                    signers=tuple(signers),
+                    cache=files_before,
+                    payloads=payloads,
+                )
+                scan = None
             if scan is None:
                 scan = _scan(source, reader, store.load_cursor(source.id))
         finally:
@@ -263,6 +272,25 @@ def _carried(store: StateStore, source: str, now: datetime) -> SourceChange | No
     return SourceChange(
         before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
     )
+
+
+def _chains_moved(
+    reader: CertificateReader, before: Mapping[str, CachedFile], payloads: PayloadStream
+) -> bool:
+    """Whether a file a partial rescan read again carries other chain certificates than
+    it did: an intermediate shared by many bundles is only known gone after a full scan."""
+    for path, cached in reader.files.items():
+        if cached is before.get(path) or cached.payload is None:
+            continue  # reused: the same bytes as last pass
+        old = payloads.payload_of(path) if path in before else ""
+        if _chain_fingerprints(old or "") != _chain_fingerprints(cached.payload):
+            return True
+    return False
+
+
+def _chain_fingerprints(payload: str) -> list[str]:
+    """The fingerprints of a cached file's certificates after its first (its chain)."""
+    return [line.partition("\t")[0] for line in payload.split("\n")[1:]]
 
 
 def _rescan(

@@ -310,3 +310,51 @@ def test_a_lacme_renewal_rereads_that_directory_only(tmp_path: Path, ca: trustme
     (tmp_path / "lacme" / "certs" / "three.example" / "meta.json").unlink()
     _, events = watching.run()
     assert events == [("certificate_removed", "three.example")]
+
+
+def test_a_renewal_under_another_chain_is_decided_by_a_full_scan(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A partial rescan cannot know that no other bundle still carries an intermediate:
+    when a file read again carries other chain certificates, the store is read whole, so
+    the old CA's certificate leaves the inventory with its last bundle."""
+    store = FileStore(tmp_path / "lacme")
+    names = ("one.example", "two.example")
+    for name in names:
+        save_acme_cert(
+            store,
+            ca,
+            [name],
+            not_before=NOW - timedelta(days=60),
+            not_after=NOW + timedelta(days=30),
+        )
+    watching = _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+    first, _ = watching.run()
+    assert first.certificates == 3  # two leaves and the CA they both carry
+    other = trustme.CA()
+    for name in names:
+        save_acme_cert(store, other, [name], not_before=NOW, not_after=NOW + timedelta(days=90))
+        watching.run()
+    with StateStore(watching.config.state_dir) as store_db:
+        chains = {o.certificate.issuer for o in store_db.inventory_of(watching.source).values()}
+    assert len(chains) == 1  # every certificate now comes from the other CA alone
+    assert watching.run()[0].certificates == 3
+
+
+def test_a_store_reached_through_a_symlinked_parent_keeps_its_lineages(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """The record holds real paths, a pem store's lineages are its paths as written:
+    under a symlinked directory a change is read by a full scan, never as a new file."""
+    _write(ca, tmp_path / "real" / "certs" / "a.pem", "a.example", 60)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    watching = _Watch(tmp_path, PemStore((str(tmp_path / "link" / "certs" / "*.pem"),)))
+    watching.run()
+    renewed = ca.issue_cert("a.example", not_after=NOW + timedelta(days=90))
+    with open(tmp_path / "real" / "certs" / "a.pem", "r+b") as stream:
+        stream.write(renewed.cert_chain_pems[0].bytes())
+        stream.truncate()
+    report, events = watching.run()
+    assert "certificate_issued" not in [kind for kind, _ in events]
+    assert ("certificate_renewed", "a.example") in events
+    assert report.certificates == 1

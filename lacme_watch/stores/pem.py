@@ -79,6 +79,8 @@ class PemStore:
         went or was renamed)."""
         if any(directory for _, directory in changed):
             return None
+        if any(os.path.realpath(root) != root for root in self.roots):
+            return None  # the record holds real paths; lineages are paths as written
         reader.confine(*self.roots, follow_any=self.follow_any)
         observations: list[Observation] = []
         problems: list[Problem] = []
