@@ -17,7 +17,7 @@ from cryptography import x509
 
 from . import statrecord
 from .ari import records as ari_records
-from .ari.directories import directory_lookup
+from .ari.idle import may_name_a_directory
 from .ari.overdue import with_windows
 from .certfacts import signers_digest
 from .cloudevents import Envelope, wrap
@@ -229,9 +229,9 @@ def _record_key(
     source that cannot keep a stat record (network, logs, plugins, revocation, ARI)."""
     if not getattr(type(source), "stat_record", False) or config.checks_revocation(source.id):
         return None
-    ari = config.ari.for_store(source.id)
-    if config.ari.enabled and ari.enabled and directory_lookup(source, ari.directory):
+    if may_name_a_directory(config.ari, source):
         return None  # the CA's answers change what a scan would say
+    ari = config.ari.for_store(source.id)
     text = repr(
         (
             signers_digest(signers),  # and the facts' version

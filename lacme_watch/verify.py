@@ -178,6 +178,7 @@ class _Run:
         if self._trusted is None:
             self._trusted = signers_digest([*self.roots(), *self.signers])
         return self._trusted
+
     until: float | None = None
     """The earliest `until` of a chain verdict this pass (epoch; None: none ends)."""
     _policy_key: str = field(init=False)

@@ -27,17 +27,24 @@ def round_needed(settings: AriSettings, stores: Sequence[Source], db: sqlite3.Co
     """False only when the round would ask nothing and write nothing."""
     if not settings.enabled:
         return False
+    if any(may_name_a_directory(settings, source) for source in stores):
+        return True
+    return _answers_kept(db)
+
+
+def may_name_a_directory(settings: AriSettings, source: Source) -> bool:
+    """Whether directories.directory_lookup() may name an ACME directory for this store
+    (its CA's answers can then change what a pass says of it)."""
+    if not settings.enabled:
+        return False
     # Looked up, not imported: a store of a class whose module is not loaded cannot exist.
     kinds = tuple(
         getattr(sys.modules[module], name)
         for module, name in _DIRECTORY_STORES
         if module in sys.modules
     )
-    for source in stores:
-        store = settings.for_store(source.id)
-        if store.enabled and (store.directory or isinstance(source, kinds)):
-            return True  # directories.directory_lookup() may name a directory
-    return _answers_kept(db)
+    store = settings.for_store(source.id)
+    return store.enabled and (bool(store.directory) or isinstance(source, kinds))
 
 
 def _answers_kept(db: sqlite3.Connection) -> bool:
