@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from . import boundedjson
+from . import boundedjson, forked
 from .certfacts import (
     bad_certificate,
     decode_facts,
@@ -123,6 +123,7 @@ class CertificateReader:
         self._real_directories: dict[str, str] = {}
         self._prefixes: tuple[str, ...] = ()
         self._chain_described: dict[bytes, tuple[CertificateFacts, str]] = {}
+        self._batch: forked.Batch | None = None
         self.stat_record = Recorder()
         """Every directory and file this scan looked at (see statrecord.py)."""
 
@@ -163,10 +164,39 @@ class CertificateReader:
         """
         if looks_like_private_key(path):
             return ()
+        if self._batch is not None and path in self._batch.paths:
+            taken = self._batch.take(path)
+            if taken is not None:  # read by the other process (forked.py)
+                result, cached = taken
+                if cached is not None:
+                    self.files[path] = cached
+                return result  # type: ignore[no-any-return]
         found: tuple[CertificateFacts, ...] | Problem = self._cached(
             path, self._parse_certificates, decode_facts
         )
         return found
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """A hint from a source: these certificate files are about to be read. When most
+        are new to the cache (a first pass), a second process reads half of them."""
+        if self._batch is not None or len(self._previous) * 2 >= len(paths):
+            return
+        wanted = [path for path in paths if not looks_like_private_key(path)]
+        self._batch = forked.start(self, wanted)
+
+    def finish(self) -> None:
+        """After the source's scan: what the other process read and counted joins
+        this scan's (its files it was never asked for are simply dropped)."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        batch.take("")  # waits for it, if nothing asked yet
+        self.parsed += batch.parsed
+        self.stat_record.extend(*batch.recorded)
+
+    def without_database(self) -> None:
+        """No payload is fetched from the state database (a forked child's reader)."""
+        self._payloads = None
 
     def read_json(self, path: str) -> object | Problem:
         """A small JSON document (lacme's meta.json), through the same caps and cache,

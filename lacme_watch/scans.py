@@ -124,6 +124,7 @@ def scan_sources(
             if scan is None:
                 scan = _scan(source, reader, store.load_cursor(source.id))
         finally:
+            reader.finish()
             payloads.close()
         partial = scan.covered is not None
         if partial:  # the file cache's rows of files it did not look at stay as they are

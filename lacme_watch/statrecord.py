@@ -77,6 +77,24 @@ class Recorder:
                 self._paths.append(path)
                 self._numbers.extend(numbers[index : index + _FIELDS])
 
+    def mark(self) -> int:
+        """Where the record stands, for since()."""
+        return len(self._paths)
+
+    def since(self, mark: int) -> tuple[list[str], list[int], bool]:
+        """The entries after `mark`, and whether the record is still trusted (what a
+        forked reader hands back)."""
+        return self._paths[mark:], list(self._numbers[mark * _FIELDS :]), self.trusted
+
+    def extend(self, paths: list[str], numbers: list[int], trusted: bool) -> None:
+        """Entries recorded by another process's reader of the same scan."""
+        if len(numbers) != _FIELDS * len(paths):
+            self.trusted = False
+            return
+        self._paths += paths
+        self._numbers.extend(numbers)
+        self.trusted = self.trusted and trusted
+
     def distrust(self) -> None:
         """Something the record cannot see decided part of this scan (a symlink, a file
         that changed between its lstat and its read)."""

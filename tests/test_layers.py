@@ -25,7 +25,7 @@ TIERS: list[set[str]] = [
     {"thresholds"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
     {"profiles", "changes"},
-    {"certfacts"},
+    {"certfacts", "forked"},
     {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "chains", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},

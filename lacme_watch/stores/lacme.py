@@ -58,6 +58,8 @@ class LacmeStore:
             )
         observations: list[Observation] = []
         problems: list[Problem] = []
+        name = "fullchain.pem" if reader.chain else "cert.pem"
+        reader.prefetch([os.path.join(entry.path, name) for entry in entries])
         for entry in entries:
             if entry.name.endswith(".tmp") or not entry.is_dir():
                 continue

@@ -63,6 +63,7 @@ class PemStore:
                     failed = True
                     continue
                 files = sorted(matching_files(base, rest, problems, reader))
+                reader.prefetch(files)
             for path in files:
                 found = reader.bundle(lineage=path, path=path)
                 if isinstance(found, Problem):

@@ -1,0 +1,107 @@
+"""A large batch of new certificate files read by a second process: on a first pass, or
+when a store changed whole, the machine's other core reads, parses and describes half
+of the files while this process does the other half, through the very same reader code
+(every guard of reader.py holds in the child as it does here).
+
+Only where it is safe and pays: with fork and more than one CPU, in a process running
+one thread (a child forked from a threaded process can inherit a lock held mid-way),
+and for at least MIN_FILES files. The child touches no database: it writes what it
+found, pickled, to an anonymous temporary file that only the two processes hold, and
+exits. Whatever it did not deliver (it died, it was killed) is read here afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, Protocol
+
+from .statrecord import Recorder
+
+
+class Reader(Protocol):
+    """What this needs of reader.CertificateReader (which imports this module)."""
+
+    parsed: int
+    stat_record: Recorder
+
+    @property
+    def files(self) -> Mapping[str, Any]: ...
+
+    def read_certificates(self, path: str) -> Any: ...
+
+    def without_database(self) -> None: ...
+
+
+MIN_FILES = 400
+"""Below this, forking and handing results back costs more than the second core gives."""
+
+
+class Batch:
+    """The child's share of the files, and what it found once it is done."""
+
+    def __init__(self, output: IO[bytes], pid: int, paths: frozenset[str]) -> None:
+        self.paths = paths
+        self._output = output
+        self._pid = pid
+        self._found: dict[str, tuple[Any, Any]] | None = None
+        self.parsed = 0
+        self.recorded: tuple[list[str], list[int], bool] = ([], [], False)
+
+    def take(self, path: str) -> tuple[Any, Any] | None:
+        """(the read_certificates() result, the CachedFile) the child found for `path`,
+        each at most once; None when the child delivered nothing for it."""
+        if self._found is None:
+            self._found = self._collect()
+        return self._found.pop(path, None)
+
+    def _collect(self) -> dict[str, tuple[Any, Any]]:
+        _, status = os.waitpid(self._pid, 0)
+        try:
+            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                return {}
+            self._output.seek(0)
+            # Our own child wrote this file, which nobody else can open (it has no name).
+            found, self.parsed, self.recorded = pickle.load(self._output)  # noqa: S301
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return {}
+        finally:
+            self._output.close()
+        return {path: (result, cached) for path, result, cached in found}
+
+
+def start(reader: Reader, paths: Sequence[str]) -> Batch | None:
+    """Fork a child to read the second half of `paths` (this process reads from the
+    start, so it reaches the child's half about when the child is done); None where a
+    second process is not worth it or not safe."""
+    if len(paths) < MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        return None
+    if threading.active_count() > 1:
+        return None
+    import tempfile  # a first pass's: cron's quiet passes never fork
+
+    share = list(paths[len(paths) // 2 :])
+    output = tempfile.TemporaryFile()  # noqa: SIM115  # handed to the child, closed by Batch
+    pid = os.fork()
+    if pid == 0:  # the child: read, write, and leave without running anything else
+        code = 1
+        try:
+            _child(reader, share, output)
+            code = 0
+        finally:
+            os._exit(code)
+    return Batch(output, pid, frozenset(share))
+
+
+def _child(reader: Reader, share: Sequence[str], output: IO[bytes]) -> None:
+    reader.without_database()  # the parent's SQLite connection is not the child's to use
+    parsed, mark = reader.parsed, reader.stat_record.mark()
+    found = []
+    for path in share:
+        result = reader.read_certificates(path)
+        found.append((path, result, reader.files.get(path)))
+    recorded = reader.stat_record.since(mark)
+    pickle.dump((found, reader.parsed - parsed, recorded), output, pickle.HIGHEST_PROTOCOL)
+    output.flush()
