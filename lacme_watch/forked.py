@@ -30,6 +30,9 @@ class Reader(Protocol):
     @property
     def files(self) -> Mapping[str, Any]: ...
 
+    @property
+    def structures(self) -> Mapping[str, Any]: ...
+
     def read_certificates(self, path: str) -> Any: ...
 
     def without_database(self) -> None: ...
@@ -46,18 +49,18 @@ class Batch:
         self.paths = paths
         self._output = output
         self._pid = pid
-        self._found: dict[str, tuple[Any, Any]] | None = None
+        self._found: dict[str, tuple[Any, Any, Any]] | None = None
         self.parsed = 0
         self.recorded: tuple[list[str], list[int], bool] = ([], [], False)
 
-    def take(self, path: str) -> tuple[Any, Any] | None:
-        """(the read_certificates() result, the CachedFile) the child found for `path`,
-        each at most once; None when the child delivered nothing for it."""
+    def take(self, path: str) -> tuple[Any, Any, Any] | None:
+        """(the read_certificates() result, the CachedFile, the chain's structure) the
+        child found for `path`, each at most once; None when it delivered nothing."""
         if self._found is None:
             self._found = self._collect()
         return self._found.pop(path, None)
 
-    def _collect(self) -> dict[str, tuple[Any, Any]]:
+    def _collect(self) -> dict[str, tuple[Any, Any, Any]]:
         _, status = os.waitpid(self._pid, 0)
         try:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
@@ -69,7 +72,7 @@ class Batch:
             return {}
         finally:
             self._output.close()
-        return {path: (result, cached) for path, result, cached in found}
+        return {path: (result, cached, judged) for path, result, cached, judged in found}
 
 
 def start(reader: Reader, paths: Sequence[str]) -> Batch | None:
@@ -101,7 +104,7 @@ def _child(reader: Reader, share: Sequence[str], output: IO[bytes]) -> None:
     found = []
     for path in share:
         result = reader.read_certificates(path)
-        found.append((path, result, reader.files.get(path)))
+        found.append((path, result, reader.files.get(path), reader.structures.get(path)))
     recorded = reader.stat_record.since(mark)
     pickle.dump((found, reader.parsed - parsed, recorded), output, pickle.HIGHEST_PROTOCOL)
     output.flush()

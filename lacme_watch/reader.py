@@ -10,6 +10,7 @@ is that file's `bad_certificate`, never the pass's exception.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -35,6 +36,7 @@ from .certfacts import (
     signers_digest,
     verifies,
 )
+from .chains import Finding
 from .observations import CertificateFacts, Observation, Problem
 from .options import Options
 from .statrecord import Recorder
@@ -103,6 +105,7 @@ class CertificateReader:
         signers: Sequence[x509.Certificate] = (),
         cache: Mapping[str, CachedFile] | None = None,
         payloads: Callable[[str], str | None] | None = None,
+        judge: Callable[[Sequence[x509.Certificate]], list[Finding]] | None = None,
     ) -> None:
         self.max_file_size = max_file_size
         self.chain = chain
@@ -124,6 +127,10 @@ class CertificateReader:
         self._prefixes: tuple[str, ...] = ()
         self._chain_described: dict[bytes, tuple[CertificateFacts, str]] = {}
         self._batch: forked.Batch | None = None
+        self._judge = judge
+        self.structures: dict[str, list[Finding]] = {}
+        """What `judge` (verify.py's chain structure) found of each chain file parsed in
+        this scan, while its certificates were at hand."""
         self.stat_record = Recorder()
         """Every directory and file this scan looked at (see statrecord.py)."""
 
@@ -167,9 +174,11 @@ class CertificateReader:
         if self._batch is not None and path in self._batch.paths:
             taken = self._batch.take(path)
             if taken is not None:  # read by the other process (forked.py)
-                result, cached = taken
+                result, cached, judged = taken
                 if cached is not None:
                     self.files[path] = cached
+                if judged is not None:
+                    self.structures[path] = judged
                 return result  # type: ignore[no-any-return]
         found: tuple[CertificateFacts, ...] | Problem = self._cached(
             path, self._parse_certificates, decode_facts
@@ -459,7 +468,18 @@ class CertificateReader:
                 return bad_certificate(path, exc, where)
             facts.append(described)
             lines.append(line)
+        self._judge_chain(path, parsed, facts)
         return tuple(facts), encode_facts(lines)
+
+    def _judge_chain(
+        self, path: str, parsed: Sequence[x509.Certificate], facts: Sequence[CertificateFacts]
+    ) -> None:
+        """The structure of a file verify.py will judge as a chain (the same rule)."""
+        if self._judge is None or not facts or facts[0].is_ca:
+            return
+        if len(facts) > 1 or "fullchain" in os.path.basename(path):
+            with contextlib.suppress(Exception):  # the checks read it again, and decide
+                self.structures[path] = self._judge(parsed)
 
     def _described(
         self, certificate: x509.Certificate, *, chain: bool

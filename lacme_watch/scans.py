@@ -109,6 +109,7 @@ def scan_sources(
             signers=tuple(signers),
             cache=files_before,
             payloads=payloads,
+            judge=verifier.judge(signers),
         )
         try:
             scan = _rescan(source, reader, changed) if changed is not None else None
@@ -119,6 +120,7 @@ def scan_sources(
                     signers=tuple(signers),
                     cache=files_before,
                     payloads=payloads,
+                    judge=verifier.judge(signers),
                 )
                 scan = None
             if scan is None:

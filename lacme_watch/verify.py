@@ -73,6 +73,21 @@ class Verifier:
     fetcher: CrlFetcher | None = None
     """None when no source checks revocation."""
 
+    def judge(
+        self, signers: Sequence[x509.Certificate]
+    ) -> Callable[[Sequence[x509.Certificate]], list[Finding]]:
+        """chains.structure() against this pass's anchors and these watched CAs: what the
+        reader applies to a chain file while it holds the parsed certificates, so the
+        checks need not read it again (the anchors are read on the first chain)."""
+        anchors: list[Anchors] = []
+
+        def judged(certificates: Sequence[x509.Certificate]) -> list[Finding]:
+            if not anchors:
+                anchors.append(Anchors([*self.roots(), *signers]))
+            return chains.structure(certificates, anchors[0])
+
+        return judged
+
     def verify(
         self,
         previous: SourceSnapshot | None,
@@ -112,6 +127,7 @@ class Verifier:
                 functools.partial(_load, reader, path),
                 chain=is_chain and not facts[0].is_ca,
                 unchanged=reader.unchanged(path),
+                judged=reader.structures.get(path),
             )
         for served in scan.chains:
             observation = after.certificates.get(served.lineage)
@@ -196,8 +212,10 @@ class _Run:
         *,
         chain: bool,
         unchanged: bool,
+        judged: Sequence[Finding] | None = None,
     ) -> None:
-        """Revocation of the leaf, and (for a chain) what is wrong with the chain.
+        """Revocation of the leaf, and (for a chain) what is wrong with the chain
+        (`judged`: its structure, found by the reader as it parsed the file).
 
         Structure needs the certificates themselves; an unchanged file already judged
         against the same anchors keeps last pass's verdict without being read again,
@@ -225,6 +243,8 @@ class _Run:
                     self._ends(int(until))
                 return
             self.marks |= {m for m in kept if m[2].removeprefix(prefix) in chains.STRUCTURAL}
+        elif judged is not None:
+            findings += judged
         else:
             certificates = certificates or load()
             if not certificates:
