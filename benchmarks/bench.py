@@ -322,19 +322,23 @@ class Results:
 
 
 def _swap(corpus: Corpus, restore: bool) -> None:
-    """Renew 1% in place (keeping the originals beside), or put the originals back."""
-    for line in corpus.renewed.read_text().split("\n"):
+    """Renew 1% in place (the files rewritten, as `cp` or lacme's FileStore does; the
+    originals kept outside the store), or put the originals back the same way."""
+    keep = corpus.root.with_name(corpus.root.name + "-originals")
+    for number, line in enumerate(corpus.renewed.read_text().split("\n")):
         if not line:
             continue
         target, replacement = (Path(part) for part in line.split(" "))
-        original = target.with_name(target.name + ".orig")
-        if restore:
-            os.replace(original, target)
-        else:
-            shutil.copyfile(target, original)
-            shutil.copyfile(replacement, target)
-            if corpus.layout == "lacme":  # a renewal rewrites both files
-                shutil.copyfile(replacement, target.with_name("cert.pem"))
+        files = [target, target.with_name("cert.pem")] if corpus.layout == "lacme" else [target]
+        for index, path in enumerate(files):  # a lacme renewal rewrites both files
+            original = keep / f"{number}-{index}.pem"
+            if restore:
+                shutil.copyfile(original, path)
+                original.unlink()
+            else:
+                keep.mkdir(exist_ok=True)
+                shutil.copyfile(path, original)
+                shutil.copyfile(replacement, path)
 
 
 def _changed_listing(corpus: Corpus, work: Path) -> Path:

@@ -27,6 +27,14 @@ class JsonLimitError(ValueError):
 
 def loads(content: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = MAX_SIZE) -> object:
     """Parse one JSON document within the limits; raises ValueError saying what is wrong."""
+    return loads_and_dump(content, max_depth=max_depth, max_size=max_size)[0]
+
+
+def loads_and_dump(
+    content: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = MAX_SIZE
+) -> tuple[object, str]:
+    """loads(), and the document dumped again (`ensure_ascii=False`), which proved that
+    every string in it is Unicode: for a caller that keeps it as text (a file cache)."""
     if len(content) > max_size:
         raise JsonLimitError(f"larger than {max_size} bytes")
     text = content.decode("utf-8") if isinstance(content, bytes) else content  # strict UTF-8
@@ -37,15 +45,20 @@ def loads(content: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = M
         document: object = json.loads(text)
     except RecursionError:  # unreachable after _depth; kept as the last line of defence
         raise JsonLimitError(f"nested deeper than {max_depth} levels") from None
+    dumped = json.dumps(document, ensure_ascii=False)
     try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        dumped.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise JsonLimitError(f"a string holds {exc.object[exc.start : exc.end]!a}") from None
-    return document
+    return document, dumped
 
 
 def _depth(text: str, limit: int) -> int:
-    """How deep brackets nest outside strings; stops counting once past `limit`."""
+    """How deep brackets nest outside strings, or a bound no greater than `limit` when
+    the document holds that few brackets at all; stops counting once past `limit`."""
+    opened = text.count("[") + text.count("{")
+    if opened <= limit:
+        return opened  # no deeper than that: a small document needs no regex pass
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     depth = deepest = 0
     for bracket in brackets:

@@ -525,7 +525,6 @@ def _identity(status: os.stat_result) -> Identity:
 
 def _parse_json(path: str, content: bytes) -> tuple[object, str] | Problem:
     try:
-        value = boundedjson.loads(content)
+        return boundedjson.loads_and_dump(content)
     except ValueError as exc:
         return Problem(path, "bad_metadata", f"not JSON: {exc}")
-    return value, json.dumps(value)
