@@ -3,7 +3,8 @@ the same I/O, side by side, interleaved, in one run.
 
 Corpora (cached under --cache, built once with one CA key, in parallel):
   flat     N PEM files in one directory (a `pem` store with a glob)
-  lacme    a lacme FileStore: certs/<key>/{cert.pem,fullchain.pem,meta.json}
+  lacme    a lacme FileStore: certs/<key>/{cert.pem,fullchain.pem,meta.json}, the
+           fullchain the leaf and its CA, as lacme's CertificateAuthority writes it
   easyrsa  an easy-rsa pki/: ca.crt, index.txt, issued/<name>.crt
 Floors (each a `python -c` of the simplest possible loop):
   import   what a one-certificate check imports (cryptography.x509, sqlite3, json)
@@ -56,7 +57,7 @@ from cryptography.x509.oid import NameOID
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 """Every corpus is dated against this instant and every pass runs at it (`--now`)."""
-CORPUS_VERSION = "2"
+CORPUS_VERSION = "3"
 LAYOUTS = ("flat", "lacme", "easyrsa")
 CHURN = 100  # one in CHURN certificates is renewed for the `churn` pass
 
@@ -179,6 +180,7 @@ def _write_range(job: tuple[str, str, int, int]) -> None:
     layout, root_text, start, stop = job
     root = Path(root_text)
     ca = _ca()
+    root_pem = ca[1].public_bytes(serialization.Encoding.PEM)
     index_lines = []
     for index in range(start, stop):
         serial = 0x1000 + index
@@ -190,7 +192,7 @@ def _write_range(job: tuple[str, str, int, int]) -> None:
             directory = root / "certs" / name
             directory.mkdir()
             (directory / "cert.pem").write_bytes(pem)
-            (directory / "fullchain.pem").write_bytes(pem)
+            (directory / "fullchain.pem").write_bytes(pem + root_pem)  # as lacme's CA writes it
             meta = {"domain": name, "domains": [name, "www." + name]}
             (directory / "meta.json").write_text(json.dumps(meta))
         else:
@@ -199,7 +201,8 @@ def _write_range(job: tuple[str, str, int, int]) -> None:
             index_lines.append(f"V\t{expires}\t\t{serial:X}\tunknown\t/CN={name}\n")
         if index % CHURN == 0:  # its renewal, kept aside for the churn pass
             renewed = _leaf(ca, index + 60, 0x10000000 + index)
-            (root / "renewed" / f"{index}.pem").write_bytes(renewed)
+            chain = root_pem if layout == "lacme" else b""  # it replaces a fullchain.pem there
+            (root / "renewed" / f"{index}.pem").write_bytes(renewed + chain)
     if index_lines:
         (root / "pki" / f"index.{start:08d}.part").write_text("".join(index_lines))
 
