@@ -181,6 +181,10 @@ class Overlay(Mapping[str, Observation]):
         return self._all
 
     def __getitem__(self, lineage: str) -> Observation:
+        if lineage in self._read:  # what the checks after detect() ask for: no load
+            return self._read[lineage]
+        if lineage in self._gone:
+            raise KeyError(lineage)
         return self._whole()[lineage]
 
     def __iter__(self) -> Iterator[str]:
