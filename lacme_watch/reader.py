@@ -127,6 +127,9 @@ class CertificateReader:
         self._prefixes: tuple[str, ...] = ()
         self._chain_described: dict[bytes, tuple[CertificateFacts, str]] = {}
         self._batch: forked.Batch | None = None
+        self._chains: set[str] = set()
+        """Chain lineages already observed in this scan (one CA's root rides in every
+        bundle: one observation of it, not one per bundle)."""
         self._judge = judge
         self.structures: dict[str, list[Finding]] = {}
         """What `judge` (verify.py's chain structure) found of each chain file parsed in
@@ -282,11 +285,12 @@ class CertificateReader:
                         chain_length=len(found),
                     )
                 )
-            else:
+            elif (chain := f"chain:{facts.fingerprint}") not in self._chains:
+                self._chains.add(chain)  # downstream keeps the first bundle's: so do we
                 label = facts.subject_cn or facts.subject
                 observations.append(
                     Observation(
-                        lineage=f"chain:{facts.fingerprint}",
+                        lineage=chain,
                         role="chain",
                         path=path,
                         domain=label,
