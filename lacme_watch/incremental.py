@@ -61,9 +61,15 @@ def detect_changes(
     """detect() over what changed since the last pass, or over everything when it must:
     a first pass, a failed scan (its inventory carries over whole), TLS endpoints
     (compared with every store by deployment_stale)."""
-    index = store.load_index(source)
-    whole = not index or scan.failed or any(o.lineage.startswith("tls:") for o in scan.observations)
-    partial = scan.covered is not None and not whole
+    if scan.covered is not None and not scan.failed:  # a partial rescan: its lineages only
+        index = store.load_index(source, {o.lineage for o in scan.observations} | scan.covered)
+        whole, partial = False, True
+    else:
+        index = store.load_index(source)
+        whole = (
+            not index or scan.failed or any(o.lineage.startswith("tls:") for o in scan.observations)
+        )
+        partial = False
     current: dict[str, Observation] = {}
     for observation in scan.observations:
         if partial and observation.role == "chain" and observation.lineage in index:
@@ -98,8 +104,10 @@ def detect_changes(
             set(previous.certificates) if previous else set()
         )
         inventory = Overlay(store, source, {**current, **after.certificates}, gone)
-        count_change = len({lineage for lineage in after.certificates if lineage not in index})
-        count_change -= len(gone)
+        known = set(previous.certificates) if previous else set()
+        count_change = len(after.certificates.keys() - known) - len(
+            known - after.certificates.keys()
+        )
     else:
         inventory = {**current, **after.certificates}
     return Outcome(

@@ -32,7 +32,7 @@ from .plugins import Source
 from .reader import CachedFile, CertificateReader
 from .renewal import RenewalPolicy
 from .statedb import SourceChange, StateStore, StatRecord
-from .verify import findings, verifier_for
+from .verify import Verifier, findings, verifier_for
 
 if TYPE_CHECKING:
     pass  # prometheus_client: only when metrics are on
@@ -101,29 +101,18 @@ def scan_sources(
             problems += [(source.id, problem) for problem in sorted(carry.after.problems, key=str)]
             reused += store.count_files(source.id)
             continue
-        files_before = store.load_files(source.id)
         payloads = PayloadStream(store.connection, source.id)
-        reader = CertificateReader(
-            max_file_size=config.max_file_size,
-            chain=config.chain,
-            signers=tuple(signers),
-            cache=files_before,
-            payloads=payloads,
-            judge=verifier.judge(signers),
-        )
-        try:
-            scan = _rescan(source, reader, changed) if changed is not None else None
+        scan = None
+        if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
+            files_before = store.load_files(source.id, near=[path for path, _ in changed])
+            reader = _reader(config, signers, files_before, payloads, verifier)
+            scan = _rescan(source, reader, changed)
             if scan is not None and _chains_moved(reader, files_before, payloads):
-                reader = CertificateReader(  # a full scan decides which chains are gone
-                    max_file_size=config.max_file_size,
-                    chain=config.chain,
-                    signers=tuple(signers),
-                    cache=files_before,
-                    payloads=payloads,
-                    judge=verifier.judge(signers),
-                )
-                scan = None
+                scan = None  # a full scan decides which chains are gone
+        try:
             if scan is None:
+                files_before = store.load_files(source.id)
+                reader = _reader(config, signers, files_before, payloads, verifier)
                 scan = _scan(source, reader, store.load_cursor(source.id))
         finally:
             reader.finish()
@@ -274,6 +263,23 @@ def _carried(store: StateStore, source: str, now: datetime) -> SourceChange | No
         return None
     return SourceChange(
         before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
+    )
+
+
+def _reader(
+    config: Config,
+    signers: Sequence[x509.Certificate],
+    files: Mapping[str, CachedFile],
+    payloads: PayloadStream,
+    verifier: Verifier,
+) -> CertificateReader:
+    return CertificateReader(
+        max_file_size=config.max_file_size,
+        chain=config.chain,
+        signers=tuple(signers),
+        cache=files,
+        payloads=payloads,
+        judge=verifier.judge(signers),
     )
 
 

@@ -6,9 +6,10 @@ import hashlib
 import json
 import sqlite3
 import sys
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ..detect import SourceSnapshot
 from ..observations import Observation, Problem
@@ -115,20 +116,24 @@ class Snapshots(Connected):
 
     def _select(
         self, query: str, source: str, lineages: Collection[str] | None
-    ) -> Iterator[tuple[str, ...]]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Rows of `query` (filtered by source) for every lineage, or only for `lineages`."""
         if lineages is None:
             yield from self._db.execute(query, (source,))
         else:
             yield from in_chunks(self._db, f"{query} AND lineage IN", (source,), sorted(lineages))
 
-    def load_index(self, source: str) -> dict[str, Indexed]:
-        """lineage -> identity and next threshold, for every certificate of a source."""
+    def load_index(
+        self, source: str, lineages: Collection[str] | None = None
+    ) -> dict[str, Indexed]:
+        """lineage -> identity and next threshold, for every certificate of a source (or
+        only `lineages`: a partial rescan's)."""
         return {
             lineage: Indexed(identity, next_threshold)
-            for lineage, identity, next_threshold in self._db.execute(
+            for lineage, identity, next_threshold in self._select(
                 "SELECT lineage, identity, next_threshold FROM certificates WHERE source = ?",
-                (source,),
+                source,
+                lineages,
             )
         }
 
@@ -151,14 +156,24 @@ class Snapshots(Connected):
             db.execute("UPDATE certificates SET next_threshold = 0")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", (policy,))
 
-    def load_files(self, source: str) -> dict[str, CachedFile]:
-        """Every remembered file's identity; payloads stay here (PayloadStream reads them)."""
+    def load_files(self, source: str, near: Collection[str] | None = None) -> dict[str, CachedFile]:
+        """Every remembered file's identity; payloads stay here (PayloadStream reads them).
+        With `near`, only those paths and what lies under them (a partial rescan's)."""
+        query = "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?"
+        if near is None:
+            rows: Iterable[tuple[str, int, int, int, int, str]] = self._db.execute(query, (source,))
+        else:  # the path itself, and every path after "path/" and before "path0"
+            rows = [
+                row
+                for path in near
+                for row in self._db.execute(
+                    f"{query} AND (path = ? OR (path > ? AND path < ?))",
+                    (source, path, path + "/", path + "0"),
+                )
+            ]
         return {
             path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), None)
-            for path, dev, ino, size, mtime_ns, signers in self._db.execute(
-                "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?",
-                (source,),
-            )
+            for path, dev, ino, size, mtime_ns, signers in rows
         }
 
     def load_stat_record(self, source: str) -> StatRecord | None:
