@@ -210,7 +210,9 @@ def _rate_limits(
     failed_window = limits.rules.get("failed_authorizations")
     failures = store.failures_since(now - failed_window.window) if failed_window else []
     failures += failed_now
-    warnings = ratelimits.evaluate(history, failures, limits, now, store.rate_warnings())
+    warnings = ratelimits.evaluate(
+        history, failures, limits, now, store.rate_warnings(), cache_dir=store.state_dir
+    )
     return fresh, warnings, rules
 
 

@@ -23,6 +23,8 @@ from .events import RateLimitWarning
 from .observations import Issuance
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from publicsuffixlist import PublicSuffixList
 
 RULE_NAMES = ("registered_domain", "exact_set", "failed_authorizations")
@@ -54,20 +56,23 @@ class RateLimits:
 
 
 @cache
-def _suffixes() -> PublicSuffixList:
-    from publicsuffixlist import PublicSuffixList  # parsing the list costs; only when needed
+def _suffixes(cache_dir: Path | None) -> PublicSuffixList:
+    """The list bundled with publicsuffixlist (never fetched), loaded on first use only:
+    a pass with no issuance to count never reads it."""
+    from . import suffixlist
 
-    return PublicSuffixList()  # the list bundled with the package: never fetched
+    return suffixlist.load(cache_dir)
 
 
-def registered_domain(name: str) -> str:
+def registered_domain(name: str, cache_dir: Path | None = None) -> str:
     """The key Let's Encrypt counts a name under: eTLD+1 from the Public Suffix List
-    (private section included, as Boulder does); an IPv4 address itself; an IPv6 /64."""
+    (private section included, as Boulder does); an IPv4 address itself; an IPv6 /64.
+    `cache_dir` keeps the list's compiled copy (state_dir)."""
     cleaned = name.strip().lower().removeprefix("*.").rstrip(".")
     try:
         address = ipaddress.ip_address(cleaned)
     except ValueError:
-        return _suffixes().privatesuffix(cleaned) or cleaned
+        return _suffixes(cache_dir).privatesuffix(cleaned) or cleaned
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
@@ -131,11 +136,13 @@ def evaluate(
     limits: RateLimits,
     now: datetime,
     warned: Mapping[tuple[str, str], datetime],
+    cache_dir: Path | None = None,
 ) -> list[Warning]:
     """Warnings due now: counts at or past warn_at of a limit, not warned this window.
 
     `failures` are (identifier, when) of failed validations; `warned` maps
-    (rule, key) to when it was last warned about.
+    (rule, key) to when it was last warned about; `cache_dir` is where the Public
+    Suffix List's compiled copy is kept (state_dir).
     """
     if not limits.enabled:
         return []
@@ -155,7 +162,7 @@ def evaluate(
             elif renewal:
                 continue  # renewals are exempt from the per-registered-domain limit
             else:
-                keys = {registered_domain(name) for name in names}
+                keys = {registered_domain(name, cache_dir) for name in names}
             for key in keys:
                 counts[(rule_name, key)] = counts.get((rule_name, key), 0) + 1
     failed = limits.rules.get("failed_authorizations")

@@ -1,0 +1,118 @@
+"""The Public Suffix List's compiled copy in state_dir: the same list as the library's
+own parse, used when current, rebuilt when stale or damaged, never fatal."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from publicsuffixlist import PublicSuffixList
+
+from lacme_watch import suffixlist
+from lacme_watch.observations import Issuance
+from lacme_watch.ratelimits import RateLimits, evaluate
+
+NAMES = [
+    "www.example.com",
+    "a.b.example.co.uk",
+    "a.b.example.github.io",
+    "foo.bar.ck",  # wildcard rule *.ck
+    "www.ck",  # exception rule !www.ck
+    "a.city.kawasaki.jp",  # exception under a wildcard
+    "www.пример.рф",  # IDN rule, as Unicode
+    "www.xn--e1afmkfd.xn--p1ai",  # the same, punycoded
+    "shop.example.xn--80asehdb",  # an IDN TLD, punycoded
+    "x.s3.dualstack.eu-west-1.amazonaws.com",  # a long private rule
+    "unknown-tld.invalidtld",
+]
+
+
+def registered(psl: PublicSuffixList) -> list[str | None]:
+    return [psl.privatesuffix(name) for name in NAMES]
+
+
+EXPECTED = registered(PublicSuffixList())
+
+
+def test_compiled_copy_gives_the_library_parse(tmp_path: Path) -> None:
+    first = suffixlist.load(tmp_path)
+    compiled = tmp_path / suffixlist.COMPILED_NAME
+    assert compiled.is_file()
+    assert oct(compiled.stat().st_mode & 0o777) == "0o600"
+    again = suffixlist.load(tmp_path)
+    assert registered(first) == registered(again) == EXPECTED
+    assert EXPECTED[:3] == ["example.com", "example.co.uk", "example.github.io"]
+    assert again._publicsuffix == PublicSuffixList()._publicsuffix
+
+
+def test_the_compiled_copy_is_what_is_read(tmp_path: Path) -> None:
+    """A copy that is current is used as it is: a rule taken out of it shows."""
+    suffixlist.load(tmp_path)
+    compiled = tmp_path / suffixlist.COMPILED_NAME
+    header, _, body = compiled.read_text().partition("\n\n")
+    body = "\n".join(rule for rule in body.split("\n") if rule != "co.uk")
+    fmt, key, _digest = header.split("\n")
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    compiled.write_text(f"{fmt}\n{key}\n{digest}\n\n{body}")
+    assert suffixlist.load(tmp_path).privatesuffix("a.b.example.co.uk") == "co.uk"
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:5000])
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x20
+    path.write_bytes(bytes(data))
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\xff\xfe\x00 not a compiled list \x80\x81")
+
+
+def _other_version(path: Path) -> None:
+    header, _, body = path.read_text().partition("\n\n")
+    fmt, key, digest = header.split("\n")
+    path.write_text(f"{fmt}\n0.0.0 {key.split(' ', 1)[1]}\n{digest}\n\n{body}")
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate, _flip_a_byte, _garbage, _other_version, _empty],
+    ids=["truncated", "flipped-byte", "garbage", "other-library-version", "empty"],
+)
+def test_a_damaged_or_stale_copy_is_rebuilt(tmp_path: Path, damage: Callable[[Path], None]) -> None:
+    suffixlist.load(tmp_path)
+    compiled = tmp_path / suffixlist.COMPILED_NAME
+    good = compiled.read_bytes()
+    damage(compiled)
+    assert registered(suffixlist.load(tmp_path)) == EXPECTED
+    assert compiled.read_bytes() == good
+
+
+def test_a_state_dir_that_cannot_hold_it_is_not_fatal(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the directory would be")
+    assert registered(suffixlist.load(blocked)) == EXPECTED
+    assert registered(suffixlist.load(tmp_path / "missing")) == EXPECTED
+    assert not (tmp_path / "missing").exists()
+    assert registered(suffixlist.load(None)) == EXPECTED
+    assert list(tmp_path.iterdir()) == [blocked]
+
+
+def test_rate_limits_keep_their_copy_in_the_cache_dir(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    history = [
+        Issuance(f"k{i}", (f"h{i}.example.co.uk",), now - timedelta(hours=i)) for i in range(40)
+    ]
+    (warning,) = evaluate(history, [], RateLimits(), now, {}, cache_dir=tmp_path)
+    assert (warning.rule, warning.key, warning.count) == ("registered_domain", "example.co.uk", 40)
+    assert (tmp_path / suffixlist.COMPILED_NAME).is_file()
