@@ -10,15 +10,18 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .dernames import TbsParts, name_text, tbs_parts
 from .observations import CertificateFacts, Problem
-from .profiles import profile_of
+from .profiles import key_description, profile_of
+
+_T = TypeVar("_T")
 
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 # Only certificate blocks are captured: a key block's body is never copied out of the
@@ -47,7 +50,22 @@ def signers_digest(signers: Sequence[x509.Certificate]) -> str:
 
 
 def describe(certificate: x509.Certificate) -> CertificateFacts:
-    """The facts lacme-watch keeps about a certificate."""
+    """The facts lacme-watch keeps about a certificate.
+
+    A CA certificate rides in every bundle its CA issued: its facts are kept, by
+    fingerprint, for the next file that holds it. Names and keys go through dernames
+    and the caches below; the facts are the same as cryptography's objects give."""
+    digest = certificate.fingerprint(hashes.SHA256())
+    known = _CA_FACTS.get(digest)
+    if known is not None:
+        return known
+    facts = _describe(certificate, digest.hex())
+    if facts.is_ca:
+        _remember(_CA_FACTS, digest, facts)
+    return facts
+
+
+def _describe(certificate: x509.Certificate, fingerprint_hex: str) -> CertificateFacts:
     try:
         extensions: x509.Extensions | None = certificate.extensions
     except ValueError:  # duplicate or malformed extensions: judge the rest of the certificate
@@ -66,18 +84,18 @@ def describe(certificate: x509.Certificate) -> CertificateFacts:
                 is_ca = value.ca
             elif isinstance(value, x509.ExtendedKeyUsage):
                 usages = set(value)
-    subject = certificate.subject  # each access builds the Name again: once each
-    issuer = certificate.issuer
-    subject_cn = _common_name(subject)
+    parts = tbs_parts(certificate)
+    subject, subject_cn = _subject(certificate, parts)
+    issuer, issuer_cn = _issuer(certificate, parts)
     if not names and subject_cn:
         names = (subject_cn,)
     return CertificateFacts(
-        fingerprint=fingerprint(certificate),
+        fingerprint=fingerprint_hex,
         serial=_serial_hex(certificate.serial_number),
-        subject=subject.rfc4514_string(),
+        subject=subject,
         subject_cn=subject_cn,
-        issuer=issuer.rfc4514_string(),
-        issuer_cn=_common_name(issuer),
+        issuer=issuer,
+        issuer_cn=issuer_cn,
         names=names,
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
@@ -86,8 +104,56 @@ def describe(certificate: x509.Certificate) -> CertificateFacts:
             ExtendedKeyUsageOID.CLIENT_AUTH in usages
             and ExtendedKeyUsageOID.SERVER_AUTH not in usages
         ),
-        profile=profile_of(certificate, extensions),
+        profile=profile_of(certificate, extensions, key=_key(certificate, parts)),
     )
+
+
+_CACHED = 2048
+"""Entries per cache below, each a few hundred bytes: then it starts again."""
+_CA_FACTS: dict[bytes, CertificateFacts] = {}
+"""SHA-256 -> facts of CA certificates (intermediates repeat in every fullchain.pem)."""
+_ISSUERS: dict[bytes, tuple[str, str | None]] = {}
+"""Issuer Name DER -> its text and common name: one CA's is the same in all it signs."""
+_KEYS: dict[bytes, str] = {}
+"""SubjectPublicKeyInfo DER -> `ECDSA P-256`: a reused key, or one CA's, read once."""
+
+
+def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
+    if len(cache) >= _CACHED:
+        cache.clear()  # bounded: a store of many issuers costs a few misses, never memory
+    cache[key] = value
+
+
+def _subject(certificate: x509.Certificate, parts: TbsParts | None) -> tuple[str, str | None]:
+    found = name_text(parts.subject) if parts is not None else None
+    if found is None:
+        subject = certificate.subject  # each access builds the Name again: once
+        found = subject.rfc4514_string(), _common_name(subject)
+    return found
+
+
+def _issuer(certificate: x509.Certificate, parts: TbsParts | None) -> tuple[str, str | None]:
+    if parts is None:
+        issuer = certificate.issuer
+        return issuer.rfc4514_string(), _common_name(issuer)
+    found = _ISSUERS.get(parts.issuer)
+    if found is None:
+        found = name_text(parts.issuer)
+        if found is None:
+            issuer = certificate.issuer
+            found = issuer.rfc4514_string(), _common_name(issuer)
+        _remember(_ISSUERS, parts.issuer, found)
+    return found
+
+
+def _key(certificate: x509.Certificate, parts: TbsParts | None) -> str:
+    if parts is None:
+        return key_description(certificate)
+    found = _KEYS.get(parts.public_key)
+    if found is None:
+        found = key_description(certificate)
+        _remember(_KEYS, parts.public_key, found)
+    return found
 
 
 def verifies(certificate: x509.Certificate, signer: x509.Certificate) -> bool:

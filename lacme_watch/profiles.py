@@ -23,8 +23,11 @@ _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _STATUS_REQUEST = 5  # RFC 7633 TLS Feature status_request: "must-staple"
 
 
-def profile_of(certificate: x509.Certificate, extensions: x509.Extensions | None) -> Profile:
-    """The profile of one certificate; malformed extensions leave their parts empty."""
+def profile_of(
+    certificate: x509.Certificate, extensions: x509.Extensions | None, *, key: str | None = None
+) -> Profile:
+    """The profile of one certificate; malformed extensions leave their parts empty.
+    `key` is the key's description when the caller knows it already (key_description)."""
     usages: tuple[str, ...] = ()
     issuer_key_id: str | None = None
     crl = False
@@ -48,7 +51,7 @@ def profile_of(certificate: x509.Certificate, extensions: x509.Extensions | None
             must_staple = any(feature.value == _STATUS_REQUEST for feature in value)
     return Profile(
         extended_key_usage=usages,
-        key=_key(certificate),
+        key=key_description(certificate) if key is None else key,
         signature_algorithm=_signature(certificate),
         issuer_key_id=issuer_key_id,
         crl_distribution_points=crl,
@@ -57,7 +60,8 @@ def profile_of(certificate: x509.Certificate, extensions: x509.Extensions | None
     )
 
 
-def _key(certificate: x509.Certificate) -> str:
+def key_description(certificate: x509.Certificate) -> str:
+    """`ECDSA P-256`, `RSA 2048`, `Ed25519`: what the public key is (never the key)."""
     try:
         key = certificate.public_key()
     except (ValueError, TypeError):  # an algorithm cryptography does not support
