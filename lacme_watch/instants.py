@@ -15,6 +15,8 @@ MAX_DURATION = timedelta(days=36500)
 
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, as CloudEvents producers usually write it."""
+    if moment.tzinfo is UTC:  # nearly always (cryptography's and parse_time's): no conversion
+        return moment.isoformat()[:-6] + "Z"  # a UTC isoformat() ends in +00:00
     if moment.tzinfo is None:
         raise ValueError("naive datetime: every time in lacme-watch is aware UTC")
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
