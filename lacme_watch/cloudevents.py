@@ -15,6 +15,7 @@ import typing
 import uuid
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -41,6 +42,8 @@ class Envelope:
     source: str
     time: datetime
     event: Event
+    _json: str | None = dataclass_field(default=None, init=False, repr=False, compare=False)
+    """to_json()'s line, kept once made: the outbox row and the log sink's line are one."""
 
     @property
     def type(self) -> str:
@@ -127,8 +130,12 @@ def to_cloudevent(envelope: Envelope) -> dict[str, Any]:
 
 
 def to_json(envelope: Envelope) -> str:
-    """One line of JSON, no trailing newline."""
-    return json.dumps(to_cloudevent(envelope), ensure_ascii=False, separators=(",", ":"))
+    """One line of JSON, no trailing newline (made once per envelope: it is immutable)."""
+    text = envelope._json
+    if text is None:
+        text = json.dumps(to_cloudevent(envelope), ensure_ascii=False, separators=(",", ":"))
+        object.__setattr__(envelope, "_json", text)  # a cache of its own fields, not a change
+    return text
 
 
 def from_json(text: str | bytes) -> Envelope:

@@ -1,8 +1,9 @@
 """The log sink: one CloudEvent JSON per line, or one human line per event.
 
-Each line reaches `path` whole or not at all: it goes out in one write(2) on a file
-opened with O_APPEND, and a write that fails part-way (a full disk) is cut back to
-where the line began, so a retry never glues a new line onto a broken one. Text
+Each line reaches `path` whole or not at all: lines go out whole, many to one write(2)
+(about 64 KiB), on a file opened with O_APPEND, and a write that fails part-way (a
+full disk) is cut back to where it began, so a retry never glues a new line onto a
+broken one; the events of a write that was cut back are retried, none twice. Text
 lines show control characters as escapes: a name in a certificate cannot forge a
 log line or send escape sequences to the terminal that shows the log.
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Self
 
 from ..cloudevents import Envelope, format_time, to_json
 from ..errors import SinkError
 from ..options import Options
 from ..printable import printable
+
+_CHUNK = 64 * 1024
+"""Bytes of whole lines per write(2): 5,000 events cost a hundred writes, not 5,000."""
 
 
 class LogSink:
@@ -46,16 +50,33 @@ class LogSink:
         except OSError as exc:
             raise SinkError(self.name, f"cannot write {self.path}: {exc.strerror}") from exc
         try:
-            for envelope in events:
+            for lines, ids in self._chunks(events):
                 try:
-                    _append_whole(fd, (self.render(envelope) + "\n").encode())
+                    _append_whole(fd, lines)
                 except OSError as exc:
                     raise SinkError(
                         self.name, f"cannot write {self.path}: {exc.strerror}", delivered=delivered
                     ) from exc
-                delivered.append(envelope.id)
+                delivered += ids
         finally:
             os.close(fd)
+
+    def _chunks(self, events: Sequence[Envelope]) -> Iterator[tuple[bytes, list[str]]]:
+        """Whole lines, about _CHUNK bytes at a time, and the ids of their events: one
+        write(2) for many lines (a line is never split between two)."""
+        lines: list[bytes] = []
+        ids: list[str] = []
+        size = 0
+        for envelope in events:
+            line = (self.render(envelope) + "\n").encode()
+            lines.append(line)
+            ids.append(envelope.id)
+            size += len(line)
+            if size >= _CHUNK:
+                yield b"".join(lines), ids
+                lines, ids, size = [], [], 0
+        if lines:
+            yield b"".join(lines), ids
 
     def render(self, envelope: Envelope) -> str:
         if self.format == "json":
@@ -72,7 +93,8 @@ def _open_append(path: str) -> int:
 
 
 def _append_whole(fd: int, line: bytes) -> None:
-    """Append `line` in one piece, or leave the file as it was and raise OSError."""
+    """Append `line` (whole lines) in one piece, or leave the file as it was and raise
+    OSError."""
     start = os.fstat(fd).st_size
     with contextlib.suppress(OSError):  # EBADF: opened write-only, cannot look
         if start and os.pread(fd, 1, start - 1) != b"\n":

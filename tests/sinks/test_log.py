@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,6 +115,53 @@ def test_a_full_disk_leaves_whole_lines_only_and_the_retry_is_clean(tmp_path: Pa
         ]
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def _numbered(index: int) -> Envelope:
+    return replace(_big(f"host{index}.example"), id=f"event-{index}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_disk_filling_mid_batch_delivers_whole_writes_and_retries_the_rest_once(
+    tmp_path: Path,
+) -> None:
+    """Many lines share a write(2): what the disk took is delivered, the write it cut
+    short is taken back whole, and the retry brings every event exactly once."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        log = small / "events.jsonl"
+        filler = small / "filler"
+        with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 4096)
+        os.truncate(filler, filler.stat().st_size - 100 * 1024)  # room for about 100 KiB
+        batch = [_numbered(i) for i in range(40)]  # ~7 KiB each: ~280 KiB
+        sink = LogSink("log", format="json", path=str(log))
+
+        with pytest.raises(SinkError, match="No space left on device") as caught:
+            sink.deliver(batch)
+        written = [from_json(line).id for line in log.read_text().splitlines()]
+        assert log.read_bytes().endswith(b"\n")
+        assert 0 < len(written) < len(batch)
+        assert set(written) == caught.value.delivered
+        assert written == [envelope.id for envelope in batch[: len(written)]]
+
+        filler.unlink()
+        sink.deliver([e for e in batch if e.id not in caught.value.delivered])
+        assert [from_json(line).id for line in log.read_text().splitlines()] == [
+            envelope.id for envelope in batch
+        ]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_many_events_are_many_lines_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    batch = [_numbered(i) for i in range(30)]  # several writes' worth
+    LogSink("log", format="json", path=str(path)).deliver(batch)
+    assert [from_json(line) for line in path.read_text().splitlines()] == batch
 
 
 def test_text_lines_escape_control_characters(
