@@ -170,6 +170,37 @@ def test_schema_1_stale_deployment_marks_move_to_their_own_table(tmp_path: Path)
     db.close()
 
 
+def test_a_batch_mixing_new_resent_and_clashing_ids_keeps_its_order(tmp_path: Path) -> None:
+    """New ids go in one statement, known ones one by one: the outbox still holds the
+    batch in its order, a resend once, a clash under its new id in its place."""
+
+    def beat(events: int) -> Heartbeat:
+        return Heartbeat(
+            host="h", pass_at=NOW, certificates=1, sources=1, sources_failed=0, events=events,
+            problems=0,
+        )  # fmt: skip
+
+    earlier = wrap(beat(1), host="h", time=NOW, id="earlier")
+    batch = [
+        wrap(beat(2), host="h", time=NOW, id="n1"),
+        wrap(beat(1), host="h", time=NOW, id="earlier"),  # recorded last pass: a resend
+        wrap(beat(3), host="h", time=NOW, id="n2"),
+        wrap(beat(3), host="h", time=NOW, id="n2"),  # twice in this batch: once
+        wrap(beat(4), host="h", time=NOW, id="n1"),  # n1's id, other content: a clash
+        wrap(beat(5), host="h", time=NOW, id="n3"),
+    ]
+    with StateStore(tmp_path) as store:
+        store.record_events([(earlier, ["a"])], NOW)
+        store.mark_delivered("a", store.due("a", NOW), NOW)
+        conflicts = store.record_events([(e, ["a"]) for e in batch], NOW)
+        due = store.due("a", NOW)
+
+    assert [c.id for c in conflicts] == ["n1"]
+    clash = conflicts[0].recorded_as
+    assert [row.envelope.id for row in due] == ["n1", "n2", clash, "n3"]
+    assert [row.envelope.event.events for row in due] == [2, 3, 4, 5]  # type: ignore[attr-defined]
+
+
 def test_an_event_recorded_twice_is_queued_once_and_delivered_as_first_recorded(
     tmp_path: Path,
 ) -> None:

@@ -13,6 +13,7 @@ from ..cloudevents import Envelope, from_json, to_cloudevent, to_json
 from ..events import RenewalAgentRun
 from .connected import Connected, epoch
 from .history import record_runs
+from .snapshots import in_chunks
 
 _OUTBOX_ROWS = (
     "SELECT e.id, e.cloudevent, o.sink, o.attempts, o.created_at, o.last_error"
@@ -236,8 +237,11 @@ def write_events(
     db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
 ) -> tuple[list[IdConflict], dict[str, Envelope]]:
     """History and outbox rows; the id conflicts renamed, and the events written (by id,
-    for drain() to deliver without decoding them again)."""
-    conflicts = []
+    for drain() to deliver without decoding them again).
+
+    Events whose id is new (nearly all) are written with one statement per table;
+    an id recorded before goes one by one, in its place, through the conflict rules."""
+    conflicts: list[IdConflict] = []
     written: dict[str, Envelope] = {}
     # A run reported through emit, the spool or the bridge is a run wherever it came in.
     record_runs(
@@ -248,42 +252,78 @@ def write_events(
             if isinstance(envelope.event, RenewalAgentRun) and envelope.event.store
         ],
     )
+    recorded = _recorded(db, [envelope.id for envelope, _ in routed])
+    events: list[tuple[object, ...]] = []
+    outbox: list[tuple[str, str, float, float]] = []
     for envelope, sinks in routed:
-        recorded = _insert_event(db, envelope)
-        if not recorded:
-            existing = db.execute(
-                "SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)
-            ).fetchone()
-            if existing is None or _content(from_json(existing[0])) == _content(envelope):
-                continue  # the same event was recorded before: never queue it twice
-            fresh = str(uuid.uuid5(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}"))
-            conflicts.append(
-                IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
-            )
-            envelope = replace(envelope, id=fresh)
-            if not _insert_event(db, envelope):
-                continue  # recorded under its new id on an earlier read
+        if envelope.id in recorded or envelope.id in written:
+            _write_batch(db, events, outbox)  # in order: the outbox is delivered by rowid
+            events, outbox = [], []
+            kept = _write_known(db, envelope, conflicts)
+            if kept is None:
+                continue
+            envelope = kept
+        else:
+            events.append(_event_row(envelope))
         written[envelope.id] = envelope
-        db.executemany(
-            "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
-            " VALUES (?, ?, 'pending', ?, ?)",
-            [(envelope.id, sink, epoch(now), epoch(now)) for sink in sinks],
-        )
+        outbox += [(envelope.id, sink, epoch(now), epoch(now)) for sink in sinks]
+    _write_batch(db, events, outbox)
     return conflicts, written
+
+
+def _recorded(db: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """Which of these ids the history holds already."""
+    query = "SELECT id FROM events WHERE id IN"
+    return {str(event_id) for (event_id,) in in_chunks(db, query, (), sorted(set(ids)))}
+
+
+def _write_batch(
+    db: sqlite3.Connection,
+    events: list[tuple[object, ...]],
+    outbox: list[tuple[str, str, float, float]],
+) -> None:
+    db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
+        " VALUES (?, ?, 'pending', ?, ?)",
+        outbox,
+    )
+
+
+def _write_known(
+    db: sqlite3.Connection, envelope: Envelope, conflicts: list[IdConflict]
+) -> Envelope | None:
+    """An event whose id the history holds already (from before, or earlier in this
+    batch, written just before): None when it is that same event (never queued twice),
+    else the envelope renamed (and the conflict noted), recorded under its new id."""
+    existing = db.execute("SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)).fetchone()
+    if existing is None or _content(from_json(existing[0])) == _content(envelope):
+        return None  # the same event was recorded before: never queue it twice
+    fresh = str(uuid.uuid5(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}"))
+    conflicts.append(
+        IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
+    )
+    envelope = replace(envelope, id=fresh)
+    if not _insert_event(db, envelope):
+        return None  # recorded under its new id on an earlier read
+    return envelope
+
+
+def _event_row(envelope: Envelope) -> tuple[object, ...]:
+    return (
+        envelope.id,
+        envelope.event.kind,
+        envelope.event.subject,
+        envelope.event.store,
+        epoch(envelope.time),
+        to_json(envelope),
+    )
 
 
 def _insert_event(db: sqlite3.Connection, envelope: Envelope) -> bool:
     return bool(
         db.execute(
-            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                envelope.id,
-                envelope.event.kind,
-                envelope.event.subject,
-                envelope.event.store,
-                epoch(envelope.time),
-                to_json(envelope),
-            ),
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", _event_row(envelope)
         ).rowcount
     )
 
