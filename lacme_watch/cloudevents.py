@@ -9,6 +9,8 @@ cannot compute the id of a coming alert and plant it first to have the alert dro
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import types
 import typing
@@ -53,11 +55,27 @@ class Envelope:
 def event_id(host: str, event: Event, salt: str = "") -> str:
     """A stable id: the same detected event always gets the same one (per salt)."""
     parts = (salt, host, event.store or "", event.kind, *event.identity())
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts if salt else parts[1:])))
+    return uuid5_text(_ID_NAMESPACE_BYTES, "\x1f".join(parts if salt else parts[1:]))
 
 
+_ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+
+
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """`str(uuid.uuid5(UUID(bytes=namespace), name))` (RFC 4122 4.3), without building
+    the UUID object: half the cost, for every event of a pass."""
+    sha1 = hashlib.sha1(namespace + name.encode(), usedforsecurity=False)  # as uuid5's own
+    digest = int.from_bytes(sha1.digest()[:16], "big")
+    digest = (digest & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    digest = (digest & ~(0xF000 << 64)) | (5 << 76)  # version 5
+    text = f"{digest:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+@functools.lru_cache(maxsize=256)
 def source_uri(host: str, store: str | None) -> str:
-    """`lacme-watch://HOST/STORE`: names the host and the store, as the spec asks."""
+    """`lacme-watch://HOST/STORE`: names the host and the store, as the spec asks
+    (remembered: a pass's events come from a few stores)."""
     return f"{SOURCE_SCHEME}://{quote(host, safe='')}/{quote(store or '', safe='/:@')}"
 
 
@@ -129,11 +147,15 @@ def to_cloudevent(envelope: Envelope) -> dict[str, Any]:
     }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""json.dumps() with these arguments builds an encoder per call: this one is reused."""
+
+
 def to_json(envelope: Envelope) -> str:
     """One line of JSON, no trailing newline (made once per envelope: it is immutable)."""
     text = envelope._json
     if text is None:
-        text = json.dumps(to_cloudevent(envelope), ensure_ascii=False, separators=(",", ":"))
+        text = _ENCODER.encode(to_cloudevent(envelope))
         object.__setattr__(envelope, "_json", text)  # a cache of its own fields, not a change
     return text
 

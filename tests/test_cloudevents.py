@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 
 import lacme.events as lacme_events
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from lacme_watch.cloudevents import event_id, from_json, to_cloudevent, to_json, wrap
+from lacme_watch.cloudevents import (
+    event_id,
+    from_json,
+    to_cloudevent,
+    to_json,
+    uuid5_text,
+    wrap,
+)
 from lacme_watch.errors import EventFormatError
 from lacme_watch.events import (
     EVENT_TYPES,
@@ -199,3 +209,31 @@ def test_integers_are_not_booleans_on_decode() -> None:
 
     with pytest.raises(EventFormatError, match=r"data\.limit: expected int"):
         from_json(json.dumps(document))
+
+
+def test_event_ids_are_those_earlier_versions_recorded() -> None:
+    """Ids are how receivers and the history deduplicate: they never change."""
+    event = CertificateExpiring(
+        domain="a",
+        domains=("a",),
+        expires_at=T,
+        days_remaining=9,
+        threshold="14d",
+        lineage="certs/a",
+        fingerprint="ff",
+        store="pem:/etc/ssl",
+    )
+    assert [
+        event_id("web1", event),
+        event_id("web1", event, "salt"),
+        event_id("wéb", event, "s"),
+    ] == [
+        "19e339b5-72ef-53c1-b1af-817b8c531879",
+        "d53eeae9-7a9c-57ef-b424-7504dfee31c4",
+        "28905568-ee49-5d91-9b87-911a79e546cd",
+    ]
+
+
+@given(namespace=st.uuids(), name=st.text())
+def test_uuid5_text_is_uuid5(namespace: uuid.UUID, name: str) -> None:
+    assert uuid5_text(namespace.bytes, name) == str(uuid.uuid5(namespace, name))
