@@ -15,10 +15,7 @@ from .connected import Connected, epoch
 from .history import record_runs
 from .snapshots import in_chunks
 
-_OUTBOX_ROWS = (
-    "SELECT e.id, e.cloudevent, o.sink, o.attempts, o.created_at, o.last_error"
-    " FROM outbox o JOIN events e ON e.id = o.event_id"
-)
+_OUTBOX_ROWS = "SELECT o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
 _DUE = _OUTBOX_ROWS + (
     " WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt <= ? ORDER BY o.rowid"
 )
@@ -111,18 +108,32 @@ class Outbox(Connected):
         return self._rows(_PENDING, ())
 
     def _rows(self, query: str, parameters: tuple[object, ...]) -> list[OutboxRow]:
-        return [
-            OutboxRow(
-                envelope=self._written.get(event_id) or from_json(cloudevent),
-                sink=sink,
-                attempts=attempts,
-                created_at=datetime.fromtimestamp(created_at, UTC),
-                last_error=last_error,
+        """Outbox rows with their envelopes: those this process wrote are at hand, only
+        the others are read and decoded (a drain right after a pass decodes none)."""
+        rows = self._db.execute(query, parameters).fetchall()
+        written = self._written
+        missing = sorted({event_id for event_id, *_ in rows if event_id not in written})
+        decoded = {
+            str(event_id): from_json(cloudevent)
+            for event_id, cloudevent in in_chunks(
+                self._db, "SELECT id, cloudevent FROM events WHERE id IN", (), missing
             )
-            for event_id, cloudevent, sink, attempts, created_at, last_error in self._db.execute(
-                query, parameters
+        }
+        found = []
+        for event_id, sink, attempts, created_at, last_error in rows:
+            envelope = written.get(event_id) or decoded.get(event_id)
+            if envelope is None:  # an outbox row without its event: skipped, as a JOIN does
+                continue
+            found.append(
+                OutboxRow(
+                    envelope=envelope,
+                    sink=sink,
+                    attempts=attempts,
+                    created_at=datetime.fromtimestamp(created_at, UTC),
+                    last_error=last_error,
+                )
             )
-        ]
+        return found
 
     def mark_delivered(self, sink: str, rows: Iterable[OutboxRow], now: datetime) -> None:
         with self.transaction() as db:
