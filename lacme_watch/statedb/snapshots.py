@@ -288,9 +288,9 @@ def write_snapshot(
         for lineage, observation in after.certificates.items()
         if old.get(lineage) != observation
     ]
-    db.executemany(
+    db.executemany(  # a generator: one row's JSON at a time, not the whole store's
         "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
-        [
+        (
             (
                 source,
                 lineage,
@@ -300,7 +300,7 @@ def write_snapshot(
                 next_thresholds.get(lineage, 0.0),
             )
             for lineage, observation in written
-        ],
+        ),
     )
     rewritten = {lineage for lineage, _ in written}
     db.executemany(  # the identity too: a row written by another version may differ only there
