@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import trustme
 from publicsuffixlist import PublicSuffixList
 
 from lacme_watch import suffixlist
 from lacme_watch.observations import Issuance
 from lacme_watch.ratelimits import RateLimits, evaluate
+
+from .conftest import CliRunner, write_config
 
 NAMES = [
     "www.example.com",
@@ -116,3 +119,27 @@ def test_rate_limits_keep_their_copy_in_the_cache_dir(tmp_path: Path) -> None:
     (warning,) = evaluate(history, [], RateLimits(), now, {}, cache_dir=tmp_path)
     assert (warning.rule, warning.key, warning.count) == ("registered_domain", "example.co.uk", 40)
     assert (tmp_path / suffixlist.COMPILED_NAME).is_file()
+
+
+def test_a_pass_that_counts_issuances_keeps_the_copy_in_state_dir(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    now = datetime.now(UTC)  # issued now: an issuance rate limits count
+    leaf = trustme.CA().issue_cert(
+        "www.example.co.uk", not_before=now - timedelta(hours=1), not_after=now + timedelta(days=90)
+    )
+    (certs / "www.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    config = write_config(
+        tmp_path / "config.yaml",
+        f"state_dir: {tmp_path / 'state'}\nstores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n",
+    )
+    compiled = tmp_path / "state" / suffixlist.COMPILED_NAME
+    compiled.parent.mkdir(mode=0o700)
+    compiled.write_bytes(b"damaged")
+
+    first = cli("--config", str(config), "watch", "--once")
+
+    assert first.code == 0, first.err
+    assert compiled.read_bytes().startswith(b"lacme-watch compiled public suffix list")
