@@ -49,15 +49,34 @@ def profile_of(
             )
         elif isinstance(value, x509.TLSFeature):
             must_staple = any(feature.value == _STATUS_REQUEST for feature in value)
-    return Profile(
-        extended_key_usage=usages,
-        key=key_description(certificate) if key is None else key,
-        signature_algorithm=_signature(certificate),
-        issuer_key_id=issuer_key_id,
-        crl_distribution_points=crl,
-        ocsp_urls=ocsp,
-        must_staple=must_staple,
+    values = (
+        usages,
+        key_description(certificate) if key is None else key,
+        _signature(certificate),
+        issuer_key_id,
+        crl,
+        ocsp,
+        must_staple,
     )
+    found = _PROFILES.get(values)
+    if found is None:
+        if len(_PROFILES) >= 2048:
+            _PROFILES.clear()  # bounded: many profiles only cost a few more objects
+        found = _PROFILES[values] = Profile(
+            extended_key_usage=usages,
+            key=values[1],
+            signature_algorithm=values[2],
+            issuer_key_id=issuer_key_id,
+            crl_distribution_points=crl,
+            ocsp_urls=ocsp,
+            must_staple=must_staple,
+        )
+    return found
+
+
+_PROFILES: dict[tuple[object, ...], Profile] = {}
+"""One (immutable) Profile per distinct profile: one CA's thousands of certificates
+share a few, instead of each holding its own copy through a pass."""
 
 
 def key_description(certificate: x509.Certificate) -> str:

@@ -153,6 +153,10 @@ def test_one_issuer_is_read_once_for_all_it_signs() -> None:
     assert {facts.issuer for facts in described} == {leaves[0].issuer.rfc4514_string()}
     root = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
     assert describe(root) is describe(root)  # a CA's facts are kept by fingerprint
+    assert described[0].profile is described[2].profile  # one profile, shared
+    assert described[0].profile is not None
+    assert "serverAuth" in described[0].profile.extended_key_usage
+    assert described[0].profile != describe(root).profile
 
 
 def test_names_cryptography_must_print_itself_are_left_to_it() -> None:
