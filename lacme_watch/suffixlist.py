@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +63,8 @@ def _read(path: Path, key: str) -> list[str] | None:
 
 def _write(path: Path, key: str, parsed: PublicSuffixList) -> None:
     """Compile `parsed` into `path`, atomically, if it reads back as the same list."""
+    import tempfile  # only the pass that builds the copy writes one
+
     from publicsuffixlist import PublicSuffixList
 
     rules = getattr(parsed, "_publicsuffix", None)  # a later library may keep another form

@@ -19,12 +19,12 @@ import trustme
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
-    {"wording", "printable", "boundedjson", "statrecord"},
+    {"wording", "printable", "boundedjson", "statrecord", "suffixlist"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
     {"renewal"},
     {"thresholds"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
-    {"profiles", "changes"},
+    {"profiles", "changes", "dernames"},
     {"certfacts", "forked", "chains"},
     {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "crl", "freshness"},
