@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import lacme.events as lacme_events
@@ -237,3 +238,16 @@ def test_event_ids_are_those_earlier_versions_recorded() -> None:
 @given(namespace=st.uuids(), name=st.text())
 def test_uuid5_text_is_uuid5(namespace: uuid.UUID, name: str) -> None:
     assert uuid5_text(namespace.bytes, name) == str(uuid.uuid5(namespace, name))
+
+
+def test_an_envelope_is_serialised_once_and_a_renamed_copy_anew() -> None:
+    envelope = wrap(
+        ChallengeFailed(domain="a.example", challenge_type="dns-01", error="x"), host="h", time=T
+    )
+    line = to_json(envelope)
+    assert to_json(envelope) is line  # the outbox row and the log line are one string
+    renamed = replace(envelope, id="renamed")
+    assert json.loads(to_json(renamed))["id"] == "renamed"
+    assert renamed == replace(envelope, id="renamed")  # the kept line is not compared
+    assert renamed != envelope
+    assert "_json" not in repr(envelope)
