@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -289,9 +290,10 @@ def test_one_file_renewed_in_place_is_read_alone(tmp_path: Path, ca: trustme.CA)
     assert (again.files_parsed, events, again.certificates) == (0, [], 20)
 
 
-def test_a_lacme_renewal_rereads_that_directory_only(tmp_path: Path, ca: trustme.CA) -> None:
+def _lacme(tmp_path: Path, ca: trustme.CA, names: Sequence[str]) -> tuple[FileStore, _Watch]:
+    """A lacme FileStore holding `names`, 30 days left each, and its watch."""
     store = FileStore(tmp_path / "lacme")
-    for name in ("one.example", "two.example", "three.example"):
+    for name in names:
         save_acme_cert(
             store,
             ca,
@@ -299,7 +301,11 @@ def test_a_lacme_renewal_rereads_that_directory_only(tmp_path: Path, ca: trustme
             not_before=NOW - timedelta(days=60),
             not_after=NOW + timedelta(days=30),
         )
-    watching = _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+    return store, _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+
+
+def test_a_lacme_renewal_rereads_that_directory_only(tmp_path: Path, ca: trustme.CA) -> None:
+    store, watching = _lacme(tmp_path, ca, ("one.example", "two.example", "three.example"))
     first, _ = watching.run()
     save_acme_cert(store, ca, ["two.example"], not_before=NOW, not_after=NOW + timedelta(days=90))
     report, events = watching.run()
@@ -318,17 +324,8 @@ def test_a_renewal_under_another_chain_is_decided_by_a_full_scan(
     """A partial rescan cannot know that no other bundle still carries an intermediate:
     when a file read again carries other chain certificates, the store is read whole, so
     the old CA's certificate leaves the inventory with its last bundle."""
-    store = FileStore(tmp_path / "lacme")
     names = ("one.example", "two.example")
-    for name in names:
-        save_acme_cert(
-            store,
-            ca,
-            [name],
-            not_before=NOW - timedelta(days=60),
-            not_after=NOW + timedelta(days=30),
-        )
-    watching = _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+    store, watching = _lacme(tmp_path, ca, names)
     first, _ = watching.run()
     assert first.certificates == 3  # two leaves and the CA they both carry
     other = trustme.CA()
