@@ -80,7 +80,8 @@ def detect_changes(
         shown = scan
     else:
         involved = _involved(store, source, index, current, now, scan.covered)
-        previous = store.load_snapshot(source, involved)
+        marks_of = (involved | current.keys() | (scan.covered or set())) if partial else None
+        previous = store.load_snapshot(source, involved, marks_of=marks_of)
         shown = replace(
             scan, observations=tuple(o for o in scan.observations if o.lineage in involved)
         )

@@ -355,3 +355,20 @@ def test_a_store_reached_through_a_symlinked_parent_keeps_its_lineages(
     assert "certificate_issued" not in [kind for kind, _ in events]
     assert ("certificate_renewed", "a.example") in events
     assert report.certificates == 1
+
+
+def test_a_chain_problem_is_not_said_again_when_its_file_is_rewritten_unchanged(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A partial rescan reads the rewritten bundle with the marks of the lineages it read:
+    the chain already reported incomplete stays reported, once."""
+    for name in ("a", "b"):
+        _write(ca, tmp_path / "certs" / name / "fullchain.pem", f"{name}.example", 60)
+    watching = _Watch(tmp_path, PemStore((str(tmp_path / "certs" / "*" / "fullchain.pem"),)))
+    _, events = watching.run()
+    assert sorted(events) == [("chain_problem", "a.example"), ("chain_problem", "b.example")]
+    path = tmp_path / "certs" / "a" / "fullchain.pem"
+    path.write_bytes(path.read_bytes())  # the same bytes, a new mtime
+    report, events = watching.run()
+    assert (report.files_parsed, events, report.envelopes) == (1, [], [])  # not even sent
+    assert watching.carried()

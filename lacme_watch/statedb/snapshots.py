@@ -62,11 +62,16 @@ class Snapshots(Connected):
     """Reading the snapshots back: whole, by lineage, or just what time made due."""
 
     def load_snapshot(
-        self, source: str, lineages: Collection[str] | None = None
+        self,
+        source: str,
+        lineages: Collection[str] | None = None,
+        *,
+        marks_of: Collection[str] | None = None,
     ) -> SourceSnapshot | None:
-        """The source's snapshot; with `lineages`, only their certificates are decoded
-        (marks, problems, cursor and baseline always come whole: they are small, and
-        the checks after detect() need every mark)."""
+        """The source's snapshot; with `lineages`, only their certificates are decoded.
+        Marks come whole (the checks after detect() look at every file's), or with
+        `marks_of` only those lineages' (a partial rescan: the rest stay as they are);
+        problems, cursor and baseline always come whole."""
         row = self._db.execute(
             "SELECT baselined, cursor FROM sources WHERE source = ?", (source,)
         ).fetchone()
@@ -80,9 +85,10 @@ class Snapshots(Connected):
         }
         reported = frozenset(
             (lineage, fingerprint, threshold)
-            for lineage, fingerprint, threshold in self._db.execute(
+            for lineage, fingerprint, threshold in self._select(
                 "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?",
-                (source,),
+                source,
+                marks_of,
             )
         )
         stale = frozenset(
