@@ -20,7 +20,7 @@ import stat
 import struct
 import time
 from array import array
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 
 RACY = 2.0
 """Seconds: a directory or file changed this close to the scan is not trusted as
@@ -44,6 +44,8 @@ class Recorder:
         self._paths: list[str] = []
         self._numbers = array("q")
         self._racy_after = time.time_ns() - int(RACY * 1e9)
+        self._kept: tuple[str, bytearray, array[int]] | None = None
+        """Last pass's entries a partial scan keeps: its prefix, and the rest as bytes."""
 
     def saw(self, path: str, status: os.stat_result) -> None:
         """A directory or regular file as lstat reports it, before it is listed or read."""
@@ -72,10 +74,14 @@ class Recorder:
             self.trusted = False
             return
         seen = set(self._paths) | set(dropped)
-        for path, numbers, index in entries:
+        prefix = _prefix_of(record)
+        cut = len(prefix)
+        names, numbers = bytearray(), array("q")
+        for path, found, index in entries:  # kept as bytes: no object per entry
             if path not in seen:
-                self._paths.append(path)
-                self._numbers.extend(numbers[index : index + _FIELDS])
+                names += path[cut:].encode("utf-8", "surrogateescape") + b"\0"
+                numbers.extend(found[index : index + _FIELDS])
+        self._kept = (prefix, names, numbers)
 
     def mark(self) -> int:
         """Where the record stands, for since()."""
@@ -103,14 +109,22 @@ class Recorder:
     def record(self, prefix: str = "") -> bytes | None:
         """The record to keep, or None when next pass must scan in full. `prefix` (the
         store's root) is kept once rather than in every path."""
-        if not self.trusted or not self._paths:
+        kept_names, kept_numbers = bytearray(), array("q")
+        if self._kept is not None:
+            prefix, kept_names, kept_numbers = self._kept  # the same store's root as then
+        if not self.trusted or not (self._paths or kept_names):
             return None
         if not all(path.startswith(prefix) for path in self._paths):
+            if kept_names:
+                return None  # another root than last pass's: next pass reads in full
             prefix = ""
         cut = len(prefix)
         names = "\0".join(path[cut:] for path in self._paths).encode("utf-8", "surrogateescape")
+        if kept_names:  # each kept name ends in its separator: the last one must not
+            names = bytes(kept_names) + names if self._paths else bytes(kept_names[:-1])
         head = prefix.encode("utf-8", "surrogateescape")
-        return _HEADER.pack(_MAGIC, len(head), len(names)) + head + names + self._numbers.tobytes()
+        numbers = kept_numbers.tobytes() + self._numbers.tobytes()
+        return _HEADER.pack(_MAGIC, len(head), len(names)) + head + names + numbers
 
 
 def unchanged(record: bytes) -> bool:
@@ -146,21 +160,28 @@ def changes(record: bytes, *, first: bool = False) -> list[tuple[str, bool]] | N
     return found
 
 
-def _entries(record: bytes) -> Iterator[tuple[str, array[int], int]] | None:
-    """(path, the numbers, where its six start) for each entry, walking the buffers."""
+def _prefix_of(record: bytes) -> str:
+    _, head, _ = _HEADER.unpack_from(record)
+    return str(memoryview(record)[_HEADER.size : _HEADER.size + head], "utf-8", "surrogateescape")
+
+
+def _entries(record: bytes) -> Iterator[tuple[str, Sequence[int], int]] | None:
+    """(path, the numbers, where its six start) for each entry, walking the buffers (the
+    numbers are a view of the record's bytes, not a copy)."""
+    view = memoryview(record)
     try:
         magic, head, length = _HEADER.unpack_from(record)
         start = _HEADER.size + head
-        prefix = record[_HEADER.size : start].decode("utf-8", "surrogateescape")
-        names = record[start : start + length].decode("utf-8", "surrogateescape")
-        numbers = array("q")
-        numbers.frombytes(record[start + length :])
-    except (struct.error, ValueError):
+        prefix = str(view[_HEADER.size : start], "utf-8", "surrogateescape")
+        names = str(view[start : start + length], "utf-8", "surrogateescape")
+        tail = view[start + length :]
+        numbers: Sequence[int] = tail.cast("q") if len(tail) % 8 == 0 else array("q")
+    except (struct.error, ValueError, TypeError):
         return None
     if magic != _MAGIC or len(numbers) != _FIELDS * (names.count("\0") + 1):
         return None
 
-    def walk() -> Iterator[tuple[str, array[int], int]]:
+    def walk() -> Iterator[tuple[str, Sequence[int], int]]:
         at = index = 0
         while at <= len(names):
             end = names.find("\0", at)
