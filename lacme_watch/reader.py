@@ -1,24 +1,20 @@
-"""Reading certificate files as hostile input: capped, never a private key, never a hang.
+"""Reading certificate files for a source's scan: the file cache, parsing, bundles.
 
-Every source reads through one :class:`CertificateReader`. It resolves a path to its
-real target first and applies every guard to that target (a key's name, the store's
-root), then stats it and, when its identity (device, inode, size, mtime) is the one
-remembered from the last pass, reuses what was parsed then without opening it: large
-stores rescan cheaply. Whatever one certificate does to the parser or to `describe()`
-is that file's `bad_certificate`, never the pass's exception.
+Every source reads through one :class:`CertificateReader`, whose every read goes
+through the guards of guarded.py (the real target checked, never a key, capped). When
+a file's identity (device, inode, size, mtime) is the one remembered from the last
+pass, what was parsed then is reused without opening it: large stores rescan cheaply.
+Whatever one certificate does to the parser or to `describe()` is that file's
+`bad_certificate`, never the pass's exception.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import re
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from cryptography import x509
@@ -37,50 +33,15 @@ from .certfacts import (
     verifies,
 )
 from .chains import Finding
-from .observations import CertificateFacts, Observation, Problem
-from .options import Options
-from .statrecord import Recorder
-
-DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
-
-# mykey.pem, server+key.pem, ssh's id_ecdsa, PKCS#12 and Java key stores ...
-_KEY_FILE_NAME = re.compile(
-    r"(^|[._+@-]|my)(priv(ate)?[._+-]?)?key([._+@-]|\d|$)"
-    r"|\.key$|^id_(rsa|dsa|ecdsa|ed25519)([._-]|$)|\.(p12|pfx|jks|keystore|ppk)$",
-    re.IGNORECASE,
+from .guarded import (
+    DEFAULT_MAX_FILE_SIZE,
+    GuardedReads,
+    Identity,
+    identity_of,
+    looks_like_private_key,
+    undecodable_name,
 )
-
-Identity = tuple[int, int, int, int]
-FOLLOW_SYMLINKS = ("inside", "any")
-
-
-def looks_like_private_key(path: str | Path) -> bool:
-    """True for file names that ACME clients and CAs give private keys; those are never opened."""
-    return bool(_KEY_FILE_NAME.search(os.path.basename(path)))
-
-
-def follows_any_symlink(options: Options) -> bool:
-    """A store's `follow_symlinks`: `inside` (default) keeps every read inside its root."""
-    return options.choice("follow_symlinks", FOLLOW_SYMLINKS, "inside") == "any"
-
-
-def printable(text: str) -> str:
-    """A path or name as UTF-8-safe text: undecodable bytes shown as `\\udcff` escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def undecodable_name(path: str, lineage: str | None = None) -> Problem | None:
-    """A Problem for a file name that is not UTF-8 (it could be neither stored nor shown)."""
-    if path.isascii() and (lineage is None or lineage.isascii()):
-        return None  # the common case, checked in constant time
-    if printable(path) == path and (lineage is None or printable(lineage) == lineage):
-        return None
-    return Problem(
-        printable(path),
-        "bad_file_name",
-        "the name is not UTF-8: rename it",
-        lineage=printable(lineage or path),
-    )
+from .observations import CertificateFacts, Observation, Problem
 
 
 class CachedFile(NamedTuple):
@@ -94,7 +55,7 @@ class CachedFile(NamedTuple):
     (a large store's payloads are fetched one by one as files are reused)."""
 
 
-class CertificateReader:
+class CertificateReader(GuardedReads):
     """Reads certificates and metadata for one source's scan, with the file-identity cache."""
 
     def __init__(
@@ -107,7 +68,7 @@ class CertificateReader:
         payloads: Callable[[str], str | None] | None = None,
         judge: Callable[[Sequence[x509.Certificate]], list[Finding]] | None = None,
     ) -> None:
-        self.max_file_size = max_file_size
+        super().__init__(max_file_size=max_file_size)
         self.chain = chain
         self._signers = tuple(signers)
         self._signers_digest = signers_digest(self._signers)
@@ -121,10 +82,6 @@ class CertificateReader:
         self.bundles: list[tuple[str, str, tuple[CertificateFacts, ...]]] = []
         """(lineage, path, certificates in file order) of every file read through
         bundle(): the chains to check."""
-        self.roots: tuple[str, ...] = ()
-        self.follow_any = False
-        self._real_directories: dict[str, str] = {}
-        self._prefixes: tuple[str, ...] = ()
         self._chain_described: dict[bytes, tuple[CertificateFacts, str]] = {}
         self._batch: forked.Batch | None = None
         self._chains: set[str] = set()
@@ -134,35 +91,6 @@ class CertificateReader:
         self.structures: dict[str, list[Finding]] = {}
         """What `judge` (verify.py's chain structure) found of each chain file parsed in
         this scan, while its certificates were at hand."""
-        self.stat_record = Recorder()
-        """Every directory and file this scan looked at (see statrecord.py)."""
-
-    def confine(self, *roots: str, follow_any: bool = False) -> None:
-        """Keep every read inside these directories (resolved): a symlink whose target
-        leaves them is `outside_store`, unless the store says `follow_symlinks: any`."""
-        self.roots = tuple(os.path.realpath(root) for root in roots)
-        self.follow_any = follow_any
-        self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
-
-    def will_list(self, directory: str) -> None:
-        """Call before listing a directory (or asking whether a file is in it) yourself:
-        it joins the stat record, so a file added to it makes the next pass scan again."""
-        try:
-            status = os.lstat(directory)
-        except OSError:
-            self.stat_record.distrust()  # a store root that is not there: nothing to compare
-            return
-        self.stat_record.saw(directory, status)
-
-    def stat_record_bytes(self) -> bytes | None:
-        """This scan's stat record as kept (None: the next pass must read in full)."""
-        return self.stat_record.record(os.path.commonpath(self.roots) if self.roots else "")
-
-    def inside(self, real_path: str) -> bool:
-        """Whether a resolved path is within the store's roots (or confinement is off)."""
-        if self.follow_any or not self.roots:
-            return True
-        return real_path.startswith(self._prefixes) or real_path in self.roots
 
     # -- public API for sources ------------------------------------------------
 
@@ -321,7 +249,7 @@ class CertificateReader:
             return located
         target, status = located
         previous = self._previous.get(path)
-        identity = _identity(status)
+        identity = identity_of(status)
         if (
             previous is not None
             and previous.identity == identity
@@ -344,115 +272,6 @@ class CertificateReader:
         result, payload = parsed
         self.files[path] = CachedFile(identity, self._signers_digest, payload)
         return result
-
-    def _locate(self, path: str) -> tuple[str, os.stat_result] | Problem:
-        """The real file behind `path` and its status, once every guard passed on it.
-
-        Guards look at the target, not the link: a `cert.pem` that resolves to
-        `privkey.pem`, or to `/etc/shadow` outside the store, is never opened.
-        """
-        if unreadable := undecodable_name(path):
-            return unreadable
-        parent, name = os.path.split(path)
-        target = os.path.join(self._real_directory(parent), name)
-        try:
-            status = os.lstat(target)
-            if stat.S_ISLNK(status.st_mode):
-                self.stat_record.distrust()
-                target = os.path.realpath(target)
-                status = os.stat(target)
-        except OSError as exc:
-            return _problem_from_os_error(path, exc)
-        self.stat_record.saw(target, status)
-        if target != path and looks_like_private_key(target):
-            return Problem(
-                path,
-                "no_certificate_found",
-                f"resolves to {printable(target)}, named like a private key: not opened",
-            )
-        if not self.inside(target):
-            return Problem(
-                path,
-                "outside_store",
-                f"resolves to {printable(target)}, outside {', '.join(self.roots)}:"
-                " not followed (set follow_symlinks: any on this store to read it)",
-            )
-        return target, status
-
-    def _real_directory(self, directory: str) -> str:
-        """realpath(directory), remembered per directory for this scan: a store of many
-        directories costs one lstat per directory, not one per path component."""
-        real = self._real_directories.get(directory)
-        if real is None:
-            parent, name = os.path.split(directory)
-            if name in ("", ".", "..") or not parent or parent == directory:
-                real = os.path.realpath(directory)
-            else:
-                candidate = os.path.join(self._real_directory(parent), name)
-                real = self._resolved_directory(candidate)
-            self._real_directories[directory] = real
-        return real
-
-    def _resolved_directory(self, candidate: str) -> str:
-        """A directory's real path; one inside the store joins the stat record (its
-        files are looked for by name: one created there changes its mtime)."""
-        try:
-            status = os.lstat(candidate)
-        except OSError:
-            return candidate  # the file's own lstat reports what is missing
-        if stat.S_ISLNK(status.st_mode):
-            real = os.path.realpath(candidate)
-            if self.inside(real):
-                self.stat_record.distrust()
-            return real
-        if self.inside(candidate):
-            self.stat_record.saw(candidate, status)
-        return candidate
-
-    def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
-        located = self._locate(path)
-        if isinstance(located, Problem):
-            return located
-        return self._read_at(path, *located)
-
-    def _read_at(
-        self, path: str, target: str, checked: os.stat_result
-    ) -> tuple[bytes, Identity] | Problem:
-        """The checked target's bytes (at most max_file_size) and the identity they were
-        read at. O_NOFOLLOW and the inode comparison close the race with a swapped file."""
-        if not stat.S_ISREG(checked.st_mode):
-            return Problem(path, "no_certificate_found", "not a regular file")
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(target, flags)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # the target was checked: it became a link since
-                return Problem(path, "io_error", "replaced by a symlink while being read")
-            return _problem_from_os_error(path, exc)
-        try:
-            status = os.fstat(fd)
-            if (status.st_dev, status.st_ino) != (checked.st_dev, checked.st_ino):
-                return Problem(path, "io_error", "replaced while being read")
-            if not stat.S_ISREG(status.st_mode):
-                return Problem(path, "no_certificate_found", "not a regular file")
-            if status.st_size > self.max_file_size:
-                return Problem(path, "too_large", f"{status.st_size} bytes > {self.max_file_size}")
-            # Ask for the size fstat gave, plus one to see a file that grew, not for
-            # max_file_size: a 4 MiB buffer per file costs more than reading a certificate.
-            wanted = status.st_size + 1
-            with os.fdopen(fd, "rb", closefd=False) as stream:
-                content = stream.read(wanted)
-                if len(content) == wanted:  # it grew while we read: up to the cap, as before
-                    content += stream.read(self.max_file_size + 1 - len(content))
-            if (_identity(status), status.st_ctime_ns) != (_identity(checked), checked.st_ctime_ns):
-                self.stat_record.distrust()
-        except OSError as exc:
-            return _problem_from_os_error(path, exc)
-        finally:
-            os.close(fd)
-        if len(content) > self.max_file_size:
-            return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
-        return content, _identity(status)
 
     def _parse_certificates(
         self, path: str, content: bytes
@@ -509,22 +328,6 @@ class CertificateReader:
             if facts.fingerprint != signer_fingerprint and verifies(certificate, signer):
                 return replace(facts, signed_by=signer_fingerprint)
         return facts
-
-
-def _problem_from_os_error(path: str, exc: OSError) -> Problem:
-    if exc.errno == errno.ELOOP:
-        return Problem(path, "broken_symlink", "symlink loop")
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        if os.path.islink(path):
-            return Problem(path, "broken_symlink", f"points to missing {os.readlink(path)}")
-        return Problem(path, "not_found")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return Problem(path, "permission_denied")
-    return Problem(path, "io_error", exc.strerror or str(exc))
-
-
-def _identity(status: os.stat_result) -> Identity:
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def _parse_json(path: str, content: bytes) -> tuple[object, str] | Problem:

@@ -25,7 +25,7 @@ TIERS: list[set[str]] = [
     {"thresholds"},
     {"options", "statefiles", "observations", "cloudevents", "dispatch"},
     {"profiles", "changes", "dernames"},
-    {"certfacts", "forked", "chains"},
+    {"certfacts", "forked", "chains", "guarded"},
     {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},

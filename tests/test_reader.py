@@ -15,8 +15,9 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from lacme_watch.guarded import looks_like_private_key
 from lacme_watch.observations import CertificateFacts, Problem
-from lacme_watch.reader import CertificateReader, looks_like_private_key
+from lacme_watch.reader import CertificateReader
 from lacme_watch.stores.pem import PemStore
 
 _OPENED: list[str] | None = None

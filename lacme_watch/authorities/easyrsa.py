@@ -21,9 +21,10 @@ from typing import Self
 from ..certfacts import describe, fingerprint
 from ..crl import read_crl_file
 from ..events import CertificateRevoked, Event
+from ..guarded import follows_any_symlink
 from ..observations import CrlSeen, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink
+from ..reader import CertificateReader
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,10 @@ import os
 from typing import Self
 
 from ..certfacts import describe
+from ..guarded import follows_any_symlink
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink
+from ..reader import CertificateReader
 
 
 class LacmeAuthority:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..ari.settings import StoreAri, ari_settings, store_ari
 from ..errors import ConfigError
+from ..guarded import DEFAULT_MAX_FILE_SIZE
 from ..options import Node, Options, load_yaml
 from ..plugins import GROUPS, Source, lookup
-from ..reader import DEFAULT_MAX_FILE_SIZE
 from ..routes import SinkRoute
 from . import sections
 from .discovery import LOCAL_CONFIG, SYSTEM_CONFIG, default_state_dir, find_config, zero_config

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..ari.settings import AriSettings
 from ..crl import RevocationOptions
+from ..guarded import DEFAULT_MAX_FILE_SIZE
 from ..options import format_duration
 from ..plugins import Source
 from ..ratelimits import RateLimits
-from ..reader import DEFAULT_MAX_FILE_SIZE
 from ..renewal import DEFAULT_AGENT_STALE_AFTER, RenewalPolicy
 from ..routes import RetryPolicy, SinkRoute
 from ..thresholds import Policy

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import PurePath
 
 from ..errors import ConfigError
+from ..guarded import looks_like_private_key, printable
 from ..observations import Problem
 from ..options import Options
-from ..reader import CertificateReader, looks_like_private_key, printable
+from ..reader import CertificateReader
 
 _MAGIC = re.compile(r"[*?[]")
 

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Self
 
 from ..events import Event
+from ..guarded import follows_any_symlink, undecodable_name
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink, undecodable_name
+from ..reader import CertificateReader
 from ..renewal import certbot_policy
 from ._certbot_log import challenge_failures, is_record_start, runs
 from ._logfollow import follow

@@ -13,9 +13,10 @@ import os
 from typing import Self
 
 from ..crl import read_crl_file
+from ..guarded import follows_any_symlink
 from ..observations import CrlSeen, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink
+from ..reader import CertificateReader
 from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
 
 

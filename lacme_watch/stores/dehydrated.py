@@ -16,9 +16,10 @@ import os
 from dataclasses import replace
 from typing import Self
 
+from ..guarded import follows_any_symlink
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink
+from ..reader import CertificateReader
 from ..renewal import dehydrated_policy, dehydrated_renew_days
 
 

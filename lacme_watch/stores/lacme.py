@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Self
 
+from ..guarded import follows_any_symlink, undecodable_name
 from ..instants import parse_time
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink, undecodable_name
+from ..reader import CertificateReader
 from ..renewal import LACME_DEFAULT
 
 

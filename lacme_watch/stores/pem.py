@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Self
 
+from ..guarded import follows_any_symlink
 from ..observations import Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader, follows_any_symlink
+from ..reader import CertificateReader
 from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
 
 

@@ -1,0 +1,226 @@
+"""The hostile-file layer under every read: a path resolved to its real target first,
+every guard applied to that target (a private key's name, the store's roots), then
+`lstat`ed and opened with O_NOFOLLOW, checked again by inode, read at its size and
+capped. Every directory and file looked at joins the scan's stat record.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from pathlib import Path
+
+from .observations import Problem
+from .options import Options
+from .statrecord import Recorder
+
+DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
+
+# mykey.pem, server+key.pem, ssh's id_ecdsa, PKCS#12 and Java key stores ...
+_KEY_FILE_NAME = re.compile(
+    r"(^|[._+@-]|my)(priv(ate)?[._+-]?)?key([._+@-]|\d|$)"
+    r"|\.key$|^id_(rsa|dsa|ecdsa|ed25519)([._-]|$)|\.(p12|pfx|jks|keystore|ppk)$",
+    re.IGNORECASE,
+)
+
+Identity = tuple[int, int, int, int]
+FOLLOW_SYMLINKS = ("inside", "any")
+
+
+def looks_like_private_key(path: str | Path) -> bool:
+    """True for file names that ACME clients and CAs give private keys; those are never opened."""
+    return bool(_KEY_FILE_NAME.search(os.path.basename(path)))
+
+
+def follows_any_symlink(options: Options) -> bool:
+    """A store's `follow_symlinks`: `inside` (default) keeps every read inside its root."""
+    return options.choice("follow_symlinks", FOLLOW_SYMLINKS, "inside") == "any"
+
+
+def printable(text: str) -> str:
+    """A path or name as UTF-8-safe text: undecodable bytes shown as `\\udcff` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def undecodable_name(path: str, lineage: str | None = None) -> Problem | None:
+    """A Problem for a file name that is not UTF-8 (it could be neither stored nor shown)."""
+    if path.isascii() and (lineage is None or lineage.isascii()):
+        return None  # the common case, checked in constant time
+    if printable(path) == path and (lineage is None or printable(lineage) == lineage):
+        return None
+    return Problem(
+        printable(path),
+        "bad_file_name",
+        "the name is not UTF-8: rename it",
+        lineage=printable(lineage or path),
+    )
+
+
+class GuardedReads:
+    """Confinement to a store's roots and guarded reads, for one source's scan."""
+
+    def __init__(self, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
+        self.max_file_size = max_file_size
+        self.roots: tuple[str, ...] = ()
+        self.follow_any = False
+        self._real_directories: dict[str, str] = {}
+        self._prefixes: tuple[str, ...] = ()
+        self.stat_record = Recorder()
+        """Every directory and file this scan looked at (see statrecord.py)."""
+
+    def confine(self, *roots: str, follow_any: bool = False) -> None:
+        """Keep every read inside these directories (resolved): a symlink whose target
+        leaves them is `outside_store`, unless the store says `follow_symlinks: any`."""
+        self.roots = tuple(os.path.realpath(root) for root in roots)
+        self.follow_any = follow_any
+        self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
+
+    def will_list(self, directory: str) -> None:
+        """Call before listing a directory (or asking whether a file is in it) yourself:
+        it joins the stat record, so a file added to it makes the next pass scan again."""
+        try:
+            status = os.lstat(directory)
+        except OSError:
+            self.stat_record.distrust()  # a store root that is not there: nothing to compare
+            return
+        self.stat_record.saw(directory, status)
+
+    def stat_record_bytes(self) -> bytes | None:
+        """This scan's stat record as kept (None: the next pass must read in full)."""
+        return self.stat_record.record(os.path.commonpath(self.roots) if self.roots else "")
+
+    def inside(self, real_path: str) -> bool:
+        """Whether a resolved path is within the store's roots (or confinement is off)."""
+        if self.follow_any or not self.roots:
+            return True
+        return real_path.startswith(self._prefixes) or real_path in self.roots
+
+    def _locate(self, path: str) -> tuple[str, os.stat_result] | Problem:
+        """The real file behind `path` and its status, once every guard passed on it.
+
+        Guards look at the target, not the link: a `cert.pem` that resolves to
+        `privkey.pem`, or to `/etc/shadow` outside the store, is never opened.
+        """
+        if unreadable := undecodable_name(path):
+            return unreadable
+        parent, name = os.path.split(path)
+        target = os.path.join(self._real_directory(parent), name)
+        try:
+            status = os.lstat(target)
+            if stat.S_ISLNK(status.st_mode):
+                self.stat_record.distrust()
+                target = os.path.realpath(target)
+                status = os.stat(target)
+        except OSError as exc:
+            return problem_from_os_error(path, exc)
+        self.stat_record.saw(target, status)
+        if target != path and looks_like_private_key(target):
+            return Problem(
+                path,
+                "no_certificate_found",
+                f"resolves to {printable(target)}, named like a private key: not opened",
+            )
+        if not self.inside(target):
+            return Problem(
+                path,
+                "outside_store",
+                f"resolves to {printable(target)}, outside {', '.join(self.roots)}:"
+                " not followed (set follow_symlinks: any on this store to read it)",
+            )
+        return target, status
+
+    def _real_directory(self, directory: str) -> str:
+        """realpath(directory), remembered per directory for this scan: a store of many
+        directories costs one lstat per directory, not one per path component."""
+        real = self._real_directories.get(directory)
+        if real is None:
+            parent, name = os.path.split(directory)
+            if name in ("", ".", "..") or not parent or parent == directory:
+                real = os.path.realpath(directory)
+            else:
+                candidate = os.path.join(self._real_directory(parent), name)
+                real = self._resolved_directory(candidate)
+            self._real_directories[directory] = real
+        return real
+
+    def _resolved_directory(self, candidate: str) -> str:
+        """A directory's real path; one inside the store joins the stat record (its
+        files are looked for by name: one created there changes its mtime)."""
+        try:
+            status = os.lstat(candidate)
+        except OSError:
+            return candidate  # the file's own lstat reports what is missing
+        if stat.S_ISLNK(status.st_mode):
+            real = os.path.realpath(candidate)
+            if self.inside(real):
+                self.stat_record.distrust()
+            return real
+        if self.inside(candidate):
+            self.stat_record.saw(candidate, status)
+        return candidate
+
+    def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
+        located = self._locate(path)
+        if isinstance(located, Problem):
+            return located
+        return self._read_at(path, *located)
+
+    def _read_at(
+        self, path: str, target: str, checked: os.stat_result
+    ) -> tuple[bytes, Identity] | Problem:
+        """The checked target's bytes (at most max_file_size) and the identity they were
+        read at. O_NOFOLLOW and the inode comparison close the race with a swapped file."""
+        if not stat.S_ISREG(checked.st_mode):
+            return Problem(path, "no_certificate_found", "not a regular file")
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(target, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # the target was checked: it became a link since
+                return Problem(path, "io_error", "replaced by a symlink while being read")
+            return problem_from_os_error(path, exc)
+        try:
+            status = os.fstat(fd)
+            if (status.st_dev, status.st_ino) != (checked.st_dev, checked.st_ino):
+                return Problem(path, "io_error", "replaced while being read")
+            if not stat.S_ISREG(status.st_mode):
+                return Problem(path, "no_certificate_found", "not a regular file")
+            if status.st_size > self.max_file_size:
+                return Problem(path, "too_large", f"{status.st_size} bytes > {self.max_file_size}")
+            # Ask for the size fstat gave, plus one to see a file that grew, not for
+            # max_file_size: a 4 MiB buffer per file costs more than reading a certificate.
+            wanted = status.st_size + 1
+            with os.fdopen(fd, "rb", closefd=False) as stream:
+                content = stream.read(wanted)
+                if len(content) == wanted:  # it grew while we read: up to the cap, as before
+                    content += stream.read(self.max_file_size + 1 - len(content))
+            if (identity_of(status), status.st_ctime_ns) != (
+                identity_of(checked),
+                checked.st_ctime_ns,
+            ):
+                self.stat_record.distrust()
+        except OSError as exc:
+            return problem_from_os_error(path, exc)
+        finally:
+            os.close(fd)
+        if len(content) > self.max_file_size:
+            return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
+        return content, identity_of(status)
+
+
+def problem_from_os_error(path: str, exc: OSError) -> Problem:
+    if exc.errno == errno.ELOOP:
+        return Problem(path, "broken_symlink", "symlink loop")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.path.islink(path):
+            return Problem(path, "broken_symlink", f"points to missing {os.readlink(path)}")
+        return Problem(path, "not_found")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Problem(path, "permission_denied")
+    return Problem(path, "io_error", exc.strerror or str(exc))
+
+
+def identity_of(status: os.stat_result) -> Identity:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
