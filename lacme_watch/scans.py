@@ -4,10 +4,9 @@ over, and the others go on. Returns the changes to commit, as one `Scanned` valu
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
@@ -15,11 +14,9 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from . import statrecord
+from . import rescans
 from .ari import records as ari_records
-from .ari.idle import may_name_a_directory
 from .ari.overdue import with_windows
-from .certfacts import signers_digest
 from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .detect import Authority, stale_deployments
@@ -29,10 +26,10 @@ from .incremental import detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
-from .reader import CachedFile, CertificateReader
+from .reader import CertificateReader
 from .renewal import RenewalPolicy
 from .statedb import SourceChange, StateStore, StatRecord
-from .verify import Verifier, findings, verifier_for
+from .verify import findings, verifier_for
 
 if TYPE_CHECKING:
     pass  # prometheus_client: only when metrics are on
@@ -91,12 +88,17 @@ def scan_sources(
     windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
-        key = _record_key(config, source, signers, authorities, windows)
+        key = rescans.record_key(config, source, signers, authorities, windows)
         kept = store.load_stat_record(source.id) if quick and key is not None else None
-        changed = _changes_since(kept, key, now)
-        if changed == [] and (carry := _carried(store, source.id, now)):
+        changed = (
+            rescans.changes_since(source.id, kept, key, now) if quick and key is not None else None
+        )
+        if key is None and quick:
+            _log.debug("%s: read in full, it keeps no stat record", source.id)
+        if changed == [] and (carry := rescans.carried(store, source.id, now)):
+            _log.debug("%s: unchanged since the last pass, not read", source.id)
             changes.append(carry)
-            currents.append(_StoredInventory(store, source.id))
+            currents.append(rescans.StoredInventory(store, source.id))
             carried.append(source.id)
             problems += [(source.id, problem) for problem in sorted(carry.after.problems, key=str)]
             reused += store.count_files(source.id)
@@ -105,14 +107,14 @@ def scan_sources(
         scan = None
         if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
             files_before = store.load_files(source.id, near=[path for path, _ in changed])
-            reader = _reader(config, signers, files_before, payloads, verifier)
-            scan = _rescan(source, reader, changed)
-            if scan is not None and _chains_moved(reader, files_before, payloads):
+            reader = rescans.reader_for(config, signers, files_before, payloads, verifier)
+            scan = rescans.rescan(source, reader, changed)
+            if scan is not None and rescans.chains_moved(reader, files_before, payloads):
                 scan = None  # a full scan decides which chains are gone
         try:
             if scan is None:
                 files_before = store.load_files(source.id)
-                reader = _reader(config, signers, files_before, payloads, verifier)
+                reader = rescans.reader_for(config, signers, files_before, payloads, verifier)
                 scan = _scan(source, reader, store.load_cursor(source.id))
         finally:
             reader.finish()
@@ -163,6 +165,8 @@ def scan_sources(
             if kept.until is not None:
                 until = kept.until if until is None else min(until, kept.until)
         record = reader.stat_record_bytes() if key is not None and not scan.failed else None
+        if key is not None and record is None:
+            _log.debug("%s: no stat record kept (a symlink, or a change within 2 s)", source.id)
         if record is not None:
             change = _replace(change, stat_record=StatRecord(key or "", until, record))
         after = change.after
@@ -208,136 +212,6 @@ def scan_sources(
         carried=tuple(carried),
         carried_certificates=counted + sum(store.count_certificates(s) for s in carried),
     )
-
-
-def _record_key(
-    config: Config,
-    source: Source,
-    signers: list[x509.Certificate],
-    authorities: Mapping[str, Authority],
-    windows: Mapping[str, object],
-) -> str | None:
-    """Everything beside its files that decides a file store's outcome; None for a
-    source that cannot keep a stat record (network, logs, plugins, revocation, ARI)."""
-    if not getattr(type(source), "stat_record", False) or config.checks_revocation(source.id):
-        return None
-    if may_name_a_directory(config.ari, source):
-        return None  # the CA's answers change what a scan would say
-    ari = config.ari.for_store(source.id)
-    text = repr(
-        (
-            signers_digest(signers),  # and the facts' version
-            config.chain,
-            config.max_file_size,
-            type(source).__qualname__,
-            sorted(vars(source).items()),
-            config.renewal_of(source.id),
-            config.policy,
-            sorted(authorities),
-            sorted(windows.items()) if ari.enabled else (),
-        )
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _changes_since(
-    kept: StatRecord | None, key: str | None, now: datetime
-) -> list[tuple[str, bool]] | None:
-    """What changed since the store's stat record (each path, and whether it was a
-    directory), or None when there is no record it can go by: none kept, another key,
-    or a chain verdict that has run out."""
-    if kept is None or kept.key != key:
-        return None
-    if kept.until is not None and now.timestamp() >= kept.until:
-        return None
-    return statrecord.changes(kept.record)
-
-
-def _carried(store: StateStore, source: str, now: datetime) -> SourceChange | None:
-    """Last pass's outcome of a file store nothing of which changed, when nothing it
-    holds came due either (no threshold crossed)."""
-    if store.thresholds_due(source, now):
-        return None
-    snapshot = store.carried_snapshot(source)
-    if snapshot is None:
-        return None
-    return SourceChange(
-        before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
-    )
-
-
-def _reader(
-    config: Config,
-    signers: Sequence[x509.Certificate],
-    files: Mapping[str, CachedFile],
-    payloads: PayloadStream,
-    verifier: Verifier,
-) -> CertificateReader:
-    return CertificateReader(
-        max_file_size=config.max_file_size,
-        chain=config.chain,
-        signers=tuple(signers),
-        cache=files,
-        payloads=payloads,
-        judge=verifier.judge(signers),
-    )
-
-
-def _chains_moved(
-    reader: CertificateReader, before: Mapping[str, CachedFile], payloads: PayloadStream
-) -> bool:
-    """Whether a file a partial rescan read again carries other chain certificates than
-    it did: an intermediate shared by many bundles is only known gone after a full scan."""
-    for path, cached in reader.files.items():
-        if cached is before.get(path) or cached.payload is None:
-            continue  # reused: the same bytes as last pass
-        old = payloads.payload_of(path) if path in before else ""
-        if _chain_fingerprints(old or "") != _chain_fingerprints(cached.payload):
-            return True
-    return False
-
-
-def _chain_fingerprints(payload: str) -> list[str]:
-    """The fingerprints of a cached file's certificates after its first (its chain)."""
-    return [line.partition("\t")[0] for line in payload.split("\n")[1:]]
-
-
-def _rescan(
-    source: Source, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
-) -> ScanResult | None:
-    """The source's partial rescan of what changed, if it has one and can do it here;
-    None for a full scan (also when the partial one raises: the full one decides)."""
-    rescan = getattr(source, "rescan", None)
-    if rescan is None:
-        return None
-    try:
-        found = rescan(reader, changed)
-    except Exception:
-        _log.debug("source %s raised during a partial rescan", source.id, exc_info=True)
-        return None
-    return found if isinstance(found, ScanResult) else None
-
-
-class _StoredInventory(Mapping[str, Observation]):
-    """A carried store's certificates for the endpoint comparison, read only if asked."""
-
-    def __init__(self, store: StateStore, source: str) -> None:
-        self._store, self._source = store, source
-        self._loaded: dict[str, Observation] | None = None
-
-    def _all(self) -> dict[str, Observation]:
-        if self._loaded is None:
-            self._loaded = self._store.inventory_of(self._source)
-        return self._loaded
-
-    def __getitem__(self, lineage: str) -> Observation:
-        return self._all()[lineage]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
 
 
 def _scan(source: Source, reader: CertificateReader, cursor: str | None) -> ScanResult:

@@ -32,6 +32,7 @@ TIERS: list[set[str]] = [
     {"ari"},
     {"config", "statedb", "testing"},
     {"delivery", "verify", "incremental"},
+    {"rescans"},
     {"scans"},
     {"ingest", "passes"},
     {"check", "demo", "daemon", "views", "units"},

@@ -1,0 +1,169 @@
+"""Whether a file store's scan can be skipped or narrowed this pass, by its stat record
+(statrecord.py): kept whole when nothing it read changed and nothing came due, read
+in part when its source can rescan only what changed, read in full otherwise.
+
+The record holds for one key: everything beside the files that decides what a scan
+says (the store's own settings, its renewal settings, the watched CAs and signers,
+the facts' version, the expiry policy, the CA's ARI windows). A store that checks
+revocation or whose CA can be asked for ARI windows keeps none: the network decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+
+from cryptography import x509
+
+from . import statrecord
+from .ari.idle import may_name_a_directory
+from .certfacts import signers_digest
+from .config import Config
+from .detect import Authority
+from .observations import Observation, ScanResult
+from .payloads import PayloadStream
+from .plugins import Source
+from .reader import CachedFile, CertificateReader
+from .statedb import SourceChange, StateStore, StatRecord
+from .verify import Verifier
+
+_log = logging.getLogger(__name__)
+
+
+def record_key(
+    config: Config,
+    source: Source,
+    signers: list[x509.Certificate],
+    authorities: Mapping[str, Authority],
+    windows: Mapping[str, object],
+) -> str | None:
+    """Everything beside its files that decides a file store's outcome; None for a
+    source that cannot keep a stat record (network, logs, plugins, revocation, ARI)."""
+    if not getattr(type(source), "stat_record", False) or config.checks_revocation(source.id):
+        return None
+    if may_name_a_directory(config.ari, source):
+        return None  # the CA's answers change what a scan would say
+    ari = config.ari.for_store(source.id)
+    text = repr(
+        (
+            signers_digest(signers),  # and the facts' version
+            config.chain,
+            config.max_file_size,
+            type(source).__qualname__,
+            sorted(vars(source).items()),
+            config.renewal_of(source.id),
+            config.policy,
+            sorted(authorities),
+            sorted(windows.items()) if ari.enabled else (),
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def changes_since(
+    source: str, kept: StatRecord | None, key: str | None, now: datetime
+) -> list[tuple[str, bool]] | None:
+    """What changed since the store's stat record (each path, and whether it was a
+    directory), or None when there is no record it can go by: none kept, another key,
+    or a chain verdict that has run out."""
+    if kept is None or kept.key != key:
+        why = "no stat record was kept" if kept is None else "the configuration changed"
+        _log.debug("%s: read in full, %s", source, why)
+        return None
+    if kept.until is not None and now.timestamp() >= kept.until:
+        _log.debug("%s: read in full, a chain's lifetime verdict ran out", source)
+        return None
+    found = statrecord.changes(kept.record)
+    _log.debug(
+        "%s: stat record %s", source, "damaged" if found is None else f"{len(found)} changed"
+    )
+    return found
+
+
+def carried(store: StateStore, source: str, now: datetime) -> SourceChange | None:
+    """Last pass's outcome of a file store nothing of which changed, when nothing it
+    holds came due either (no threshold crossed)."""
+    if store.thresholds_due(source, now):
+        return None
+    snapshot = store.carried_snapshot(source)
+    if snapshot is None:
+        return None
+    return SourceChange(
+        before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
+    )
+
+
+def reader_for(
+    config: Config,
+    signers: Sequence[x509.Certificate],
+    files: Mapping[str, CachedFile],
+    payloads: PayloadStream,
+    verifier: Verifier,
+) -> CertificateReader:
+    return CertificateReader(
+        max_file_size=config.max_file_size,
+        chain=config.chain,
+        signers=tuple(signers),
+        cache=files,
+        payloads=payloads,
+        judge=verifier.judge(signers),
+    )
+
+
+def chains_moved(
+    reader: CertificateReader, before: Mapping[str, CachedFile], payloads: PayloadStream
+) -> bool:
+    """Whether a file a partial rescan read again carries other chain certificates than
+    it did: an intermediate shared by many bundles is only known gone after a full scan."""
+    for path, cached in reader.files.items():
+        if cached is before.get(path) or cached.payload is None:
+            continue  # reused: the same bytes as last pass
+        old = payloads.payload_of(path) if path in before else ""
+        if _chain_fingerprints(old or "") != _chain_fingerprints(cached.payload):
+            return True
+    return False
+
+
+def _chain_fingerprints(payload: str) -> list[str]:
+    """The fingerprints of a cached file's certificates after its first (its chain)."""
+    return [line.partition("\t")[0] for line in payload.split("\n")[1:]]
+
+
+def rescan(
+    source: Source, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
+) -> ScanResult | None:
+    """The source's partial rescan of what changed, if it has one and can do it here;
+    None for a full scan (also when the partial one raises: the full one decides)."""
+    rescan = getattr(source, "rescan", None)
+    if rescan is None:
+        return None
+    try:
+        found = rescan(reader, changed)
+    except Exception:
+        _log.debug("source %s raised during a partial rescan", source.id, exc_info=True)
+        return None
+    return found if isinstance(found, ScanResult) else None
+
+
+class StoredInventory(Mapping[str, Observation]):
+    """A carried store's certificates for the endpoint comparison, read only if asked."""
+
+    def __init__(self, store: StateStore, source: str) -> None:
+        self._store, self._source = store, source
+        self._loaded: dict[str, Observation] | None = None
+
+    def _all(self) -> dict[str, Observation]:
+        if self._loaded is None:
+            self._loaded = self._store.inventory_of(self._source)
+        return self._loaded
+
+    def __getitem__(self, lineage: str) -> Observation:
+        return self._all()[lineage]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
