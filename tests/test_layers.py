@@ -29,7 +29,7 @@ TIERS: list[set[str]] = [
     {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
     {"plugins", "crl", "freshness"},
     {"stores", "authorities", "sinks", "routes", "bridge"},
-    {"ari"},
+    {"ari", "verdicts"},
     {"config", "statedb", "testing"},
     {"delivery", "verify", "incremental"},
     {"rescans"},
