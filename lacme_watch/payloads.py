@@ -12,7 +12,7 @@ since) are held until the scan ends: memory grows with the change, not the store
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 _AHEAD = 64
 """Rows read past the one asked for before giving up on finding it ahead."""
@@ -50,9 +50,21 @@ class PayloadStream:
                     break
         return self._one(path)
 
-    def payload_of(self, path: str) -> str | None:
-        """One file's payload by one query, whatever the cursor did."""
-        return self._one(path)
+    def with_chains(self, paths: Sequence[str]) -> dict[str, str]:
+        """The payloads, among `paths`, of files that held more than one certificate (a
+        payload line each): a few queries for many paths, whatever the cursor did."""
+        found: dict[str, str] = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(
+                    "SELECT path, payload FROM files WHERE source = ?"  # noqa: S608  # marks only
+                    f" AND path IN ({marks}) AND instr(payload, char(10)) > 0",
+                    (self._source, *chunk),
+                )
+            )
+        return found
 
     def _one(self, path: str) -> str | None:
         row = self._db.execute(

@@ -117,13 +117,16 @@ def chains_moved(
 ) -> bool:
     """Whether a file a partial rescan read again carries other chain certificates than
     it did: an intermediate shared by many bundles is only known gone after a full scan."""
-    for path, cached in reader.files.items():
-        if cached is before.get(path) or cached.payload is None:
-            continue  # reused: the same bytes as last pass
-        old = payloads.payload_of(path) if path in before else ""
-        if _chain_fingerprints(old or "") != _chain_fingerprints(cached.payload):
-            return True
-    return False
+    read = {
+        path: cached.payload
+        for path, cached in reader.files.items()
+        if cached is not before.get(path) and cached.payload is not None  # read again
+    }
+    old = payloads.with_chains([path for path in read if path in before])
+    return any(
+        _chain_fingerprints(old.get(path, "")) != _chain_fingerprints(payload)
+        for path, payload in read.items()
+    )
 
 
 def _chain_fingerprints(payload: str) -> list[str]:

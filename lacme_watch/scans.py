@@ -106,7 +106,11 @@ def scan_sources(
         payloads = PayloadStream(store.connection, source.id)
         scan = None
         if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
-            files_before = store.load_files(source.id, near=[path for path, _ in changed])
+            files_before = store.load_files(
+                source.id,
+                paths=[path for path, _ in changed],
+                under=[path for path, directory in changed if directory],
+            )
             reader = rescans.reader_for(config, signers, files_before, payloads, verifier)
             scan = rescans.rescan(source, reader, changed)
             if scan is not None and rescans.chains_moved(reader, files_before, payloads):

@@ -68,20 +68,30 @@ class Recorder:
 
     def keep(self, record: bytes, dropped: Collection[str]) -> None:
         """Add the entries of last pass's record that this (partial) scan did not look
-        at again and that are not `dropped` (changed since)."""
-        entries = _entries(record)
-        if entries is None:
+        at again and that are not `dropped` (changed since). Kept as runs of bytes cut
+        around the few that go: no object per entry."""
+        parsed = _parsed(record)
+        if parsed is None:
             self.trusted = False
             return
-        seen = set(self._paths) | set(dropped)
-        prefix = _prefix_of(record)
+        prefix, names, numbers = parsed
         cut = len(prefix)
-        names, numbers = bytearray(), array("q")
-        for path, found, index in entries:  # kept as bytes: no object per entry
-            if path not in seen:
-                names += path[cut:].encode("utf-8", "surrogateescape") + b"\0"
-                numbers.extend(found[index : index + _FIELDS])
-        self._kept = (prefix, names, numbers)
+        gone = {path[cut:] for path in [*self._paths, *dropped] if path.startswith(prefix)}
+        pieces: list[str] = []
+        kept = array("q")
+        at = index = start = first = 0
+        while at <= len(names):
+            end = names.find("\0", at)
+            end = len(names) if end < 0 else end
+            if names[at:end] in gone:  # this one goes: keep the run before it
+                pieces.append(names[start:at])
+                kept.extend(numbers[first:index])
+                start, first = end + 1, index + _FIELDS
+            at, index = end + 1, index + _FIELDS
+        if start <= len(names):
+            pieces.append(names[start:] + "\0")
+            kept.extend(numbers[first:])
+        self._kept = (prefix, bytearray("".join(pieces).encode("utf-8", "surrogateescape")), kept)
 
     def mark(self) -> int:
         """Where the record stands, for since()."""
@@ -160,14 +170,27 @@ def changes(record: bytes, *, first: bool = False) -> list[tuple[str, bool]] | N
     return found
 
 
-def _prefix_of(record: bytes) -> str:
-    _, head, _ = _HEADER.unpack_from(record)
-    return str(memoryview(record)[_HEADER.size : _HEADER.size + head], "utf-8", "surrogateescape")
-
-
 def _entries(record: bytes) -> Iterator[tuple[str, Sequence[int], int]] | None:
     """(path, the numbers, where its six start) for each entry, walking the buffers (the
     numbers are a view of the record's bytes, not a copy)."""
+    parsed = _parsed(record)
+    if parsed is None:
+        return None
+    prefix, names, numbers = parsed
+
+    def walk() -> Iterator[tuple[str, Sequence[int], int]]:
+        at = index = 0
+        while at <= len(names):
+            end = names.find("\0", at)
+            end = len(names) if end < 0 else end
+            yield prefix + names[at:end], numbers, index
+            at, index = end + 1, index + _FIELDS
+
+    return walk()
+
+
+def _parsed(record: bytes) -> tuple[str, str, Sequence[int]] | None:
+    """The record's prefix, its names (NUL-separated) and a view of its numbers."""
     view = memoryview(record)
     try:
         magic, head, length = _HEADER.unpack_from(record)
@@ -180,13 +203,4 @@ def _entries(record: bytes) -> Iterator[tuple[str, Sequence[int], int]] | None:
         return None
     if magic != _MAGIC or len(numbers) != _FIELDS * (names.count("\0") + 1):
         return None
-
-    def walk() -> Iterator[tuple[str, Sequence[int], int]]:
-        at = index = 0
-        while at <= len(names):
-            end = names.find("\0", at)
-            end = len(names) if end < 0 else end
-            yield prefix + names[at:end], numbers, index
-            at, index = end + 1, index + _FIELDS
-
-    return walk()
+    return prefix, names, numbers

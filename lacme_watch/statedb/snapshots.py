@@ -162,20 +162,29 @@ class Snapshots(Connected):
             db.execute("UPDATE certificates SET next_threshold = 0")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", (policy,))
 
-    def load_files(self, source: str, near: Collection[str] | None = None) -> dict[str, CachedFile]:
+    def load_files(
+        self,
+        source: str,
+        paths: Collection[str] | None = None,
+        under: Collection[str] = (),
+    ) -> dict[str, CachedFile]:
         """Every remembered file's identity; payloads stay here (PayloadStream reads them).
-        With `near`, only those paths and what lies under them (a partial rescan's)."""
+        With `paths`, only those, and what lies under the directories `under` (a partial
+        rescan's)."""
         query = "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?"
-        if near is None:
-            rows: Iterable[tuple[str, int, int, int, int, str]] = self._db.execute(query, (source,))
-        else:  # the path itself, and every path after "path/" and before "path0"
+        if paths is None:
+            rows: Iterable[tuple[Any, ...]] = self._db.execute(query, (source,))
+        else:  # under a directory: every path after "dir/" and before "dir0"
             rows = [
-                row
-                for path in near
-                for row in self._db.execute(
-                    f"{query} AND (path = ? OR (path > ? AND path < ?))",
-                    (source, path, path + "/", path + "0"),
-                )
+                *in_chunks(self._db, f"{query} AND path IN", (source,), sorted(paths)),
+                *(
+                    row
+                    for directory in under
+                    for row in self._db.execute(
+                        f"{query} AND path > ? AND path < ?",
+                        (source, directory + "/", directory + "0"),
+                    )
+                ),
             ]
         return {
             path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), None)
