@@ -44,7 +44,7 @@ class Recorder:
         self._paths: list[str] = []
         self._numbers = array("q")
         self._racy_after = time.time_ns() - int(RACY * 1e9)
-        self._kept: tuple[str, bytearray, array[int]] | None = None
+        self._kept: tuple[str, bytes, array[int]] | None = None
         """Last pass's entries a partial scan keeps: its prefix, and the rest as bytes."""
 
     def saw(self, path: str, status: os.stat_result) -> None:
@@ -68,30 +68,38 @@ class Recorder:
 
     def keep(self, record: bytes, dropped: Collection[str]) -> None:
         """Add the entries of last pass's record that this (partial) scan did not look
-        at again and that are not `dropped` (changed since). Kept as runs of bytes cut
-        around the few that go: no object per entry."""
+        at again and that are not `dropped` (changed since). Kept as runs of the record's
+        own bytes, cut around the few that go: no object, and one copy, per run."""
         parsed = _parsed(record)
         if parsed is None:
             self.trusted = False
             return
-        prefix, names, numbers = parsed
+        prefix, _names, numbers = parsed
         cut = len(prefix)
-        gone = {path[cut:] for path in [*self._paths, *dropped] if path.startswith(prefix)}
-        pieces: list[str] = []
+        gone = {
+            path[cut:].encode("utf-8", "surrogateescape")
+            for path in [*self._paths, *dropped]
+            if path.startswith(prefix)
+        }
+        view = memoryview(record)
+        _, head, length = _HEADER.unpack_from(record)
+        at = start = _HEADER.size + head
+        stop = at + length
+        pieces: list[memoryview] = []
         kept = array("q")
-        at = index = start = first = 0
-        while at <= len(names):
-            end = names.find("\0", at)
-            end = len(names) if end < 0 else end
-            if names[at:end] in gone:  # this one goes: keep the run before it
-                pieces.append(names[start:at])
+        index = first = 0
+        while at <= stop:
+            end = record.find(b"\0", at, stop)
+            end = stop if end < 0 else end
+            if record[at:end] in gone:  # this one goes: keep the run before it
+                pieces.append(view[start:at])
                 kept.extend(numbers[first:index])
                 start, first = end + 1, index + _FIELDS
             at, index = end + 1, index + _FIELDS
-        if start <= len(names):
-            pieces.append(names[start:] + "\0")
+        if start <= stop:
+            pieces += [view[start:stop], memoryview(b"\0")]
             kept.extend(numbers[first:])
-        self._kept = (prefix, bytearray("".join(pieces).encode("utf-8", "surrogateescape")), kept)
+        self._kept = (prefix, b"".join(pieces), kept)
 
     def mark(self) -> int:
         """Where the record stands, for since()."""
@@ -119,7 +127,7 @@ class Recorder:
     def record(self, prefix: str = "") -> bytes | None:
         """The record to keep, or None when next pass must scan in full. `prefix` (the
         store's root) is kept once rather than in every path."""
-        kept_names, kept_numbers = bytearray(), array("q")
+        kept_names, kept_numbers = b"", array("q")
         if self._kept is not None:
             prefix, kept_names, kept_numbers = self._kept  # the same store's root as then
         if not self.trusted or not (self._paths or kept_names):
@@ -131,7 +139,7 @@ class Recorder:
         cut = len(prefix)
         names = "\0".join(path[cut:] for path in self._paths).encode("utf-8", "surrogateescape")
         if kept_names:  # each kept name ends in its separator: the last one must not
-            names = bytes(kept_names) + names if self._paths else bytes(kept_names[:-1])
+            names = kept_names + names if self._paths else kept_names[:-1]
         head = prefix.encode("utf-8", "surrogateescape")
         numbers = kept_numbers.tobytes() + self._numbers.tobytes()
         return _HEADER.pack(_MAGIC, len(head), len(names)) + head + names + numbers
