@@ -15,7 +15,7 @@ from . import chains, freshness
 from .certfacts import signers_digest
 from .chains import Anchors, Finding
 from .crl import CrlFetcher, Revocation
-from .detect import SourceSnapshot
+from .detect import SourceSnapshot, certificate_fields
 from .events import (
     CertificateRevoked,
     CertificateUnreadable,
@@ -303,18 +303,8 @@ def _chain_event(
 
 
 def _revoked(source: str, observation: Observation, found: Revocation) -> CertificateRevoked:
-    facts = observation.certificate
     return CertificateRevoked(
-        store=source,
-        lineage=observation.lineage,
-        path=observation.path,
-        fingerprint=facts.fingerprint,
-        serial=facts.serial,
-        issuer=facts.issuer,
-        not_before=facts.not_before,
-        domain=observation.domain,
-        domains=observation.domains,
-        expires_at=facts.not_after,
+        **certificate_fields(source, observation),
         reason=found.reason,
         revoked_at=found.revoked_at,
     )
