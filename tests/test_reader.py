@@ -367,3 +367,28 @@ def test_scanning_a_lacme_store_and_its_ca_opens_no_key(tmp_path: Path, opened: 
         "certs/a.example/fullchain.pem",
         "certs/a.example/meta.json",
     ]
+
+
+def test_a_reused_files_facts_equal_the_parsed_ones_and_decode_only_when_read(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """The second scan reuses the cache: facts stand in by fingerprint, signer, CA flag
+    and names, decode the rest on first read, and compare and hash as the parsed ones."""
+    leaf = ca.issue_cert("reused.example", "www.reused.example")
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems) + ca.cert_pem.bytes())
+    first = CertificateReader()
+    parsed = first.read_certificates(str(path))
+    assert isinstance(parsed, tuple)
+    second = CertificateReader(cache=first.files)
+    reused = second.read_certificates(str(path))
+    assert isinstance(reused, tuple)
+    assert (second.parsed, second.reused) == (0, 1)
+    stored = reused[0]
+    assert type(stored) is not CertificateFacts  # a stand-in, not yet decoded
+    assert (stored.fingerprint, stored.names) == (parsed[0].fingerprint, parsed[0].names)
+    assert reused == parsed  # either side of ==
+    assert parsed == reused
+    assert {hash(f) for f in reused} == {hash(f) for f in parsed}
+    assert [f.not_after for f in reused] == [f.not_after for f in parsed]
+    assert [f.profile for f in reused] == [f.profile for f in parsed]
