@@ -107,6 +107,8 @@ def _name_text(der: bytes, escape: Callable[[str], str]) -> tuple[str, str | Non
             if common_name is None and short == "CN":
                 common_name = value
             attributes.append(f"{short}={escape(value)}")
+        if len(set(attributes)) != len(attributes):
+            return None  # a repeated attribute: cryptography refuses it, and so must we
         relative.append("+".join(attributes))
     relative.reverse()  # RFC 4514 2.1: the last RDN first
     return ",".join(relative), common_name

@@ -166,6 +166,12 @@ def test_names_cryptography_must_print_itself_are_left_to_it() -> None:
     assert name_text(bmp.public_bytes()) is None
     assert name_text(b"\x30\x05\x31\x03") is None  # cut short
     assert name_text(b"") is None
+    # CN=a+CN=a, a repeated attribute in one RDN: cryptography raises for it (the file
+    # is then bad_certificate), so it is left to cryptography, never printed here.
+    cn_a = b"\x30\x08\x06\x03\x55\x04\x03\x0c\x01a"
+    repeated = b"\x30\x16\x31\x14" + cn_a + cn_a
+    assert name_text(repeated) is None
+    assert name_text(b"\x30\x0c\x31\x0a" + cn_a) == ("CN=a", "a")
 
 
 _SHORT = [
