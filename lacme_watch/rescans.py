@@ -122,7 +122,7 @@ def chains_moved(
         for path, cached in reader.files.items()
         if cached is not before.get(path) and cached.payload is not None  # read again
     }
-    old = payloads.with_chains([path for path in read if path in before])
+    old = payloads.with_chains(list(read))  # a sibling re-read is in the database too
     return any(
         _chain_fingerprints(old.get(path, "")) != _chain_fingerprints(payload)
         for path, payload in read.items()

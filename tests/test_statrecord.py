@@ -372,3 +372,16 @@ def test_a_chain_problem_is_not_said_again_when_its_file_is_rewritten_unchanged(
     report, events = watching.run()
     assert (report.files_parsed, events, report.envelopes) == (1, [], [])  # not even sent
     assert watching.carried()
+
+
+def test_a_lacme_directory_whose_meta_json_alone_changed_is_read_alone(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """Its fullchain.pem is read again beside the changed meta.json; its old payload is
+    in the database, so its chain is known unchanged and the rescan stays partial."""
+    _, watching = _lacme(tmp_path, ca, ("one.example", "two.example"))
+    watching.run()
+    os.chmod(tmp_path / "lacme" / "certs" / "one.example" / "meta.json", 0o600)
+    report, events = watching.run()
+    assert (report.carried, events) == ((watching.source,), [])  # partial, not full
+    assert report.certificates == 3
