@@ -69,6 +69,8 @@ class GuardedReads:
         self._prefixes: tuple[str, ...] = ()
         self.stat_record = Recorder()
         """Every directory and file this scan looked at (see statrecord.py)."""
+        self._recorded: set[str] = set()
+        """Directories already in the stat record: each is recorded once."""
 
     def confine(self, *roots: str, follow_any: bool = False) -> None:
         """Keep every read inside these directories (resolved): a symlink whose target
@@ -80,11 +82,14 @@ class GuardedReads:
     def will_list(self, directory: str) -> None:
         """Call before listing a directory (or asking whether a file is in it) yourself:
         it joins the stat record, so a file added to it makes the next pass scan again."""
+        if directory in self._recorded:
+            return  # already in the record, from an earlier (so stricter) lstat
         try:
             status = os.lstat(directory)
         except OSError:
             self.stat_record.distrust()  # a store root that is not there: nothing to compare
             return
+        self._recorded.add(directory)
         self.stat_record.saw(directory, status)
 
     def stat_record_bytes(self) -> bytes | None:
@@ -157,7 +162,8 @@ class GuardedReads:
             if self.inside(real):
                 self.stat_record.distrust()
             return real
-        if self.inside(candidate):
+        if self.inside(candidate) and candidate not in self._recorded:
+            self._recorded.add(candidate)
             self.stat_record.saw(candidate, status)
         return candidate
 

@@ -310,12 +310,13 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
     from .ari.view import windows_of
     from .metrics import PassMetrics
 
+    inventory = report.whole_inventory(store)  # carried stores read back once
     return PassMetrics(
         now=report.now,
         duration_seconds=report.duration_seconds,
         sources=tuple(source.id for source in config.sources),
         failed_sources=frozenset(report.failed_sources),
-        inventory=tuple(report.whole_inventory(store)),
+        inventory=tuple(inventory),
         problems=tuple(report.problems),
         outbox=store.outbox_counts(),
         last_success=store.last_success(),
@@ -325,7 +326,7 @@ def pass_metrics(report: PassReport, config: Config, store: StateStore) -> PassM
         overdue_grace=config.policy.overdue_grace,
         agent_runs={agent.store: agent.last_run for agent in store.agent_runs().values()},
         renewal_windows=(
-            windows_of(report.whole_inventory(store), ari_records.windows(store.connection))
+            windows_of(inventory, ari_records.windows(store.connection))
             if config.ari.enabled
             else ()
         ),

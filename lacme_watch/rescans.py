@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -22,7 +22,7 @@ from .ari.idle import may_name_a_directory
 from .certfacts import signers_digest
 from .config import Config
 from .detect import Authority
-from .observations import Observation, ScanResult
+from .observations import ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
 from .reader import CachedFile, CertificateReader
@@ -148,25 +148,3 @@ def rescan(
         _log.debug("source %s raised during a partial rescan", source.id, exc_info=True)
         return None
     return found if isinstance(found, ScanResult) else None
-
-
-class StoredInventory(Mapping[str, Observation]):
-    """A carried store's certificates for the endpoint comparison, read only if asked."""
-
-    def __init__(self, store: StateStore, source: str) -> None:
-        self._store, self._source = store, source
-        self._loaded: dict[str, Observation] | None = None
-
-    def _all(self) -> dict[str, Observation]:
-        if self._loaded is None:
-            self._loaded = self._store.inventory_of(self._source)
-        return self._loaded
-
-    def __getitem__(self, lineage: str) -> Observation:
-        return self._all()[lineage]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())

@@ -22,7 +22,7 @@ from .config import Config, SourceRenewal
 from .detect import Authority, stale_deployments
 from .errors import SourceError
 from .events import Event
-from .incremental import detect_changes
+from .incremental import Overlay, detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
@@ -98,7 +98,7 @@ def scan_sources(
         if changed == [] and (carry := rescans.carried(store, source.id, now)):
             _log.debug("%s: unchanged since the last pass, not read", source.id)
             changes.append(carry)
-            currents.append(rescans.StoredInventory(store, source.id))
+            currents.append(Overlay(store, source.id, {}, set()))  # read only if asked
             carried.append(source.id)
             problems += [(source.id, problem) for problem in sorted(carry.after.problems, key=str)]
             reused += store.count_files(source.id)

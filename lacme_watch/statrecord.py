@@ -145,12 +145,6 @@ class Recorder:
         return _HEADER.pack(_MAGIC, len(head), len(names)) + head + names + numbers
 
 
-def unchanged(record: bytes) -> bool:
-    """Whether every directory and file in the record still lstats the same (each one
-    call; the first difference ends the check)."""
-    return changes(record, first=True) == []
-
-
 def changes(record: bytes, *, first: bool = False) -> list[tuple[str, bool]] | None:
     """The recorded paths that no longer lstat the same, each with whether it was a
     directory (only the first with `first`); None for a damaged record."""
