@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,14 @@ def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
 def _self_signed(certificate: x509.Certificate) -> bool:
     """A root: its own name as issuer, and its own key verifies it."""
     return certificate.issuer == certificate.subject and signs(certificate, certificate)
+
+
+def is_chain_file(path: str, facts: Sequence[CertificateFacts]) -> bool:
+    """Whether a stored file is judged as a chain: more than its leaf, or named a
+    fullchain, and not a CA's own certificate."""
+    if not facts or facts[0].is_ca:
+        return False
+    return len(facts) > 1 or "fullchain" in os.path.basename(path)
 
 
 def digest(fingerprints: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .observations import Problem
 from .options import Options
-from .statrecord import Recorder
+from .statrecord import Recorder, record_identity
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
 
@@ -202,10 +202,7 @@ class GuardedReads:
                 content = stream.read(wanted)
                 if len(content) == wanted:  # it grew while we read: up to the cap, as before
                     content += stream.read(self.max_file_size + 1 - len(content))
-            if (identity_of(status), status.st_ctime_ns) != (
-                identity_of(checked),
-                checked.st_ctime_ns,
-            ):
+            if record_identity(status) != record_identity(checked):
                 self.stat_record.distrust()
         except OSError as exc:
             return problem_from_os_error(path, exc)

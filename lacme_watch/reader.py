@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
@@ -32,7 +31,7 @@ from .certfacts import (
     signers_digest,
     verifies,
 )
-from .chains import Finding
+from .chains import Finding, is_chain_file
 from .guarded import (
     DEFAULT_MAX_FILE_SIZE,
     GuardedReads,
@@ -298,9 +297,7 @@ class CertificateReader(GuardedReads):
         self, path: str, parsed: Sequence[x509.Certificate], facts: Sequence[CertificateFacts]
     ) -> None:
         """The structure of a file verify.py will judge as a chain (the same rule)."""
-        if self._judge is None or not facts or facts[0].is_ca:
-            return
-        if len(facts) > 1 or "fullchain" in os.path.basename(path):
+        if self._judge is not None and is_chain_file(path, facts):
             with contextlib.suppress(Exception):  # the checks read it again, and decide
                 self.structures[path] = self._judge(parsed)
 

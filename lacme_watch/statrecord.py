@@ -36,6 +36,11 @@ starts with; the paths after it, NUL-separated (a path holds no NUL); then six s
 is held as two flat buffers, not as objects per file."""
 
 
+def record_identity(status: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What the record compares of a path: device, inode, size, mtime_ns, ctime_ns."""
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
 class Recorder:
     """What one scan's reader looked at, in order, and whether it can be trusted."""
 
@@ -55,16 +60,7 @@ class Recorder:
         if status.st_mtime_ns >= self._racy_after or status.st_ctime_ns >= self._racy_after:
             self.trusted = False
         self._paths.append(path)
-        self._numbers.extend(
-            (
-                status.st_dev,
-                status.st_ino,
-                status.st_size,
-                status.st_mtime_ns,
-                status.st_ctime_ns,
-                status.st_mode,
-            )
-        )
+        self._numbers.extend((*record_identity(status), status.st_mode))
 
     def keep(self, record: bytes, dropped: Collection[str]) -> None:
         """Add the entries of last pass's record that this (partial) scan did not look

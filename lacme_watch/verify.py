@@ -73,10 +73,11 @@ class Verifier:
         reader applies to a chain file while it holds the parsed certificates, so the
         checks need not read it again (the anchors are read on the first chain)."""
         anchors: list[Anchors] = []
+        watched = tuple(signers)  # as they are now: the caller's list grows later
 
         def judged(certificates: Sequence[x509.Certificate]) -> list[Finding]:
             if not anchors:
-                anchors.append(Anchors([*self.roots(), *signers]))
+                anchors.append(Anchors([*self.roots(), *watched]))
             return chains.structure(certificates, anchors[0])
 
         return judged
@@ -112,13 +113,12 @@ class Verifier:
                 continue
             if not facts:
                 continue
-            is_chain = len(facts) > 1 or "fullchain" in os.path.basename(path)
             run.certificate(
                 observation,
                 path,
                 facts,
                 functools.partial(_load, reader, path),
-                chain=is_chain and not facts[0].is_ca,
+                chain=chains.is_chain_file(path, facts),
                 unchanged=reader.unchanged(path),
                 judged=reader.structures.get(path),
             )

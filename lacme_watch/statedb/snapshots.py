@@ -200,20 +200,7 @@ class Snapshots(Connected):
     def carried_snapshot(self, source: str) -> SourceSnapshot | None:
         """A source's snapshot without its certificates or marks, for a pass that keeps
         them as they are: its baseline, cursor and problems (reported every pass)."""
-        row = self._db.execute(
-            "SELECT baselined, cursor FROM sources WHERE source = ?", (source,)
-        ).fetchone()
-        if row is None:
-            return None
-        problems = frozenset(
-            Problem(path, reason, detail, lineage)
-            for path, reason, detail, lineage in self._db.execute(
-                "SELECT path, reason, detail, lineage FROM problems WHERE source = ?", (source,)
-            )
-        )
-        return SourceSnapshot(
-            source=source, baselined=bool(row[0]), problems=problems, cursor=row[1]
-        )
+        return self.load_snapshot(source, (), marks_of=())
 
     def count_files(self, source: str) -> int:
         row = self._db.execute("SELECT count(*) FROM files WHERE source = ?", (source,)).fetchone()
