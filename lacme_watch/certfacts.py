@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .dernames import TbsParts, name_text, tbs_parts
 from .observations import CertificateFacts, Problem
-from .profiles import key_description, profile_of
+from .profiles import profile_of
 
 _T = TypeVar("_T")
 
@@ -104,7 +104,7 @@ def _describe(certificate: x509.Certificate, fingerprint_hex: str) -> Certificat
             ExtendedKeyUsageOID.CLIENT_AUTH in usages
             and ExtendedKeyUsageOID.SERVER_AUTH not in usages
         ),
-        profile=profile_of(certificate, extensions, key=_key(certificate, parts)),
+        profile=profile_of(certificate, extensions),
     )
 
 
@@ -114,8 +114,6 @@ _CA_FACTS: dict[bytes, CertificateFacts] = {}
 """SHA-256 -> facts of CA certificates (intermediates repeat in every fullchain.pem)."""
 _ISSUERS: dict[bytes, tuple[str, str | None]] = {}
 """Issuer Name DER -> its text and common name: one CA's is the same in all it signs."""
-_KEYS: dict[bytes, str] = {}
-"""SubjectPublicKeyInfo DER -> `ECDSA P-256`: a reused key, or one CA's, read once."""
 
 
 def _remember(cache: dict[bytes, _T], key: bytes, value: _T) -> None:
@@ -143,16 +141,6 @@ def _issuer(certificate: x509.Certificate, parts: TbsParts | None) -> tuple[str,
             issuer = certificate.issuer
             found = issuer.rfc4514_string(), _common_name(issuer)
         _remember(_ISSUERS, parts.issuer, found)
-    return found
-
-
-def _key(certificate: x509.Certificate, parts: TbsParts | None) -> str:
-    if parts is None:
-        return key_description(certificate)
-    found = _KEYS.get(parts.public_key)
-    if found is None:
-        found = key_description(certificate)
-        _remember(_KEYS, parts.public_key, found)
     return found
 
 

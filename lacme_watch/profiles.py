@@ -4,6 +4,8 @@ certificate; `changes.compare()` sets two of them side by side at a renewal."""
 
 from __future__ import annotations
 
+import functools
+
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
@@ -23,11 +25,8 @@ _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _STATUS_REQUEST = 5  # RFC 7633 TLS Feature status_request: "must-staple"
 
 
-def profile_of(
-    certificate: x509.Certificate, extensions: x509.Extensions | None, *, key: str | None = None
-) -> Profile:
-    """The profile of one certificate; malformed extensions leave their parts empty.
-    `key` is the key's description when the caller knows it already (key_description)."""
+def profile_of(certificate: x509.Certificate, extensions: x509.Extensions | None) -> Profile:
+    """The profile of one certificate; malformed extensions leave their parts empty."""
     usages: tuple[str, ...] = ()
     issuer_key_id: str | None = None
     crl = False
@@ -49,34 +48,37 @@ def profile_of(
             )
         elif isinstance(value, x509.TLSFeature):
             must_staple = any(feature.value == _STATUS_REQUEST for feature in value)
-    values = (
+    return _profile(
         usages,
-        key_description(certificate) if key is None else key,
+        key_description(certificate),
         _signature(certificate),
         issuer_key_id,
         crl,
         ocsp,
         must_staple,
     )
-    found = _PROFILES.get(values)
-    if found is None:
-        if len(_PROFILES) >= 2048:
-            _PROFILES.clear()  # bounded: many profiles only cost a few more objects
-        found = _PROFILES[values] = Profile(
-            extended_key_usage=usages,
-            key=values[1],
-            signature_algorithm=values[2],
-            issuer_key_id=issuer_key_id,
-            crl_distribution_points=crl,
-            ocsp_urls=ocsp,
-            must_staple=must_staple,
-        )
-    return found
 
 
-_PROFILES: dict[tuple[object, ...], Profile] = {}
-"""One (immutable) Profile per distinct profile: one CA's thousands of certificates
-share a few, instead of each holding its own copy through a pass."""
+@functools.lru_cache(maxsize=2048)
+def _profile(
+    usages: tuple[str, ...],
+    key: str,
+    signature_algorithm: str,
+    issuer_key_id: str | None,
+    crl: bool,
+    ocsp: tuple[str, ...],
+    must_staple: bool,
+) -> Profile:
+    """One shared Profile for certificates that promise the same (most of a store)."""
+    return Profile(
+        extended_key_usage=usages,
+        key=key,
+        signature_algorithm=signature_algorithm,
+        issuer_key_id=issuer_key_id,
+        crl_distribution_points=crl,
+        ocsp_urls=ocsp,
+        must_staple=must_staple,
+    )
 
 
 def key_description(certificate: x509.Certificate) -> str:

@@ -29,7 +29,7 @@ KEY = ec.derive_private_key(0xBEEF, ec.SECP256R1())
 
 
 def _clear_caches() -> None:
-    for cache in (certfacts._CA_FACTS, certfacts._ISSUERS, certfacts._KEYS):
+    for cache in (certfacts._CA_FACTS, certfacts._ISSUERS):
         cache.clear()
 
 
