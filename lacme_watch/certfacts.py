@@ -213,12 +213,16 @@ def _looks_corrupt(body: bytes) -> bool:
     return _BASE64_BODY.fullmatch(body) is None
 
 
+_TEXT = json.JSONEncoder(ensure_ascii=False)
+"""json.dumps(..., ensure_ascii=False), its encoder made once, not per call."""
+
+
 def encode_one(facts: CertificateFacts) -> str:
     """One certificate's line of a file's payload: `fingerprint TAB signed_by TAB ca TAB
     names TAB json`, the names a JSON list. JSON escapes every control character, so a tab or
     newline only ever separates."""
-    names = json.dumps(facts.names, ensure_ascii=False)
-    raw = json.dumps(facts.to_json(), ensure_ascii=False)
+    names = _TEXT.encode(facts.names)
+    raw = _TEXT.encode(facts.to_json())
     ca = "ca" if facts.is_ca else ""
     return f"{facts.fingerprint}\t{facts.signed_by or ''}\t{ca}\t{names}\t{raw}"
 
