@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomicfile import write_whole
 from .cloudevents import Envelope, from_json, to_json
 from .errors import EventFormatError
 
@@ -30,21 +31,10 @@ MAX_EVENT_SIZE = 1024 * 1024
 
 def write(spool: str | Path, envelope: Envelope) -> Path:
     """Drop one event into the spool atomically (temporary file, fsync, rename)."""
-    import tempfile  # with shutil, bz2 and lzma: only to write an event, never for a pass
-
     directory = Path(spool)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(to_json(envelope))
-            stream.flush()
-            os.fsync(stream.fileno())
-        final = directory / f"{time.time_ns()}-{envelope.id}.json"
-        os.replace(temporary, final)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    final = directory / f"{time.time_ns()}-{envelope.id}.json"
+    write_whole(final, to_json(envelope).encode("utf-8"), fsync=True)
     return final
 
 

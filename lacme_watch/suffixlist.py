@@ -4,7 +4,7 @@ parsing it again (parsing IDN-encodes every rule: most of the cost).
 
 The compiled copy is plain text, one rule per line, already encoded: never a pickle,
 so a tampered file can say wrong suffixes but cannot run code. It is keyed by the
-library's version and its data file's size and mtime, and carries the SHA-256 of its
+library's version and its data file's SHA-256, and carries the SHA-256 of its
 rules: a stale, truncated or damaged copy is built again, and a state_dir that cannot
 be written only means the list is parsed each time. Never fatal.
 """
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .atomicfile import write_whole
 
 if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
@@ -42,11 +43,14 @@ def load(cache_dir: Path | None) -> PublicSuffixList:
 
 
 def _key(data_file: str, version: str) -> str | None:
+    """The library's version and its data file's SHA-256: a list replaced in place
+    (same size, its mtime kept) is compiled again (hashing is far cheaper than parsing)."""
     try:
-        status = os.stat(data_file)
+        with open(data_file, "rb") as stream:
+            content = stream.read()
     except OSError:
         return None
-    return f"{version} {status.st_size} {status.st_mtime_ns}"
+    return f"{version} {hashlib.sha256(content).hexdigest()}"
 
 
 def _read(path: Path, key: str) -> list[str] | None:
@@ -63,8 +67,6 @@ def _read(path: Path, key: str) -> list[str] | None:
 
 def _write(path: Path, key: str, parsed: PublicSuffixList) -> None:
     """Compile `parsed` into `path`, atomically, if it reads back as the same list."""
-    import tempfile  # only the pass that builds the copy writes one
-
     from publicsuffixlist import PublicSuffixList
 
     rules = getattr(parsed, "_publicsuffix", None)  # a later library may keep another form
@@ -77,16 +79,8 @@ def _write(path: Path, key: str, parsed: PublicSuffixList) -> None:
         return  # the plain parse would not give back the same list: keep parsing instead
     body = "\n".join(lines)
     text = f"{_FORMAT}\n{key}\n{_digest(body)}\n\n{body}"
-    with contextlib.suppress(OSError, UnicodeError):
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".psl-")
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(text.encode(*_ENCODING))
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+    with contextlib.suppress(OSError, UnicodeError):  # a cache: rebuilt if it is not there
+        write_whole(path, text.encode(*_ENCODING), fsync=False, prefix=".psl-")
 
 
 def _digest(body: str) -> str:

@@ -19,7 +19,8 @@ import trustme
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
-    {"wording", "printable", "boundedjson", "statrecord", "suffixlist"},
+    {"wording", "printable", "boundedjson", "statrecord", "atomicfile"},
+    {"suffixlist"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
     {"renewal"},
     {"thresholds"},

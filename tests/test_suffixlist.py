@@ -4,6 +4,7 @@ own parse, used when current, rebuilt when stale or damaged, never fatal."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,3 +144,27 @@ def test_a_pass_that_counts_issuances_keeps_the_copy_in_state_dir(
 
     assert first.code == 0, first.err
     assert compiled.read_bytes().startswith(b"lacme-watch compiled public suffix list")
+
+
+def test_a_list_replaced_with_the_same_size_and_mtime_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy is keyed by the data file's content, not its size and mtime."""
+    import publicsuffixlist
+
+    data = tmp_path / "public_suffix_list.dat"
+    original = Path(publicsuffixlist.PSLFILE).read_bytes()
+    data.write_bytes(original)
+    monkeypatch.setattr(publicsuffixlist, "PSLFILE", str(data))
+    cache = tmp_path / "state"
+    cache.mkdir()
+    suffixlist.load(cache)
+    compiled = cache / suffixlist.COMPILED_NAME
+    before = compiled.read_bytes()
+    status = data.stat()
+    swapped = original.replace(b"\nuk\n", b"\nuq\n", 1)  # one rule renamed, same size
+    assert swapped != original and len(swapped) == len(original)
+    data.write_bytes(swapped)
+    os.utime(data, ns=(status.st_atime_ns, status.st_mtime_ns))
+    suffixlist.load(cache)
+    assert compiled.read_bytes() != before
