@@ -163,7 +163,8 @@ def test_a_list_replaced_with_the_same_size_and_mtime_is_compiled_again(
     before = compiled.read_bytes()
     status = data.stat()
     swapped = original.replace(b"\nuk\n", b"\nuq\n", 1)  # one rule renamed, same size
-    assert swapped != original and len(swapped) == len(original)
+    assert swapped != original
+    assert len(swapped) == len(original)
     data.write_bytes(swapped)
     os.utime(data, ns=(status.st_atime_ns, status.st_mtime_ns))
     suffixlist.load(cache)
