@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Self
@@ -49,8 +50,11 @@ class LogSink:
             fd = _open_append(self.path)
         except OSError as exc:
             raise SinkError(self.name, f"cannot write {self.path}: {exc.strerror}") from exc
+        # A pipe or device cannot be cut back after a short write: one line per write(2)
+        # there, so a failure leaves at most that line behind (and it alone is resent).
+        chunk = _CHUNK if stat.S_ISREG(os.fstat(fd).st_mode) else 1
         try:
-            for lines, ids in self._chunks(events):
+            for lines, ids in self._chunks(events, chunk):
                 try:
                     _append_whole(fd, lines)
                 except OSError as exc:
@@ -61,8 +65,8 @@ class LogSink:
         finally:
             os.close(fd)
 
-    def _chunks(self, events: Sequence[Envelope]) -> Iterator[tuple[bytes, list[str]]]:
-        """Whole lines, about _CHUNK bytes at a time, and the ids of their events: one
+    def _chunks(self, events: Sequence[Envelope], chunk: int) -> Iterator[tuple[bytes, list[str]]]:
+        """Whole lines, about `chunk` bytes at a time, and the ids of their events: one
         write(2) for many lines (a line is never split between two)."""
         lines: list[bytes] = []
         ids: list[str] = []
@@ -72,7 +76,7 @@ class LogSink:
             lines.append(line)
             ids.append(envelope.id)
             size += len(line)
-            if size >= _CHUNK:
+            if size >= chunk:
                 yield b"".join(lines), ids
                 lines, ids, size = [], [], 0
         if lines:
