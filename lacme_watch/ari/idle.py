@@ -10,17 +10,10 @@ files or lacme stores alone has none of them: cron's cold start skips the round.
 from __future__ import annotations
 
 import sqlite3
-import sys
 from collections.abc import Sequence
 
 from ..plugins import Source
 from .settings import AriSettings
-
-_DIRECTORY_STORES = (
-    ("lacme_watch.stores.certbot", "CertbotStore"),
-    ("lacme_watch.stores.dehydrated", "DehydratedStore"),
-)
-"""The stores whose own files name an ACME directory (directories.directory_lookup)."""
 
 
 def round_needed(settings: AriSettings, stores: Sequence[Source], db: sqlite3.Connection) -> bool:
@@ -37,14 +30,9 @@ def may_name_a_directory(settings: AriSettings, source: Source) -> bool:
     (its CA's answers can then change what a pass says of it)."""
     if not settings.enabled:
         return False
-    # Looked up, not imported: a store of a class whose module is not loaded cannot exist.
-    kinds = tuple(
-        getattr(sys.modules[module], name)
-        for module, name in _DIRECTORY_STORES
-        if module in sys.modules
-    )
     store = settings.for_store(source.id)
-    return store.enabled and (bool(store.directory) or isinstance(source, kinds))
+    named = getattr(type(source), "names_acme_directory", False)  # certbot, dehydrated
+    return store.enabled and (bool(store.directory) or named)
 
 
 def _answers_kept(db: sqlite3.Connection) -> bool:

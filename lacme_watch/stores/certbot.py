@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Self
+from typing import ClassVar, Self
 
 from ..events import Event
 from ..guarded import follows_any_symlink, undecodable_name
@@ -33,6 +33,10 @@ PERMISSIONS_HINT = (
 
 class CertbotStore:
     """Lineages in a certbot config dir (`/etc/letsencrypt`)."""
+
+    names_acme_directory: ClassVar[bool] = True
+    """Its files name the ACME directory its certificates came from (`server` in
+    renewal/<name>.conf): ARI can be asked (ari/directories.py)."""
 
     def __init__(self, path: str, log: str | None = None, *, follow_any: bool = False) -> None:
         self.path = path

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Self
+from typing import ClassVar, Self
 
 from ..guarded import follows_any_symlink
 from ..observations import Observation, Problem, ScanResult
@@ -25,6 +25,10 @@ from ..renewal import dehydrated_policy, dehydrated_renew_days
 
 class DehydratedStore:
     """Lineages in dehydrated's CERTDIR (`/var/lib/dehydrated/certs`)."""
+
+    names_acme_directory: ClassVar[bool] = True
+    """Its files name the ACME directory its certificates came from (its config's `CA`):
+    ARI can be asked (ari/directories.py)."""
 
     def __init__(self, path: str, config: str | None = None, *, follow_any: bool = False) -> None:
         self.path = path
