@@ -66,11 +66,11 @@ class Recorder:
         """Add the entries of last pass's record that this (partial) scan did not look
         at again and that are not `dropped` (changed since). Kept as runs of the record's
         own bytes, cut around the few that go: no object, and one copy, per run."""
-        parsed = _parsed(record)
-        if parsed is None:
+        layout = _layout(record)
+        if layout is None:
             self.trusted = False
             return
-        prefix, _names, numbers = parsed
+        prefix, at, stop, numbers = layout
         cut = len(prefix)
         gone = {
             path[cut:].encode("utf-8", "surrogateescape")
@@ -78,9 +78,7 @@ class Recorder:
             if path.startswith(prefix)
         }
         view = memoryview(record)
-        _, head, length = _HEADER.unpack_from(record)
-        at = start = _HEADER.size + head
-        stop = at + length
+        start = at
         pieces: list[memoryview] = []
         kept = array("q")
         index = first = 0
@@ -189,16 +187,27 @@ def _entries(record: bytes) -> Iterator[tuple[str, Sequence[int], int]] | None:
 
 def _parsed(record: bytes) -> tuple[str, str, Sequence[int]] | None:
     """The record's prefix, its names (NUL-separated) and a view of its numbers."""
+    layout = _layout(record)
+    if layout is None:
+        return None
+    prefix, start, stop, numbers = layout
+    return prefix, str(memoryview(record)[start:stop], "utf-8", "surrogateescape"), numbers
+
+
+def _layout(record: bytes) -> tuple[str, int, int, Sequence[int]] | None:
+    """The record's prefix, where its names start and stop, and a view of its numbers:
+    checked, nothing copied."""
     view = memoryview(record)
     try:
         magic, head, length = _HEADER.unpack_from(record)
         start = _HEADER.size + head
         prefix = str(view[_HEADER.size : start], "utf-8", "surrogateescape")
-        names = str(view[start : start + length], "utf-8", "surrogateescape")
         tail = view[start + length :]
         numbers: Sequence[int] = tail.cast("q") if len(tail) % 8 == 0 else array("q")
     except (struct.error, ValueError, TypeError):
         return None
-    if magic != _MAGIC or len(numbers) != _FIELDS * (names.count("\0") + 1):
+    if magic != _MAGIC or len(numbers) != _FIELDS * (
+        record.count(b"\0", start, start + length) + 1
+    ):
         return None
-    return prefix, names, numbers
+    return prefix, start, start + length, numbers
