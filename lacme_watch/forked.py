@@ -51,7 +51,7 @@ class Batch:
         self._pid = pid
         self._found: dict[str, tuple[Any, Any, Any]] | None = None
         self.parsed = 0
-        self.recorded: tuple[list[str], list[int], bool] = ([], [], False)
+        self.recorded: tuple[str, bytes, list[int], bool] = ("", b"", [], False)
 
     def take(self, path: str) -> tuple[Any, Any, Any] | None:
         """(the read_certificates() result, the CachedFile, the chain's structure) the

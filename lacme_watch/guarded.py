@@ -58,6 +58,13 @@ def undecodable_name(path: str, lineage: str | None = None) -> Problem | None:
     )
 
 
+def stored_lineage(lineage: str) -> str:
+    """A lineage as the state database can hold it: one whose name is not UTF-8 is the
+    one its `bad_file_name` problem names (a partial scan's `covered` set)."""
+    unreadable = undecodable_name(lineage)
+    return lineage if unreadable is None or unreadable.lineage is None else unreadable.lineage
+
+
 class GuardedReads:
     """Confinement to a store's roots and guarded reads, for one source's scan."""
 
@@ -78,6 +85,7 @@ class GuardedReads:
         self.roots = tuple(os.path.realpath(root) for root in roots)
         self.follow_any = follow_any
         self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
+        self.stat_record.root(os.path.commonpath(self.roots) if self.roots else "")
 
     def will_list(self, directory: str) -> None:
         """Call before listing a directory (or asking whether a file is in it) yourself:
@@ -92,9 +100,24 @@ class GuardedReads:
         self._recorded.add(directory)
         self.stat_record.saw(directory, status)
 
-    def stat_record_bytes(self) -> bytes | None:
+    def forget_directories(self) -> None:
+        """Drop the directories resolved so far but those that hold others (the store's
+        root, lacme's certs/): a first pass in slices reads each certificate directory
+        in one slice, and 100,000 of them need not be remembered to the end."""
+        resolved = self._real_directories
+        parents = {os.path.dirname(directory) for directory in resolved}
+        self._real_directories = {
+            directory: real for directory, real in resolved.items() if directory in parents
+        }
+        self._recorded = {  # those listed (will_list) stay, whatever their depth
+            directory
+            for directory in self._recorded
+            if directory in parents or directory not in resolved
+        }
+
+    def stat_record_bytes(self) -> bytearray | None:
         """This scan's stat record as kept (None: the next pass must read in full)."""
-        return self.stat_record.record(os.path.commonpath(self.roots) if self.roots else "")
+        return self.stat_record.record()
 
     def inside(self, real_path: str) -> bool:
         """Whether a resolved path is within the store's roots (or confinement is off)."""

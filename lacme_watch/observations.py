@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from cryptography import x509
 
@@ -272,3 +274,47 @@ class ScanResult:
     covered: frozenset[str] | None = None
     """For a partial rescan (only what changed since the last pass): the lineages it
     speaks for. Every other lineage is as the last pass left it. None: the whole store."""
+
+
+class Entries(Sequence[tuple[str, bool]]):
+    """A listing's entries when all are of one kind (files, or directories): held as
+    their paths alone, each (path, is a directory) made when asked for."""
+
+    def __init__(self, paths: Sequence[str], directories: bool) -> None:
+        self._paths = tuple(paths)
+        self._directories = directories
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, bool]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, bool]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[str, bool] | Sequence[tuple[str, bool]]:
+        if isinstance(index, slice):
+            return Entries(self._paths[index], self._directories)
+        return self._paths[index], self._directories
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a full scan of a file store would read, named but not read: the entries its
+    `rescan()` takes (a path, and whether it is a directory), and what the store says
+    as a whole (its roots' problems, issuance history). A first pass reads a large store
+    a slice of entries at a time (slices.py), so it never holds all of it at once."""
+
+    entries: Sequence[tuple[str, bool]]
+    whole: ScanResult
+    reads_in: str | None = None
+    """When each entry is a directory: the certificate file in it a scan reads first
+    (lacme's fullchain.pem), which the reader may start reading in a second process
+    while the slice before is committed; None: each entry is that file."""
+
+    def reads(self, entries: Sequence[tuple[str, bool]]) -> list[str]:
+        """The certificate files these entries' scan reads first."""
+        if self.reads_in is None:
+            return [path for path, _ in entries]
+        return [os.path.join(path, self.reads_in) for path, _ in entries]

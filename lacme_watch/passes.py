@@ -153,7 +153,7 @@ def run_pass(
     stale = stale_agents(config, store.agent_runs(), report.agent_runs, envelopes, now)
     envelopes += [wrap(event, host=config.host, time=now, salt=store.id_salt) for _, event in stale]
     if config.heartbeat:
-        heartbeat = _heartbeat(config, report, envelopes)
+        heartbeat = _heartbeat(config, report, [*scanned.committed, *envelopes])
         envelopes.append(wrap(heartbeat, host=config.host, time=now, salt=store.id_salt))
     conflicts = store.commit_pass(
         scanned.changes,
@@ -167,7 +167,8 @@ def run_pass(
         rate_limits_evaluated=evaluated,
     )
     spooled.remove_ingested()  # only now: a crash before the commit leaves them to re-read
-    report.id_conflicts = [conflict.message() for conflict in conflicts]
+    report.id_conflicts = [*scanned.id_conflicts, *(conflict.message() for conflict in conflicts)]
+    envelopes = [*scanned.committed, *envelopes]  # a large first pass's slices: committed
     report.envelopes = envelopes
     if dispatcher is not None:
         for envelope in envelopes:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, Self
 
 from .cloudevents import Envelope
 from .errors import ConfigError
-from .observations import ScanResult
+from .observations import Listing, ScanResult
 from .options import Options
 from .reader import CertificateReader
 
@@ -35,6 +35,24 @@ class Source(Protocol):
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         """What the source holds now. `cursor` is what its last ScanResult.cursor said
         (None on its first pass); raise SourceError when it cannot be read at all."""
+        ...
+
+
+class ListedSource(Source, Protocol):
+    """A file store that can name what a scan would read without reading it, and read
+    just some of it: a pass reads a large one in slices (slices.py), and only what
+    changed since the last pass (rescans.py). Built-in: pem and lacme."""
+
+    def listing(self, reader: CertificateReader) -> Listing:
+        """Every entry (path, is a directory) a scan reads, and what the store says as a
+        whole (its roots' problems, issuance history); nothing is read yet."""
+        ...
+
+    def rescan(
+        self, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
+    ) -> ScanResult | None:
+        """Only these entries (their ScanResult's `covered` says which lineages it
+        speaks for); None when only a full scan can tell."""
         ...
 
 

@@ -133,6 +133,19 @@ class CertificateReader(GuardedReads):
         self.parsed += batch.parsed
         self.stat_record.extend(*batch.recorded)
 
+    def forget(self) -> None:
+        """Drop what was read so far (a slice of a first pass was committed: slices.py);
+        the stat record and the chain certificates already observed stay."""
+        self.files = {}
+        self.bundles = []
+        self.structures = {}
+        self.forget_directories()
+
+    @property
+    def previous(self) -> Mapping[str, CachedFile]:
+        """Last pass's file cache, as this reader was given it."""
+        return self._previous
+
     def without_database(self) -> None:
         """No payload is fetched from the state database (a forked child's reader)."""
         self._payloads = None

@@ -87,6 +87,12 @@ def carried(store: StateStore, source: str, now: datetime) -> SourceChange | Non
     holds came due either (no threshold crossed)."""
     if store.thresholds_due(source, now):
         return None
+    return standing(store, source)
+
+
+def standing(store: StateStore, source: str) -> SourceChange | None:
+    """The store's outcome as the state database holds it, committed as it is (only
+    its `last_scan` moves); None for a store never scanned."""
     snapshot = store.carried_snapshot(source)
     if snapshot is None:
         return None

@@ -4,6 +4,7 @@ over, and the others go on. Returns the changes to commit, as one `Scanned` valu
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from . import rescans
+from . import rescans, slices
 from .ari import records as ari_records
 from .ari.overdue import with_windows
 from .cloudevents import Envelope, wrap
@@ -26,13 +27,14 @@ from .incremental import Overlay, detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
-from .reader import CertificateReader
+from .reader import CachedFile, CertificateReader
 from .renewal import RenewalPolicy
+from .slices import Settled
 from .statedb import SourceChange, StateStore, StatRecord
-from .verify import findings, verifier_for
+from .verify import Verifier, findings, verifier_for
 
 if TYPE_CHECKING:
-    pass  # prometheus_client: only when metrics are on
+    from .ari.window import AriRecord
 
 _log = logging.getLogger(__name__)
 
@@ -58,37 +60,53 @@ class Scanned:
     """File stores whose stat record matched: their certificates stay in the state
     database as last pass left them, and are not in `inventory`."""
     carried_certificates: int = 0
+    committed: tuple[Envelope, ...] = ()
+    """Events already in the outbox: a large store's first pass commits slice by slice
+    (slices.py). They are this pass's, not to be written again."""
+    id_conflicts: tuple[str, ...] = ()
+    """What those slices' commits found already recorded for another event."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What scanning gathers source by source, until it is made into one Scanned."""
+
+    signers: list[x509.Certificate] = field(default_factory=list)
+    authorities: dict[str, Authority] = field(default_factory=dict)
+    changes: list[SourceChange] = field(default_factory=list)
+    currents: list[Mapping[str, Observation]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    problems: list[tuple[str, Problem]] = field(default_factory=list)
+    inventory: list[tuple[str, Observation]] = field(default_factory=list)
+    issuances: list[Issuance] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
+    agent_runs: dict[str, datetime] = field(default_factory=dict)
+    crls: list[tuple[str, CrlSeen]] = field(default_factory=list)
+    wrong: list[tuple[str, str, str]] = field(default_factory=list)
+    carried: list[str] = field(default_factory=list)
+    counted: int = 0
+    parsed: int = 0
+    reused: int = 0
+    committed: list[Envelope] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
 
 def scan_sources(
     config: Config, store: StateStore, now: datetime, *, quick: bool = False
 ) -> Scanned:
-    """Scan and detect every source; nothing is written yet.
+    """Scan and detect every source; nothing is written yet, but for a large store's
+    first pass (slices.py), committed slice by slice.
 
     A source that raises is that source's problem: its inventory carries over and the
     other sources' events go ahead. With `quick` (a pass, not `status`), a file store
     whose stat record still matches keeps last pass's outcome without being read.
     """
-    signers: list[x509.Certificate] = []
-    authorities: dict[str, Authority] = {}
-    changes: list[SourceChange] = []
-    currents: list[Mapping[str, Observation]] = []
-    events: list[Event] = []
-    problems: list[tuple[str, Problem]] = []
-    inventory: list[tuple[str, Observation]] = []
-    issuances: list[Issuance] = []
-    failed: set[str] = set()
-    agent_runs: dict[str, datetime] = {}
-    parsed = reused = 0
-    crls: list[tuple[str, CrlSeen]] = []
-    wrong: list[tuple[str, str, str]] = []
-    carried: list[str] = []
-    counted = 0
+    tally = _Tally()
     authority_ids = {source.id for source in config.authorities}
     windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
-        key = rescans.record_key(config, source, signers, authorities, windows)
+        key = rescans.record_key(config, source, tally.signers, tally.authorities, windows)
         kept = store.load_stat_record(source.id) if quick and key is not None else None
         changed = (
             rescans.changes_since(source.id, kept, key, now) if quick and key is not None else None
@@ -97,28 +115,40 @@ def scan_sources(
             _log.debug("%s: read in full, it keeps no stat record", source.id)
         if changed == [] and (carry := rescans.carried(store, source.id, now)):
             _log.debug("%s: unchanged since the last pass, not read", source.id)
-            changes.append(carry)
-            currents.append(Overlay(store, source.id, {}, set()))  # read only if asked
-            carried.append(source.id)
-            problems += [(source.id, problem) for problem in sorted(carry.after.problems, key=str)]
-            reused += store.count_files(source.id)
+            _carry(tally, store, source.id, carry)
             continue
+        settle = functools.partial(
+            _settle, tally, config, store, now, verifier, windows, source.id in authority_ids
+        )
         payloads = PayloadStream(store.connection, source.id)
         scan = None
-        if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
-            files_before = store.load_files(
-                source.id,
-                paths=[path for path, _ in changed],
-                under=[path for path, directory in changed if directory],
-            )
-            reader = rescans.reader_for(config, signers, files_before, payloads, verifier)
-            scan = rescans.rescan(source, reader, changed)
-            if scan is not None and rescans.chains_moved(reader, files_before, payloads):
-                scan = None  # a full scan decides which chains are gone
         try:
+            if quick and key is not None and slices.wanted(source, store):
+                cache = store.load_files(source.id)  # a stopped first pass's, or none
+                reader = rescans.reader_for(config, tally.signers, cache, payloads, verifier)
+                read = slices.read(source, reader, store, config, now, settle, key)
+                carry = rescans.standing(store, source.id) if read is not None else None
+                if read is not None and carry is not None:  # every slice is committed:
+                    tally.committed += read.envelopes  # the rest of the pass sees the store
+                    tally.conflicts += read.conflicts  # as a carried one
+                    tally.parsed += reader.parsed
+                    tally.reused += reader.reused
+                    _carry(tally, store, source.id, carry, files=False)
+                    continue
+                reader.finish()
+            if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
+                files_before = store.load_files(
+                    source.id,
+                    paths=[path for path, _ in changed],
+                    under=[path for path, directory in changed if directory],
+                )
+                reader = rescans.reader_for(config, tally.signers, files_before, payloads, verifier)
+                scan = rescans.rescan(source, reader, changed)
+                if scan is not None and rescans.chains_moved(reader, files_before, payloads):
+                    scan = None  # a full scan decides which chains are gone
             if scan is None:
                 files_before = store.load_files(source.id)
-                reader = rescans.reader_for(config, signers, files_before, payloads, verifier)
+                reader = rescans.reader_for(config, tally.signers, files_before, payloads, verifier)
                 scan = _scan(source, reader, store.load_cursor(source.id))
         finally:
             reader.finish()
@@ -131,91 +161,129 @@ def scan_sources(
                 for path, cached in files_before.items()
                 if path in reader.files or path in dropped
             }
-        if source.id in authority_ids:
-            signers += scan.signers
-            for observation in scan.observations:
-                authorities[observation.fingerprint] = Authority(
-                    fingerprint=observation.fingerprint, cn=observation.domain
-                )
-        else:
-            scan = _without_watched_cas(scan, authorities)
-        scan = _with_renewal(scan, config.renewal_of(source.id))
-        if config.ari.for_store(source.id).enabled and not config.renewal_of(source.id).no_policy:
-            scan = with_windows(scan, windows)  # the CA's window is the renewal policy
-        if scan.agent_runs:
-            agent_runs[source.id] = max(scan.agent_runs)
-        outcome = detect_changes(
-            store,
-            scan,
-            source=source.id,
-            now=now,
-            policy=config.policy,
-            authorities=authorities,
-            files_before=files_before,
-            files_after=files_before if scan.failed else reader.files,
-        )
-        verified_after, verified, until = verifier.verify(
-            outcome.change.before,
-            outcome.view,
-            scan,
-            reader,
-            now=now,
-            signers=signers,
-            revocation=source.id not in authority_ids and config.checks_revocation(source.id),
-        )
-        change = outcome.written(verified_after)
+        change, events, outcome, until = settle(source.id, scan, reader, files_before)
         if partial and kept is not None:  # what it did not read again is recorded as it was
             reader.stat_record.keep(kept.record, {path for path, _ in changed or ()})
-            if kept.until is not None:
-                until = kept.until if until is None else min(until, kept.until)
         record = reader.stat_record_bytes() if key is not None and not scan.failed else None
         if key is not None and record is None:
             _log.debug("%s: no stat record kept (a symlink, or a change within 2 s)", source.id)
         if record is not None:
+            if partial and kept is not None and kept.until is not None:
+                until = kept.until if until is None else min(until, kept.until)
             change = _replace(change, stat_record=StatRecord(key or "", until, record))
-        after = change.after
-        crls += [(source.id, crl) for crl in scan.crls]
-        wrong += [(source.id, *finding) for finding in findings(verified_after)]
-        changes.append(change)
-        currents.append(outcome.current)
-        events += outcome.events + verified
-        problems += [(source.id, problem) for problem in sorted(after.problems, key=str)]
+        tally.changes.append(change)
+        tally.problems += [(source.id, p) for p in sorted(change.after.problems, key=str)]
+        tally.currents.append(outcome.current)
+        tally.events += events
         if partial:  # counted from the database, as a carried store's are
-            carried.append(source.id)
-            counted += outcome.count_change
-            reused += store.count_files(source.id) - len(reader.files)
+            tally.carried.append(source.id)
+            tally.counted += outcome.count_change
+            tally.reused += store.count_files(source.id) - len(reader.files)
         else:
-            inventory += [(source.id, o) for o in outcome.current.values()]
-        if source.id not in authority_ids:  # a private CA's issuance is no ACME rate limit's
-            issuances += scan.issuances
-            # The certificates detect() saw: an unchanged one was offered last pass.
-            issuances += [
-                Issuance(o.fingerprint, o.domains, o.certificate.not_before)
-                for o in after.certificates.values()
-                if o.role == "leaf" and o.certificate.signed_by is None
-            ]
+            tally.inventory += [(source.id, o) for o in outcome.current.values()]
         if scan.failed:
-            failed.add(source.id)
-        parsed += reader.parsed
-        reused += reader.reused
-    checked, stale = _stale(changes, currents, now)
+            tally.failed.add(source.id)
+        tally.parsed += reader.parsed
+        tally.reused += reader.reused
+    checked, stale = _stale(tally.changes, tally.currents, now)
     return Scanned(
         changes=checked,
         envelopes=tuple(
-            wrap(event, host=config.host, time=now, salt=store.id_salt) for event in events + stale
+            wrap(event, host=config.host, time=now, salt=store.id_salt)
+            for event in tally.events + stale
         ),
-        problems=tuple(problems),
-        inventory=tuple(inventory),
-        issuances=tuple(issuances),
-        failed_sources=frozenset(failed),
-        files_parsed=parsed,
-        files_reused=reused,
-        crls=tuple(crls),
-        findings=tuple(wrong),
-        agent_runs=agent_runs,
-        carried=tuple(carried),
-        carried_certificates=counted + sum(store.count_certificates(s) for s in carried),
+        problems=tuple(tally.problems),
+        inventory=tuple(tally.inventory),
+        issuances=tuple(tally.issuances),
+        failed_sources=frozenset(tally.failed),
+        files_parsed=tally.parsed,
+        files_reused=tally.reused,
+        crls=tuple(tally.crls),
+        findings=tuple(tally.wrong),
+        agent_runs=tally.agent_runs,
+        carried=tuple(tally.carried),
+        carried_certificates=tally.counted
+        + sum(store.count_certificates(s) for s in tally.carried),
+        committed=tuple(tally.committed),
+        id_conflicts=tuple(tally.conflicts),
     )
+
+
+def _carry(
+    tally: _Tally, store: StateStore, source: str, carry: SourceChange, *, files: bool = True
+) -> None:
+    """A store whose outcome stands as the database holds it (see rescans.carried)."""
+    tally.changes.append(carry)
+    tally.currents.append(Overlay(store, source, {}, set()))  # read only if asked
+    tally.carried.append(source)
+    tally.problems += [(source, problem) for problem in sorted(carry.after.problems, key=str)]
+    if files:
+        tally.reused += store.count_files(source)
+
+
+def _settle(
+    tally: _Tally,
+    config: Config,
+    store: StateStore,
+    now: datetime,
+    verifier: Verifier,
+    windows: Mapping[str, AriRecord],
+    authority: bool,
+    source: str,
+    scan: ScanResult,
+    reader: CertificateReader,
+    files_before: Mapping[str, CachedFile],
+) -> Settled:
+    """One scan (or one slice of it) detected and checked. What the rest of the pass
+    needs of it goes into `tally`, but for the problems, which the caller reports once."""
+    if authority:
+        tally.signers += scan.signers
+        for observation in scan.observations:
+            tally.authorities[observation.fingerprint] = Authority(
+                fingerprint=observation.fingerprint, cn=observation.domain
+            )
+    else:
+        scan = _without_watched_cas(scan, tally.authorities)
+    scan = _with_renewal(scan, config.renewal_of(source))
+    if config.ari.for_store(source).enabled and not config.renewal_of(source).no_policy:
+        scan = with_windows(scan, windows)  # the CA's window is the renewal policy
+    if scan.agent_runs:
+        tally.agent_runs[source] = max(scan.agent_runs)
+    outcome = detect_changes(
+        store,
+        scan,
+        source=source,
+        now=now,
+        policy=config.policy,
+        authorities=tally.authorities,
+        files_before=files_before,
+        files_after=files_before if scan.failed else reader.files,
+    )
+    verified_after, verified, until = verifier.verify(
+        outcome.change.before,
+        outcome.view,
+        scan,
+        reader,
+        now=now,
+        signers=tally.signers,
+        revocation=not authority and config.checks_revocation(source),
+    )
+    change = outcome.written(verified_after)
+    after = change.after
+    tally.crls += [(source, crl) for crl in scan.crls]
+    tally.wrong += [(source, *finding) for finding in findings(verified_after)]
+    if not authority:  # a private CA's issuance is no ACME rate limit's
+        since = now - config.rate_limits.longest_window
+        tally.issuances += [i for i in scan.issuances if i.issued_at > since]
+        # The certificates detect() saw: an unchanged one was offered last pass.
+        tally.issuances += [
+            Issuance(o.fingerprint, o.domains, o.certificate.not_before)
+            for o in after.certificates.values()
+            if o.role == "leaf"
+            and o.certificate.signed_by is None
+            and o.certificate.not_before > since
+        ]
+    return Settled(change, outcome.events + verified, outcome, until)
 
 
 def _scan(source: Source, reader: CertificateReader, cursor: str | None) -> ScanResult:

@@ -29,6 +29,7 @@ unchanged next pass (filesystems with one-second timestamps included)."""
 _FIELDS = 6
 """device, inode, size, mtime_ns, ctime_ns, mode."""
 _HEADER = struct.Struct("<4sQQ")
+
 _MAGIC = b"lws3"
 """Layout: magic, the prefix's and the paths' byte lengths; the prefix every path
 starts with; the paths after it, NUL-separated (a path holds no NUL); then six signed
@@ -42,15 +43,33 @@ def record_identity(status: os.stat_result) -> tuple[int, int, int, int, int]:
 
 
 class Recorder:
-    """What one scan's reader looked at, in order, and whether it can be trusted."""
+    """What one scan's reader looked at, in order, and whether it can be trusted.
+
+    Held as two flat buffers, never an object per path: the names (after the store's
+    root, NUL-terminated) and six numbers each. A first pass over 100,000 of lacme's
+    certificate directories records 300,000 paths."""
 
     def __init__(self) -> None:
         self.trusted = True
-        self._paths: list[str] = []
+        self._prefix = ""
+        """Cut from every name as it is recorded: the store's root, kept once."""
+        self._names = bytearray()
         self._numbers = array("q")
         self._racy_after = time.time_ns() - int(RACY * 1e9)
-        self._kept: tuple[str, bytes, array[int]] | None = None
-        """Last pass's entries a partial scan keeps: its prefix, and the rest as bytes."""
+        self._kept: tuple[bytes, array[int]] | None = None
+        """Last pass's entries a partial scan keeps: the names, each NUL-terminated, and
+        their numbers (as bytes of the record, not objects)."""
+
+    def root(self, prefix: str) -> None:
+        """The store's root (its roots' common path), before the scan records anything
+        (a reader's confine() says it). Once entries are recorded under another, every
+        name is kept whole."""
+        if prefix == self._prefix:
+            return
+        if self._names or self._kept is not None:
+            self._whole_names()
+        else:
+            self._prefix = prefix
 
     def saw(self, path: str, status: os.stat_result) -> None:
         """A directory or regular file as lstat reports it, before it is listed or read."""
@@ -59,24 +78,39 @@ class Recorder:
             return
         if status.st_mtime_ns >= self._racy_after or status.st_ctime_ns >= self._racy_after:
             self.trusted = False
-        self._paths.append(path)
+        if not path.startswith(self._prefix):
+            self._whole_names()
+        self._names += path[len(self._prefix) :].encode("utf-8", "surrogateescape") + b"\0"
         self._numbers.extend((*record_identity(status), status.st_mode))
 
-    def keep(self, record: bytes, dropped: Collection[str]) -> None:
+    def _whole_names(self) -> None:
+        """Put the prefix back in front of every name recorded so far (rare: a path
+        outside the store's root, or a second root)."""
+        if self._kept is not None:
+            self.trusted = False  # a partial scan under another root: read in full next
+            return
+        head = self._prefix.encode("utf-8", "surrogateescape")
+        names = bytes(self._names).split(b"\0")[:-1]
+        self._names = bytearray(b"".join(head + name + b"\0" for name in names))
+        self._prefix = ""
+
+    def keep(self, record: bytes | bytearray, dropped: Collection[str]) -> None:
         """Add the entries of last pass's record that this (partial) scan did not look
         at again and that are not `dropped` (changed since). Kept as runs of the record's
         own bytes, cut around the few that go: no object, and one copy, per run."""
+        record = bytes(record)  # a loaded record already is: its slices are looked up
         layout = _layout(record)
-        if layout is None:
+        if layout is None or layout[0] != self._prefix:
             self.trusted = False
             return
         prefix, at, stop, numbers = layout
         cut = len(prefix)
-        gone = {
+        gone = set(bytes(self._names).split(b"\0")[:-1])
+        gone.update(
             path[cut:].encode("utf-8", "surrogateescape")
-            for path in [*self._paths, *dropped]
+            for path in dropped
             if path.startswith(prefix)
-        }
+        )
         view = memoryview(record)
         start = at
         pieces: list[memoryview] = []
@@ -93,23 +127,25 @@ class Recorder:
         if start <= stop:
             pieces += [view[start:stop], memoryview(b"\0")]
             kept.extend(numbers[first:])
-        self._kept = (prefix, b"".join(pieces), kept)
+        self._kept = (b"".join(pieces), kept)
 
-    def mark(self) -> int:
+    def mark(self) -> tuple[int, int]:
         """Where the record stands, for since()."""
-        return len(self._paths)
+        return len(self._names), len(self._numbers)
 
-    def since(self, mark: int) -> tuple[list[str], list[int], bool]:
-        """The entries after `mark`, and whether the record is still trusted (what a
-        forked reader hands back)."""
-        return self._paths[mark:], list(self._numbers[mark * _FIELDS :]), self.trusted
+    def since(self, mark: tuple[int, int]) -> tuple[str, bytes, list[int], bool]:
+        """The entries after `mark` (the prefix they were cut by, their names, their
+        numbers), and whether the record is still trusted: what a forked reader hands
+        back."""
+        names, numbers = mark
+        return self._prefix, bytes(self._names[names:]), list(self._numbers[numbers:]), self.trusted
 
-    def extend(self, paths: list[str], numbers: list[int], trusted: bool) -> None:
+    def extend(self, prefix: str, names: bytes, numbers: list[int], trusted: bool) -> None:
         """Entries recorded by another process's reader of the same scan."""
-        if len(numbers) != _FIELDS * len(paths):
+        if prefix != self._prefix or len(numbers) != _FIELDS * names.count(b"\0"):
             self.trusted = False
             return
-        self._paths += paths
+        self._names += names
         self._numbers.extend(numbers)
         self.trusted = self.trusted and trusted
 
@@ -118,28 +154,31 @@ class Recorder:
         that changed between its lstat and its read)."""
         self.trusted = False
 
-    def record(self, prefix: str = "") -> bytes | None:
-        """The record to keep, or None when next pass must scan in full. `prefix` (the
-        store's root) is kept once rather than in every path."""
-        kept_names, kept_numbers = b"", array("q")
-        if self._kept is not None:
-            prefix, kept_names, kept_numbers = self._kept  # the same store's root as then
-        if not self.trusted or not (self._paths or kept_names):
+    def record(self) -> bytearray | None:
+        """The record to keep, or None when next pass must scan in full. Made once, at
+        the scan's end, in the names' own buffer (so a 100,000-directory store's record
+        is never held twice): the recorder is empty after."""
+        kept_names, kept_numbers = self._kept or (b"", array("q"))
+        if not self.trusted or not (self._names or kept_names):
             return None
-        if not all(path.startswith(prefix) for path in self._paths):
-            if kept_names:
-                return None  # another root than last pass's: next pass reads in full
-            prefix = ""
-        cut = len(prefix)
-        names = "\0".join(path[cut:] for path in self._paths).encode("utf-8", "surrogateescape")
-        if kept_names:  # each kept name ends in its separator: the last one must not
-            names = kept_names + names if self._paths else kept_names[:-1]
-        head = prefix.encode("utf-8", "surrogateescape")
-        numbers = kept_numbers.tobytes() + self._numbers.tobytes()
-        return _HEADER.pack(_MAGIC, len(head), len(names)) + head + names + numbers
+        names = self._names
+        self._names, self._kept = bytearray(), None
+        # Each name ends in its separator: the last one must not.
+        if names:
+            del names[-1:]
+            length = len(kept_names) + len(names)
+        else:
+            names += memoryview(kept_names)[:-1]
+            kept_names, length = b"", len(names)
+        head = self._prefix.encode("utf-8", "surrogateescape")
+        names[:0] = _HEADER.pack(_MAGIC, len(head), length) + head + kept_names
+        names += memoryview(kept_numbers).cast("B")
+        names += memoryview(self._numbers).cast("B")
+        self._numbers = array("q")
+        return names
 
 
-def changes(record: bytes, *, first: bool = False) -> list[tuple[str, bool]] | None:
+def changes(record: bytes | bytearray, *, first: bool = False) -> list[tuple[str, bool]] | None:
     """The recorded paths that no longer lstat the same, each with whether it was a
     directory (only the first with `first`); None for a damaged record."""
     entries = _entries(record)
@@ -166,7 +205,7 @@ def changes(record: bytes, *, first: bool = False) -> list[tuple[str, bool]] | N
     return found
 
 
-def _entries(record: bytes) -> Iterator[tuple[str, Sequence[int], int]] | None:
+def _entries(record: bytes | bytearray) -> Iterator[tuple[str, Sequence[int], int]] | None:
     """(path, the numbers, where its six start) for each entry, walking the buffers (the
     numbers are a view of the record's bytes, not a copy)."""
     parsed = _parsed(record)
@@ -185,7 +224,7 @@ def _entries(record: bytes) -> Iterator[tuple[str, Sequence[int], int]] | None:
     return walk()
 
 
-def _parsed(record: bytes) -> tuple[str, str, Sequence[int]] | None:
+def _parsed(record: bytes | bytearray) -> tuple[str, str, Sequence[int]] | None:
     """The record's prefix, its names (NUL-separated) and a view of its numbers."""
     layout = _layout(record)
     if layout is None:
@@ -194,7 +233,7 @@ def _parsed(record: bytes) -> tuple[str, str, Sequence[int]] | None:
     return prefix, str(memoryview(record)[start:stop], "utf-8", "surrogateescape"), numbers
 
 
-def _layout(record: bytes) -> tuple[str, int, int, Sequence[int]] | None:
+def _layout(record: bytes | bytearray) -> tuple[str, int, int, Sequence[int]] | None:
     """The record's prefix, where its names start and stop, and a view of its numbers:
     checked, nothing copied."""
     view = memoryview(record)

@@ -34,6 +34,7 @@ TIERS: list[set[str]] = [
     {"config", "statedb", "testing"},
     {"delivery", "verify", "incremental"},
     {"rescans"},
+    {"slices"},
     {"scans"},
     {"ingest", "passes"},
     {"check", "demo", "daemon", "views", "units"},

@@ -47,7 +47,8 @@ class StatRecord:
     until: float | None
     """Epoch of the first instant the checks after detect() may say something new
     (a chain's next lifetime threshold); None: never."""
-    record: bytes
+    record: bytes | bytearray
+    """bytes as loaded; as a scan made it, the buffer it was made in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,13 @@ class Snapshots(Connected):
             problems=problems,
             cursor=row[1],
         )
+
+    def baselined(self, source: str) -> bool:
+        """Whether a pass has taken the source's baseline (its first pass is over)."""
+        row = self._db.execute(
+            "SELECT baselined FROM sources WHERE source = ?", (source,)
+        ).fetchone()
+        return row is not None and bool(row[0])
 
     def load_cursor(self, source: str) -> str | None:
         """What the source returned as its cursor last pass (None before its first)."""
@@ -250,6 +258,10 @@ def identity(observation: Observation) -> bytes:
     return hashlib.blake2b("\x1f".join(fields).encode(), digest_size=16).digest()
 
 
+_PIECE = 1 << 20
+"""Bytes of a stat record written at a time."""
+
+
 def write_stat_record(db: sqlite3.Connection, change: SourceChange) -> None:
     """The record next pass compares, or none: it must scan in full."""
     if change.carried:
@@ -258,10 +270,17 @@ def write_stat_record(db: sqlite3.Connection, change: SourceChange) -> None:
     if record is None:
         db.execute("DELETE FROM stat_records WHERE source = ?", (source,))
         return
+    # Written in pieces into a zeroblob: bound whole, SQLite would copy a large store's
+    # record (28 MiB for lacme's 100,000 directories) and hold its pages at once.
+    view = memoryview(record.record)
     db.execute(
-        "INSERT OR REPLACE INTO stat_records VALUES (?, ?, ?, ?)",
-        (source, record.key, record.until, record.record),
+        "INSERT OR REPLACE INTO stat_records VALUES (?, ?, ?, zeroblob(?))",
+        (source, record.key, record.until, len(view)),
     )
+    (rowid,) = db.execute("SELECT rowid FROM stat_records WHERE source = ?", (source,)).fetchone()
+    with db.blobopen("stat_records", "record", rowid) as blob:
+        for start in range(0, len(view), _PIECE):
+            blob.write(view[start : start + _PIECE])
 
 
 def write_snapshot(

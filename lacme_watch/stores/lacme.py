@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Self
 
-from ..guarded import follows_any_symlink, undecodable_name
+from ..guarded import follows_any_symlink, stored_lineage, undecodable_name
 from ..instants import parse_time
-from ..observations import Issuance, Observation, Problem, ScanResult
+from ..observations import Entries, Issuance, Listing, Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader
 from ..renewal import LACME_DEFAULT
@@ -41,6 +41,18 @@ class LacmeStore:
         return cls(path, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        listed = self.listing(reader)
+        names = [os.path.basename(path) for path, _ in listed.entries]
+        observations, problems = self._read(reader, names)
+        whole = listed.whole
+        return replace(
+            whole, observations=tuple(observations), problems=whole.problems + tuple(problems)
+        )
+
+    def listing(self, reader: CertificateReader) -> Listing:
+        """Every certificate directory a scan reads, listed but not opened (a first pass
+        reads a large store in slices of them, through rescan()), with what the store
+        says as a whole: its root's problems and lacme's issuance history."""
         reader.confine(self.path, follow_any=self.follow_any)
         certs = os.path.join(self.path, "certs")
         reader.will_list(self.path)  # certs/ and rate_limits.json appear here
@@ -49,26 +61,22 @@ class LacmeStore:
             entries = sorted(os.scandir(certs), key=lambda entry: entry.name)
         except FileNotFoundError:
             if os.path.isdir(self.path):  # no certificate saved yet; maybe issuance history
-                return ScanResult(issuances=tuple(self._rate_limit_records(reader)))
-            return ScanResult(problems=(Problem(self.path, "not_found"),), failed=True)
+                return Listing((), ScanResult(issuances=tuple(self._rate_limit_records(reader))))
+            return Listing((), ScanResult(problems=(Problem(self.path, "not_found"),), failed=True))
         except PermissionError:
-            return ScanResult(problems=(Problem(certs, "permission_denied"),), failed=True)
+            problem = Problem(certs, "permission_denied")
+            return Listing((), ScanResult(problems=(problem,), failed=True))
         except NotADirectoryError:
-            return ScanResult(
-                problems=(Problem(certs, "not_found", "not a directory"),), failed=True
-            )
-        observations: list[Observation] = []
-        problems: list[Problem] = []
-        name = "fullchain.pem" if reader.chain else "cert.pem"
-        reader.prefetch([os.path.join(entry.path, name) for entry in entries])
-        for entry in entries:
-            if entry.name.endswith(".tmp") or not entry.is_dir():
-                continue
-            self._entry(entry.path, entry.name, reader, observations, problems)
-        return ScanResult(
-            observations=tuple(observations),
-            problems=tuple(problems),
-            issuances=tuple(self._rate_limit_records(reader)),
+            problem = Problem(certs, "not_found", "not a directory")
+            return Listing((), ScanResult(problems=(problem,), failed=True))
+        directories = [
+            entry.path for entry in entries if not entry.name.endswith(".tmp") and entry.is_dir()
+        ]
+        del entries  # 100,000 DirEntry objects: not kept while the slices are read
+        issuances = tuple(self._rate_limit_records(reader))
+        reads_in = "fullchain.pem" if reader.chain else "cert.pem"
+        return Listing(
+            Entries(directories, directories=True), ScanResult(issuances=issuances), reads_in
         )
 
     def rescan(
@@ -86,17 +94,28 @@ class LacmeStore:
                 return None
             names.add(name)
         reader.confine(self.path, follow_any=self.follow_any)
-        observations: list[Observation] = []
-        problems: list[Problem] = []
-        for name in sorted(names):
-            directory = certs + name
-            if not name.endswith(".tmp") and os.path.isdir(directory):
-                self._entry(directory, name, reader, observations, problems)
+        wanted = sorted(name for name in names if os.path.isdir(certs + name))
+        observations, problems = self._read(reader, wanted)
         return ScanResult(
             observations=tuple(observations),
             problems=tuple(problems),
-            covered=frozenset(f"certs/{name}" for name in names),
+            covered=frozenset(stored_lineage(f"certs/{name}") for name in names),
         )
+
+    def _read(
+        self, reader: CertificateReader, names: Sequence[str]
+    ) -> tuple[list[Observation], list[Problem]]:
+        """The observations of these certificate directories (under certs/), or their
+        problems; a large batch of new files is read by two processes (forked.py)."""
+        certs = os.path.join(self.path, "certs")
+        wanted = [name for name in names if not name.endswith(".tmp")]
+        name = "fullchain.pem" if reader.chain else "cert.pem"
+        reader.prefetch([os.path.join(certs, entry, name) for entry in wanted])
+        observations: list[Observation] = []
+        problems: list[Problem] = []
+        for entry in wanted:
+            self._entry(os.path.join(certs, entry), entry, reader, observations, problems)
+        return observations, problems
 
     def _entry(
         self,

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Self
 
-from ..guarded import follows_any_symlink
-from ..observations import Observation, Problem, ScanResult
+from ..guarded import follows_any_symlink, stored_lineage
+from ..observations import Entries, Listing, Observation, Problem, ScanResult
 from ..options import Options
 from ..reader import CertificateReader
 from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
@@ -46,32 +46,37 @@ class PemStore:
         return cls(patterns, follow_any=follows_any_symlink(options))
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
+        listed = self.listing(reader)
+        paths = [path for path, _ in listed.entries]
+        reader.prefetch(paths)
+        observations, problems = self._read(reader, paths)
+        whole = listed.whole
+        return replace(
+            whole, observations=tuple(observations), problems=whole.problems + tuple(problems)
+        )
+
+    def listing(self, reader: CertificateReader) -> Listing:
+        """Every file a scan reads, matched but not opened (a first pass reads a large
+        store in slices of them, through rescan()), and the problems of its roots."""
         reader.confine(*self.roots, follow_any=self.follow_any)
-        observations: list[Observation] = []
+        paths: list[str] = []
         problems: list[Problem] = []
         failed = False
         for pattern in self.patterns:
             base, rest = split_pattern(pattern)
             if not rest:
-                files: list[str] = [pattern]
                 if not os.path.lexists(pattern):
                     problems.append(Problem(pattern, "not_found", lineage=pattern))
                     failed = True
                     continue
+                paths.append(pattern)
+            elif not os.path.isdir(base):
+                problems.append(Problem(base, "not_found"))
+                failed = True
             else:
-                if not os.path.isdir(base):
-                    problems.append(Problem(base, "not_found"))
-                    failed = True
-                    continue
-                files = sorted(matching_files(base, rest, problems, reader))
-                reader.prefetch(files)
-            for path in files:
-                found = reader.bundle(lineage=path, path=path)
-                if isinstance(found, Problem):
-                    problems.append(replace(found, lineage=found.lineage or path))
-                else:
-                    observations += found
-        return ScanResult(observations=tuple(observations), problems=tuple(problems), failed=failed)
+                paths += sorted(matching_files(base, rest, problems, reader))
+        whole = ScanResult(problems=tuple(problems), failed=failed)
+        return Listing(Entries(paths, directories=False), whole)
 
     def rescan(
         self, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
@@ -84,16 +89,26 @@ class PemStore:
         if any(os.path.realpath(root) != root for root in self.roots):
             return None  # the record holds real paths; lineages are paths as written
         reader.confine(*self.roots, follow_any=self.follow_any)
+        paths = [path for path, _ in changed]
+        reader.prefetch(paths)
+        observations, problems = self._read(reader, paths)
+        return ScanResult(
+            observations=tuple(observations),
+            problems=tuple(problems),
+            covered=frozenset(stored_lineage(path) for path in paths),
+        )
+
+    @staticmethod
+    def _read(
+        reader: CertificateReader, paths: Sequence[str]
+    ) -> tuple[list[Observation], list[Problem]]:
+        """Each file's observations (its path is its lineage), or its problem."""
         observations: list[Observation] = []
         problems: list[Problem] = []
-        for path, _ in changed:
+        for path in paths:
             found = reader.bundle(lineage=path, path=path)
             if isinstance(found, Problem):
                 problems.append(replace(found, lineage=found.lineage or path))
             else:
                 observations += found
-        return ScanResult(
-            observations=tuple(observations),
-            problems=tuple(problems),
-            covered=frozenset(path for path, _ in changed),
-        )
+        return observations, problems
