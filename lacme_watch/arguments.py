@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 
+from . import events as _events
 from .cloudevents import parse_time
-from .events import EVENT_TYPES
 from .options import parse_duration
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     emit.add_argument(
         "--json", metavar="FILE", help="a whole CloudEvent from FILE ('-' for stdin), id kept"
     )
-    emit.add_argument("kind", nargs="?", choices=sorted(EVENT_TYPES), metavar="KIND")
+    emit.add_argument("kind", nargs="?", choices=sorted(_events.KINDS), metavar="KIND")
     emit.add_argument("extra", nargs=argparse.REMAINDER, metavar="--FIELD VALUE")
     emit.set_defaults(command="emit")
 

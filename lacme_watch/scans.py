@@ -21,7 +21,6 @@ from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .detect import Authority, stale_deployments
 from .errors import SourceError
-from .events import Event
 from .incremental import Overlay, detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
@@ -32,7 +31,7 @@ from .statedb import SourceChange, StateStore, StatRecord
 from .verify import findings, verifier_for
 
 if TYPE_CHECKING:
-    pass  # prometheus_client: only when metrics are on
+    from .events import Event
 
 _log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
@@ -26,13 +27,13 @@ from .chains import Anchors, Finding
 from .config import Config
 from .crl import CrlCache, CrlFetcher
 from .detect import SourceSnapshot
-from .events import (
-    Event,
-)
 from .observations import Problem, ScanResult
 from .reader import CertificateReader
 from .thresholds import Policy
 from .verdicts import SourceChecks
+
+if TYPE_CHECKING:
+    from .events import Event
 
 
 @functools.cache
