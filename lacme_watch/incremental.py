@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from . import renewal
 from .detect import Authority, SourceSnapshot, detect
 from .observations import Observation, ScanResult
-from .reader import CachedFile
 from .statedb import Indexed, SourceChange, StateStore, identity
 from .thresholds import Policy
 
 if TYPE_CHECKING:
     from .events import Event
+    from .reader import CachedFile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,13 +25,13 @@ from .incremental import Overlay, detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
-from .reader import CertificateReader
 from .renewal import RenewalPolicy
 from .statedb import SourceChange, StateStore, StatRecord
 from .verify import findings, verifier_for
 
 if TYPE_CHECKING:
     from .events import Event
+    from .reader import CertificateReader
 
 _log = logging.getLogger(__name__)
 
