@@ -36,7 +36,7 @@ class EventDispatcher:
         event's name such as "certificate_issued"), or for all events. Anything else is a
         TypeError now, rather than a subscription that silently never matches."""
         if isinstance(event_type, str):
-            found = _events.EVENT_TYPES.get(event_type)
+            found = _events.event_type(event_type)
             if found is None:
                 raise TypeError(
                     f"unknown event name {event_type!r}; known: {', '.join(sorted(_events.KINDS))}"

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
     """Build an event from `--field value` strings, converting numbers, lists and booleans."""
-    event_type = _events.EVENT_TYPES.get(kind)
+    event_type = _events.event_type(kind)
     if event_type is None:
         raise EventFormatError(f"unknown event kind {kind!r}; known: {', '.join(_events.KINDS)}")
     hints = typing.get_type_hints(event_type)

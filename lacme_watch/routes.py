@@ -28,7 +28,7 @@ class SinkRoute:
     def wants(self, kind: str) -> bool:
         if self.events is not None:
             return kind in self.events
-        event_type = _events.EVENT_TYPES.get(kind)
+        event_type = _events.event_type(kind)
         return event_type is None or not event_type.routine  # bookkeeping: only if named
 
 

@@ -80,6 +80,7 @@ __all__ = [
     "RenewalOverdue",
     "RenewalWindowMoved",
     "StateReset",
+    "event_type",
     "lacme_fields",
 ]
 
@@ -141,6 +142,17 @@ _HOMES: dict[str, str] = {
     "RenewalOverdue": "renewal",
     "RenewalWindowMoved": "renewal",
 }
+
+
+def event_type(kind: str) -> type[Event] | None:
+    """The class of one kind by its wire name, loading only its family; None for a name
+    lacme-watch does not know. What decodes and routes one event uses."""
+    home = _FAMILIES.get(kind)
+    if home is None:
+        return None
+    family, name = home
+    found: type[Event] = getattr(importlib.import_module(f".{family}", __name__), name)
+    return found
 
 
 def _event_types() -> dict[str, type[Event]]:
