@@ -222,6 +222,7 @@ CRON_NEVER_NEEDS = {
     "concurrent",
     "importlib.metadata",
     "tempfile",
+    "shutil",  # argparse measures the terminal only to print help (arguments.py)
     "prometheus_client",
     "publicsuffixlist",
     "OpenSSL",
