@@ -6,8 +6,9 @@ one transaction (`passes` runs the whole pass); `dispatch` tells in-process
 subscribers and `delivery` hands the outbox to `sinks/`.
 
 This namespace is the public surface for plugin authors and embedders: every event
-kind and every type a source or sink names. `tests/test_public_api.py` checks that
-`__all__` is exactly the public names bound here, so it cannot drift unnoticed.
+kind and every type a source or sink names, each bound on first use (see `_HOMES`).
+`tests/test_public_api.py` checks that `__all__` is exactly the public names bound
+here once looked up, so it cannot drift unnoticed.
 """
 
 import importlib as _importlib
