@@ -130,10 +130,23 @@ codec and the plugin protocols it never touches; `from lacme_watch import X` and
 def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _submodule(__name__, name)
     value = getattr(_importlib.import_module(f".{home}", __name__), name)
     globals()[name] = value  # the next lookup is an ordinary one
     return value
+
+
+def _submodule(package: str, name: str) -> object:
+    """`lacme_watch.events` after a bare `import lacme_watch`, as when this module
+    imported them all; importing a submodule binds it here. Anything else: no such
+    attribute."""
+    if not name.startswith("__"):
+        try:
+            return _importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise  # the submodule exists and lacks one of its own imports
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

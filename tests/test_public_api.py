@@ -4,6 +4,8 @@ is bound. A change here is a change for plugin authors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 from importlib.metadata import entry_points
 
@@ -45,6 +47,19 @@ def test_a_name_loaded_on_demand_is_the_one_its_module_defines() -> None:
         lacme_watch.Nothing  # noqa: B018
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         lacme_watch.events.Nothing  # noqa: B018
+
+
+def test_a_bare_import_still_reaches_the_submodules() -> None:
+    """`import lacme_watch` bound its submodules when it imported them all; it still does."""
+    code = (
+        "import lacme_watch\n"
+        "assert lacme_watch.events.CertificateExpiring is lacme_watch.CertificateExpiring\n"
+        "assert lacme_watch.events.lacme.CertificateIssued.kind == 'certificate_issued'\n"
+        "assert lacme_watch.cloudevents.to_json is lacme_watch.to_json\n"
+        "assert not hasattr(lacme_watch, 'nothing_of_the_kind')\n"
+        "assert not hasattr(lacme_watch.events, 'nothing_of_the_kind')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_events_package_names_every_kind_without_loading_it() -> None:
