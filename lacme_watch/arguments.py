@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 
+from . import events as _events
 from .cloudevents import parse_time
-from .events import EVENT_TYPES
 from .options import parse_duration
 
 if TYPE_CHECKING:
@@ -31,8 +31,23 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting 2, so `check` can exit 3."""
 
+    building = False
+    """While build_parser() runs: argparse asks for a formatter at every add_argument
+    (to check a metavar) and a formatter measures the terminal, which imports shutil
+    and with it zlib, bz2 and lzma (~2 ms of every cron start). Help and usage
+    messages, formatted after the build, measure it as argparse always does."""
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(self, message)
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        if _Parser.building:
+            return argparse.HelpFormatter(prog=self.prog, width=_BUILD_WIDTH)
+        return super()._get_formatter()
+
+
+_BUILD_WIDTH = 78
+"""argparse's own default (80 columns, less 2): what the build's formatters use."""
 
 
 _GLOBAL_VALUES = ("--config", "--now", "--log-level", "--log-format")
@@ -73,6 +88,14 @@ def _limit(text: str) -> Limit:
 
 
 def build_parser(version: str) -> argparse.ArgumentParser:
+    _Parser.building = True
+    try:
+        return _build(version)
+    finally:
+        _Parser.building = False
+
+
+def _build(version: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lacme-watch",
         description="Watch certificate stores and CAs; turn what changed into typed events.",
@@ -127,7 +150,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     emit.add_argument(
         "--json", metavar="FILE", help="a whole CloudEvent from FILE ('-' for stdin), id kept"
     )
-    emit.add_argument("kind", nargs="?", choices=sorted(EVENT_TYPES), metavar="KIND")
+    emit.add_argument("kind", nargs="?", choices=sorted(_events.KINDS), metavar="KIND")
     emit.add_argument("extra", nargs=argparse.REMAINDER, metavar="--FIELD VALUE")
     emit.set_defaults(command="emit")
 

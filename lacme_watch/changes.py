@@ -8,9 +8,13 @@ did not record (no profile, no chain length) are never reported as changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
-from .events import Change, ChangeValue
+from . import events as _events
 from .observations import Observation
+
+if TYPE_CHECKING:
+    from .events import Change, ChangeValue
 
 LIFETIME_DAY = 86400
 
@@ -27,7 +31,7 @@ def _names(observation: Observation) -> tuple[str, ...]:
     return tuple(sorted({name.lower() for name in observation.domains}))
 
 
-_Getter = Callable[[Observation], ChangeValue]
+_Getter = Callable[[Observation], "ChangeValue"]
 
 
 def _profile(attribute: str) -> _Getter:
@@ -70,5 +74,5 @@ def compare(old: Observation, new: Observation, ignore: Collection[str] = ()) ->
         if field == "chain_length" and (before is None or after is None):
             continue
         if before != after:
-            changes.append(Change(field=field, before=before, after=after))
+            changes.append(_events.Change(field=field, before=before, after=after))
     return changes

@@ -19,14 +19,17 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from dataclasses import field as dataclass_field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from . import boundedjson
+from . import events as _events
 from .errors import EventFormatError
-from .events import EVENT_TYPES, Change, Event, lacme_fields
 from .instants import format_time as format_time  # re-exported: the wire's time format
 from .instants import parse_time as parse_time
+
+if TYPE_CHECKING:
+    from .events import Change, Event
 
 TYPE_PREFIX = "lacme."
 SOURCE_SCHEME = "lacme-watch"
@@ -107,7 +110,9 @@ def event_data(event: Event) -> dict[str, Any]:
         if isinstance(value, datetime):
             value = format_time(value)
         elif isinstance(value, tuple):
-            value = [_change_data(item) if isinstance(item, Change) else item for item in value]
+            value = [
+                _change_data(item) if isinstance(item, _events.Change) else item for item in value
+            ]
         data[name] = value
     return data
 
@@ -120,7 +125,7 @@ def _data_order(event_type: type[Event]) -> tuple[str, ...]:
     event written to the outbox, a log line or a webhook goes through event_data."""
     found = _DATA_ORDERS.get(event_type)
     if found is None:
-        own = lacme_fields(event_type)
+        own = _events.lacme_fields(event_type)
         rest = (f.name for f in fields(event_type) if f.name not in own)
         found = _DATA_ORDERS[event_type] = (*own, *rest)
     return found
@@ -178,12 +183,14 @@ def from_cloudevent(document: object) -> Envelope:
     if document.get("specversion") != "1.0":
         raise EventFormatError(f"specversion must be '1.0', got {document.get('specversion')!r}")
     kind = _require_str(document, "type")
-    if not kind.startswith(TYPE_PREFIX) or kind[len(TYPE_PREFIX) :] not in EVENT_TYPES:
+    event_type = (
+        _events.event_type(kind[len(TYPE_PREFIX) :]) if kind.startswith(TYPE_PREFIX) else None
+    )
+    if event_type is None:
         raise EventFormatError(f"unknown event type {kind!r}")
     contenttype = document.get("datacontenttype", "application/json")
     if contenttype != "application/json":
         raise EventFormatError(f"datacontenttype must be application/json, got {contenttype!r}")
-    event_type = EVENT_TYPES[kind[len(TYPE_PREFIX) :]]
     data = document.get("data")
     if not isinstance(data, Mapping):
         raise EventFormatError("data must be a JSON object")
@@ -234,7 +241,7 @@ def _convert(kind: str, name: str, hint: object, value: object) -> object:
     if value is None and type(None) in options:
         return None
     for option in options:
-        if typing.get_args(option) == (Change, ...) and isinstance(value, list):
+        if isinstance(value, list) and _is_changes(option):
             return tuple(_decode_change(kind, name, item) for item in value)
         if option is datetime and isinstance(value, str):
             try:
@@ -257,6 +264,17 @@ def _convert(kind: str, name: str, hint: object, value: object) -> object:
     raise EventFormatError(f"{kind}: data.{name}: expected {expected}, got {value!r}")
 
 
+def _is_changes(option: object) -> bool:
+    """`tuple[Change, ...]`. The name is compared first: decoding a kind without changes
+    does not load the event family that Change lives in."""
+    args = typing.get_args(option)
+    return (
+        len(args) == 2
+        and getattr(args[0], "__name__", None) == "Change"
+        and args == (_events.Change, ...)
+    )
+
+
 def _decode_change(kind: str, name: str, item: object) -> Change:
     """One `{field, before, after}` object; values are strings, numbers, flags or lists."""
     if not isinstance(item, Mapping) or set(item) != {"field", "before", "after"}:
@@ -272,7 +290,7 @@ def _decode_change(kind: str, name: str, item: object) -> Change:
             return tuple(raw)
         raise EventFormatError(f"{kind}: data.{name}: {field}: unexpected value {raw!r}")
 
-    return Change(field=field, before=value(item["before"]), after=value(item["after"]))
+    return _events.Change(field=field, before=value(item["before"]), after=value(item["after"]))
 
 
 def _describe(option: object) -> str:

@@ -23,11 +23,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from .observations import CrlSeen, Problem
-from .reader import CertificateReader
 
 if TYPE_CHECKING:  # urllib and http.client cost a cron run ~15 ms: imported when fetching
     import http.client
     import urllib.request
+
+    from .reader import CertificateReader
 
 DEFAULT_MAX_CRL_SIZE = 16 * 1024 * 1024
 """Let's Encrypt's shards are a few hundred kB; a CA's whole CRL can reach megabytes."""

@@ -9,25 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
+from . import events as _events
 from . import renewal
 from .changes import compare
-from .events import (
-    CACertificateIssued,
-    CertificateAuthorityInitialized,
-    CertificateChanged,
-    CertificateExpiring,
-    CertificateIssued,
-    CertificateRemoved,
-    CertificateRenewed,
-    CertificateUnreadable,
-    DeploymentStale,
-    Event,
-    RenewalOverdue,
-)
 from .observations import Observation, Problem, ScanResult
 from .thresholds import EXPIRED, Policy, days_remaining
+
+if TYPE_CHECKING:
+    from .events import CertificateExpiring, Event
 
 OVERDUE = "overdue"
 """The mark of a reported renewal_overdue, kept beside the threshold labels."""
@@ -175,7 +166,7 @@ def _overdue(
         if mark in reported:
             continue
         events.append(
-            RenewalOverdue(
+            _events.RenewalOverdue(
                 **certificate_fields(source, observation),
                 renew_after=renewal.renew_after(owner, facts),
                 days_remaining=days_remaining(facts.not_after, now),
@@ -194,7 +185,7 @@ def _still_held(mark: tuple[str, str, str], current: Mapping[str, Observation]) 
 def _unreadable(source: str, fresh: frozenset[Problem], now: datetime) -> list[Event]:
     """certificate_unreadable once per new problem, in path order."""
     return [
-        CertificateUnreadable(
+        _events.CertificateUnreadable(
             store=source,
             path=problem.path,
             reason=problem.reason,
@@ -241,7 +232,7 @@ def stale_deployments(
         if mark in served.stale:
             continue
         events.append(
-            DeploymentStale(
+            _events.DeploymentStale(
                 **certificate_fields(served.source, observation),
                 host=lineage.removeprefix("tls:"),
                 newer_expires_at=best.certificate.not_after,
@@ -267,19 +258,19 @@ def _lifecycle(
             continue
         old = before.get(lineage)
         if old is None:
-            events.append(CertificateIssued(**certificate_fields(source, observation)))
+            events.append(_events.CertificateIssued(**certificate_fields(source, observation)))
         elif old.fingerprint == observation.fingerprint:
             continue
         elif observation.certificate.not_after > old.certificate.not_after:
             events.append(
-                CertificateRenewed(
+                _events.CertificateRenewed(
                     **certificate_fields(source, observation),
                     previous_expires_at=old.certificate.not_after,
                 )
             )
             if changes := compare(old, observation, policy.ignore_changes):
                 events.append(
-                    CertificateChanged(
+                    _events.CertificateChanged(
                         **certificate_fields(source, observation), changes=tuple(changes)
                     )
                 )
@@ -289,7 +280,7 @@ def _lifecycle(
         if signer is not None:
             authority = authorities.get(signer)
             events.append(
-                CACertificateIssued(
+                _events.CACertificateIssued(
                     **_context(source, observation),
                     name=observation.domain,
                     names=observation.domains,
@@ -308,7 +299,7 @@ def _removed(
     retired: frozenset[str],
 ) -> list[Event]:
     return [
-        CertificateRemoved(**certificate_fields(source, observation))
+        _events.CertificateRemoved(**certificate_fields(source, observation))
         for lineage, observation in before.items()
         if lineage not in current and lineage not in retired and observation.role == "leaf"
     ]
@@ -323,7 +314,7 @@ def _authorities(
         old = before.get(lineage)
         if observation.role == "ca" and (old is None or old.fingerprint != observation.fingerprint):
             events.append(
-                CertificateAuthorityInitialized(
+                _events.CertificateAuthorityInitialized(
                     **_context(source, observation),
                     cn=observation.certificate.subject_cn or observation.domain,
                     expires_at=observation.certificate.not_after,
@@ -335,7 +326,7 @@ def _authorities(
 def _expiring(
     source: str, observation: Observation, threshold: str, now: datetime
 ) -> CertificateExpiring:
-    return CertificateExpiring(
+    return _events.CertificateExpiring(
         **certificate_fields(source, observation),
         days_remaining=days_remaining(observation.certificate.not_after, now),
         threshold=threshold,

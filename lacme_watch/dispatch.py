@@ -11,13 +11,16 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .events import EVENT_TYPES, Event
+from . import events as _events
+
+if TYPE_CHECKING:
+    from .events import Event
 
 log = logging.getLogger(__name__)
 
-Callback = Callable[[Event], Any]
+Callback = Callable[["Event"], Any]
 
 
 class EventDispatcher:
@@ -33,14 +36,14 @@ class EventDispatcher:
         event's name such as "certificate_issued"), or for all events. Anything else is a
         TypeError now, rather than a subscription that silently never matches."""
         if isinstance(event_type, str):
-            found = EVENT_TYPES.get(event_type)
+            found = _events.event_type(event_type)
             if found is None:
                 raise TypeError(
-                    f"unknown event name {event_type!r}; known: {', '.join(sorted(EVENT_TYPES))}"
+                    f"unknown event name {event_type!r}; known: {', '.join(sorted(_events.KINDS))}"
                 )
             event_type = found
         elif event_type is not None and not (
-            isinstance(event_type, type) and issubclass(event_type, Event)
+            isinstance(event_type, type) and issubclass(event_type, _events.Event)
         ):
             raise TypeError(f"event_type must be an Event class or name, not {event_type!r}")
         with self._lock:

@@ -13,7 +13,6 @@ exits. Whatever it did not deliver (it died, it was killed) is read here afterwa
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Protocol
@@ -61,6 +60,8 @@ class Batch:
         return self._found.pop(path, None)
 
     def _collect(self) -> dict[str, tuple[Any, Any, Any]]:
+        import pickle  # with a child to hear from: a pass under MIN_FILES never forks
+
         _, status = os.waitpid(self._pid, 0)
         try:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
@@ -99,6 +100,8 @@ def start(reader: Reader, paths: Sequence[str]) -> Batch | None:
 
 
 def _child(reader: Reader, share: Sequence[str], output: IO[bytes]) -> None:
+    import pickle
+
     reader.without_database()  # the parent's SQLite connection is not the child's to use
     parsed, mark = reader.parsed, reader.stat_record.mark()
     found = []

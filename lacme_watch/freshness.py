@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .events import CrlDeploymentStale, CrlExpiring, Event
+from . import events as _events
 from .observations import CrlSeen
 from .thresholds import Policy, days_remaining
+
+if TYPE_CHECKING:
+    from .events import CrlDeploymentStale, Event
 
 Mark = tuple[str, str, str]
 """(lineage, fingerprint or generation, label): what was reported, kept in the snapshot."""
@@ -43,7 +47,7 @@ def crl_freshness(
         fresh = [key for key in keys if key not in before]
         if fresh:
             events.append(
-                CrlExpiring(
+                _events.CrlExpiring(
                     store=source,
                     lineage=crl.lineage,
                     path=crl.path,
@@ -70,7 +74,7 @@ def _deployment(
         return None
     generation = str(current.number) if current.number is not None else "-"
     mark = (deployed.lineage, f"{generation}@{current.this_update.isoformat()}", "crl-stale")
-    return mark, CrlDeploymentStale(
+    return mark, _events.CrlDeploymentStale(
         store=source,
         lineage=deployed.lineage,
         path=deployed.path,

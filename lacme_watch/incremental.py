@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from . import renewal
 from .detect import Authority, SourceSnapshot, detect
-from .events import Event
 from .observations import Observation, ScanResult
-from .reader import CachedFile
 from .statedb import Indexed, SourceChange, StateStore, identity
 from .thresholds import Policy
+
+if TYPE_CHECKING:
+    from .events import Event
+    from .reader import CachedFile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

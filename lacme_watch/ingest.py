@@ -12,15 +12,19 @@ import typing
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from . import events as _events
 from . import spool
 from .cloudevents import Envelope, decode_event, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .errors import EventFormatError
-from .events import EVENT_TYPES, CertificateExpiring, Event, StateReset
 from .routes import route
 from .statedb import IdConflict, StateStore
+
+if TYPE_CHECKING:
+    from .events import CertificateExpiring, Event
 
 EXTERNAL_STORE = "external"
 log = logging.getLogger(__name__)
@@ -28,9 +32,9 @@ log = logging.getLogger(__name__)
 
 def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
     """Build an event from `--field value` strings, converting numbers, lists and booleans."""
-    event_type = EVENT_TYPES.get(kind)
+    event_type = _events.event_type(kind)
     if event_type is None:
-        raise EventFormatError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
+        raise EventFormatError(f"unknown event kind {kind!r}; known: {', '.join(_events.KINDS)}")
     hints = typing.get_type_hints(event_type)
     data: dict[str, object] = {}
     for name, text in arguments.items():
@@ -66,7 +70,7 @@ TEST_DOMAIN = "test.lacme-watch.invalid"
 def test_event(now: datetime) -> CertificateExpiring:
     """What `sinks test` sends: realistic, and plainly a drill (RFC 2606 .invalid, test=true)."""
     expires = now + timedelta(days=9)
-    return CertificateExpiring(
+    return _events.CertificateExpiring(
         domain=TEST_DOMAIN,
         domains=(TEST_DOMAIN, f"www.{TEST_DOMAIN}"),
         expires_at=expires,
@@ -127,7 +131,7 @@ def record_reset(config: Config, store: StateStore, now: datetime) -> Envelope |
     reset = store.reset
     if reset is None:
         return None
-    event = StateReset(
+    event = _events.StateReset(
         path=str(reset.path),
         reason=reset.reason,
         moved_to=str(reset.moved_to),

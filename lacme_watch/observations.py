@@ -7,13 +7,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from cryptography import x509
 
-from .events import Event
 from .instants import format_time, parse_time
 from .renewal import RenewalPolicy, policy_from_json, policy_to_json
+
+if TYPE_CHECKING:
+    from .events import Event
 
 Role = Literal["leaf", "chain", "ca"]
 """leaf: the certificate a lineage is about; chain: an intermediate or root riding in a

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import events as _events
 from . import ratelimits, renewal, spool
 from .ari.idle import round_needed
 from .cloudevents import Envelope, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .dispatch import EventDispatcher
-from .events import ChallengeFailed, Heartbeat, RenewalAgentRun, RenewalAgentStale
 from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem
 from .options import format_duration
 from .renewal import agent_stale
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlite3 import Connection
 
     from .ari.rounds import Grace
+    from .events import Heartbeat, RenewalAgentStale
     from .metrics import PassMetrics  # prometheus_client: only when metrics are on
 
 _log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _rate_limits(
     failed_now = [
         (e.event.domain, e.event.occurred_at or e.time)
         for e in envelopes
-        if isinstance(e.event, ChallengeFailed)
+        if isinstance(e.event, _events.ChallengeFailed)
     ]
     rules = repr(limits)
     windows = {name: rule.window.total_seconds() for name, rule in limits.rules.items()}
@@ -232,7 +233,7 @@ def stale_agents(
     seen += [
         (e.event.store, e.event.ran_at or e.time)
         for e in envelopes
-        if isinstance(e.event, RenewalAgentRun) and e.event.store
+        if isinstance(e.event, _events.RenewalAgentRun) and e.event.store
     ]
     for store, when in seen:
         latest[store] = max(when, latest.get(store, when))
@@ -243,7 +244,7 @@ def stale_agents(
         if last is None or not agent_stale(last, now, after) or reported.get(source.id) == last:
             continue
         agent = AgentRun(store=source.id, last_run=last)
-        event = RenewalAgentStale(
+        event = _events.RenewalAgentStale(
             store=source.id, last_run=last, expected_every=format_duration(after)
         )
         found.append((agent, event))
@@ -294,7 +295,7 @@ def _overdue_grace(config: Config) -> Grace:
 
 
 def _heartbeat(config: Config, report: PassReport, envelopes: list[Envelope]) -> Heartbeat:
-    return Heartbeat(
+    return _events.Heartbeat(
         host=config.host,
         pass_at=report.now,
         certificates=report.certificates,

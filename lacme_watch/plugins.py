@@ -14,13 +14,15 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from .cloudevents import Envelope
 from .errors import ConfigError
-from .observations import Listing, ScanResult
-from .options import Options
-from .reader import CertificateReader
+
+if TYPE_CHECKING:
+    from .cloudevents import Envelope
+    from .observations import Listing, ScanResult
+    from .options import Options
+    from .reader import CertificateReader
 
 
 class Source(Protocol):

@@ -19,13 +19,15 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
-from .events import RateLimitWarning
+from . import events as _events
 from .observations import Issuance
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from publicsuffixlist import PublicSuffixList
+
+    from .events import RateLimitWarning
 
 RULE_NAMES = ("registered_domain", "exact_set", "failed_authorizations")
 
@@ -120,7 +122,7 @@ class Warning:
     window: timedelta
 
     def event(self, now: datetime) -> RateLimitWarning:
-        return RateLimitWarning(
+        return _events.RateLimitWarning(
             registered_domain=self.key,
             current_count=self.count,
             limit=self.limit,

@@ -14,6 +14,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -25,9 +26,11 @@ from .detect import Authority
 from .observations import ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
-from .reader import CachedFile, CertificateReader
 from .statedb import SourceChange, StateStore, StatRecord
-from .verify import Verifier
+
+if TYPE_CHECKING:
+    from .reader import CachedFile, CertificateReader
+    from .verify import Verifier
 
 _log = logging.getLogger(__name__)
 
@@ -108,6 +111,8 @@ def reader_for(
     payloads: PayloadStream,
     verifier: Verifier,
 ) -> CertificateReader:
+    from .reader import CertificateReader  # only for a source with files to read
+
     return CertificateReader(
         max_file_size=config.max_file_size,
         chain=config.chain,

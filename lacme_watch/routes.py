@@ -7,10 +7,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
+from . import events as _events
 from .cloudevents import Envelope
-from .events import EVENT_TYPES
 from .plugins import Sink
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,7 +28,7 @@ class SinkRoute:
     def wants(self, kind: str) -> bool:
         if self.events is not None:
             return kind in self.events
-        event_type = EVENT_TYPES.get(kind)
+        event_type = _events.event_type(kind)
         return event_type is None or not event_type.routine  # bookkeeping: only if named
 
 

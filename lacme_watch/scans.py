@@ -22,12 +22,10 @@ from .cloudevents import Envelope, wrap
 from .config import Config, SourceRenewal
 from .detect import Authority, stale_deployments
 from .errors import SourceError
-from .events import Event
 from .incremental import Overlay, detect_changes
 from .observations import CrlSeen, Issuance, Observation, Problem, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
-from .reader import CachedFile, CertificateReader
 from .renewal import RenewalPolicy
 from .slices import Settled
 from .statedb import SourceChange, StateStore, StatRecord
@@ -35,6 +33,8 @@ from .verify import Verifier, findings, verifier_for
 
 if TYPE_CHECKING:
     from .ari.window import AriRecord
+    from .events import Event
+    from .reader import CachedFile, CertificateReader
 
 _log = logging.getLogger(__name__)
 

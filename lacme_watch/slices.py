@@ -20,18 +20,20 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, NamedTuple, TypeGuard
 
 from . import rescans
 from .cloudevents import Envelope, wrap
-from .config import Config
-from .events import Event
-from .incremental import Outcome
-from .observations import ScanResult
-from .plugins import ListedSource, Source
-from .reader import CachedFile, CertificateReader
 from .routes import route
 from .statedb import SourceChange, StateStore, StatRecord
+
+if TYPE_CHECKING:  # a quiet pass imports no reader (tests/test_layers.py)
+    from .config import Config
+    from .events import Event
+    from .incremental import Outcome
+    from .observations import ScanResult
+    from .plugins import ListedSource, Source
+    from .reader import CachedFile, CertificateReader
 
 _log = logging.getLogger(__name__)
 
@@ -52,8 +54,9 @@ class Settled(NamedTuple):
     """The first instant the checks may say something new with nothing changed."""
 
 
-Settle = Callable[[str, ScanResult, CertificateReader, Mapping[str, CachedFile]], Settled]
-"""(source id, scan, its reader, the file cache rows it replaces) -> Settled."""
+if TYPE_CHECKING:
+    Settle = Callable[[str, ScanResult, CertificateReader, Mapping[str, CachedFile]], Settled]
+    """(source id, scan, its reader, the file cache rows it replaces) -> Settled."""
 
 
 class Read(NamedTuple):

@@ -8,24 +8,22 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from . import chains, freshness
+from . import events as _events
 from .certfacts import signers_digest
 from .chains import Anchors, Finding
 from .crl import CrlFetcher, Revocation
 from .detect import SourceSnapshot, certificate_fields
-from .events import (
-    CertificateRevoked,
-    CertificateUnreadable,
-    ChainProblem,
-    DeploymentMismatch,
-    Event,
-)
 from .freshness import Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem
 from .thresholds import Policy
+
+if TYPE_CHECKING:
+    from .events import CertificateRevoked, ChainProblem, Event
 
 _CHAIN_MARKS = ("chain:", "mismatch:")
 
@@ -181,7 +179,7 @@ class SourceChecks:
             return
         facts = observation.certificate
         self.events.append(
-            DeploymentMismatch(
+            _events.DeploymentMismatch(
                 store=self.source,
                 lineage=observation.lineage,
                 path=observation.path,
@@ -261,7 +259,7 @@ class SourceChecks:
         old_problems = previous.problems if previous else frozenset()
         for problem in sorted(self.problems - old_problems, key=lambda p: (p.path, p.reason)):
             self.events.append(
-                CertificateUnreadable(
+                _events.CertificateUnreadable(
                     store=self.source,
                     path=problem.path,
                     reason=problem.reason,
@@ -284,7 +282,7 @@ def _chain_event(
     concerned: CertificateFacts,
     finding: Finding,
 ) -> ChainProblem:
-    return ChainProblem(
+    return _events.ChainProblem(
         store=source,
         lineage=observation.lineage,
         path=observation.path,
@@ -303,7 +301,7 @@ def _chain_event(
 
 
 def _revoked(source: str, observation: Observation, found: Revocation) -> CertificateRevoked:
-    return CertificateRevoked(
+    return _events.CertificateRevoked(
         **certificate_fields(source, observation),
         reason=found.reason,
         revoked_at=found.revoked_at,

@@ -16,23 +16,23 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
-from . import chains
-from .certfacts import describe
-from .chains import Anchors, Finding
-from .config import Config
-from .crl import CrlCache, CrlFetcher
-from .detect import SourceSnapshot
-from .events import (
-    Event,
-)
-from .observations import Problem, ScanResult
-from .reader import CertificateReader
-from .thresholds import Policy
-from .verdicts import SourceChecks
+from .crl import CrlFetcher
+from .observations import Problem
+
+if TYPE_CHECKING:
+    from .chains import Finding
+    from .config import Config
+    from .crl import CrlCache
+    from .detect import SourceSnapshot
+    from .events import Event
+    from .observations import ScanResult
+    from .reader import CertificateReader
+    from .thresholds import Policy
 
 
 @functools.cache
@@ -72,12 +72,14 @@ class Verifier:
         """chains.structure() against this pass's anchors and these watched CAs: what the
         reader applies to a chain file while it holds the parsed certificates, so the
         checks need not read it again (the anchors are read on the first chain)."""
-        anchors: list[Anchors] = []
+        from . import chains  # with the first chain file: an unchanged rescan judges none
+
+        anchors: list[chains.Anchors] = []
         watched = tuple(signers)  # as they are now: the caller's list grows later
 
         def judged(certificates: Sequence[x509.Certificate]) -> list[Finding]:
             if not anchors:
-                anchors.append(Anchors([*self.roots(), *watched]))
+                anchors.append(chains.Anchors([*self.roots(), *watched]))
             return chains.structure(certificates, anchors[0])
 
         return judged
@@ -96,6 +98,10 @@ class Verifier:
         """The source's snapshot with this pass's marks, the events for new ones, and
         the first instant these checks may say something new with nothing changed
         (None: never; what a stat record holds for)."""
+        from . import chains  # only for a source that was scanned: a quiet rescan has none
+        from .certfacts import describe
+        from .verdicts import SourceChecks
+
         if scan.failed:
             return after, [], None
         run = SourceChecks(

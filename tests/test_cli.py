@@ -280,6 +280,23 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
     assert done.stdout.startswith("lacme-watch ")
 
 
+@pytest.mark.parametrize("columns", [40, 200])
+def test_help_is_wrapped_to_the_terminal_it_is_printed_on(columns: int) -> None:
+    """The parser is built without measuring the terminal (cron never prints help);
+    help printed afterwards still fits COLUMNS, as argparse's always has."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lacme_watch", "systemd", "install", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": str(columns)},
+    )
+    assert done.returncode == 0
+    widest = max(len(line) for line in done.stdout.splitlines())
+    assert widest <= columns - 2
+    assert (widest > 80) is (columns > 80)  # the long help lines use the room they have
+
+
 def test_no_command_prints_help_and_exits_2(cli: CliRunner) -> None:
     assert cli().code == 2
 

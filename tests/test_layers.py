@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from lacme_watch.cloudevents import to_json
+from lacme_watch.testing import sample_envelopes
+
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
@@ -220,6 +223,8 @@ CRON_NEVER_NEEDS = {
     "concurrent",
     "importlib.metadata",
     "tempfile",
+    "shutil",  # argparse measures the terminal only to print help (arguments.py)
+    "pickle",  # forked.py's, for a first pass of at least 400 files
     "prometheus_client",
     "publicsuffixlist",
     "OpenSSL",
@@ -241,10 +246,30 @@ CRON_NEVER_NEEDS = {
     "lacme_watch.sinks.email",
     "lacme_watch.sinks.shell",
     "lacme_watch.sinks.webhook",
+    "lacme_watch.events.lifecycle",  # one family per kind: an expiry needs lacme's own
+    "lacme_watch.events.chains",
 }
 """What a cron `watch --once` over PEM files into a log sink must not import: other
 commands' modules, the scheduler, TLS and HTTP, the ARI round when no directory is
-known, the PSL when no issuance is new, the stores and sinks not configured."""
+known, the PSL when no issuance is new, the stores and sinks not configured, the
+event families of kinds it does not emit."""
+
+UNCHANGED_RESCAN_NEVER_NEEDS = {
+    "lacme_watch.events.base",
+    "lacme_watch.events.lacme",
+    "lacme_watch.events.lifecycle",
+    "lacme_watch.events.renewal",
+    "lacme_watch.events.chains",
+    "lacme_watch.reader",
+    "lacme_watch.chains",
+    "lacme_watch.forked",
+    "lacme_watch.verdicts",
+    "lacme_watch.freshness",
+}
+"""What the cron pass after that one, over the same unchanged file, must not import
+either: it only stats, so no reader (nor its chains and forked) and no chain or
+revocation verdicts; it finds nothing, so it builds no event class (each family is
+a few milliseconds of frozen-dataclass creation)."""
 
 
 @pytest.mark.parametrize(
@@ -279,3 +304,49 @@ def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
     assert "lacme_watch.stores.pem" in loaded  # the pass really ran its store
     pulled_in = {m for m in loaded if m in CRON_NEVER_NEEDS or m.split(".")[0] in CRON_NEVER_NEEDS}
     assert pulled_in == set()
+
+
+def test_an_unchanged_rescan_reads_nothing_and_builds_no_event_class(tmp_path: Path) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    leaf = trustme.CA().issue_cert(
+        "www.example.test",
+        not_before=now - timedelta(days=30),
+        not_after=now + timedelta(days=60),
+    )
+    certs = tmp_path / "certs"  # a directory of its own: the state lands beside it
+    certs.mkdir()
+    leaf.cert_chain_pems[0].write_to_path(str(certs / "www.pem"))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {tmp_path / 'events.jsonl'}}}\n"
+    )
+    # The file was written a moment ago: trust its lstat anyway, as a cron pass an hour on would.
+    probe = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n" + WATCH_ONCE.format(
+        config=str(config), now=now.isoformat()
+    )
+    first = _modules_after(probe)
+    assert "lacme_watch.reader" in first  # the first pass read the file
+
+    loaded = _modules_after(probe)
+
+    assert "lacme_watch.stores.pem" in loaded
+    assert not (tmp_path / "events.jsonl").exists()  # nothing to tell, twice
+    never = CRON_NEVER_NEEDS | UNCHANGED_RESCAN_NEVER_NEEDS
+    assert {m for m in loaded if m in never or m.split(".")[0] in never} == set()
+
+
+def test_decoding_one_event_loads_only_its_family() -> None:
+    """The registry finds every kind by name, and loads the family it needs, not all."""
+    line = next(
+        to_json(envelope)
+        for envelope in sample_envelopes(datetime(2026, 6, 1, tzinfo=UTC))
+        if envelope.event.kind == "certificate_unreadable"
+    )
+    loaded = _modules_after(
+        f"from lacme_watch.cloudevents import from_json\n"
+        f"assert from_json({line!r}).event.kind == 'certificate_unreadable'\n"
+    )
+    families = {m for m in loaded if m.startswith("lacme_watch.events.")}
+    assert families == {"lacme_watch.events.base", "lacme_watch.events.lifecycle"}

@@ -4,8 +4,12 @@ is bound. A change here is a change for plugin authors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 from importlib.metadata import entry_points
+
+import pytest
 
 import lacme_watch
 import lacme_watch.testing
@@ -22,8 +26,50 @@ def _public(module: types.ModuleType, keep: frozenset[str] = frozenset()) -> set
 
 
 def test_all_is_exactly_the_public_namespace() -> None:
+    """Names load on first use (PEP 562): once each is looked up, the namespace holds
+    exactly `__all__`, and dir() lists it all before any is."""
+    assert set(dir(lacme_watch)) >= set(lacme_watch.__all__)
+    for name in lacme_watch.__all__:
+        getattr(lacme_watch, name)
     assert set(lacme_watch.__all__) == _public(lacme_watch, frozenset({"__version__"}))
     assert len(lacme_watch.__all__) == len(set(lacme_watch.__all__))
+
+
+def test_a_name_loaded_on_demand_is_the_one_its_module_defines() -> None:
+    import lacme_watch.cloudevents
+    import lacme_watch.events.renewal
+    import lacme_watch.reader
+
+    assert lacme_watch.Envelope is lacme_watch.cloudevents.Envelope
+    assert lacme_watch.CertificateReader is lacme_watch.reader.CertificateReader
+    assert lacme_watch.events.Change is lacme_watch.events.renewal.Change
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        lacme_watch.Nothing  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        lacme_watch.events.Nothing  # noqa: B018
+
+
+def test_a_bare_import_still_reaches_the_submodules() -> None:
+    """`import lacme_watch` bound its submodules when it imported them all; it still does."""
+    code = (
+        "import lacme_watch\n"
+        "assert lacme_watch.events.CertificateExpiring is lacme_watch.CertificateExpiring\n"
+        "assert lacme_watch.events.lacme.CertificateIssued.kind == 'certificate_issued'\n"
+        "assert lacme_watch.cloudevents.to_json is lacme_watch.to_json\n"
+        "assert not hasattr(lacme_watch, 'nothing_of_the_kind')\n"
+        "assert not hasattr(lacme_watch.events, 'nothing_of_the_kind')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_events_package_names_every_kind_without_loading_it() -> None:
+    """KINDS (names only, for config and argparse) is EVENT_TYPES's keys in order."""
+    import lacme_watch.events
+
+    assert tuple(EVENT_TYPES) == lacme_watch.events.KINDS
+    assert {kind: cls.kind for kind, cls in EVENT_TYPES.items()} == {k: k for k in EVENT_TYPES}
+    assert [n for n in lacme_watch.events.__all__ if not hasattr(lacme_watch.events, n)] == []
+    assert set(dir(lacme_watch.events)) >= set(lacme_watch.events.__all__)
 
 
 def test_every_event_kind_is_exported() -> None:

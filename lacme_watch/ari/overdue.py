@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .. import events as _events
 from ..cloudevents import Envelope
-from ..events import RenewalOverdue
 from ..observations import ScanResult
 from ..renewal import RenewAt
 
@@ -46,13 +46,13 @@ def not_said_yet(found: Sequence[Envelope], said: Sequence[Envelope]) -> list[En
     overdue = {
         (e.event.store, e.event.lineage, e.event.fingerprint)
         for e in said
-        if isinstance(e.event, RenewalOverdue)
+        if isinstance(e.event, _events.RenewalOverdue)
     }
     return [
         e
         for e in found
         if not (
-            isinstance(e.event, RenewalOverdue)
+            isinstance(e.event, _events.RenewalOverdue)
             and (e.event.store, e.event.lineage, e.event.fingerprint) in overdue
         )
     ]

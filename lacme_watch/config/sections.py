@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
+from .. import events as _events
 from ..changes import FIELDS as CHANGE_FIELDS
 from ..crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
 from ..errors import ConfigError
-from ..events import EVENT_TYPES
 from ..options import Options, parse_duration
 from ..plugins import GROUPS, Sink, lookup
 from ..ratelimits import RULE_NAMES, RateLimits, Rule
@@ -18,6 +19,9 @@ from ..renewal import DEFAULT_AGENT_STALE_AFTER, DEFAULT_GRACE, parse_renew_befo
 from ..routes import RetryPolicy, SinkRoute
 from ..thresholds import Policy
 from .model import MetricsOptions, Schedule, SourceRenewal
+
+if TYPE_CHECKING:
+    pass
 
 
 def revocation(options: Options) -> RevocationOptions:
@@ -193,8 +197,8 @@ def event_filter(options: Options) -> frozenset[str] | None:
     names = options.strings("events")
     items = node.value if isinstance(node.value, list) else [node]
     for name, item in zip(names, items, strict=True):
-        if name not in EVENT_TYPES:
-            raise item.unexpected(f"an event name ({', '.join(EVENT_TYPES)})")
+        if name not in _events.KINDS:
+            raise item.unexpected(f"an event name ({', '.join(_events.KINDS)})")
     return frozenset(names)
 
 

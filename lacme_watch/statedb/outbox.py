@@ -8,12 +8,16 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from .. import events as _events
 from ..cloudevents import Envelope, from_json, to_cloudevent, to_json
-from ..events import RenewalAgentRun
 from .connected import Connected, epoch
 from .history import record_runs
 from .snapshots import in_chunks
+
+if TYPE_CHECKING:
+    pass
 
 _OUTBOX_ROWS = "SELECT o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
 _DUE = _OUTBOX_ROWS + (
@@ -260,7 +264,7 @@ def write_events(
         [
             (envelope.event.store, envelope.event.ran_at or envelope.time)
             for envelope, _ in routed
-            if isinstance(envelope.event, RenewalAgentRun) and envelope.event.store
+            if isinstance(envelope.event, _events.RenewalAgentRun) and envelope.event.store
         ],
     )
     recorded = _recorded(db, [envelope.id for envelope, _ in routed])

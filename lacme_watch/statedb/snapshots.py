@@ -9,12 +9,14 @@ import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..detect import SourceSnapshot
 from ..observations import Observation, Problem
-from ..reader import CachedFile
 from .connected import Connected, epoch
+
+if TYPE_CHECKING:
+    from ..reader import CachedFile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +181,8 @@ class Snapshots(Connected):
         """Every remembered file's identity; payloads stay here (PayloadStream reads them).
         With `paths`, only those, and what lies under the directories `under` (a partial
         rescan's)."""
+        from ..reader import CachedFile  # the reader's modules: only when files are read
+
         query = "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?"
         if paths is None:
             rows: Iterable[tuple[Any, ...]] = self._db.execute(query, (source,))

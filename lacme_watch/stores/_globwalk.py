@@ -11,12 +11,15 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..guarded import looks_like_private_key, printable
 from ..observations import Problem
 from ..options import Options
-from ..reader import CertificateReader
+
+if TYPE_CHECKING:
+    from ..reader import CertificateReader
 
 _MAGIC = re.compile(r"[*?[]")
 

@@ -13,9 +13,8 @@ import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
-from ..events import Event
 from ..guarded import follows_any_symlink, undecodable_name
 from ..observations import Issuance, Observation, Problem, ScanResult
 from ..options import Options
@@ -23,6 +22,9 @@ from ..reader import CertificateReader
 from ..renewal import certbot_policy
 from ._certbot_log import challenge_failures, is_record_start, runs
 from ._logfollow import follow
+
+if TYPE_CHECKING:
+    from ..events import Event
 
 _ARCHIVED = re.compile(r"^cert\d+\.pem$")
 PERMISSIONS_HINT = (

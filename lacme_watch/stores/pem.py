@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from ..guarded import follows_any_symlink, stored_lineage
 from ..observations import Entries, Listing, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader
 from ._globwalk import matching_files, patterns_of, roots_of, split_pattern
+
+if TYPE_CHECKING:
+    from ..reader import CertificateReader
 
 
 class PemStore:
