@@ -76,9 +76,9 @@ class Batch:
         return {path: (result, cached, judged) for path, result, cached, judged in found}
 
 
-def start(reader: Reader, paths: Sequence[str]) -> Batch | None:
-    """Fork a child to read the second half of `paths` (this process reads from the
-    start, so it reaches the child's half about when the child is done); None where a
+def start(reader: Reader, paths: Sequence[str], share: float = 0.5) -> Batch | None:
+    """Fork a child to read the last `share` of `paths` (this process reads from the
+    start, so it reaches the child's part about when the child is done); None where a
     second process is not worth it or not safe."""
     if len(paths) < MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
         return None
@@ -86,17 +86,17 @@ def start(reader: Reader, paths: Sequence[str]) -> Batch | None:
         return None
     import tempfile  # a first pass's: cron's quiet passes never fork
 
-    share = list(paths[len(paths) // 2 :])
+    theirs = list(paths[len(paths) - int(len(paths) * share) :])
     output = tempfile.TemporaryFile()  # noqa: SIM115  # handed to the child, closed by Batch
     pid = os.fork()
     if pid == 0:  # the child: read, write, and leave without running anything else
         code = 1
         try:
-            _child(reader, share, output)
+            _child(reader, theirs, output)
             code = 0
         finally:
             os._exit(code)
-    return Batch(output, pid, frozenset(share))
+    return Batch(output, pid, frozenset(theirs))
 
 
 def _child(reader: Reader, share: Sequence[str], output: IO[bytes]) -> None:

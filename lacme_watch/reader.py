@@ -115,13 +115,14 @@ class CertificateReader(GuardedReads):
         )
         return found
 
-    def prefetch(self, paths: Sequence[str]) -> None:
-        """A hint from a source: these certificate files are about to be read. When most
-        are new to the cache (a first pass), a second process reads half of them."""
+    def prefetch(self, paths: Sequence[str], *, share: float = 0.5) -> None:
+        """A hint: these certificate files are about to be read. When most are new to
+        the cache (a first pass), a second process reads `share` of them (more than
+        half when this one has other work first: slices.py commits a slice)."""
         if self._batch is not None or len(self._previous) * 2 >= len(paths):
             return
         wanted = [path for path in paths if not looks_like_private_key(path)]
-        self._batch = forked.start(self, wanted)
+        self._batch = forked.start(self, wanted, share)
 
     def finish(self) -> None:
         """After the source's scan: what the other process read and counted joins

@@ -43,6 +43,12 @@ SLICE = 3_000
 141 MiB; 2,500 cost 6% more time than 5,000 (a fork and a commit per slice)."""
 
 
+AHEAD = 0.6
+"""The share of the next slice the forked child reads while this process detects and
+commits the last one. Measured at 100,000 flat: at 0.5 this process never waited for
+the child (0.03 s in all), at 0.7 it waited 0.47 s."""
+
+
 class Settled(NamedTuple):
     """One scan, or one slice of it, detected and checked (scans.py's _settle)."""
 
@@ -103,7 +109,7 @@ def read(
             _log.debug("%s: read whole after %d slices (its rescan declined)", source.id, number)
             return None
         if not last:  # the other core reads on while this slice is detected and committed
-            reader.prefetch(listed.reads(parts[number]))
+            reader.prefetch(listed.reads(parts[number]), share=AHEAD)
         if last:  # what the store says as a whole
             whole = listed.whole
             scan = replace(scan, problems=scan.problems + whole.problems, issuances=whole.issuances)
