@@ -127,10 +127,11 @@ def scan_sources(
                 cache = store.load_files(source.id)  # a stopped first pass's, or none
                 reader = rescans.reader_for(config, tally.signers, cache, payloads, verifier)
                 read = slices.read(source, reader, store, config, now, settle, key)
-                carry = rescans.standing(store, source.id) if read is not None else None
-                if read is not None and carry is not None:  # every slice is committed:
-                    tally.committed += read.envelopes  # the rest of the pass sees the store
-                    tally.conflicts += read.conflicts  # as a carried one
+                if read is not None:  # its slices' events are in the outbox already
+                    tally.committed += read.envelopes
+                    tally.conflicts += read.conflicts
+                carry = rescans.standing(store, source.id) if read and read.done else None
+                if carry is not None:  # the rest of the pass sees it as a carried store
                     tally.parsed += reader.parsed
                     tally.reused += reader.reused
                     _carry(tally, store, source.id, carry, files=False)

@@ -66,11 +66,14 @@ if TYPE_CHECKING:
 
 
 class Read(NamedTuple):
-    """A store read and committed in slices: the rest of the pass sees it as carried."""
+    """What a store's slices committed."""
 
     envelopes: list[Envelope]
     """Every event its slices committed (already in the outbox)."""
     conflicts: list[str]
+    done: bool
+    """Every slice was committed: the rest of the pass sees the store as a carried one.
+    False when its rescan declined part-way: the caller reads it whole."""
 
 
 def wanted(source: Source, store: StateStore) -> TypeGuard[ListedSource]:
@@ -91,8 +94,8 @@ def read(
     key: str | None,
 ) -> Read | None:
     """Read and commit the store slice by slice; None when it is read whole instead
-    (small, failed as a whole, or its rescan declined): then the caller scans it, and
-    what slices committed before is its cache and snapshot like any pass's."""
+    (small, or failed as a whole). When its rescan declines part-way, the caller reads
+    it whole too, and what the slices committed is its cache and snapshot."""
     listed = source.listing(reader)
     if listed.whole.failed or len(listed.entries) <= SLICE:
         return None
@@ -107,7 +110,7 @@ def read(
         reader.finish()
         if scan is None:
             _log.debug("%s: read whole after %d slices (its rescan declined)", source.id, number)
-            return None
+            return Read(envelopes, conflicts, done=False)
         if not last:  # the other core reads on while this slice is detected and committed
             reader.prefetch(listed.reads(parts[number]), share=AHEAD)
         if last:  # what the store says as a whole
@@ -132,4 +135,4 @@ def read(
         envelopes += wrapped
         _log.debug("%s: slice %d of %d committed", source.id, number, len(parts))
         reader.forget()
-    return Read(envelopes, conflicts)
+    return Read(envelopes, conflicts, done=True)

@@ -179,3 +179,32 @@ def test_a_baselined_store_is_never_read_in_slices(
     report, events = watching.run()
     assert ("certificate_issued", "new.example") in events
     assert report.certificates == len(DAYS_LEFT) + 1
+
+
+def test_a_rescan_that_declines_part_way_leaves_the_store_to_a_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault no real store causes (its rescan raising after two slices, which
+    rescans.rescan turns into "read it in full"): the pass reads the store whole, on
+    top of what the two slices committed, and says everything exactly once."""
+    source = _pem_store(tmp_path)
+    _, whole_events = _whole(tmp_path, source)
+    monkeypatch.setattr(slices, "SLICE", 3)
+    rescan = PemStore.rescan
+    calls: list[int] = []
+
+    def fails_third(self: PemStore, *args: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("the disk went away")
+        return rescan(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PemStore, "rescan", fails_third)
+    watching = _Watch(tmp_path / "state", source)
+    report, events = watching.run()
+    assert watching.source not in report.carried  # read whole, in the end
+    assert Counter(events) == Counter(whole_events)
+    assert len(report.envelopes) == len(whole_events)
+    assert report.certificates == len(DAYS_LEFT)
+    _, repeated = watching.run()
+    assert repeated == []
