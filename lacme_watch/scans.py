@@ -34,6 +34,7 @@ from .verify import Verifier, findings, verifier_for
 if TYPE_CHECKING:
     from .ari.window import AriRecord
     from .events import Event
+    from .plugins import ListedSource
     from .reader import CachedFile, CertificateReader
 
 _log = logging.getLogger(__name__)
@@ -124,19 +125,11 @@ def scan_sources(
         scan = None
         try:
             if quick and key is not None and slices.wanted(source, store):
-                cache = store.load_files(source.id)  # a stopped first pass's, or none
-                reader = rescans.reader_for(config, tally.signers, cache, payloads, verifier)
-                read = slices.read(source, reader, store, config, now, settle, key)
-                if read is not None:  # its slices' events are in the outbox already
-                    tally.committed += read.envelopes
-                    tally.conflicts += read.conflicts
-                carry = rescans.standing(store, source.id) if read and read.done else None
-                if carry is not None:  # the rest of the pass sees it as a carried store
-                    tally.parsed += reader.parsed
-                    tally.reused += reader.reused
-                    _carry(tally, store, source.id, carry, files=False)
+                reader = rescans.reader_for(
+                    config, tally.signers, store.load_files(source.id), payloads, verifier
+                )  # the cache of a first pass that stopped between slices, or none
+                if _in_slices(tally, store, config, now, source, reader, settle, key):
                     continue
-                reader.finish()
             if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
                 files_before = store.load_files(
                     source.id,
@@ -208,6 +201,34 @@ def scan_sources(
         committed=tuple(tally.committed),
         id_conflicts=tuple(tally.conflicts),
     )
+
+
+def _in_slices(
+    tally: _Tally,
+    store: StateStore,
+    config: Config,
+    now: datetime,
+    source: ListedSource,
+    reader: CertificateReader,
+    settle: slices.Settle,
+    key: str,
+) -> bool:
+    """A large store's first pass read and committed in slices (slices.py): True when
+    it is done, and the rest of the pass sees the store as a carried one; False when
+    the caller must scan it (small, failed as a whole, or its rescan declined)."""
+    read = slices.read(source, reader, store, config, now, settle, key)
+    reader.finish()
+    tally.parsed += reader.parsed
+    if read is None:
+        return False
+    tally.committed += read.envelopes  # in the outbox already
+    tally.conflicts += read.conflicts
+    carry = rescans.standing(store, source.id) if read.done else None
+    if carry is None:
+        return False
+    tally.reused += reader.reused
+    _carry(tally, store, source.id, carry, files=False)
+    return True
 
 
 def _carry(
