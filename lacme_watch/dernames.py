@@ -50,11 +50,21 @@ class TbsParts:
     """SubjectPublicKeyInfo."""
 
 
-def tbs_parts(certificate: x509.Certificate) -> TbsParts | None:
-    """Issuer, subject and key DER; None for a layout this walk does not expect."""
+def tbs_parts(certificate: x509.Certificate, der: bytes | None = None) -> TbsParts | None:
+    """Issuer, subject and key DER; None for a layout this walk does not expect.
+
+    `der`, the certificate's own DER when the caller has it (decoded from its PEM), is
+    walked in place: `tbs_certificate_bytes` encodes the TBSCertificate again (2 µs).
+    cryptography parses strict DER only, so its encoding is those very bytes."""
     try:
-        tbs = certificate.tbs_certificate_bytes
-        _, at, _ = _tlv(tbs, 0)  # TBSCertificate ::= SEQUENCE {
+        if der is None:
+            tbs, at = certificate.tbs_certificate_bytes, 0
+        else:  # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
+            tbs = der
+            tag, at, _ = _tlv(der, 0)
+            if tag != _SEQUENCE:
+                return None
+        _, at, _ = _tlv(tbs, at)  # TBSCertificate ::= SEQUENCE {
         tag, _, at = _tlv(tbs, at)
         if tag == _VERSION:  # [0] version, absent for v1
             tag, _, at = _tlv(tbs, at)  # serialNumber
