@@ -218,13 +218,7 @@ class GuardedReads:
                 return Problem(path, "no_certificate_found", "not a regular file")
             if status.st_size > self.max_file_size:
                 return Problem(path, "too_large", f"{status.st_size} bytes > {self.max_file_size}")
-            # Ask for the size fstat gave, plus one to see a file that grew, not for
-            # max_file_size: a 4 MiB buffer per file costs more than reading a certificate.
-            wanted = status.st_size + 1
-            with os.fdopen(fd, "rb", closefd=False) as stream:
-                content = stream.read(wanted)
-                if len(content) == wanted:  # it grew while we read: up to the cap, as before
-                    content += stream.read(self.max_file_size + 1 - len(content))
+            content = _read_fd(fd, status.st_size, self.max_file_size)
             if record_identity(status) != record_identity(checked):
                 self.stat_record.distrust()
         except OSError as exc:
@@ -234,6 +228,30 @@ class GuardedReads:
         if len(content) > self.max_file_size:
             return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
         return content, identity_of(status)
+
+
+def _read_fd(fd: int, size: int, cap: int) -> bytes:
+    """The file's bytes, at most cap + 1 of them (the caller refuses more than cap).
+
+    It asks for the size fstat gave, plus one to see a file that grew, not for the cap:
+    a 4 MiB buffer per file costs more than reading a certificate. os.read straight
+    from the descriptor: a buffered file object around it costs more than the read."""
+    wanted = size + 1
+    chunks = []
+    total = 0
+    while total < wanted:  # a regular file gives it all at once; a short read asks again
+        chunk = os.read(fd, wanted - total)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+    while total <= cap:  # it grew while we read: up to the cap, as before
+        chunk = os.read(fd, cap + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def problem_from_os_error(path: str, exc: OSError) -> Problem:
