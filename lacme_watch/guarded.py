@@ -31,7 +31,20 @@ FOLLOW_SYMLINKS = ("inside", "any")
 
 def looks_like_private_key(path: str | Path) -> bool:
     """True for file names that ACME clients and CAs give private keys; those are never opened."""
-    return bool(_KEY_FILE_NAME.search(os.path.basename(path)))
+    name = os.path.basename(path)
+    if name.isascii():  # every key name holds one of these, in any case: most names none
+        lowered = name.lower()
+        if (
+            "key" not in lowered
+            and not lowered.startswith("id_")
+            and not lowered.endswith(_KEY_SUFFIXES)
+        ):
+            return False
+    return bool(_KEY_FILE_NAME.search(name))
+
+
+_KEY_SUFFIXES = (".p12", ".pfx", ".jks", ".ppk")
+"""With `key` (.key, .keystore, privkey ...) and `id_`: what _KEY_FILE_NAME can match."""
 
 
 def follows_any_symlink(options: Options) -> bool:
@@ -237,7 +250,7 @@ def _read_fd(fd: int, size: int, cap: int) -> bytes:
     a 4 MiB buffer per file costs more than reading a certificate. os.read straight
     from the descriptor: a buffered file object around it costs more than the read."""
     wanted = size + 1
-    chunks = []
+    chunks: list[bytes] = []
     total = 0
     while total < wanted:  # a regular file gives it all at once; a short read asks again
         chunk = os.read(fd, wanted - total)
