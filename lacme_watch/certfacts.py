@@ -393,6 +393,19 @@ class StoredFacts(CertificateFacts):
         object.__setattr__(facts, "_json", raw)
         return facts
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as it was stored (its JSON not decoded for the trip), once decoded
+        as the facts it holds."""
+        raw = object.__getattribute__(self, "_json")
+        try:
+            object.__getattribute__(self, "serial")
+        except AttributeError:  # not decoded yet
+            return (
+                StoredFacts.stored,
+                (self.fingerprint, self.signed_by, self.is_ca, self.names, raw),
+            )
+        return super().__reduce__()
+
     def __getattr__(self, name: str) -> Any:
         """Only reached for a slot not set yet: every field once the JSON is decoded."""
         if name not in _FIELDS:

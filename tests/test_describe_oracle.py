@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -275,3 +277,33 @@ def test_ec_keys_are_named_as_cryptography_loads_them(
 def test_every_corpus_certificate_reads_as_the_oracle_says() -> None:
     for der in corpus():
         assert_as_oracle_says(x509.load_der_x509_certificate(der), der)
+
+
+def test_facts_come_back_from_the_child_as_they_left() -> None:
+    """forked.py's child pickles what it read: equal facts, and a cached file's
+    StoredFacts still undecoded (its JSON is decoded where it is used, if ever)."""
+    ca = trustme.CA()
+    pem = ca.issue_cert("www.example.test").cert_chain_pems[0].bytes()
+    ((certificate, der),) = _parsed(pem)
+    facts = describe(certificate, der)
+    back = _round_trip(facts)
+    assert back == facts
+    assert type(back) is CertificateFacts
+    (stored,) = certfacts.decode_facts(encode_one(facts))
+    lazy = _round_trip(stored)
+    assert type(lazy) is certfacts.StoredFacts
+    with pytest.raises(AttributeError):
+        object.__getattribute__(lazy, "serial")  # not decoded on the way
+    assert lazy == facts
+    assert _round_trip(lazy) == facts  # decoded now
+
+
+def _round_trip(facts: CertificateFacts) -> CertificateFacts:
+    found: CertificateFacts = pickle.loads(pickle.dumps(facts, pickle.HIGHEST_PROTOCOL))  # noqa: S301  # our own bytes
+    return found
+
+
+def _parsed(pem: bytes) -> list[tuple[x509.Certificate, bytes]]:
+    parsed = parse_with_der("cert.pem", pem)
+    assert not isinstance(parsed, Problem)
+    return parsed
