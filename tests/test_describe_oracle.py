@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -307,3 +308,13 @@ def _parsed(pem: bytes) -> list[tuple[x509.Certificate, bytes]]:
     parsed = parse_with_der("cert.pem", pem)
     assert not isinstance(parsed, Problem)
     return parsed
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=40) | st.text("AZaz09+/= \t\n\r\f\v-#~é", max_size=40).map(str.encode)
+)
+def test_a_pem_body_looks_corrupt_as_the_pattern_says(body: bytes) -> None:
+    """Deleting the base64 bytes and whitespace leaves something exactly when the old
+    pattern (base64 alphabet and \\s) did not match the whole body."""
+    assert certfacts._looks_corrupt(body) is (re.fullmatch(rb"[A-Za-z0-9+/=\s]*", body) is None)
