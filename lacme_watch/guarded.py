@@ -26,6 +26,7 @@ _KEY_FILE_NAME = re.compile(
 )
 
 Identity = tuple[int, int, int, int]
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 FOLLOW_SYMLINKS = ("inside", "any")
 
 
@@ -146,8 +147,7 @@ class GuardedReads:
         """
         if unreadable := undecodable_name(path):
             return unreadable
-        parent, name = os.path.split(path)
-        target = os.path.join(self._real_directory(parent), name)
+        target = self._target(path)
         try:
             status = os.lstat(target)
             if stat.S_ISLNK(status.st_mode):
@@ -171,6 +171,15 @@ class GuardedReads:
                 " not followed (set follow_symlinks: any on this store to read it)",
             )
         return target, status
+
+    def _target(self, path: str) -> str:
+        """The path with its directory resolved: os.path.join(real parent, name)."""
+        parent, slash, name = path.rpartition("/")
+        if parent and name and parent[-1] != "/":  # what os.path.split and join do here
+            real = self._real_directory(parent)
+            return real + name if real == "/" else real + slash + name
+        parent, name = os.path.split(path)  # at the root, or repeated or trailing slashes
+        return os.path.join(self._real_directory(parent), name)
 
     def _real_directory(self, directory: str) -> str:
         """realpath(directory), remembered per directory for this scan: a store of many
@@ -216,9 +225,8 @@ class GuardedReads:
         read at. O_NOFOLLOW and the inode comparison close the race with a swapped file."""
         if not stat.S_ISREG(checked.st_mode):
             return Problem(path, "no_certificate_found", "not a regular file")
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(target, flags)
+            fd = os.open(target, _OPEN_FLAGS)
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # the target was checked: it became a link since
                 return Problem(path, "io_error", "replaced by a symlink while being read")

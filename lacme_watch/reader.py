@@ -262,10 +262,9 @@ class CertificateReader(GuardedReads):
             return located
         target, status = located
         previous = self._previous.get(path)
-        identity = identity_of(status)
         if (
             previous is not None
-            and previous.identity == identity
+            and previous.identity == identity_of(status)
             and previous.signers == self._signers_digest
         ):
             payload = previous.payload

@@ -205,6 +205,16 @@ def test_private_key_names_as_the_pattern_says(name: str) -> None:
     assert looks_like_private_key(name) is expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["/", "//", "a", "b.pem", ".", "..", "link", " "]), max_size=6))
+def test_a_target_is_its_real_directory_joined_with_its_name(pieces: list[str]) -> None:
+    """The quick split at the last slash gives what os.path.split and join give."""
+    path = "".join(pieces)
+    reader = CertificateReader()
+    parent, name = os.path.split(path)
+    assert reader._target(path) == os.path.join(reader._real_directory(parent), name)
+
+
 def test_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "cert.pem"
     empty.write_bytes(b"")
