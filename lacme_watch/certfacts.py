@@ -182,8 +182,8 @@ _ISSUERS: dict[bytes, tuple[str, str | None]] = {}
 """Issuer Name DER -> its text and common name: one CA's is the same in all it signs."""
 
 
-def _remember(cache: dict[_K, _T], key: _K, value: _T) -> None:
-    if len(cache) >= _CACHED:
+def _remember(cache: dict[_K, _T], key: _K, value: _T, limit: int = _CACHED) -> None:
+    if len(cache) >= limit:
         cache.clear()  # bounded: a store of many issuers costs a few misses, never memory
     cache[key] = value
 
@@ -264,6 +264,9 @@ def _parse_pem(path: str, content: bytes) -> list[Parsed] | Problem:
         return Problem(path, "bad_pem", "a certificate block has no END line (truncated?)")
     certificates: list[Parsed] = []
     for position, body in enumerate(complete, start=1):
+        if position > 1 and (known := _CHAIN_BLOCKS.get(body)) is not None:
+            certificates.append(known)  # the intermediate or root of the bundle before
+            continue
         try:
             der = binascii.a2b_base64(body, strict_mode=False)
         except (binascii.Error, ValueError) as exc:
@@ -273,11 +276,20 @@ def _parse_pem(path: str, content: bytes) -> list[Parsed] | Problem:
         loaded = _load_der(path, der, f"certificate block {position}: ", not_der=None)
         if isinstance(loaded, Problem):
             return loaded
+        if position > 1:
+            _remember(_CHAIN_BLOCKS, body, loaded[0], _CHAIN_BLOCKS_KEPT)
         certificates += loaded
     if not certificates and not labels:
         return Problem(path, "bad_pem", "no complete PEM block")
     return certificates
 
+
+_CHAIN_BLOCKS: dict[bytes, Parsed] = {}
+"""A bundle's block after its first (base64 as in the file) -> its certificate and DER:
+every fullchain.pem of a CA carries the same intermediate and root, decoded and loaded
+once (cryptography's certificates are immutable: one object serves every bundle).
+Fewer entries than the other caches: each holds a certificate object (a few KiB)."""
+_CHAIN_BLOCKS_KEPT = 256
 
 _BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n\r\f\v"
 """The base64 alphabet, padding and ASCII whitespace."""

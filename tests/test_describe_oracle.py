@@ -192,6 +192,33 @@ def test_pem_gives_each_certificate_with_its_own_der() -> None:
         assert_as_oracle_says(certificate, der)
 
 
+def test_a_bundles_chain_is_decoded_once_for_every_bundle() -> None:
+    """The intermediate every fullchain.pem of a CA carries: one certificate object for
+    all of them; its leaf, and a damaged copy of it, each read for themselves."""
+    ca = trustme.CA()
+    intermediate = ca.create_child_ca()
+    pems = [
+        b"".join(block.bytes() for block in intermediate.issue_cert(f"h{i}.test").cert_chain_pems)
+        for i in range(2)
+    ]
+    first, second = _parsed(pems[0]), _parsed(pems[1])
+    assert first[1][0] is second[1][0]
+    assert first[0][0] != second[0][0]
+    assert [der for _, der in second] == [
+        c.public_bytes(serialization.Encoding.DER) for c, _ in second
+    ]
+    damaged = pems[1].replace(b"\n", b"\n!", 40)  # in the leaf and the intermediate's block
+    found = parse_with_der("fullchain.pem", damaged)
+    assert isinstance(found, Problem)
+    assert found.reason == "bad_pem"
+    leaf_only = pems[1].split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n"
+    chain_block = pems[1][len(leaf_only) :]
+    broken = leaf_only + chain_block.replace(b"\n", b"\n!", 3)
+    found = parse_with_der("fullchain.pem", broken)
+    assert isinstance(found, Problem)
+    assert found.detail.startswith("certificate block 2")
+
+
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
