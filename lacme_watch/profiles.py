@@ -1,6 +1,7 @@
 """What an X.509 certificate promises its clients beyond names and dates: EKU, key,
 signature algorithm, issuing key, revocation pointers. The reader keeps it with each
-certificate; `changes.compare()` sets two of them side by side at a renewal."""
+certificate; `changes.compare()` sets two of them side by side at a renewal. describe()
+walks a certificate's extensions once and hands each its part here."""
 
 from __future__ import annotations
 
@@ -23,42 +24,6 @@ _EKU_NAMES = {
 # NIST names, as operators and `openssl x509 -text` say them
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _STATUS_REQUEST = 5  # RFC 7633 TLS Feature status_request: "must-staple"
-
-
-def profile_of(
-    certificate: x509.Certificate,
-    extensions: x509.Extensions | None,
-    spki: bytes | None = None,
-) -> Profile:
-    """The profile of one certificate; malformed extensions leave their parts empty.
-    (`spki`: its SubjectPublicKeyInfo DER, when the caller has it: see key_description.)"""
-    usages: tuple[str, ...] = ()
-    issuer_key_id: str | None = None
-    crl = False
-    ocsp: tuple[str, ...] = ()
-    must_staple = False
-    for extension in extensions or ():
-        value = extension.value
-        kind = type(value)  # one lookup, not a chain of ABC isinstance checks
-        if kind is x509.ExtendedKeyUsage:
-            usages = usage_names(value)
-        elif kind is x509.AuthorityKeyIdentifier:
-            issuer_key_id = key_id_text(value)
-        elif kind is x509.CRLDistributionPoints:
-            crl = len(value) > 0
-        elif kind is x509.AuthorityInformationAccess:
-            ocsp = ocsp_urls(value)
-        elif kind is x509.TLSFeature:
-            must_staple = is_must_staple(value)
-    return profile(
-        usages,
-        key_description(certificate, spki),
-        signature_name(certificate),
-        issuer_key_id,
-        crl,
-        ocsp,
-        must_staple,
-    )
 
 
 def usage_names(value: x509.ExtendedKeyUsage) -> tuple[str, ...]:
