@@ -63,6 +63,7 @@ class Batch:
 
     def _collect(self) -> dict[str, tuple[Any, Any, Any]]:
         _, status = os.waitpid(self._pid, 0)
+        gc.unfreeze()  # the pages are this process's alone again (see start)
         try:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 return {}
@@ -101,7 +102,17 @@ def start(reader: Reader, paths: Sequence[str]) -> Batch | None:
 
     share = list(paths[len(paths) // 2 :])
     output = tempfile.TemporaryFile()  # noqa: SIM115  # handed to the child, closed by Batch
-    pid = os.fork()
+    # Until the child is reaped, the cyclic collector leaves alone every object that
+    # exists now: walking them writes to each one's header, so that every page the two
+    # processes share would be copied, in both, collection after collection (~0.1 s
+    # over a first pass of 10,000 certificates). Batch._collect unfreezes them.
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except OSError:
+        gc.unfreeze()
+        output.close()
+        raise
     if pid == 0:  # the child: read, write, and leave without running anything else
         code = 1
         try:
