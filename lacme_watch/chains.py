@@ -50,13 +50,27 @@ _REMEMBERED = 256
 leaf's is met once."""
 
 
-@functools.lru_cache(maxsize=_REMEMBERED)
-def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+def signs(
+    issuer: x509.Certificate, certificate: x509.Certificate, *, remember: bool = True
+) -> bool:
     """True when `issuer`'s name and key verify `certificate`'s signature.
 
     Remembered by the two certificates (they compare and hash by their DER): every
     bundle of a store carries the same intermediate and root, whose links are then
-    verified once, not once per bundle."""
+    verified once, not once per bundle. A leaf's link is asked once (`remember=False`):
+    kept, it would keep thousands of leaves alive, each with its parsed extensions, for
+    the collector to walk again and again."""
+    if remember:
+        return _signs_remembered(issuer, certificate)
+    return _verifies(issuer, certificate)
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _signs_remembered(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+    return _verifies(issuer, certificate)
+
+
+def _verifies(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -130,7 +144,7 @@ def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Findi
     """
     for position in range(len(chain) - 1):
         child, parent = chain[position], chain[position + 1]
-        if signs(parent, child):
+        if signs(parent, child, remember=position > 0):
             continue
         elsewhere = any(
             signs(other, child)
