@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,7 +89,7 @@ def is_chain_file(path: str, facts: Sequence[CertificateFacts]) -> bool:
     fullchain, and not a CA's own certificate."""
     if not facts or facts[0].is_ca:
         return False
-    return len(facts) > 1 or "fullchain" in os.path.basename(path)
+    return len(facts) > 1 or "fullchain" in path[path.rfind("/") + 1 :]  # in its basename
 
 
 def digest(fingerprints: Sequence[str]) -> str:

@@ -32,7 +32,8 @@ FOLLOW_SYMLINKS = ("inside", "any")
 
 def looks_like_private_key(path: str | Path) -> bool:
     """True for file names that ACME clients and CAs give private keys; those are never opened."""
-    name = os.path.basename(path)
+    text = os.fspath(path)
+    name = text[text.rfind("/") + 1 :]  # os.path.basename, without its generic steps
     if name.isascii():  # every key name holds one of these, in any case: most names none
         lowered = name.lower()
         if (
