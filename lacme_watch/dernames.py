@@ -37,7 +37,7 @@ def _plain_pattern(escape: Callable[[str], str] | None) -> re.Pattern[str] | Non
     samples = [*characters, *(f"a{c}a" for c in characters), characters]
     if any(escape(sample) != sample for sample in samples):
         return None
-    return re.compile(f"[{re.escape(characters)}]+")
+    return re.compile(r"[A-Za-z0-9.\-_*@:/]+")  # the characters above, as ranges
 
 
 _PLAIN = _plain_pattern(_ESCAPE)

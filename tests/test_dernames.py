@@ -240,3 +240,17 @@ def test_any_name_reads_as_cryptography_prints_it(subject: x509.Name, issuer: x5
     for name in (subject, issuer):  # plain names take the DER path, not cryptography's
         plain = all(a.oid in _SHORT[:-2] and a._type in _TYPES[:3] for a in name)
         assert (name_text(name.public_bytes()) is not None) == plain
+
+
+def test_plain_values_are_the_ones_escaping_leaves_alone() -> None:
+    """The quick look for values needing no escape admits exactly the characters it was
+    checked for against cryptography's escaping, and no other (any code point)."""
+    from lacme_watch import dernames
+
+    assert dernames._PLAIN is not None
+    for code in range(0x110000):
+        character = chr(code)
+        if dernames._PLAIN.fullmatch(character):
+            assert dernames._ESCAPE is not None
+            assert dernames._ESCAPE(f"a{character}a") == f"a{character}a"
+            assert dernames._ESCAPE(character) == character
