@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch import certfacts
+from lacme_watch import certfacts, dernames
 from lacme_watch.certfacts import describe
 from lacme_watch.dernames import name_text, tbs_parts
 from lacme_watch.profiles import key_description
@@ -245,8 +245,6 @@ def test_any_name_reads_as_cryptography_prints_it(subject: x509.Name, issuer: x5
 def test_plain_values_are_the_ones_escaping_leaves_alone() -> None:
     """The quick look for values needing no escape admits exactly the characters it was
     checked for against cryptography's escaping, and no other (any code point)."""
-    from lacme_watch import dernames
-
     assert dernames._PLAIN is not None
     for code in range(0x110000):
         character = chr(code)
