@@ -229,7 +229,7 @@ def test_mutated_certificates_read_as_the_oracle_says(der: bytes) -> None:
     cryptography still loads is described as the oracle says, or fails the same way."""
     try:
         certificate = x509.load_der_x509_certificate(der)
-    except ValueError:
+    except Exception:  # ValueError, InvalidVersion: not loaded, the reader's bad_certificate
         return
     assert_as_oracle_says(certificate, der)
 
