@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,13 +44,32 @@ class Finding:
     threshold: str | None = None
 
 
-@functools.lru_cache(maxsize=256)  # the links bundles share stay; each leaf's is met once
-def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+_REMEMBERED = 256
+"""Certificates (or pairs) each cache below keeps: the links bundles share stay, each
+leaf's is met once."""
+
+
+def signs(
+    issuer: x509.Certificate, certificate: x509.Certificate, *, remember: bool = True
+) -> bool:
     """True when `issuer`'s name and key verify `certificate`'s signature.
 
     Remembered by the two certificates (they compare and hash by their DER): every
     bundle of a store carries the same intermediate and root, whose links are then
-    verified once, not once per bundle."""
+    verified once, not once per bundle. A leaf's link is asked once (`remember=False`):
+    kept, it would keep thousands of leaves alive, each with its parsed extensions, for
+    the collector to walk again and again."""
+    if remember:
+        return _signs_remembered(issuer, certificate)
+    return _verifies(issuer, certificate)
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _signs_remembered(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+    return _verifies(issuer, certificate)
+
+
+def _verifies(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -59,8 +77,10 @@ def signs(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=_REMEMBERED)
 def _self_signed(certificate: x509.Certificate) -> bool:
-    """A root: its own name as issuer, and its own key verifies it."""
+    """A root: its own name as issuer, and its own key verifies it (remembered by the
+    certificate, like signs(): the root every bundle of a CA ends in is asked once)."""
     return certificate.issuer == certificate.subject and signs(certificate, certificate)
 
 
@@ -69,7 +89,7 @@ def is_chain_file(path: str, facts: Sequence[CertificateFacts]) -> bool:
     fullchain, and not a CA's own certificate."""
     if not facts or facts[0].is_ca:
         return False
-    return len(facts) > 1 or "fullchain" in os.path.basename(path)
+    return len(facts) > 1 or "fullchain" in path[path.rfind("/") + 1 :]  # in its basename
 
 
 def digest(fingerprints: Sequence[str]) -> str:
@@ -84,13 +104,27 @@ class Anchors:
         self._by_subject: dict[bytes, list[x509.Certificate]] = {}
         for certificate in certificates:
             self._by_subject.setdefault(certificate.subject.public_bytes(), []).append(certificate)
+        self._found: dict[x509.Certificate, x509.Certificate | None] = {}
+        """issuer_of() of the certificates asked lately (the intermediates and roots
+        every bundle of a CA carries): a Name built and encoded once, not per bundle."""
 
-    def issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
-        """The anchor whose key signed `certificate`, if any."""
+    def issuer_of(
+        self, certificate: x509.Certificate, *, remember: bool = False
+    ) -> x509.Certificate | None:
+        """The anchor whose key signed `certificate`, if any (`remember`: a certificate
+        other bundles carry too, kept for them; a leaf is asked once)."""
+        if certificate in self._found:
+            return self._found[certificate]
+        found = None
         for candidate in self._by_subject.get(certificate.issuer.public_bytes(), []):
             if signs(candidate, certificate):
-                return candidate
-        return None
+                found = candidate
+                break
+        if remember:
+            if len(self._found) >= _REMEMBERED:
+                self._found.clear()  # bounded: a store of many issuers costs a few misses
+            self._found[certificate] = found
+        return found
 
     def __len__(self) -> int:
         return sum(len(group) for group in self._by_subject.values())
@@ -109,7 +143,7 @@ def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Findi
     """
     for position in range(len(chain) - 1):
         child, parent = chain[position], chain[position + 1]
-        if signs(parent, child):
+        if signs(parent, child, remember=position > 0):
             continue
         elsewhere = any(
             signs(other, child)
@@ -118,7 +152,10 @@ def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Findi
         )
         reason = "misordered" if elsewhere else "wrong_issuer"
         return [Finding(reason=reason, position=position + 1)]
-    if any(anchors.issuer_of(certificate) is not None for certificate in chain):
+    if any(
+        anchors.issuer_of(certificate, remember=position > 0) is not None
+        for position, certificate in enumerate(chain)
+    ):
         return []
     if chain and _self_signed(chain[-1]):
         return []

@@ -13,6 +13,8 @@ text is always what `Name.rfc4514_string()` says. Pure: bytes in, text out.
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +24,23 @@ from cryptography.x509 import name as _cryptography_name
 _ESCAPE: Callable[[str], str] | None = getattr(_cryptography_name, "_escape_dn_value", None)
 """The very function rfc4514_string() escapes with: the same text, version for version
 (None if a later cryptography moves it: then every name goes the slow way)."""
+
+
+def _plain_pattern(escape: Callable[[str], str] | None) -> re.Pattern[str] | None:
+    """Values that escaping leaves as they are (host names, most words), so that
+    escaping can be skipped for them: checked against cryptography's escaping itself,
+    character by character and as a whole (None, and every value is escaped, if a
+    later version escapes any of them)."""
+    if escape is None:
+        return None
+    characters = string.ascii_letters + string.digits + ".-_*@:/"
+    samples = [*characters, *(f"a{c}a" for c in characters), characters]
+    if any(escape(sample) != sample for sample in samples):
+        return None
+    return re.compile(r"[A-Za-z0-9.\-_*@:/]+")  # the characters above, as ranges
+
+
+_PLAIN = _plain_pattern(_ESCAPE)
 
 _SEQUENCE, _SET, _OID, _VERSION = 0x30, 0x31, 0x06, 0xA0
 # cryptography decodes these as UTF-8 (only BMPString and UniversalString differ)
@@ -50,11 +69,21 @@ class TbsParts:
     """SubjectPublicKeyInfo."""
 
 
-def tbs_parts(certificate: x509.Certificate) -> TbsParts | None:
-    """Issuer, subject and key DER; None for a layout this walk does not expect."""
+def tbs_parts(certificate: x509.Certificate, der: bytes | None = None) -> TbsParts | None:
+    """Issuer, subject and key DER; None for a layout this walk does not expect.
+
+    `der`, the certificate's own DER when the caller has it (decoded from its PEM), is
+    walked in place: `tbs_certificate_bytes` encodes the TBSCertificate again (2 µs).
+    cryptography parses strict DER only, so its encoding is those very bytes."""
     try:
-        tbs = certificate.tbs_certificate_bytes
-        _, at, _ = _tlv(tbs, 0)  # TBSCertificate ::= SEQUENCE {
+        if der is None:
+            tbs, at = certificate.tbs_certificate_bytes, 0
+        else:  # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
+            tbs = der
+            tag, at, _ = _tlv(der, 0)
+            if tag != _SEQUENCE:
+                return None
+        _, at, _ = _tlv(tbs, at)  # TBSCertificate ::= SEQUENCE {
         tag, _, at = _tlv(tbs, at)
         if tag == _VERSION:  # [0] version, absent for v1
             tag, _, at = _tlv(tbs, at)  # serialNumber
@@ -106,7 +135,8 @@ def _name_text(der: bytes, escape: Callable[[str], str]) -> tuple[str, str | Non
             value = der[start:stop].decode("utf-8")
             if common_name is None and short == "CN":
                 common_name = value
-            attributes.append(f"{short}={escape(value)}")
+            plain = _PLAIN is not None and _PLAIN.fullmatch(value) is not None
+            attributes.append(f"{short}={value if plain else escape(value)}")
         if len(set(attributes)) != len(attributes):
             return None  # a repeated attribute: cryptography refuses it, and so must we
         relative.append("+".join(attributes))

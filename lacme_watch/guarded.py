@@ -26,12 +26,27 @@ _KEY_FILE_NAME = re.compile(
 )
 
 Identity = tuple[int, int, int, int]
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 FOLLOW_SYMLINKS = ("inside", "any")
 
 
 def looks_like_private_key(path: str | Path) -> bool:
     """True for file names that ACME clients and CAs give private keys; those are never opened."""
-    return bool(_KEY_FILE_NAME.search(os.path.basename(path)))
+    text = os.fspath(path)
+    name = text[text.rfind("/") + 1 :]  # os.path.basename, without its generic steps
+    if name.isascii():  # every key name holds one of these, in any case: most names none
+        lowered = name.lower()
+        if (
+            "key" not in lowered
+            and not lowered.startswith("id_")
+            and not lowered.endswith(_KEY_SUFFIXES)
+        ):
+            return False
+    return bool(_KEY_FILE_NAME.search(name))
+
+
+_KEY_SUFFIXES = (".p12", ".pfx", ".jks", ".ppk")
+"""With `key` (.key, .keystore, privkey ...) and `id_`: what _KEY_FILE_NAME can match."""
 
 
 def follows_any_symlink(options: Options) -> bool:
@@ -133,8 +148,7 @@ class GuardedReads:
         """
         if unreadable := undecodable_name(path):
             return unreadable
-        parent, name = os.path.split(path)
-        target = os.path.join(self._real_directory(parent), name)
+        target = self._target(path)
         try:
             status = os.lstat(target)
             if stat.S_ISLNK(status.st_mode):
@@ -158,6 +172,15 @@ class GuardedReads:
                 " not followed (set follow_symlinks: any on this store to read it)",
             )
         return target, status
+
+    def _target(self, path: str) -> str:
+        """The path with its directory resolved: os.path.join(real parent, name)."""
+        parent, slash, name = path.rpartition("/")
+        if parent and name and parent[-1] != "/":  # what os.path.split and join do here
+            real = self._real_directory(parent)
+            return real + name if real == "/" else real + slash + name
+        parent, name = os.path.split(path)  # at the root, or repeated or trailing slashes
+        return os.path.join(self._real_directory(parent), name)
 
     def _real_directory(self, directory: str) -> str:
         """realpath(directory), remembered per directory for this scan: a store of many
@@ -203,9 +226,8 @@ class GuardedReads:
         read at. O_NOFOLLOW and the inode comparison close the race with a swapped file."""
         if not stat.S_ISREG(checked.st_mode):
             return Problem(path, "no_certificate_found", "not a regular file")
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(target, flags)
+            fd = os.open(target, _OPEN_FLAGS)
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # the target was checked: it became a link since
                 return Problem(path, "io_error", "replaced by a symlink while being read")
@@ -218,13 +240,7 @@ class GuardedReads:
                 return Problem(path, "no_certificate_found", "not a regular file")
             if status.st_size > self.max_file_size:
                 return Problem(path, "too_large", f"{status.st_size} bytes > {self.max_file_size}")
-            # Ask for the size fstat gave, plus one to see a file that grew, not for
-            # max_file_size: a 4 MiB buffer per file costs more than reading a certificate.
-            wanted = status.st_size + 1
-            with os.fdopen(fd, "rb", closefd=False) as stream:
-                content = stream.read(wanted)
-                if len(content) == wanted:  # it grew while we read: up to the cap, as before
-                    content += stream.read(self.max_file_size + 1 - len(content))
+            content = _read_fd(fd, status.st_size, self.max_file_size)
             if record_identity(status) != record_identity(checked):
                 self.stat_record.distrust()
         except OSError as exc:
@@ -234,6 +250,30 @@ class GuardedReads:
         if len(content) > self.max_file_size:
             return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
         return content, identity_of(status)
+
+
+def _read_fd(fd: int, size: int, cap: int) -> bytes:
+    """The file's bytes, at most cap + 1 of them (the caller refuses more than cap).
+
+    It asks for the size fstat gave, plus one to see a file that grew, not for the cap:
+    a 4 MiB buffer per file costs more than reading a certificate. os.read straight
+    from the descriptor: a buffered file object around it costs more than the read."""
+    wanted = size + 1
+    chunks: list[bytes] = []
+    total = 0
+    while total < wanted:  # a regular file gives it all at once; a short read asks again
+        chunk = os.read(fd, wanted - total)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+    while total <= cap:  # it grew while we read: up to the cap, as before
+        chunk = os.read(fd, cap + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def problem_from_os_error(path: str, exc: OSError) -> Problem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from collections.abc import Sequence
@@ -106,6 +107,11 @@ class CertificateFacts:
     def lifetime_seconds(self) -> float:
         return (self.not_after - self.not_before).total_seconds()
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled (forked.py's child hands back what it read) as its values in field
+        order: half the default's cost, which walks dataclasses.fields() per object."""
+        return (_certificate_facts, _FACTS_VALUES(self))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "fingerprint": self.fingerprint,
@@ -140,6 +146,19 @@ class CertificateFacts:
             signed_by=raw["signed_by"],
             profile=Profile.from_json(raw["profile"]) if raw.get("profile") else None,
         )
+
+
+_FACTS_FIELDS = tuple(CertificateFacts.__dataclass_fields__)
+_FACTS_VALUES = operator.attrgetter(*_FACTS_FIELDS)
+
+
+def _certificate_facts(*values: Any) -> CertificateFacts:
+    """CertificateFacts from __reduce__'s values (a frozen dataclass's fields are set
+    as its own __init__ sets them)."""
+    facts = object.__new__(CertificateFacts)
+    for name, value in zip(_FACTS_FIELDS, values, strict=True):
+        object.__setattr__(facts, name, value)
+    return facts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

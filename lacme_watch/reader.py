@@ -17,17 +17,18 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from . import boundedjson, forked
 from .certfacts import (
     bad_certificate,
+    certificate_digest,
     decode_facts,
     describe,
     encode_facts,
     encode_one,
     fingerprint,
     parse_pem_or_der,
+    parse_with_der,
     signers_digest,
     verifies,
 )
@@ -262,10 +263,9 @@ class CertificateReader(GuardedReads):
             return located
         target, status = located
         previous = self._previous.get(path)
-        identity = identity_of(status)
         if (
             previous is not None
-            and previous.identity == identity
+            and previous.identity == identity_of(status)
             and previous.signers == self._signers_digest
         ):
             payload = previous.payload
@@ -290,21 +290,21 @@ class CertificateReader(GuardedReads):
         self, path: str, content: bytes
     ) -> tuple[tuple[CertificateFacts, ...], str] | Problem:
         """The file's facts and their payload for the cache."""
-        parsed = parse_pem_or_der(path, content)
-        if isinstance(parsed, Problem):
-            return parsed
+        loaded = parse_with_der(path, content)
+        if isinstance(loaded, Problem):
+            return loaded
         self.parsed += 1
         facts: list[CertificateFacts] = []
         lines: list[str] = []
-        for position, certificate in enumerate(parsed, start=1):
+        for position, (certificate, der) in enumerate(loaded, start=1):
             try:  # cryptography parses lazily: describing is where a bad field shows
-                described, line = self._described(certificate, chain=position > 1)
+                described, line = self._described(certificate, der, chain=position > 1)
             except Exception as exc:  # one certificate's fault, never the pass's
-                where = f"certificate {position}: " if len(parsed) > 1 else ""
+                where = f"certificate {position}: " if len(loaded) > 1 else ""
                 return bad_certificate(path, exc, where)
             facts.append(described)
             lines.append(line)
-        self._judge_chain(path, parsed, facts)
+        self._judge_chain(path, [certificate for certificate, _ in loaded], facts)
         return tuple(facts), encode_facts(lines)
 
     def _judge_chain(
@@ -316,23 +316,23 @@ class CertificateReader(GuardedReads):
                 self.structures[path] = self._judge(parsed)
 
     def _described(
-        self, certificate: x509.Certificate, *, chain: bool
+        self, certificate: x509.Certificate, der: bytes, *, chain: bool
     ) -> tuple[CertificateFacts, str]:
         """Its facts and payload line. The intermediate every bundle of a CA carries is
         described once per scan (one object, not one per bundle): a chain certificate's
         result is kept by its SHA-256 (of the whole DER)."""
-        der = certificate.fingerprint(hashes.SHA256()) if chain else b""
-        if chain and (known := self._chain_described.get(der)) is not None:
+        digest = certificate_digest(certificate, der) if chain else b""
+        if chain and (known := self._chain_described.get(digest)) is not None:
             return known
-        described = self._facts(certificate)
+        described = self._facts(certificate, der)
         line = encode_one(described)  # the payload: also proves it can be stored
         line.encode("utf-8")  # a lone surrogate from odd bytes cannot be
         if chain:
-            self._chain_described[der] = (described, line)
+            self._chain_described[digest] = (described, line)
         return described, line
 
-    def _facts(self, certificate: x509.Certificate) -> CertificateFacts:
-        facts = describe(certificate)
+    def _facts(self, certificate: x509.Certificate, der: bytes) -> CertificateFacts:
+        facts = describe(certificate, der)
         for signer, signer_fingerprint in zip(
             self._signers, self._signer_fingerprints, strict=True
         ):

@@ -42,9 +42,23 @@ class Policy:
         """The first instant after `now` at which another threshold (or expiry) is
         crossed, a second early; None once every one is crossed."""
         lifetime = max((not_after - not_before).total_seconds(), 1.0)
-        instants = [not_after - timedelta(seconds=s) for _, s in self._windows(lifetime)]
-        later = [instant for instant in (*instants, not_after) if instant > now]
-        return min(later) - timedelta(seconds=1) if later else None
+        for before in self._offsets(lifetime):  # the earliest instant first
+            instant = not_after - before
+            if instant > now:
+                return instant - _SECOND
+        return None
+
+    def _offsets(self, lifetime: float) -> tuple[timedelta, ...]:
+        """How long before expiry each window opens, expiry itself (0) included, longest
+        first: their instants in time order (remembered like _windows)."""
+        key = (self, lifetime)
+        found = _OFFSETS.get(key)
+        if found is None:
+            if len(_OFFSETS) > 4096:
+                _OFFSETS.clear()
+            offsets = {timedelta(seconds=s) for _, s in self._windows(lifetime)} | {timedelta(0)}
+            found = _OFFSETS[key] = tuple(sorted(offsets, reverse=True))
+        return found
 
     def _windows(self, lifetime: float) -> tuple[tuple[str, float], ...]:
         """(label, seconds before expiry) for the thresholds that suit this lifetime
@@ -77,6 +91,8 @@ class Policy:
 
 
 _WINDOWS: dict[tuple[Policy, float], tuple[tuple[str, float], ...]] = {}
+_OFFSETS: dict[tuple[Policy, float], tuple[timedelta, ...]] = {}
+_SECOND = timedelta(seconds=1)
 
 
 def _number(value: float) -> str:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch import certfacts
+from lacme_watch import certfacts, dernames
 from lacme_watch.certfacts import describe
 from lacme_watch.dernames import name_text, tbs_parts
 from lacme_watch.profiles import key_description
@@ -240,3 +240,15 @@ def test_any_name_reads_as_cryptography_prints_it(subject: x509.Name, issuer: x5
     for name in (subject, issuer):  # plain names take the DER path, not cryptography's
         plain = all(a.oid in _SHORT[:-2] and a._type in _TYPES[:3] for a in name)
         assert (name_text(name.public_bytes()) is not None) == plain
+
+
+def test_plain_values_are_the_ones_escaping_leaves_alone() -> None:
+    """The quick look for values needing no escape admits exactly the characters it was
+    checked for against cryptography's escaping, and no other (any code point)."""
+    assert dernames._PLAIN is not None
+    for code in range(0x110000):
+        character = chr(code)
+        if dernames._PLAIN.fullmatch(character):
+            assert dernames._ESCAPE is not None
+            assert dernames._ESCAPE(f"a{character}a") == f"a{character}a"
+            assert dernames._ESCAPE(character) == character

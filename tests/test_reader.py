@@ -14,8 +14,10 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lacme_watch.guarded import looks_like_private_key
+from lacme_watch.guarded import _KEY_FILE_NAME, looks_like_private_key
 from lacme_watch.observations import CertificateFacts, Problem
 from lacme_watch.reader import CertificateReader
 from lacme_watch.stores.pem import PemStore
@@ -187,6 +189,30 @@ def test_files_named_like_private_keys_are_never_opened(
 )
 def test_private_key_names(name: str, expected: bool) -> None:
     assert looks_like_private_key(name) is expected
+
+
+_NAME_PIECES = ["key", "KEY", "Key", "priv", "private", "my", "id_", "rsa", "ed25519", "cert"]
+_NAME_PIECES += [".p12", ".PFX", ".jks", ".keystore", ".ppk", ".pem", ".key", "-", "_", "+", "@"]
+_NAME_PIECES += [".", "1", "x", "İ", "K", "ﬀ", "é", "/dir/"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_NAME_PIECES), max_size=6).map("".join))
+def test_private_key_names_as_the_pattern_says(name: str) -> None:
+    """The quick look for `key`, `id_` and key suffixes only ever spares the pattern a
+    name it could not match (a non-ASCII name always goes to the pattern)."""
+    expected = bool(_KEY_FILE_NAME.search(os.path.basename(name)))
+    assert looks_like_private_key(name) is expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["/", "//", "a", "b.pem", ".", "..", "link", " "]), max_size=6))
+def test_a_target_is_its_real_directory_joined_with_its_name(pieces: list[str]) -> None:
+    """The quick split at the last slash gives what os.path.split and join give."""
+    path = "".join(pieces)
+    reader = CertificateReader()
+    parent, name = os.path.split(path)
+    assert reader._target(path) == os.path.join(reader._real_directory(parent), name)
 
 
 def test_empty_file(tmp_path: Path) -> None:
