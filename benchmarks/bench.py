@@ -565,10 +565,16 @@ def ratios(results: Results, sizes: Sequence[int], layouts: Sequence[str]) -> li
 
 
 def _compile_package() -> None:
-    """Write lacme-watch's .pyc files, which an installed package has (pip compiles them)."""
-    import lacme_watch
-
-    compileall.compile_dir(Path(lacme_watch.__file__).parent, quiet=1)
+    """Write lacme-watch's .pyc files, which an installed package has (pip compiles them):
+    those of the lacme_watch the measured processes import (`-m` looks in the working
+    directory first: a checkout run from its root is measured, not what is installed)."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import lacme_watch; print(lacme_watch.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    compileall.compile_dir(Path(found.stdout.strip()).parent, quiet=1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
