@@ -111,11 +111,82 @@ def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
 def _downgrade_to_schema_1(path: Path) -> None:
     """The certificates table as lacme-watch 0.1 wrote it: no identity, no next threshold."""
     db = sqlite3.connect(path)
-    db.execute("DROP INDEX certificates_due")
-    db.execute("ALTER TABLE certificates DROP COLUMN identity")
-    db.execute("ALTER TABLE certificates DROP COLUMN next_threshold")
+    db.execute("DROP TABLE lineage_index")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     db.execute("DELETE FROM meta WHERE key = 'policy'")
+    db.commit()
+    db.close()
+
+
+def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
+    tmp_path: Path,
+) -> None:
+    """Schema 4 kept the identity and next threshold in the wide certificates rows and
+    `reported` with a rowid: the upgrade moves both as they are, so the pass after it
+    sends nothing again, and the next threshold still comes, once."""
+    ca = trustme.CA()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name, days_left in (("a", 25), ("b", 40), ("c", 80)):
+        leaf = ca.issue_cert(
+            f"{name}.example",
+            not_before=NOW + timedelta(days=days_left - 100),
+            not_after=NOW + timedelta(days=days_left),
+        )
+        (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    sink = RecordingSink()
+    config = _pem_config(tmp_path, certs, sink)
+    source = config.stores[0].id
+    later = NOW + timedelta(days=10, hours=6)  # b: 29.75 days left, past 30d; a: 14.75
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)  # the baseline announces a's 30d at once
+        run_pass(config, store, later)
+        index = store.load_index(source)
+        snapshot = store.load_snapshot(source)
+        history = [(e.envelope.id, e.deliveries) for e in store.history()]
+    sent = [(e.domain, e.threshold) for e in _expiring(sink)]
+    assert sent == [("a.example", "30d"), ("b.example", "30d")]
+    _downgrade_to_schema_4(config.state_dir / "state.sqlite3")
+
+    with StateStore(config.state_dir) as store:
+        assert store.load_index(source) == index
+        assert store.load_snapshot(source) == snapshot
+        assert [(e.envelope.id, e.deliveries) for e in store.history()] == history
+        assert not run_pass(config, store, later + timedelta(minutes=1)).envelopes
+        run_pass(config, store, later + timedelta(days=1))  # a: 13.75 days left
+    assert [(e.domain, e.threshold) for e in _expiring(sink)] == [*sent, ("a.example", "14d")]
+    db = sqlite3.connect(config.state_dir / "state.sqlite3")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
+    assert columns == {"source", "lineage", "fingerprint", "observation"}
+    db.close()
+
+
+def _downgrade_to_schema_4(path: Path) -> None:
+    """The tables schema 4 kept otherwise, as lacme-watch wrote them: identity and next
+    threshold in the certificates rows (indexed), `reported` with a rowid."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE certificates_4 (
+            source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            observation TEXT NOT NULL, identity BLOB, next_threshold REAL,
+            PRIMARY KEY (source, lineage));
+        INSERT INTO certificates_4 SELECT c.*, i.identity, i.next_threshold
+            FROM certificates c JOIN lineage_index i USING (source, lineage);
+        DROP TABLE certificates;
+        ALTER TABLE certificates_4 RENAME TO certificates;
+        CREATE INDEX certificates_due ON certificates (source, next_threshold);
+        DROP TABLE lineage_index;
+        CREATE TABLE reported_4 (
+            source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold));
+        INSERT INTO reported_4 SELECT * FROM reported;
+        DROP TABLE reported;
+        ALTER TABLE reported_4 RENAME TO reported;
+        UPDATE meta SET value = '4' WHERE key = 'schema';
+        """
+    )
     db.commit()
     db.close()
 
@@ -267,7 +338,7 @@ def test_a_row_whose_identity_is_stale_is_rewritten_by_the_next_pass(tmp_path: P
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)
     db = sqlite3.connect(config.state_dir / "state.sqlite3")
-    db.execute("UPDATE certificates SET identity = x'00'")
+    db.execute("UPDATE lineage_index SET identity = x'00'")
     db.commit()
     db.close()
 

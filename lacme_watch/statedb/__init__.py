@@ -35,7 +35,7 @@ from ..statefiles import (
 from .connected import epoch
 from .history import AgentRun, History, record_runs
 from .outbox import Backlog, Delivery, HistoryEntry, IdConflict, Outbox, OutboxRow, write_events
-from .schema import SCHEMA, SCHEMA_VERSION, index_thresholds, move_stale_marks
+from .schema import SCHEMA, SCHEMA_VERSION, upgrade
 from .snapshots import (
     Indexed,
     Snapshots,
@@ -201,9 +201,8 @@ class StateStore(Snapshots, Outbox, History):
                     f"{self.state_dir / DATABASE_NAME} has schema {row[0]}, newer than this"
                     f" lacme-watch understands ({SCHEMA_VERSION}): upgrade lacme-watch"
                 )
-            if row is not None and int(row[0]) < 2:
-                move_stale_marks(self._db)
-            index_thresholds(self._db)
+            if row is not None and int(row[0]) < SCHEMA_VERSION:
+                upgrade(self._db, int(row[0]))
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )

@@ -8,10 +8,14 @@ import sqlite3
 from ..observations import Observation
 from .snapshots import identity
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: deployment_stale marks moved out of `reported` into `stale_deployments`.
 3: certificates carry an identity key and their next threshold instant (indexed).
-4: `stat_records`, one per file store (statrecord.py); a new table, nothing to move."""
+4: `stat_records`, one per file store (statrecord.py); a new table, nothing to move.
+5: a certificate's identity key and next threshold instant moved to their own narrow
+table (`lineage_index`), and `reported` is kept WITHOUT ROWID: a pass that moves 5,000
+thresholds rewrites 5,000 short rows, not the pages of 5,000 wide certificate rows, a
+rescan reads the identities without the observations' pages, and a mark is stored once."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -19,11 +23,15 @@ CREATE TABLE IF NOT EXISTS sources (
     source TEXT PRIMARY KEY, baselined INTEGER NOT NULL, last_scan REAL, cursor TEXT);
 CREATE TABLE IF NOT EXISTS certificates (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    observation TEXT NOT NULL, identity BLOB, next_threshold REAL,
-    PRIMARY KEY (source, lineage));
+    observation TEXT NOT NULL, PRIMARY KEY (source, lineage));
+CREATE TABLE IF NOT EXISTS lineage_index (
+    source TEXT NOT NULL, lineage TEXT NOT NULL, identity BLOB, next_threshold REAL,
+    PRIMARY KEY (source, lineage)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS lineage_index_due ON lineage_index (source, next_threshold);
 CREATE TABLE IF NOT EXISTS reported (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold));
+    threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stale_deployments (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
     newer_fingerprint TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, newer_fingerprint));
@@ -61,29 +69,58 @@ CREATE TABLE IF NOT EXISTS agent_runs (
 """
 
 
-def index_thresholds(db: sqlite3.Connection) -> None:
-    """Schema 2 -> 3: add certificates.identity and .next_threshold, indexed. Idempotent.
+def upgrade(db: sqlite3.Connection, version: int) -> None:
+    """Every step from `version` (an older schema) to SCHEMA_VERSION, in order; each
+    step leaves a database it has already upgraded as it is."""
+    if version < 2:
+        move_stale_marks(db)
+    narrow_index(db)
+    rebuild_without_rowid(db, "reported")
 
-    Old rows get their identity from their observation and are due at once, so the
-    first pass after the upgrade looks at every certificate and sets the real instants.
+
+def narrow_index(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3 -> 5: every certificate gets a row in `lineage_index`, its
+    identity key and next threshold instant (certificates.identity and .next_threshold
+    from schema 3 to 4).
+
+    What the old columns hold moves as it is (nothing comes due twice or goes
+    unannounced); rows from before schema 3 get their identity from their observation
+    and are due at once, so the first pass after the upgrade sets the real instants.
     """
     columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
-    if "next_threshold" not in columns:
-        db.execute("ALTER TABLE certificates ADD COLUMN next_threshold REAL")
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS certificates_due ON certificates (source, next_threshold)"
-    )
+    if "next_threshold" in columns:
+        if "identity" in columns:
+            db.execute(
+                "INSERT OR REPLACE INTO lineage_index"
+                " SELECT source, lineage, identity, next_threshold FROM certificates"
+            )
+        db.execute("DROP INDEX IF EXISTS certificates_due")
+        db.execute("ALTER TABLE certificates DROP COLUMN next_threshold")
     if "identity" in columns:
-        return  # this layout already (every open checks; only an upgrade scans the rows)
-    db.execute("ALTER TABLE certificates ADD COLUMN identity BLOB")
-    stale = db.execute("SELECT source, lineage, observation FROM certificates").fetchall()
+        db.execute("ALTER TABLE certificates DROP COLUMN identity")
+    missing = db.execute(
+        "SELECT source, lineage, observation FROM certificates c WHERE NOT EXISTS"
+        " (SELECT 1 FROM lineage_index i WHERE i.source = c.source AND i.lineage = c.lineage)"
+    ).fetchall()
     db.executemany(
-        "UPDATE certificates SET identity = ?, next_threshold = 0 WHERE source = ? AND lineage = ?",
+        "INSERT INTO lineage_index VALUES (?, ?, ?, 0)",
         [
-            (identity(Observation.from_json(json.loads(raw))), source, lineage)
-            for source, lineage, raw in stale
+            (source, lineage, identity(Observation.from_json(json.loads(raw))))
+            for source, lineage, raw in missing
         ],
     )
+
+
+def rebuild_without_rowid(db: sqlite3.Connection, table: str) -> None:
+    """Copy a table kept with a rowid into its WITHOUT ROWID layout (SCHEMA's), rows and all."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    if row is None or "WITHOUT ROWID" in row[0].upper():
+        return
+    db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    created = next(s for s in SCHEMA.split(";") if f"EXISTS {table} (" in s)
+    db.execute(created)
+    db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM old_{table}")  # noqa: S608
+    db.execute(f"DROP TABLE old_{table}")
 
 
 def move_stale_marks(db: sqlite3.Connection) -> None:

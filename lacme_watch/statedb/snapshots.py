@@ -147,7 +147,7 @@ class Snapshots(Connected):
         return {
             lineage: Indexed(identity, next_threshold)
             for lineage, identity, next_threshold in self._select(
-                "SELECT lineage, identity, next_threshold FROM certificates WHERE source = ?",
+                "SELECT lineage, identity, next_threshold FROM lineage_index WHERE source = ?",
                 source,
                 lineages,
             )
@@ -158,7 +158,7 @@ class Snapshots(Connected):
         return [
             lineage
             for (lineage,) in self._db.execute(
-                "SELECT lineage FROM certificates WHERE source = ? AND next_threshold <= ?",
+                "SELECT lineage FROM lineage_index WHERE source = ? AND next_threshold <= ?",
                 (source, epoch(now)),
             )
         ]
@@ -169,7 +169,7 @@ class Snapshots(Connected):
         if row is not None and row[0] == policy:
             return
         with self.transaction() as db:
-            db.execute("UPDATE certificates SET next_threshold = 0")
+            db.execute("UPDATE lineage_index SET next_threshold = 0")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('policy', ?)", (policy,))
 
     def load_files(
@@ -304,47 +304,47 @@ def write_snapshot(
     if before is after:  # carried over whole: nothing else to write
         return
     old = before.certificates if before else {}
-    db.executemany(
-        "DELETE FROM certificates WHERE source = ? AND lineage = ?",
-        [(source, lineage) for lineage in old if lineage not in after.certificates],
-    )
+    gone = [(source, lineage) for lineage in old if lineage not in after.certificates]
+    db.executemany("DELETE FROM certificates WHERE source = ? AND lineage = ?", gone)
+    db.executemany("DELETE FROM lineage_index WHERE source = ? AND lineage = ?", gone)
     written = [
         (lineage, observation)
         for lineage, observation in after.certificates.items()
         if old.get(lineage) != observation
     ]
     db.executemany(  # a generator: one row's JSON at a time, not the whole store's
-        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
         (
-            (
-                source,
-                lineage,
-                observation.fingerprint,
-                json.dumps(observation.to_json()),
-                identity(observation),
-                next_thresholds.get(lineage, 0.0),
-            )
+            (source, lineage, observation.fingerprint, json.dumps(observation.to_json()))
             for lineage, observation in written
         ),
     )
-    rewritten = {lineage for lineage, _ in written}
-    db.executemany(  # the identity too: a row written by another version may differ only there
-        "UPDATE certificates SET next_threshold = ?, identity = ? WHERE source = ? AND lineage = ?",
+    # The identity too where only the threshold moved: a row written by another version
+    # may differ only there. A short row each, in key order: the wide rows stay as they are.
+    indexed = {lineage for lineage, _ in written}
+    indexed.update(lineage for lineage in next_thresholds if lineage in after.certificates)
+    db.executemany(
+        "INSERT INTO lineage_index VALUES (?, ?, ?, ?) ON CONFLICT (source, lineage)"
+        " DO UPDATE SET identity = excluded.identity, next_threshold = excluded.next_threshold",
         [
-            (instant, identity(after.certificates[lineage]), source, lineage)
-            for lineage, instant in next_thresholds.items()
-            if lineage not in rewritten and lineage in after.certificates
+            (
+                source,
+                lineage,
+                identity(after.certificates[lineage]),
+                next_thresholds.get(lineage, 0.0),
+            )
+            for lineage in sorted(indexed)
         ],
     )
     old_reported = before.reported if before else frozenset()
     db.executemany(
         "DELETE FROM reported WHERE source = ? AND lineage = ? AND fingerprint = ?"
         " AND threshold = ?",
-        [(source, *key) for key in old_reported - after.reported],
+        [(source, *key) for key in sorted(old_reported - after.reported)],
     )
-    db.executemany(
+    db.executemany(  # in key order: each page of the table is written once, and full
         "INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?)",
-        [(source, *key) for key in after.reported - old_reported],
+        [(source, *key) for key in sorted(after.reported - old_reported)],
     )
     old_stale = before.stale if before else frozenset()
     db.executemany(
