@@ -105,6 +105,10 @@ def event_data(event: Event) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in _data_order(type(event)):
         value = getattr(event, name)
+        plain = type(value)
+        if plain is str or plain is int or plain is bool:  # most fields: as they are
+            data[name] = value
+            continue
         if value is None:
             continue
         if isinstance(value, datetime):
@@ -145,11 +149,18 @@ def to_cloudevent(envelope: Envelope) -> dict[str, Any]:
         "id": envelope.id,
         "source": envelope.source,
         "type": envelope.type,
-        "time": format_time(envelope.time),
+        "time": _time_text(envelope.time),
         "subject": envelope.event.subject,
         "datacontenttype": "application/json",
         "data": event_data(envelope.event),
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _time_text(moment: datetime) -> str:
+    """format_time(), remembered: a pass's events share its `now` (equal instants,
+    whatever their zone, are the same UTC text)."""
+    return format_time(moment)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

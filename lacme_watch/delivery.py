@@ -57,8 +57,9 @@ def drain(
     for route in routes:
         sink = route.sink
         due = store.due(sink.name, now)
-        stale = [row for row in due if now - row.created_at > policy.max_age]
-        rows = [row for row in due if now - row.created_at <= policy.max_age]
+        oldest = now - policy.max_age  # older than max_age: created before this
+        stale = [row for row in due if row.created_at < oldest]
+        rows = [row for row in due if row.created_at >= oldest] if stale else due
         if stale:
             store.expire(sink.name, stale)
             report.expired += stale

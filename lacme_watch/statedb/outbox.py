@@ -19,7 +19,9 @@ from .snapshots import in_chunks
 if TYPE_CHECKING:
     pass
 
-_OUTBOX_ROWS = "SELECT o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
+_OUTBOX_ROWS = (
+    "SELECT o.rowid, o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
+)
 _DUE = _OUTBOX_ROWS + (
     " WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt <= ? ORDER BY o.rowid"
 )
@@ -57,6 +59,9 @@ class OutboxRow:
     attempts: int
     created_at: datetime
     last_error: str | None
+    rowid: int
+    """The outbox row's own key (rows are never deleted): marking a batch delivered
+    finds each one by it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +121,7 @@ class Outbox(Connected):
         the others are read and decoded (a drain right after a pass decodes none)."""
         rows = self._db.execute(query, parameters).fetchall()
         written = self._written
-        missing = sorted({event_id for event_id, *_ in rows if event_id not in written})
+        missing = sorted({event_id for _, event_id, *_ in rows if event_id not in written})
         decoded = {
             str(event_id): from_json(cloudevent)
             for event_id, cloudevent in in_chunks(
@@ -124,7 +129,7 @@ class Outbox(Connected):
             )
         }
         found = []
-        for event_id, sink, attempts, created_at, last_error in rows:
+        for rowid, event_id, sink, attempts, created_at, last_error in rows:
             envelope = written.get(event_id) or decoded.get(event_id)
             if envelope is None:  # an outbox row without its event: skipped, as a JOIN does
                 continue
@@ -135,17 +140,24 @@ class Outbox(Connected):
                     attempts=attempts,
                     created_at=datetime.fromtimestamp(created_at, UTC),
                     last_error=last_error,
+                    rowid=rowid,
                 )
             )
         return found
 
     def mark_delivered(self, sink: str, rows: Iterable[OutboxRow], now: datetime) -> None:
+        """Once the sink has them: one statement per 500 rows, found by their rowids."""
+        rows = sorted(rows, key=lambda row: row.rowid)
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE outbox SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,"
-                " last_error = NULL WHERE event_id = ? AND sink = ?",
-                [(epoch(now), row.envelope.id, sink) for row in rows],
-            )
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    "UPDATE outbox SET state = 'delivered', delivered_at = ?,"  # noqa: S608
+                    " attempts = attempts + 1, last_error = NULL"
+                    f" WHERE sink = ? AND rowid IN ({marks})",  # only placeholders formatted
+                    (epoch(now), sink, *(row.rowid for row in chunk)),
+                )
             db.execute(
                 "INSERT INTO sinks VALUES (?, ?) ON CONFLICT (sink) DO UPDATE"
                 " SET last_delivered = excluded.last_delivered",

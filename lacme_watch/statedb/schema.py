@@ -15,7 +15,9 @@ SCHEMA_VERSION = 5
 5: a certificate's identity key and next threshold instant moved to their own narrow
 table (`lineage_index`), and `reported` is kept WITHOUT ROWID: a pass that moves 5,000
 thresholds rewrites 5,000 short rows, not the pages of 5,000 wide certificate rows, a
-rescan reads the identities without the observations' pages, and a mark is stored once."""
+rescan reads the identities without the observations' pages, and a mark is stored once.
+The outbox index holds pending rows only (`outbox_pending`, not `outbox_due`): marking
+5,000 delivered removes their entries instead of moving them, and it stays small."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,7 +55,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
     created_at REAL NOT NULL, delivered_at REAL, last_error TEXT,
     PRIMARY KEY (event_id, sink));
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, sink, next_attempt);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, next_attempt)
+    WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS sinks (sink TEXT PRIMARY KEY, last_delivered REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS issuances (
     key TEXT PRIMARY KEY, names TEXT NOT NULL, issued_at REAL NOT NULL,
@@ -76,6 +79,7 @@ def upgrade(db: sqlite3.Connection, version: int) -> None:
         move_stale_marks(db)
     narrow_index(db)
     rebuild_without_rowid(db, "reported")
+    db.execute("DROP INDEX IF EXISTS outbox_due")  # outbox_pending (SCHEMA's) replaces it
 
 
 def narrow_index(db: sqlite3.Connection) -> None:
