@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..detect import SourceSnapshot
 from ..observations import Observation, Problem
 from .connected import Connected, epoch
+from .stored import StoredObservation, stored_identity
 
 if TYPE_CHECKING:
     from ..reader import CachedFile
@@ -71,7 +72,8 @@ class Snapshots(Connected):
         *,
         marks_of: Collection[str] | None = None,
     ) -> SourceSnapshot | None:
-        """The source's snapshot; with `lineages`, only their certificates are decoded.
+        """The source's snapshot; with `lineages`, only their certificates (each decoded
+        when first read beyond its fingerprint: see StoredObservation).
         Marks come whole (the checks after detect() look at every file's), or with
         `marks_of` only those lineages' (a partial rescan: the rest stay as they are);
         problems, cursor and baseline always come whole."""
@@ -80,10 +82,13 @@ class Snapshots(Connected):
         ).fetchone()
         if row is None:
             return None
-        certificates = {
-            lineage: Observation.from_json(json.loads(raw))
-            for lineage, raw in self._select(
-                "SELECT lineage, observation FROM certificates WHERE source = ?", source, lineages
+        certificates: dict[str, Observation] = {
+            lineage: StoredObservation.stored(lineage, fingerprint, raw, stored)
+            for lineage, fingerprint, raw, stored in self._select(
+                "SELECT lineage, fingerprint, observation, identity FROM certificates"
+                " LEFT JOIN lineage_index USING (source, lineage) WHERE source = ?",
+                source,
+                lineages,
             )
         }
         reported = frozenset(
@@ -307,10 +312,11 @@ def write_snapshot(
     gone = [(source, lineage) for lineage in old if lineage not in after.certificates]
     db.executemany("DELETE FROM certificates WHERE source = ? AND lineage = ?", gone)
     db.executemany("DELETE FROM lineage_index WHERE source = ? AND lineage = ?", gone)
+    identities: dict[str, bytes] = {}
     written = [
         (lineage, observation)
         for lineage, observation in after.certificates.items()
-        if old.get(lineage) != observation
+        if _changed(old.get(lineage), observation, identities, lineage)
     ]
     db.executemany(  # a generator: one row's JSON at a time, not the whole store's
         "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
@@ -330,7 +336,7 @@ def write_snapshot(
             (
                 source,
                 lineage,
-                identity(after.certificates[lineage]),
+                identities.get(lineage) or identity(after.certificates[lineage]),
                 next_thresholds.get(lineage, 0.0),
             )
             for lineage in sorted(indexed)
@@ -365,6 +371,23 @@ def write_snapshot(
         "INSERT OR REPLACE INTO problems VALUES (?, ?, ?, ?, ?)",
         [(source, p.path, p.reason, p.detail, p.lineage) for p in after.problems - old_problems],
     )
+
+
+def _changed(
+    old: Observation | None, new: Observation, identities: dict[str, bytes], lineage: str
+) -> bool:
+    """Whether a lineage's row must be written anew. A row loaded with its identity is
+    compared by it (equal identities, equal observations: see identity()), without
+    decoding the row; the identity made is kept in `identities` for the index row."""
+    if old is None:
+        return True
+    if old is new:
+        return False
+    stored = stored_identity(old)
+    if stored is None:
+        return old != new
+    made = identities[lineage] = identity(new)
+    return made != stored
 
 
 def write_files(
