@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,12 +14,15 @@ import trustme
 from lacme_watch.cloudevents import wrap
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
+from lacme_watch.detect import SourceSnapshot
 from lacme_watch.errors import StoreError
 from lacme_watch.events import Heartbeat
 from lacme_watch.passes import run_pass
-from lacme_watch.statedb import SCHEMA_VERSION, StateStore
+from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identity
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
+
+from .factories import observation
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -219,3 +223,34 @@ def test_an_event_recorded_twice_is_queued_once_and_delivered_as_first_recorded(
         rows = store.due("a", NOW) + store.due("b", NOW)
 
     assert [(row.sink, row.envelope) for row in rows] == [("a", first), ("b", first)]
+
+
+def test_certificates_come_back_equal_decoded_only_when_read(tmp_path: Path) -> None:
+    """load_snapshot's rows stand for the observations written: equal, same hash, a
+    dataclasses.replace() of one is whole; the fingerprint is there before the rest."""
+    written = {
+        o.lineage: o
+        for o in (
+            observation(now=NOW, days_left=20, lineage="certs/a.test"),
+            observation(now=NOW, days_left=50, lineage="certs/b.test", role="chain"),
+        )
+    }
+    after = SourceSnapshot(source="static:x", baselined=True, certificates=written)
+    with StateStore(tmp_path) as store:
+        store.commit_pass(
+            [SourceChange(before=None, after=after, files_before={}, files_after={})], [], NOW
+        )
+        loaded = store.load_snapshot("static:x")
+        assert loaded is not None
+        a = loaded.certificates["certs/a.test"]
+        assert a.fingerprint == written["certs/a.test"].fingerprint
+        assert loaded.certificates == written
+        assert written == loaded.certificates
+        assert {hash(o) for o in loaded.certificates.values()} == {
+            hash(o) for o in written.values()
+        }
+        renewed = replace(a, chain_length=3)
+        assert renewed.fingerprint == a.fingerprint
+        assert renewed == replace(written["certs/a.test"], chain_length=3)
+        assert renewed != a
+        assert store.load_index("static:x")["certs/a.test"].identity == identity(a)
