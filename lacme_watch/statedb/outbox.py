@@ -129,16 +129,20 @@ class Outbox(Connected):
             )
         }
         found = []
+        instants: dict[float, datetime] = {}  # a pass's rows share the instant they were queued
         for rowid, event_id, sink, attempts, created_at, last_error in rows:
             envelope = written.get(event_id) or decoded.get(event_id)
             if envelope is None:  # an outbox row without its event: skipped, as a JOIN does
                 continue
+            created = instants.get(created_at)
+            if created is None:
+                created = instants[created_at] = datetime.fromtimestamp(created_at, UTC)
             found.append(
                 OutboxRow(
                     envelope=envelope,
                     sink=sink,
                     attempts=attempts,
-                    created_at=datetime.fromtimestamp(created_at, UTC),
+                    created_at=created,
                     last_error=last_error,
                     rowid=rowid,
                 )
@@ -282,6 +286,7 @@ def write_events(
     recorded = _recorded(db, [envelope.id for envelope, _ in routed])
     events: list[tuple[object, ...]] = []
     outbox: list[tuple[str, str, float, float]] = []
+    queued = epoch(now)
     for envelope, sinks in routed:
         if envelope.id in recorded or envelope.id in written:
             _write_batch(db, events, outbox)  # in order: the outbox is delivered by rowid
@@ -293,7 +298,7 @@ def write_events(
         else:
             events.append(_event_row(envelope))
         written[envelope.id] = envelope
-        outbox += [(envelope.id, sink, epoch(now), epoch(now)) for sink in sinks]
+        outbox += [(envelope.id, sink, queued, queued) for sink in sinks]
     _write_batch(db, events, outbox)
     return conflicts, written
 
