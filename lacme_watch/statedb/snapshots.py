@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 import sys
@@ -140,9 +141,8 @@ class Snapshots(Connected):
     ) -> Iterator[tuple[Any, ...]]:
         """Rows of `query` (filtered by source) for every lineage, or only for `lineages`."""
         if lineages is None:
-            yield from self._db.execute(query, (source,))
-        else:
-            yield from in_chunks(self._db, f"{query} AND lineage IN", (source,), sorted(lineages))
+            return self._db.execute(query, (source,))
+        return in_chunks(self._db, f"{query} AND lineage IN", (source,), sorted(lineages))
 
     def load_index(
         self, source: str, lineages: Collection[str] | None = None
@@ -414,8 +414,15 @@ def in_chunks(
     db: sqlite3.Connection, query: str, first: tuple[str, ...], keys: Sequence[str]
 ) -> Iterator[tuple[str, ...]]:
     """`query (?, ?, ...)` over `keys` 500 at a time (SQLite caps a statement's
-    parameters); only placeholders are formatted into the SQL, never a value."""
+    parameters); only placeholders are formatted into the SQL, never a value. The
+    cursors are chained, not re-yielded: no Python frame per row."""
+    return itertools.chain.from_iterable(_chunk_cursors(db, query, first, keys))
+
+
+def _chunk_cursors(
+    db: sqlite3.Connection, query: str, first: tuple[str, ...], keys: Sequence[str]
+) -> Iterator[sqlite3.Cursor]:
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        yield from db.execute(f"{query} ({marks})", (*first, *chunk))
+        yield db.execute(f"{query} ({marks})", (*first, *chunk))
