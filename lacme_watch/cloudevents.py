@@ -67,12 +67,12 @@ _ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 def uuid5_text(namespace: bytes, name: str) -> str:
     """`str(uuid.uuid5(UUID(bytes=namespace), name))` (RFC 4122 4.3), without building
     the UUID object: half the cost, for every event of a pass."""
-    sha1 = hashlib.sha1(namespace + name.encode(), usedforsecurity=False)  # as uuid5's own
-    digest = int.from_bytes(sha1.digest()[:16], "big")
-    digest = (digest & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
-    digest = (digest & ~(0xF000 << 64)) | (5 << 76)  # version 5
-    text = f"{digest:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).hexdigest()
+    variant = _VARIANT[text[16]]  # the RFC 4122 variant: the top two bits 10
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{variant}{text[17:20]}-{text[20:32]}"
+
+
+_VARIANT = {digit: f"{int(digit, 16) & 0x3 | 0x8:x}" for digit in "0123456789abcdef"}
 
 
 @functools.lru_cache(maxsize=256)
