@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from .errors import SinkError
 from .plugins import Sink
 from .routes import RetryPolicy, SinkRoute
-from .statedb import Backlog, OutboxRow, StateStore
+from .statedb import Backlog, OutboxRow, StateStore, collector_paused
 from .wording import duration
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,18 @@ class DeliveryReport:
 def drain(
     store: StateStore, routes: Sequence[SinkRoute], now: datetime, policy: RetryPolicy
 ) -> DeliveryReport:
-    """Deliver every due outbox row, sink by sink; one failing sink never stops the others."""
+    """Deliver every due outbox row, sink by sink; one failing sink never stops the others.
+
+    The cyclic collector waits until the drain is over: the rows, envelopes and lines
+    of a large batch are made and dropped with no cycle among them (statedb's
+    collector_paused), and what is left is collected after."""
+    with collector_paused():
+        return _drain(store, routes, now, policy)
+
+
+def _drain(
+    store: StateStore, routes: Sequence[SinkRoute], now: datetime, policy: RetryPolicy
+) -> DeliveryReport:
     report = DeliveryReport()
     for route in routes:
         sink = route.sink

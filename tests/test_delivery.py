@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -9,14 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import trustme
 
+from lacme_watch.cloudevents import Envelope, wrap
 from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
-from lacme_watch.events import ChallengeFailed
+from lacme_watch.delivery import RetryPolicy, SinkRoute, drain
+from lacme_watch.events import ChallengeFailed, Heartbeat
 from lacme_watch.ingest import record
 from lacme_watch.statedb import StateStore
 from lacme_watch.testing import RecordingSink
@@ -173,3 +177,49 @@ def test_status_shows_deliveries_that_are_stuck(cli: CliRunner, tmp_path: Path) 
     assert json.loads(result.out)["deliveries"] == {"collector": {"retrying": 1}}
     table = cli("--config", str(config), "status")
     assert "sink collector: 1 retrying (see `lacme-watch events --undelivered`)" in table.out
+
+
+class _CrashingSink(RecordingSink):
+    """Notes whether the cyclic collector runs while it delivers, then crashes."""
+
+    collecting: list[bool]
+
+    def deliver(self, events: Sequence[Envelope]) -> None:
+        self.collecting = [*getattr(self, "collecting", []), gc.isenabled()]
+        raise RuntimeError("a bug in a plugin")
+
+
+def _failing_transaction(store: StateStore, inside: list[bool]) -> None:
+    with store.transaction():
+        inside.append(gc.isenabled())
+        raise RuntimeError("the writer fails")
+
+
+def test_the_collector_waits_out_a_drain_and_a_commit_and_runs_again_after(
+    tmp_path: Path,
+) -> None:
+    """Paused while thousands of rows are made (statedb.collector_paused), never left
+    paused: not by a sink that crashes, not by a transaction that fails; and one the
+    caller paused stays paused."""
+    now = datetime.now(UTC)
+    beat = Heartbeat(
+        host="h", pass_at=now, certificates=1, sources=1, sources_failed=0, events=0, problems=0
+    )
+    sink = _CrashingSink("crashing")
+    with StateStore(tmp_path) as store:
+        store.record_events([(wrap(beat, host="h", time=now, id="e1"), ["crashing"])], now)
+        report = drain(store, [SinkRoute(sink=sink)], now, RetryPolicy())
+        assert report.failures == {"crashing": "sink crashed; see the log"}
+        assert sink.collecting == [False]
+        assert gc.isenabled()
+        inside: list[bool] = []
+        with pytest.raises(RuntimeError, match="the writer fails"):
+            _failing_transaction(store, inside)
+        assert inside == [False]
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            drain(store, [SinkRoute(sink=sink)], now + timedelta(days=1), RetryPolicy())
+            assert not gc.isenabled()
+        finally:
+            gc.enable()

@@ -32,7 +32,7 @@ from ..statefiles import (
     read_reset_note,
     tighten_mode,
 )
-from .connected import epoch
+from .connected import collector_paused, epoch
 from .history import AgentRun, History, record_runs
 from .outbox import Backlog, Delivery, HistoryEntry, IdConflict, Outbox, OutboxRow, write_events
 from .schema import SCHEMA, SCHEMA_VERSION, upgrade
@@ -59,6 +59,7 @@ __all__ = [
     "SourceChange",
     "StatRecord",
     "StateStore",
+    "collector_paused",
     "identity",
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,22 @@ def epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off while thousands of rows are made or read:
+    their tuples and strings are short-lived and in no cycle, and a full collection in
+    the middle walks every object the pass holds (about 0.05 s in the commit of a
+    pass that emits 5,000 events). What is left to collect is collected after."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class Connected:
     """An open state database: `transaction()` is how every part of it writes."""
 
@@ -26,7 +43,8 @@ class Connected:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception, with the cyclic
+        collector paused (see collector_paused).
 
         An SQLite error anywhere inside becomes one StoreError line naming the file.
         """
@@ -35,8 +53,9 @@ class Connected:
         except sqlite3.Error as exc:
             raise database_error(self.path, exc) from exc
         try:
-            yield self._db
-            self._db.execute("COMMIT")
+            with collector_paused():
+                yield self._db
+                self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise database_error(self.path, exc) from exc
