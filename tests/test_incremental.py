@@ -22,7 +22,7 @@ from lacme_watch.passes import run_pass
 from lacme_watch.ratelimits import RateLimits
 from lacme_watch.statedb import SCHEMA_VERSION, StateStore, identity
 from lacme_watch.stores.pem import PemStore
-from lacme_watch.testing import RecordingSink, StaticSource
+from lacme_watch.testing import FailingSink, RecordingSink, StaticSource
 from lacme_watch.thresholds import Policy
 
 from .conftest import CliRunner, data, watch, write_config
@@ -121,13 +121,14 @@ def _downgrade_to_schema_1(path: Path) -> None:
 def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     tmp_path: Path,
 ) -> None:
-    """Schema 4 kept the identity and next threshold in the wide certificates rows and
-    `reported` with a rowid: the upgrade moves both as they are, so the pass after it
-    sends nothing again, and the next threshold still comes, once."""
+    """Schema 4 kept the identity and next threshold in the wide certificates rows,
+    `reported` with a rowid, and every outbox row in its index: the upgrade moves them
+    as they are, so the pass after it sends nothing again (what a failing sink still
+    owes it delivers, once) and the next threshold still comes, once."""
     ca = trustme.CA()
     certs = tmp_path / "certs"
     certs.mkdir()
-    for name, days_left in (("a", 25), ("b", 40), ("c", 80)):
+    for name, days_left in (("a", 25), ("b", 35), ("c", 80)):
         leaf = ca.issue_cert(
             f"{name}.example",
             not_before=NOW + timedelta(days=days_left - 100),
@@ -135,9 +136,12 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
         )
         (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
     sink = RecordingSink()
-    config = _pem_config(tmp_path, certs, sink)
+    owing = FailingSink("owing", failures=2)  # fails both passes before the upgrade
+    config = replace(
+        _pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
+    )
     source = config.stores[0].id
-    later = NOW + timedelta(days=10, hours=6)  # b: 29.75 days left, past 30d; a: 14.75
+    later = NOW + timedelta(days=5, hours=6)  # b: 29.75 days left, past 30d; a: 19.75
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)  # the baseline announces a's 30d at once
         run_pass(config, store, later)
@@ -152,13 +156,20 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
         assert store.load_index(source) == index
         assert store.load_snapshot(source) == snapshot
         assert [(e.envelope.id, e.deliveries) for e in store.history()] == history
-        assert not run_pass(config, store, later + timedelta(minutes=1)).envelopes
-        run_pass(config, store, later + timedelta(days=1))  # a: 13.75 days left
+        assert not run_pass(config, store, later + timedelta(hours=1)).envelopes
+        assert [[e.event.kind for e in batch] for batch in owing.batches] == [
+            ["certificate_expiring", "certificate_expiring"]
+        ]
+        run_pass(config, store, later + timedelta(days=6))  # a: 13.75 days left
     assert [(e.domain, e.threshold) for e in _expiring(sink)] == [*sent, ("a.example", "14d")]
+    assert [len(batch) for batch in owing.batches] == [2, 1]
     db = sqlite3.connect(config.state_dir / "state.sqlite3")
     assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
     columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
     assert columns == {"source", "lineage", "fingerprint", "observation"}
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "outbox_pending" in indexes
+    assert not {"outbox_due", "certificates_due"} & indexes
     db.close()
 
 
@@ -184,6 +195,8 @@ def _downgrade_to_schema_4(path: Path) -> None:
         INSERT INTO reported_4 SELECT * FROM reported;
         DROP TABLE reported;
         ALTER TABLE reported_4 RENAME TO reported;
+        DROP INDEX outbox_pending;
+        CREATE INDEX outbox_due ON outbox (state, sink, next_attempt);
         UPDATE meta SET value = '4' WHERE key = 'schema';
         """
     )
