@@ -36,11 +36,17 @@ def route(
     routes: Sequence[SinkRoute], envelopes: Sequence[Envelope]
 ) -> list[tuple[Envelope, list[str]]]:
     """Each event with the names of the sinks whose `events:` filter wants it; decided
-    when the outbox rows are written."""
-    return [
-        (envelope, [r.sink.name for r in routes if r.wants(envelope.event.kind)])
-        for envelope in envelopes
-    ]
+    when the outbox rows are written, once per kind (a pass's thousands of events are
+    of a few kinds)."""
+    chosen: dict[str, list[str]] = {}
+    routed = []
+    for envelope in envelopes:
+        kind = envelope.event.kind
+        names = chosen.get(kind)
+        if names is None:
+            names = chosen[kind] = [r.sink.name for r in routes if r.wants(kind)]
+        routed.append((envelope, list(names)))
+    return routed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
