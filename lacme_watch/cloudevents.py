@@ -14,7 +14,6 @@ import hashlib
 import json
 import types
 import typing
-import uuid
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from dataclasses import field as dataclass_field
@@ -33,7 +32,8 @@ if TYPE_CHECKING:
 
 TYPE_PREFIX = "lacme."
 SOURCE_SCHEME = "lacme-watch"
-_ID_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4f57-9a43-1b7f6f0c2a11")
+_ID_NAMESPACE = bytes.fromhex("6f1c3a525d0e4f579a431b7f6f0c2a11")
+"""The UUID 6f1c3a52-5d0e-4f57-9a43-1b7f6f0c2a11 (as bytes: uuid is not imported for it)."""
 _ENVELOPE_KEYS = frozenset(
     {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data"}
 )
@@ -58,10 +58,7 @@ class Envelope:
 def event_id(host: str, event: Event, salt: str = "") -> str:
     """A stable id: the same detected event always gets the same one (per salt)."""
     parts = (salt, host, event.store or "", event.kind, *event.identity())
-    return uuid5_text(_ID_NAMESPACE_BYTES, "\x1f".join(parts if salt else parts[1:]))
-
-
-_ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+    return uuid5_text(_ID_NAMESPACE, "\x1f".join(parts if salt else parts[1:]))
 
 
 def uuid5_text(namespace: bytes, name: str) -> str:

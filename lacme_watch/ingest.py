@@ -9,7 +9,6 @@ import logging
 import re
 import types
 import typing
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -94,6 +93,8 @@ def record(
     deliver: bool = True,
 ) -> tuple[list[Envelope], DeliveryReport]:
     """Record external events (new ids: each occurrence is its own event) and deliver them."""
+    import uuid  # events given in by hand (emit, the bridge): a scan's pass makes none
+
     envelopes = [wrap(event, host=config.host, time=now, id=str(uuid.uuid4())) for event in events]
     return envelopes, record_envelopes(config, store, envelopes, now, deliver=deliver)
 

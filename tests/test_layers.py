@@ -225,6 +225,7 @@ CRON_NEVER_NEEDS = {
     "tempfile",
     "shutil",  # argparse measures the terminal only to print help (arguments.py)
     "pickle",  # forked.py's, for a first pass of at least 400 files
+    "uuid",  # event ids are uuid5 text made from SHA-1 (cloudevents.uuid5_text)
     "prometheus_client",
     "publicsuffixlist",
     "OpenSSL",

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .. import events as _events
-from ..cloudevents import Envelope, from_json, to_cloudevent, to_json
+from ..cloudevents import Envelope, from_json, to_cloudevent, to_json, uuid5_text
 from .connected import Connected, epoch
 from .history import record_runs
 from .snapshots import in_chunks
@@ -261,7 +260,8 @@ class Outbox(Connected):
         return entries
 
 
-_CONFLICT_NAMESPACE = uuid.UUID("0c1f3d0e-93a4-4c55-8f7e-2d6a1b9e5c47")
+_CONFLICT_NAMESPACE = bytes.fromhex("0c1f3d0e93a44c558f7e2d6a1b9e5c47")
+"""The UUID 0c1f3d0e-93a4-4c55-8f7e-2d6a1b9e5c47 (as bytes: uuid is not imported for it)."""
 
 
 def write_events(
@@ -331,7 +331,7 @@ def _write_known(
     existing = db.execute("SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)).fetchone()
     if existing is None or _content(from_json(existing[0])) == _content(envelope):
         return None  # the same event was recorded before: never queue it twice
-    fresh = str(uuid.uuid5(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}"))
+    fresh = uuid5_text(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}")
     conflicts.append(
         IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
     )
