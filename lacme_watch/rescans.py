@@ -78,7 +78,7 @@ def changes_since(
     if kept.until is not None and now.timestamp() >= kept.until:
         _log.debug("%s: read in full, a chain's lifetime verdict ran out", source)
         return None
-    found = statrecord.changes(kept.record)
+    found = statrecord.changes(kept.record, kept.delta)
     _log.debug(
         "%s: stat record %s", source, "damaged" if found is None else f"{len(found)} changed"
     )

@@ -156,14 +156,19 @@ def scan_sources(
                 if path in reader.files or path in dropped
             }
         change, events, outcome, until = settle(source.id, scan, reader, files_before)
+        delta = None
         if partial and kept is not None:  # what it did not read again is recorded as it was
-            reader.stat_record.keep(kept.record, {path for path, _ in changed or ()})
-        record = reader.stat_record_bytes() if key is not None and not scan.failed else None
-        if key is not None and record is None:
-            _log.debug("%s: no stat record kept (a symlink, or a change within 2 s)", source.id)
-        if record is not None:
-            if partial and kept is not None and kept.until is not None:
+            if kept.until is not None:
                 until = kept.until if until is None else min(until, kept.until)
+            dropped = {path for path, _ in changed or ()}
+            delta = reader.stat_record.overlay(bytes(kept.record), kept.delta, dropped)
+        if delta is not None and key is not None and not scan.failed:  # over the record kept
+            stat = StatRecord(key, until, kept.record if kept else b"", delta, rewrite=False)
+            change = _replace(change, stat_record=stat)
+        elif (record := reader.stat_record_bytes() if key and not scan.failed else None) is None:
+            if key is not None:
+                _log.debug("%s: no stat record kept (a symlink, or a change within 2 s)", source.id)
+        else:
             change = _replace(change, stat_record=StatRecord(key or "", until, record))
         tally.changes.append(change)
         tally.problems += [(source.id, p) for p in sorted(change.after.problems, key=str)]

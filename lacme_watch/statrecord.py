@@ -28,6 +28,12 @@ unchanged next pass (filesystems with one-second timestamps included)."""
 
 _FIELDS = 6
 """device, inode, size, mtime_ns, ctime_ns, mode."""
+TOMBSTONE = -1
+"""The device number of a delta's entry for a path the record no longer holds (a real
+st_dev is never negative)."""
+DELTA_SHARE = 8
+"""A delta grows to at most 1/DELTA_SHARE of its record's entries; then the record is
+made whole again."""
 _HEADER = struct.Struct("<4sQQ")
 
 _MAGIC = b"lws3"
@@ -129,6 +135,76 @@ class Recorder:
             kept.extend(numbers[first:])
         self._kept = (b"".join(pieces), kept)
 
+    def overlay(
+        self, record: bytes, delta: bytes | bytearray | None, dropped: Collection[str]
+    ) -> bytearray | None:
+        """After a partial scan: the delta to keep over last pass's `record` (and its
+        `delta`), so that a large record is not written again for a few changed paths.
+        It holds this scan's entries, the old delta's for paths not looked at again,
+        and a tombstone for each `dropped` path not recorded again. None when it would
+        outgrow its share of the record, or the record cannot be trusted: then this
+        recorder holds the record made whole (record()) or nothing."""
+        layout = _layout(record)
+        if layout is None or layout[0] != self._prefix or not self.trusted:
+            self.trusted = False
+            return None
+        mine = [bytes(name) for name in bytes(self._names).split(b"\0")[:-1]]
+        numbers: list[int] = list(self._numbers)
+        gone = set(mine)
+        cut = len(self._prefix)
+        tombstones = [
+            name
+            for path in sorted(dropped)
+            if path.startswith(self._prefix)
+            and (name := path[cut:].encode("utf-8", "surrogateescape")) not in gone
+        ]
+        gone.update(tombstones)
+        names, kept = list(mine), numbers
+        if delta is not None:
+            old = _parsed(delta)
+            if old is None or old[0] != self._prefix:
+                self.trusted = False
+                return None
+            _, old_names, old_numbers = old
+            for index, text in enumerate(old_names.split("\0") if old_names else []):
+                encoded = text.encode("utf-8", "surrogateescape")
+                if encoded not in gone:
+                    gone.add(encoded)
+                    names.append(encoded)
+                    at = index * _FIELDS
+                    kept += old_numbers[at : at + _FIELDS]
+        for name in tombstones:
+            names.append(name)
+            kept += [TOMBSTONE] * _FIELDS
+        size = record.count(b"\0", layout[1], layout[2]) + 1
+        if not names or len(names) * DELTA_SHARE > size:  # made whole: record() holds it
+            self._whole(record, delta, dropped)
+            return None
+        head = self._prefix.encode("utf-8", "surrogateescape")
+        joined = b"\0".join(names)
+        return bytearray(
+            b"".join([_HEADER.pack(_MAGIC, len(head), len(joined)), head, joined, array("q", kept)])
+        )
+
+    def _whole(
+        self, record: bytes, delta: bytes | bytearray | None, dropped: Collection[str]
+    ) -> None:
+        """Fold the old delta into this recorder (its entries not looked at again), then
+        keep the record's own: record() then makes the record whole."""
+        if delta is not None:
+            entries = list(_entries(delta) or ())  # overlay() checked it parses
+            named = {path for path, _, _ in entries}
+            mine = set(bytes(self._names).split(b"\0")[:-1])
+            cut = len(self._prefix)
+            for path, numbers, index in entries:
+                name = path[cut:].encode("utf-8", "surrogateescape")
+                if path in dropped or name in mine or numbers[index] == TOMBSTONE:
+                    continue
+                self._names += name + b"\0"
+                self._numbers.extend(numbers[index : index + _FIELDS])
+            dropped = {*dropped, *named}
+        self.keep(record, dropped)
+
     def mark(self) -> tuple[int, int]:
         """Where the record stands, for since()."""
         return len(self._names), len(self._numbers)
@@ -178,10 +254,13 @@ class Recorder:
         return names
 
 
-def changes(record: bytes | bytearray, *, first: bool = False) -> list[tuple[str, bool]] | None:
+def changes(
+    record: bytes | bytearray, delta: bytes | bytearray | None = None, *, first: bool = False
+) -> list[tuple[str, bool]] | None:
     """The recorded paths that no longer lstat the same, each with whether it was a
-    directory (only the first with `first`); None for a damaged record."""
-    entries = _entries(record)
+    directory (only the first with `first`); None for a damaged record. `delta` (see
+    Recorder.overlay) stands over the record's entries for the paths it names."""
+    entries = _effective(record, delta)
     if entries is None:
         return None
     found: list[tuple[str, bool]] = []
@@ -203,6 +282,31 @@ def changes(record: bytes | bytearray, *, first: bool = False) -> list[tuple[str
             if first:
                 break
     return found
+
+
+def _effective(
+    record: bytes | bytearray, delta: bytes | bytearray | None
+) -> Iterator[tuple[str, Sequence[int], int]] | None:
+    """The record's entries as its delta leaves them: the record's for every path the
+    delta does not name, then the delta's own but its tombstones."""
+    base = _entries(record)
+    if base is None or delta is None:
+        return base
+    over = _entries(delta)
+    if over is None:
+        return None
+    overriding = list(over)  # a delta is small: at most an eighth of the record
+    named = {path for path, _, _ in overriding}
+
+    def walk() -> Iterator[tuple[str, Sequence[int], int]]:
+        for entry in base:
+            if entry[0] not in named:
+                yield entry
+        for entry in overriding:
+            if entry[1][entry[2]] != TOMBSTONE:
+                yield entry
+
+    return walk()
 
 
 def _entries(record: bytes | bytearray) -> Iterator[tuple[str, Sequence[int], int]] | None:

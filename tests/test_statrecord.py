@@ -385,3 +385,81 @@ def test_a_lacme_directory_whose_meta_json_alone_changed_is_read_alone(
     report, events = watching.run()
     assert (report.carried, events) == ((watching.source,), [])  # partial, not full
     assert report.certificates == 3
+
+
+def _record_rows(watching: _Watch) -> tuple[bytes, bytes | None]:
+    """The stat record as stored, and the delta over it (None: none)."""
+    with sqlite3.connect(watching.config.state_dir / "state.sqlite3") as db:
+        (record,) = db.execute("SELECT record FROM stat_records").fetchone()
+        delta = db.execute("SELECT delta FROM stat_deltas").fetchone()
+    return bytes(record), None if delta is None else bytes(delta[0])
+
+
+def _rewrite(ca: trustme.CA, path: Path, name: str, days: int = 90) -> None:
+    """A renewal written over the file in place, as `cp` or a deploy hook does."""
+    renewed = ca.issue_cert(name, not_after=NOW + timedelta(days=days))
+    with open(path, "r+b") as stream:
+        stream.write(renewed.cert_chain_pems[0].bytes())
+        stream.truncate()
+
+
+def test_a_few_changed_files_are_kept_as_a_delta_over_the_record(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A large record is not written again for a few renewed files: what they lstat now
+    stands over it, in a delta, until the delta outgrows an eighth of the record."""
+    certs = tmp_path / "certs"
+    for index in range(40):
+        _write(ca, certs / f"site{index:02}.pem", f"site{index:02}.example", 60)
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
+    watching.run()
+    record, delta = _record_rows(watching)
+    assert delta is None
+
+    _rewrite(ca, certs / "site03.pem", "site03.example")
+    report, events = watching.run()
+    assert ("certificate_renewed", "site03.example") in events
+    assert report.files_parsed == 1
+    assert _record_rows(watching)[0] == record  # not written again
+    assert _record_rows(watching)[1] is not None
+    assert watching.carried()  # the delta holds what site03 lstats now
+
+    _rewrite(ca, certs / "site05.pem", "site05.example")
+    _rewrite(ca, certs / "site03.pem", "site03.example", days=91)  # again: said once more
+    _, events = watching.run()
+    renewed = sorted(domain for kind, domain in events if kind == "certificate_renewed")
+    assert renewed == ["site03.example", "site05.example"]
+    assert _record_rows(watching)[0] == record
+    assert watching.carried()
+
+    for index in range(10, 16):  # the delta would pass an eighth: the record made whole
+        _rewrite(ca, certs / f"site{index:02}.pem", f"site{index:02}.example")
+    report, events = watching.run()
+    assert report.files_parsed == 6
+    assert len([kind for kind, _ in events if kind == "certificate_renewed"]) == 6
+    whole, delta = _record_rows(watching)
+    assert (whole != record, delta) == (True, None)
+    assert watching.carried()
+    assert statrecord.changes(whole) == []
+
+
+def test_a_path_gone_from_a_directory_is_a_tombstone_in_the_delta(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """lacme ignores a directory without meta.json: its files leave the record by a
+    tombstone in the delta, and are not looked at again until the directory changes."""
+    names = [f"host{index:02}.example" for index in range(30)]
+    store, watching = _lacme(tmp_path, ca, names)
+    watching.run()
+    record, _ = _record_rows(watching)
+    (tmp_path / "lacme" / "certs" / "host07.example" / "meta.json").unlink()
+    _, events = watching.run()
+    assert events == [("certificate_removed", "host07.example")]
+    assert _record_rows(watching)[0] == record
+    assert watching.carried()
+    save_acme_cert(
+        store, ca, ["host07.example"], not_before=NOW, not_after=NOW + timedelta(days=90)
+    )
+    _, events = watching.run()
+    assert ("certificate_issued", "host07.example") in events
+    assert watching.carried()

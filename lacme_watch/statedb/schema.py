@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER, signers TEXT, payload TEXT NOT NULL, PRIMARY KEY (source, path));
 CREATE TABLE IF NOT EXISTS stat_records (
     source TEXT PRIMARY KEY, key TEXT NOT NULL, until REAL, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS stat_deltas (source TEXT PRIMARY KEY, delta BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, store TEXT,
     time REAL NOT NULL, cloudevent TEXT NOT NULL);

@@ -53,6 +53,11 @@ class StatRecord:
     (a chain's next lifetime threshold); None: never."""
     record: bytes | bytearray
     """bytes as loaded; as a scan made it, the buffer it was made in."""
+    delta: bytes | bytearray | None = None
+    """What stands over `record` for the few paths a partial scan read again
+    (statrecord.Recorder.overlay): a large record is not written again for them."""
+    rewrite: bool = True
+    """False: `record` is the one loaded, left as it is; only the rest is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +215,14 @@ class Snapshots(Connected):
 
     def load_stat_record(self, source: str) -> StatRecord | None:
         row = self._db.execute(
-            "SELECT key, until, record FROM stat_records WHERE source = ?", (source,)
+            "SELECT key, until, record, delta FROM stat_records LEFT JOIN stat_deltas"
+            " USING (source) WHERE source = ?",
+            (source,),
         ).fetchone()
-        return None if row is None else StatRecord(row[0], row[1], bytes(row[2]))
+        if row is None:
+            return None
+        delta = None if row[3] is None else bytes(row[3])
+        return StatRecord(row[0], row[1], bytes(row[2]), delta)
 
     def carried_snapshot(self, source: str) -> SourceSnapshot | None:
         """A source's snapshot without its certificates or marks, for a pass that keeps
@@ -276,8 +286,18 @@ def write_stat_record(db: sqlite3.Connection, change: SourceChange) -> None:
     if change.carried:
         return
     source, record = change.after.source, change.stat_record
+    if record is None or record.delta is None:
+        db.execute("DELETE FROM stat_deltas WHERE source = ?", (source,))
     if record is None:
         db.execute("DELETE FROM stat_records WHERE source = ?", (source,))
+        return
+    if record.delta is not None:
+        db.execute("INSERT OR REPLACE INTO stat_deltas VALUES (?, ?)", (source, record.delta))
+    if not record.rewrite:
+        db.execute(
+            "UPDATE stat_records SET key = ?, until = ? WHERE source = ?",
+            (record.key, record.until, source),
+        )
         return
     # Written in pieces into a zeroblob: bound whole, SQLite would copy a large store's
     # record (28 MiB for lacme's 100,000 directories) and hold its pages at once.
