@@ -17,7 +17,8 @@ table (`lineage_index`), and `reported` is kept WITHOUT ROWID: a pass that moves
 thresholds rewrites 5,000 short rows, not the pages of 5,000 wide certificate rows, a
 rescan reads the identities without the observations' pages, and a mark is stored once.
 The outbox index holds pending rows only (`outbox_pending`, not `outbox_due`): marking
-5,000 delivered removes their entries instead of moving them, and it stays small."""
+5,000 delivered removes their entries instead of moving them, and it stays small.
+`stat_deltas` (a new table) keeps what a partial scan saw over a large stat record."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
