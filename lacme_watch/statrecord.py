@@ -166,7 +166,7 @@ class Recorder:
                 self.trusted = False
                 return None
             _, old_names, old_numbers = old
-            for index, text in enumerate(old_names.split("\0") if old_names else []):
+            for index, text in enumerate(old_names.split("\0")):  # "" is the root itself
                 encoded = text.encode("utf-8", "surrogateescape")
                 if encoded not in gone:
                     gone.add(encoded)

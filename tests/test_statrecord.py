@@ -463,3 +463,47 @@ def test_a_path_gone_from_a_directory_is_a_tombstone_in_the_delta(
     _, events = watching.run()
     assert ("certificate_issued", "host07.example") in events
     assert watching.carried()
+
+
+def test_a_delta_stands_over_the_record_path_by_path(tmp_path: Path) -> None:
+    """statrecord on its own, over real files: a delta holds what the paths a partial
+    scan read lstat now, keeps an older delta's entries it did not read, tombstones a
+    path gone, and may hold the store's root alone (its name is empty)."""
+    files = [tmp_path / f"f{index:02}.pem" for index in range(40)]
+    for path in files:
+        path.write_text("x")
+    old = time.time() - 3600
+    for path in [tmp_path, *files]:
+        os.utime(path, (old, old))
+
+    def recorded(*paths: Path) -> statrecord.Recorder:
+        recorder = statrecord.Recorder()
+        recorder.root(str(tmp_path))
+        for path in paths:
+            recorder.saw(str(path), os.lstat(path))
+        return recorder
+
+    record = recorded(tmp_path, *files).record()
+    assert record is not None
+    assert statrecord.changes(record) == []
+    files[5].write_text("renewed")
+    assert statrecord.changes(record) == [(str(files[5]), False)]
+    delta = recorded(files[5]).overlay(bytes(record), None, {str(files[5])})
+    assert delta is not None
+    assert statrecord.changes(record, delta) == []
+
+    files[7].unlink()  # the directory changes with it
+    gone = [(str(tmp_path), True), (str(files[7]), False)]
+    assert statrecord.changes(record, delta) == gone
+    tombstoned = recorded(tmp_path).overlay(bytes(record), delta, {path for path, _ in gone})
+    assert tombstoned is not None
+    assert statrecord.changes(record, tombstoned) == []  # f05 kept from the older delta
+    files[5].write_text("renewed again")
+    assert statrecord.changes(record, tombstoned) == [(str(files[5]), False)]
+
+    root_only = recorded(tmp_path).overlay(bytes(record), None, set())
+    assert root_only is not None
+    assert recorded().overlay(bytes(record), root_only, set()) is not None
+
+    many = recorded(*files[10:20]).overlay(bytes(record), None, set())
+    assert many is None  # more than an eighth: the record is to be made whole
