@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -102,6 +102,33 @@ def standing(store: StateStore, source: str) -> SourceChange | None:
     return SourceChange(
         before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
     )
+
+
+def next_record(
+    reader: CertificateReader,
+    key: str,
+    kept: StatRecord | None,
+    dropped: Collection[str],
+    until: float | None,
+) -> StatRecord | None:
+    """The stat record to keep after this scan; None: the next pass reads in full.
+    After a partial scan (`kept`: last pass's record, `dropped`: what changed since),
+    what it did not read again stands as recorded: a few changed paths are a delta
+    over the record, more make it whole again (statrecord.Recorder.overlay)."""
+    if kept is not None:
+        until = earliest(until, kept.until)
+        delta = reader.stat_record.overlay(bytes(kept.record), kept.delta, dropped)
+        if delta is not None:
+            return StatRecord(key, until, kept.record, delta, rewrite=False)
+    record = reader.stat_record_bytes()
+    return None if record is None else StatRecord(key, until, record)
+
+
+def earliest(first: float | None, second: float | None) -> float | None:
+    """The earlier of two `until` instants, None being never."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)
 
 
 def reader_for(

@@ -28,7 +28,7 @@ from .payloads import PayloadStream
 from .plugins import Source
 from .renewal import RenewalPolicy
 from .slices import Settled
-from .statedb import SourceChange, StateStore, StatRecord
+from .statedb import SourceChange, StateStore
 from .verify import Verifier, findings, verifier_for
 
 if TYPE_CHECKING:
@@ -148,28 +148,19 @@ def scan_sources(
             reader.finish()
             payloads.close()
         partial = scan.covered is not None
+        dropped = {path for path, _ in changed or ()} if partial else set()
         if partial:  # the file cache's rows of files it did not look at stay as they are
-            dropped = {path for path, _ in changed or ()}
             files_before = {
                 path: cached
                 for path, cached in files_before.items()
                 if path in reader.files or path in dropped
             }
         change, events, outcome, until = settle(source.id, scan, reader, files_before)
-        delta = None
-        if partial and kept is not None:  # what it did not read again is recorded as it was
-            if kept.until is not None:
-                until = kept.until if until is None else min(until, kept.until)
-            dropped = {path for path, _ in changed or ()}
-            delta = reader.stat_record.overlay(bytes(kept.record), kept.delta, dropped)
-        if delta is not None and key is not None and not scan.failed:  # over the record kept
-            stat = StatRecord(key, until, kept.record if kept else b"", delta, rewrite=False)
-            change = _replace(change, stat_record=stat)
-        elif (record := reader.stat_record_bytes() if key and not scan.failed else None) is None:
-            if key is not None:
+        if key is not None and not scan.failed:
+            stat = rescans.next_record(reader, key, kept if partial else None, dropped, until)
+            if stat is None:
                 _log.debug("%s: no stat record kept (a symlink, or a change within 2 s)", source.id)
-        else:
-            change = _replace(change, stat_record=StatRecord(key or "", until, record))
+            change = _replace(change, stat_record=stat)
         tally.changes.append(change)
         tally.problems += [(source.id, p) for p in sorted(change.after.problems, key=str)]
         tally.currents.append(outcome.current)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeGuard
 from . import rescans
 from .cloudevents import Envelope, wrap
 from .routes import route
-from .statedb import SourceChange, StateStore, StatRecord
+from .statedb import SourceChange, StateStore
 
 if TYPE_CHECKING:  # a quiet pass imports no reader (tests/test_layers.py)
     from .config import Config
@@ -91,7 +91,7 @@ def read(
     config: Config,
     now: datetime,
     settle: Settle,
-    key: str | None,
+    key: str,
 ) -> Read | None:
     """Read and commit the store slice by slice; None when it is read whole instead
     (small, or failed as a whole). When its rescan declines part-way, the caller reads
@@ -121,12 +121,12 @@ def read(
             before.update(cached)  # files of an earlier, stopped pass that are gone now
         settled = settle(source.id, scan, reader, before)
         change = settled.change
-        if settled.until is not None:
-            until = settled.until if until is None else min(until, settled.until)
+        until = rescans.earliest(until, settled.until)
         if not last:  # a first pass until the last slice: no issuance announced
             change = replace(change, after=replace(change.after, baselined=False))
-        elif key is not None and (record := reader.stat_record_bytes()) is not None:
-            change = replace(change, stat_record=StatRecord(key, until, record))
+        else:
+            stat = rescans.next_record(reader, key, None, (), until)
+            change = replace(change, stat_record=stat)
         wrapped = [
             wrap(event, host=config.host, time=now, salt=store.id_salt) for event in settled.events
         ]
