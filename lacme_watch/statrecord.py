@@ -89,6 +89,16 @@ class Recorder:
         self._names += path[len(self._prefix) :].encode("utf-8", "surrogateescape") + b"\0"
         self._numbers.extend((*record_identity(status), status.st_mode))
 
+    def _recorded(self) -> list[bytes]:
+        """The names recorded so far (after the prefix)."""
+        return bytes(self._names).split(b"\0")[:-1]
+
+    def _name(self, path: str) -> bytes | None:
+        """`path` as the record names it (after the prefix); None for one outside it."""
+        if not path.startswith(self._prefix):
+            return None
+        return path[len(self._prefix) :].encode("utf-8", "surrogateescape")
+
     def _whole_names(self) -> None:
         """Put the prefix back in front of every name recorded so far (rare: a path
         outside the store's root, or a second root)."""
@@ -96,8 +106,7 @@ class Recorder:
             self.trusted = False  # a partial scan under another root: read in full next
             return
         head = self._prefix.encode("utf-8", "surrogateescape")
-        names = bytes(self._names).split(b"\0")[:-1]
-        self._names = bytearray(b"".join(head + name + b"\0" for name in names))
+        self._names = bytearray(b"".join(head + name + b"\0" for name in self._recorded()))
         self._prefix = ""
 
     def keep(self, record: bytes | bytearray, dropped: Collection[str]) -> None:
@@ -109,14 +118,9 @@ class Recorder:
         if layout is None or layout[0] != self._prefix:
             self.trusted = False
             return
-        prefix, at, stop, numbers = layout
-        cut = len(prefix)
-        gone = set(bytes(self._names).split(b"\0")[:-1])
-        gone.update(
-            path[cut:].encode("utf-8", "surrogateescape")
-            for path in dropped
-            if path.startswith(prefix)
-        )
+        _, at, stop, numbers = layout
+        gone = set(self._recorded())
+        gone.update(name for path in dropped if (name := self._name(path)) is not None)
         view = memoryview(record)
         start = at
         pieces: list[memoryview] = []
@@ -148,29 +152,25 @@ class Recorder:
         if layout is None or layout[0] != self._prefix or not self.trusted:
             self.trusted = False
             return None
-        mine = [bytes(name) for name in bytes(self._names).split(b"\0")[:-1]]
-        numbers: list[int] = list(self._numbers)
-        gone = set(mine)
-        cut = len(self._prefix)
+        names = self._recorded()
+        kept: list[int] = list(self._numbers)
+        gone = set(names)
         tombstones = [
             name
             for path in sorted(dropped)
-            if path.startswith(self._prefix)
-            and (name := path[cut:].encode("utf-8", "surrogateescape")) not in gone
+            if (name := self._name(path)) is not None and name not in gone
         ]
         gone.update(tombstones)
-        names, kept = list(mine), numbers
         if delta is not None:
-            old = _parsed(delta)
+            old = _layout(delta)
             if old is None or old[0] != self._prefix:
                 self.trusted = False
                 return None
-            _, old_names, old_numbers = old
-            for index, text in enumerate(old_names.split("\0")):  # "" is the root itself
-                encoded = text.encode("utf-8", "surrogateescape")
-                if encoded not in gone:
-                    gone.add(encoded)
-                    names.append(encoded)
+            _, start, stop, old_numbers = old
+            for index, entry in enumerate(bytes(delta[start:stop]).split(b"\0")):  # b"": root
+                if entry not in gone:
+                    gone.add(entry)
+                    names.append(entry)
                     at = index * _FIELDS
                     kept += old_numbers[at : at + _FIELDS]
         for name in tombstones:
@@ -194,10 +194,9 @@ class Recorder:
         if delta is not None:
             entries = list(_entries(delta) or ())  # overlay() checked it parses
             named = {path for path, _, _ in entries}
-            mine = set(bytes(self._names).split(b"\0")[:-1])
-            cut = len(self._prefix)
+            mine = set(self._recorded())
             for path, numbers, index in entries:
-                name = path[cut:].encode("utf-8", "surrogateescape")
+                name = self._name(path) or b""  # the delta's prefix is this recorder's
                 if path in dropped or name in mine or numbers[index] == TOMBSTONE:
                     continue
                 self._names += name + b"\0"
