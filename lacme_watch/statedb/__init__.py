@@ -3,9 +3,9 @@
 One module per part: `schema` (tables, version, upgrades), `connected` (the
 transaction), `snapshots`, `outbox`, `history`; `StateStore` opens the file and joins them.
 
-One pass commits once: the new snapshots and the outbox rows for the events they
-caused go in the same transaction, so a crash either repeats the pass (before the
-commit) or loses nothing (after it).
+A pass commits once (a large store's first pass, once per slice: slices.py): the new
+snapshots and the outbox rows for the events they caused go in the same transaction,
+so a crash either repeats what was not committed or loses nothing of what was.
 """
 
 from __future__ import annotations
