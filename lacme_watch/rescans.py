@@ -99,9 +99,7 @@ def standing(store: StateStore, source: str) -> SourceChange | None:
     snapshot = store.carried_snapshot(source)
     if snapshot is None:
         return None
-    return SourceChange(
-        before=snapshot, after=snapshot, files_before={}, files_after={}, carried=True
-    )
+    return SourceChange(before=snapshot, after=snapshot, files_before={}, files_after={})
 
 
 def next_record(

@@ -7,14 +7,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from . import events as _events
 from .cloudevents import Envelope
 from .plugins import Sink
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,18 +30,18 @@ class SinkRoute:
 
 def route(
     routes: Sequence[SinkRoute], envelopes: Sequence[Envelope]
-) -> list[tuple[Envelope, list[str]]]:
+) -> list[tuple[Envelope, Sequence[str]]]:
     """Each event with the names of the sinks whose `events:` filter wants it; decided
     when the outbox rows are written, once per kind (a pass's thousands of events are
     of a few kinds)."""
-    chosen: dict[str, list[str]] = {}
-    routed = []
+    chosen: dict[str, tuple[str, ...]] = {}
+    routed: list[tuple[Envelope, Sequence[str]]] = []
     for envelope in envelopes:
         kind = envelope.event.kind
         names = chosen.get(kind)
         if names is None:
-            names = chosen[kind] = [r.sink.name for r in routes if r.wants(kind)]
-        routed.append((envelope, list(names)))
+            names = chosen[kind] = tuple(r.sink.name for r in routes if r.wants(kind))
+        routed.append((envelope, names))  # one tuple per kind, shared: nobody changes it
     return routed
 
 

@@ -7,16 +7,12 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from .. import events as _events
 from ..cloudevents import Envelope, from_json, to_cloudevent, to_json, uuid5_text
 from .connected import Connected, epoch
 from .history import record_runs
 from .snapshots import in_chunks
-
-if TYPE_CHECKING:
-    pass
 
 _OUTBOX_ROWS = (
     "SELECT o.rowid, o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
@@ -329,9 +325,12 @@ def _write_known(
     batch, written just before): None when it is that same event (never queued twice),
     else the envelope renamed (and the conflict noted), recorded under its new id."""
     existing = db.execute("SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)).fetchone()
-    if existing is None or _content(from_json(existing[0])) == _content(envelope):
+    if existing is None:
+        return None
+    content = _content(envelope)
+    if _content(from_json(existing[0])) == content:
         return None  # the same event was recorded before: never queue it twice
-    fresh = uuid5_text(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{_content(envelope)}")
+    fresh = uuid5_text(_CONFLICT_NAMESPACE, f"{envelope.id}\x1f{content}")
     conflicts.append(
         IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
     )

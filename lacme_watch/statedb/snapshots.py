@@ -37,8 +37,12 @@ class SourceChange:
     """lineage -> epoch of its next threshold crossing (None: none left), where it moved."""
     stat_record: StatRecord | None = None
     """What the next pass may compare instead of scanning (None: scan it in full)."""
-    carried: bool = False
-    """Last pass's outcome stands (its stat record matched): only `last_scan` moves."""
+
+    @property
+    def carried(self) -> bool:
+        """Last pass's outcome stands (rescans.standing: one snapshot both before and
+        after): only `last_scan` moves."""
+        return self.before is self.after
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +330,7 @@ def write_snapshot(
         " cursor = excluded.cursor",
         (source, int(after.baselined), epoch(now), after.cursor),
     )
-    if before is after:  # carried over whole: nothing else to write
+    if before is after:  # carried over whole (SourceChange.carried): nothing else to write
         return
     old = before.certificates if before else {}
     gone = [(source, lineage) for lineage in old if lineage not in after.certificates]
