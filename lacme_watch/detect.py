@@ -83,7 +83,7 @@ def detect(
     events += late
     reported |= overdue_marks
     problems = frozenset(scan.problems)
-    events += _unreadable(source, problems - before.problems, now)
+    events += unreadable_events(source, problems - before.problems, now)
     after = SourceSnapshot(
         source=source,
         baselined=before.baselined or not scan.failed or _absent(scan),
@@ -182,7 +182,7 @@ def _still_held(mark: tuple[str, str, str], current: Mapping[str, Observation]) 
     return lineage in current and current[lineage].fingerprint == fingerprint
 
 
-def _unreadable(source: str, fresh: frozenset[Problem], now: datetime) -> list[Event]:
+def unreadable_events(source: str, fresh: frozenset[Problem], now: datetime) -> list[Event]:
     """certificate_unreadable once per new problem, in path order."""
     return [
         _events.CertificateUnreadable(

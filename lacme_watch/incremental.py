@@ -104,14 +104,10 @@ def detect_changes(
     if whole:
         inventory = dict(after.certificates)
     elif partial:  # the rest stays in the database: read back only if asked (endpoints)
-        gone = {lineage for lineage in index if lineage not in after.certificates} & (
-            set(previous.certificates) if previous else set()
-        )
+        known = previous.certificates.keys() if previous else set()
+        gone = (index.keys() - after.certificates.keys()) & known
         inventory = Overlay(store, source, {**current, **after.certificates}, gone)
-        known = set(previous.certificates) if previous else set()
-        count_change = len(after.certificates.keys() - known) - len(
-            known - after.certificates.keys()
-        )
+        count_change = len(after.certificates) - len(known)  # added less gone
     else:
         inventory = {**current, **after.certificates}
     return Outcome(

@@ -144,6 +144,11 @@ class CertificateReader(GuardedReads):
         self.forget_directories()
 
     @property
+    def signers(self) -> tuple[x509.Certificate, ...]:
+        """The watched CAs this reader checks signatures against (and judges chains by)."""
+        return self._signers
+
+    @property
     def previous(self) -> Mapping[str, CachedFile]:
         """Last pass's file cache, as this reader was given it."""
         return self._previous

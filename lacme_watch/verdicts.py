@@ -17,7 +17,7 @@ from . import events as _events
 from .certfacts import signers_digest
 from .chains import Anchors, Finding
 from .crl import CrlFetcher, Revocation
-from .detect import SourceSnapshot, certificate_fields
+from .detect import SourceSnapshot, certificate_fields, unreadable_events
 from .freshness import Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem
 from .thresholds import Policy
@@ -257,16 +257,9 @@ class SourceChecks:
             if mark[2].startswith(("crl:", "crl-stale")) and mark[0] not in self.crl_lineages
         }
         old_problems = previous.problems if previous else frozenset()
-        for problem in sorted(self.problems - old_problems, key=lambda p: (p.path, p.reason)):
-            self.events.append(
-                _events.CertificateUnreadable(
-                    store=self.source,
-                    path=problem.path,
-                    reason=problem.reason,
-                    detail=problem.detail,
-                    seen_at=self.now,
-                )
-            )
+        self.events += unreadable_events(
+            self.source, frozenset(self.problems) - old_problems, self.now
+        )
         updated = replace(
             after,
             reported=frozenset(kept | self.marks),

@@ -113,6 +113,9 @@ class Verifier:
             policy=self.policy,
             now=now,
         )
+        # What the reader judged holds for the watched CAs it was given: an authority's
+        # own CA joins `signers` only after its scan, and its files are judged again.
+        structures = reader.structures if tuple(signers) == reader.signers else {}
         for lineage, path, facts in reader.bundles:
             observation = after.certificates.get(lineage)
             if observation is None or observation.role != "leaf" or observation.path != path:
@@ -126,7 +129,7 @@ class Verifier:
                 functools.partial(_load, reader, path),
                 chain=chains.is_chain_file(path, facts),
                 unchanged=reader.unchanged(path),
-                judged=reader.structures.get(path),
+                judged=structures.get(path),
             )
         for served in scan.chains:
             observation = after.certificates.get(served.lineage)
