@@ -5,7 +5,6 @@ as the facts every source reports. Pure: bytes in, facts out."""
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import hashlib
 import json
 import re
@@ -19,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .dernames import TbsParts, name_text, tbs_parts
 from .instants import format_time
-from .observations import CertificateFacts, Problem, Profile
+from .observations import FACTS_FIELDS, CertificateFacts, Problem, Profile, facts_values
 from .profiles import (
     is_must_staple,
     key_description,
@@ -164,9 +163,8 @@ def _usages(value: x509.ExtendedKeyUsage) -> tuple[tuple[str, ...], bool]:
     found = _USAGES.get(key)
     if found is None:
         client = _CLIENT_AUTH in key and _SERVER_AUTH not in key
-        found = _USAGES[key] = (usage_names(value), client)
-        if len(_USAGES) > _CACHED:
-            _USAGES.clear()
+        found = (usage_names(value), client)
+        _remember(_USAGES, key, found)
     return found
 
 
@@ -421,10 +419,10 @@ class StoredFacts(CertificateFacts):
 
     def __getattr__(self, name: str) -> Any:
         """Only reached for a slot not set yet: every field once the JSON is decoded."""
-        if name not in _FIELDS:
+        if name not in FACTS_FIELDS:
             raise AttributeError(name)
         decoded = CertificateFacts.from_json(json.loads(object.__getattribute__(self, "_json")))
-        for field_name in _FIELDS:
+        for field_name in FACTS_FIELDS:
             if field_name not in _EAGER:
                 object.__setattr__(self, field_name, getattr(decoded, field_name))
         return getattr(self, name)
@@ -432,18 +430,13 @@ class StoredFacts(CertificateFacts):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CertificateFacts):
             return NotImplemented
-        return _values(self) == _values(other)
+        return facts_values(self) == facts_values(other)
 
     def __hash__(self) -> int:
-        return hash(_values(self))
+        return hash(facts_values(self))
 
 
-_FIELDS = tuple(field.name for field in dataclasses.fields(CertificateFacts))
 _EAGER = ("fingerprint", "signed_by", "is_ca", "names")
-
-
-def _values(facts: CertificateFacts) -> tuple[object, ...]:
-    return tuple(getattr(facts, name) for name in _FIELDS)
 
 
 def _common_name(name: x509.Name) -> str | None:

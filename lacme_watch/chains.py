@@ -47,6 +47,8 @@ class Finding:
 _REMEMBERED = 256
 """Certificates (or pairs) each cache below keeps: the links bundles share stay, each
 leaf's is met once."""
+_UNKNOWN = object()
+"""Not asked yet (None is an answer: no anchor signed it)."""
 
 
 def signs(
@@ -81,7 +83,7 @@ def _verifies(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
 def _self_signed(certificate: x509.Certificate) -> bool:
     """A root: its own name as issuer, and its own key verifies it (remembered by the
     certificate, like signs(): the root every bundle of a CA ends in is asked once)."""
-    return certificate.issuer == certificate.subject and signs(certificate, certificate)
+    return certificate.issuer == certificate.subject and _verifies(certificate, certificate)
 
 
 def is_chain_file(path: str, facts: Sequence[CertificateFacts]) -> bool:
@@ -113,8 +115,9 @@ class Anchors:
     ) -> x509.Certificate | None:
         """The anchor whose key signed `certificate`, if any (`remember`: a certificate
         other bundles carry too, kept for them; a leaf is asked once)."""
-        if certificate in self._found:
-            return self._found[certificate]
+        known = self._found.get(certificate, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
         found = None
         for candidate in self._by_subject.get(certificate.issuer.public_bytes(), []):
             if signs(candidate, certificate):

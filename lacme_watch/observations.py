@@ -110,7 +110,7 @@ class CertificateFacts:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled (forked.py's child hands back what it read) as its values in field
         order: half the default's cost, which walks dataclasses.fields() per object."""
-        return (_certificate_facts, _FACTS_VALUES(self))
+        return (_certificate_facts, facts_values(self))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,15 +148,18 @@ class CertificateFacts:
         )
 
 
-_FACTS_FIELDS = tuple(CertificateFacts.__dataclass_fields__)
-_FACTS_VALUES = operator.attrgetter(*_FACTS_FIELDS)
+FACTS_FIELDS = tuple(CertificateFacts.__dataclass_fields__)
+"""CertificateFacts' field names, in order."""
+facts_values = operator.attrgetter(*FACTS_FIELDS)
+"""CertificateFacts' field values, in FACTS_FIELDS' order (equality and hash of a
+stand-in for one, certfacts.StoredFacts)."""
 
 
 def _certificate_facts(*values: Any) -> CertificateFacts:
     """CertificateFacts from __reduce__'s values (a frozen dataclass's fields are set
     as its own __init__ sets them)."""
     facts = object.__new__(CertificateFacts)
-    for name, value in zip(_FACTS_FIELDS, values, strict=True):
+    for name, value in zip(FACTS_FIELDS, values, strict=True):
         object.__setattr__(facts, name, value)
     return facts
 

@@ -21,7 +21,6 @@ from cryptography import x509
 from . import boundedjson, forked
 from .certfacts import (
     bad_certificate,
-    certificate_digest,
     decode_facts,
     describe,
     encode_facts,
@@ -325,15 +324,14 @@ class CertificateReader(GuardedReads):
     ) -> tuple[CertificateFacts, str]:
         """Its facts and payload line. The intermediate every bundle of a CA carries is
         described once per scan (one object, not one per bundle): a chain certificate's
-        result is kept by its SHA-256 (of the whole DER)."""
-        digest = certificate_digest(certificate, der) if chain else b""
-        if chain and (known := self._chain_described.get(digest)) is not None:
+        result is kept by its DER (equal bytes, the same certificate: no hash per bundle)."""
+        if chain and (known := self._chain_described.get(der)) is not None:
             return known
         described = self._facts(certificate, der)
         line = encode_one(described)  # the payload: also proves it can be stored
         line.encode("utf-8")  # a lone surrogate from odd bytes cannot be
         if chain:
-            self._chain_described[digest] = (described, line)
+            self._chain_described[der] = (described, line)
         return described, line
 
     def _facts(self, certificate: x509.Certificate, der: bytes) -> CertificateFacts:
