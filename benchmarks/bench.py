@@ -297,9 +297,12 @@ def run(argv: Sequence[str], ok: tuple[int, ...] = (0,)) -> Sample:
     os.close(write_end)
     errors = process.communicate()[1]
     with os.fdopen(read_end, "rb") as report:
-        elapsed, cpu, rss_kib, status = report.read().split()
+        written = report.read().split()
+    if process.returncode != 0 or len(written) != 4:  # the launcher itself failed
+        raise RuntimeError(f"{argv}: the launcher failed: {errors.decode()[-2000:]}")
+    elapsed, cpu, rss_kib, status = written
     code = os.waitstatus_to_exitcode(int(status))
-    if process.returncode != 0 or code not in ok:
+    if code not in ok:
         raise RuntimeError(f"{argv} exited {code}: {errors.decode()[-2000:]}")
     return Sample(float(elapsed), float(cpu), int(rss_kib) / 1024)
 

@@ -114,34 +114,14 @@ KINDS: tuple[str, ...] = tuple(_FAMILIES)
 """Every kind's wire name, in `EVENT_TYPES` order, without loading a class."""
 
 _HOMES: dict[str, str] = {
+    **{name: family for family, name in _FAMILIES.values()},
     "CertificateEvent": "base",
     "Event": "base",
     "lacme_fields": "base",
-    "ChainProblem": "chains",
-    "CrlDeploymentStale": "chains",
-    "CrlExpiring": "chains",
-    "DeploymentMismatch": "chains",
-    "CACertificateIssued": "lacme",
-    "CertificateAuthorityInitialized": "lacme",
-    "CertificateExpiring": "lacme",
-    "CertificateIssued": "lacme",
-    "CertificateRenewed": "lacme",
-    "ChallengeFailed": "lacme",
-    "RateLimitWarning": "lacme",
-    "CertificateRemoved": "lifecycle",
-    "CertificateRevoked": "lifecycle",
-    "CertificateUnreadable": "lifecycle",
-    "DeploymentStale": "lifecycle",
-    "Heartbeat": "lifecycle",
-    "StateReset": "lifecycle",
-    "CertificateChanged": "renewal",
     "Change": "renewal",
     "ChangeValue": "renewal",
-    "RenewalAgentRun": "renewal",
-    "RenewalAgentStale": "renewal",
-    "RenewalOverdue": "renewal",
-    "RenewalWindowMoved": "renewal",
 }
+"""Each importable name -> its family module: every kind's class, and the rest."""
 
 
 def event_type(kind: str) -> type[Event] | None:
@@ -156,10 +136,7 @@ def event_type(kind: str) -> type[Event] | None:
 
 
 def _event_types() -> dict[str, type[Event]]:
-    types: dict[str, type[Event]] = {}
-    for kind, (family, name) in _FAMILIES.items():
-        types[kind] = getattr(importlib.import_module(f".{family}", __name__), name)
-    return types
+    return {kind: found for kind in KINDS if (found := event_type(kind)) is not None}
 
 
 def __getattr__(name: str) -> object:
@@ -168,7 +145,7 @@ def __getattr__(name: str) -> object:
         value = _event_types()
     elif name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    elif name in {"base", "lacme", "lifecycle", "renewal", "chains"}:
+    elif name in _HOMES.values():
         return importlib.import_module(f".{name}", __name__)  # a family, as when all loaded
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
