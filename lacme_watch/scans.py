@@ -159,7 +159,9 @@ def scan_sources(
         if key is not None and not scan.failed:
             stat = rescans.next_record(reader, key, kept if partial else None, dropped, until)
             if stat is None:
-                _log.debug("%s: no stat record kept (a symlink, or a change within 2 s)", source.id)
+                _log.debug(
+                    "%s: no stat record kept (a symlink, or a file changed while read)", source.id
+                )
             change = _replace(change, stat_record=stat)
         tally.changes.append(change)
         tally.problems += [(source.id, p) for p in sorted(change.after.problems, key=str)]

@@ -8,9 +8,11 @@ and nothing else could make the scan differ (see scans.py), the scan would read 
 what it read last time: its outcome is last pass's, kept in the state database.
 
 A record is only kept when it can be trusted: no symlink was on the way (a link's
-target can change under an unchanged link), and no time recorded is within `RACY` of
-the scan (a change in the same clock tick as the `lstat` would leave the same mtime:
-git's "racily clean" index entries). Such a store is simply scanned in full next time.
+target can change under an unchanged link); such a store is simply scanned in full next
+time. A path whose times are within `RACY` of the scan (a change in the same clock tick
+as the `lstat` would leave the same mtime: git's "racily clean" index entries) is
+recorded as changed, so next pass looks at it again, and at nothing else: a renewal
+that lands just before a pass costs its own file, not the store's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ unchanged next pass (filesystems with one-second timestamps included)."""
 
 _FIELDS = 6
 """device, inode, size, mtime_ns, ctime_ns, mode."""
+RACY_SIZE = -1
+"""The size recorded for a path changed within RACY of the scan (a real st_size is never
+negative): it never compares the same, so next pass reads that path again, and only it."""
 TOMBSTONE = -1
 """The device number of a delta's entry for a path the record no longer holds (a real
 st_dev is never negative)."""
@@ -82,12 +87,13 @@ class Recorder:
         if stat.S_ISLNK(status.st_mode):
             self.trusted = False
             return
-        if status.st_mtime_ns >= self._racy_after or status.st_ctime_ns >= self._racy_after:
-            self.trusted = False
         if not path.startswith(self._prefix):
             self._whole_names()
         self._names += path[len(self._prefix) :].encode("utf-8", "surrogateescape") + b"\0"
-        self._numbers.extend((*record_identity(status), status.st_mode))
+        numbers = [*record_identity(status), status.st_mode]
+        if status.st_mtime_ns >= self._racy_after or status.st_ctime_ns >= self._racy_after:
+            numbers[2] = RACY_SIZE  # this one path is looked at again next pass
+        self._numbers.extend(numbers)
 
     def _recorded(self) -> list[bytes]:
         """The names recorded so far (after the prefix)."""

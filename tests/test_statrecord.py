@@ -4,6 +4,7 @@ FileStore) on the real filesystem."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -220,6 +221,50 @@ def test_files_changed_just_before_a_scan_are_not_trusted_next_pass(
     watching.run()  # the files' ctimes are now; the scan's clock says 10 s later
     report, _ = watching.run()
     assert report.carried == (watching.source,)
+
+
+def test_a_file_renewed_just_before_a_scan_is_read_again_alone(
+    tmp_path: Path,
+    ca: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One racy file is looked at again next pass, and nothing else: a renewal landing
+    a moment before a pass does not make the next one read the whole store."""
+    monkeypatch.setattr(statrecord, "RACY", 2.0)
+    caplog.set_level(logging.DEBUG, logger="lacme_watch")
+    certs = tmp_path / "certs"
+    for name in ("a", "b", "c"):
+        _write(ca, certs / f"{name}.pem", f"{name}.example", 60)
+    clock = time.time_ns() + 10**10  # the files are 10 s old by the scans' clock
+    monkeypatch.setattr("time.time_ns", lambda: clock)
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
+    watching.run()
+    assert watching.carried()
+    path = certs / "c.pem"
+    leaf = ca.issue_cert("c.example", not_after=NOW + timedelta(days=80))
+    with open(path, "r+b") as stream:  # renewed in place, in the scans' last second
+        stream.write(leaf.cert_chain_pems[0].bytes())
+        stream.truncate()
+    os.utime(path, ns=(clock - 10**9, clock - 10**9))
+    _, events = watching.run()
+    assert ("certificate_renewed", "c.example") in events
+
+    def looked_at() -> list[str]:
+        said = [r.getMessage() for r in caplog.records if r.name == "lacme_watch.rescans"]
+        caplog.clear()
+        return [line.partition(": ")[2] for line in said]
+
+    looked_at()
+    report, events = watching.run()  # c.pem looked at again (its cache row), alone
+    assert looked_at() == ["stat record 1 changed"]
+    assert (report.carried, report.files_parsed, events) == ((watching.source,), 0, [])
+    assert report.certificates == 3
+    clock += 10**10  # no longer racy: looked at once more, then trusted as it is
+    watching.run()
+    assert looked_at() == ["stat record 1 changed"]
+    assert watching.carried()
+    assert looked_at() == ["stat record 0 changed"]
 
 
 def test_a_damaged_record_means_a_full_scan(tree: tuple[Path, _Watch]) -> None:
