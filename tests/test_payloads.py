@@ -38,3 +38,19 @@ def test_out_of_order_missing_and_far_ahead_paths(tmp_path: Path) -> None:
     assert stream("/t/none.pem") is None  # after every row
     stream.close()
     assert stream("/s/0002.pem") == "payload of /s/0002.pem"
+
+
+def test_a_partial_rescan_loads_its_few_payloads_with_their_rows(tmp_path: Path) -> None:
+    """The paths a stat record says changed, and what lies under a changed directory,
+    come with their payloads: scattered over a large store, the stream would step
+    through (and hold) the rows between them. A full scan's rows leave them to it."""
+    paths = [f"/s/{index:04d}.pem" for index in range(300)] + ["/s/d/a.pem", "/s/d/b.pem"]
+    store = _store(tmp_path, paths)
+    partial = store.load_files("src", paths=["/s/0007.pem", "/s/0250.pem"], under=["/s/d"])
+    assert {path: cached.payload for path, cached in partial.items()} == {
+        path: f"payload of {path}"
+        for path in ("/s/0007.pem", "/s/0250.pem", "/s/d/a.pem", "/s/d/b.pem")
+    }
+    whole = store.load_files("src")
+    assert len(whole) == 302
+    assert {cached.payload for cached in whole.values()} == {None}

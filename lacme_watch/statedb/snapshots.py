@@ -194,13 +194,20 @@ class Snapshots(Connected):
     ) -> dict[str, CachedFile]:
         """Every remembered file's identity; payloads stay here (PayloadStream reads them).
         With `paths`, only those, and what lies under the directories `under` (a partial
-        rescan's)."""
+        rescan's), with their payloads: a few files scattered over a large store, which
+        the stream would step through the rows between to reach (and hold them)."""
         from ..reader import CachedFile  # the reader's modules: only when files are read
 
-        query = "SELECT path, dev, ino, size, mtime_ns, signers FROM files WHERE source = ?"
         if paths is None:
-            rows: Iterable[tuple[Any, ...]] = self._db.execute(query, (source,))
+            rows: Iterable[tuple[Any, ...]] = self._db.execute(
+                "SELECT path, dev, ino, size, mtime_ns, signers, NULL FROM files WHERE source = ?",
+                (source,),
+            )
         else:  # under a directory: every path after "dir/" and before "dir0"
+            query = (
+                "SELECT path, dev, ino, size, mtime_ns, signers, payload"
+                " FROM files WHERE source = ?"
+            )
             rows = [
                 *in_chunks(self._db, f"{query} AND path IN", (source,), sorted(paths)),
                 *(
@@ -213,8 +220,8 @@ class Snapshots(Connected):
                 ),
             ]
         return {
-            path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), None)
-            for path, dev, ino, size, mtime_ns, signers in rows
+            path: CachedFile((dev, ino, size, mtime_ns), sys.intern(signers), payload)
+            for path, dev, ino, size, mtime_ns, signers, payload in rows
         }
 
     def load_stat_record(self, source: str) -> StatRecord | None:
