@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 from dataclasses import replace
@@ -11,13 +12,17 @@ from pathlib import Path
 import pytest
 import trustme
 
+from lacme_watch.certfacts import observation_json
 from lacme_watch.cloudevents import wrap
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.detect import SourceSnapshot
 from lacme_watch.errors import StoreError
 from lacme_watch.events import Heartbeat
+from lacme_watch.observations import Observation
 from lacme_watch.passes import run_pass
+from lacme_watch.reader import CertificateReader
+from lacme_watch.renewal import BeforeExpiry, LifetimeLeft, RenewAt
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identity
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
@@ -254,3 +259,61 @@ def test_certificates_come_back_equal_decoded_only_when_read(tmp_path: Path) -> 
         assert renewed == replace(written["certs/a.test"], chain_length=3)
         assert renewed != a
         assert store.load_index("static:x")["certs/a.test"].identity == identity(a)
+
+
+def _odd_observations(tmp_path: Path) -> list[Observation]:
+    """Every shape a snapshot row takes: each role, each renewal policy, no chain
+    length, non-ASCII and control characters, quotes and backslashes, and the facts of
+    a real certificate, profile included."""
+    ca = trustme.CA()
+    pem = tmp_path / "real.pem"
+    pem.write_bytes(ca.issue_cert("réal.example", "b.example").cert_chain_pems[0].bytes())
+    real = CertificateReader().read_certificates(str(pem))
+    assert isinstance(real, tuple)
+    odd = 'certs/"quoted"\t\\back\\-ümlaut-\u2028-'
+    policies = [
+        None,
+        BeforeExpiry(before=timedelta(days=30), origin="store", spelled="30d"),
+        LifetimeLeft(
+            fraction=1 / 3, origin="lacme", short_fraction=0.5, short_below=timedelta(days=10)
+        ),
+        LifetimeLeft(fraction=0.25, origin="certbot"),
+        RenewAt(at=NOW + timedelta(days=3), origin="ari"),
+    ]
+    made = [
+        replace(
+            observation(
+                now=NOW,
+                days_left=20 + index,
+                lineage=odd + str(index),
+                role=role,
+                fingerprint=f"{index:02x}" * 32,
+            ),
+            chain_length=None if index % 2 else index,
+            renewal=policy,
+            domains=("ü.example", "x\x00.example"),
+        )
+        for index, (role, policy) in enumerate(
+            zip(["leaf", "chain", "ca", "leaf", "chain"], policies, strict=True)
+        )
+    ]
+    return [*made, replace(made[0], lineage=str(pem), certificate=real[0])]
+
+
+def test_a_snapshot_row_is_the_json_of_its_observation(tmp_path: Path) -> None:
+    """observation_json writes what json.dumps(to_json()) would (it reads back the
+    same), and every such row is stored and loaded back equal."""
+    made = _odd_observations(tmp_path)
+    for one in made:
+        assert json.loads(observation_json(one)) == one.to_json()
+        assert Observation.from_json(json.loads(observation_json(one))) == one
+    after = SourceSnapshot(
+        source="static:odd", baselined=True, certificates={o.lineage: o for o in made}
+    )
+    with StateStore(tmp_path / "state") as store:
+        store.commit_pass(
+            [SourceChange(before=None, after=after, files_before={}, files_after={})], [], NOW
+        )
+        loaded = store.load_snapshot("static:odd")
+    assert loaded is not None
+    assert dict(loaded.certificates) == after.certificates

@@ -349,13 +349,16 @@ def write_snapshot(
         for lineage, observation in after.certificates.items()
         if _changed(old.get(lineage), observation, identities, lineage)
     ]
-    db.executemany(  # a generator: one row's JSON at a time, not the whole store's
-        "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
-        (
-            (source, lineage, observation.fingerprint, json.dumps(observation.to_json()))
-            for lineage, observation in written
-        ),
-    )
+    if written:
+        from ..certfacts import observation_json  # the reader's modules: only when written
+
+        db.executemany(  # a generator: one row's JSON at a time, not the whole store's
+            "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
+            (
+                (source, lineage, observation.fingerprint, observation_json(observation))
+                for lineage, observation in written
+            ),
+        )
     # The identity too where only the threshold moved: a row written by another version
     # may differ only there. A short row each, in key order: the wide rows stay as they are.
     indexed = {lineage for lineage, _ in written}
