@@ -267,6 +267,56 @@ def test_a_file_renewed_just_before_a_scan_is_read_again_alone(
     assert looked_at() == ["stat record 0 changed"]
 
 
+def test_a_lacme_renewal_just_before_a_scan_is_read_again_alone(
+    tmp_path: Path,
+    ca: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """lacme's FileStore renews into the certificate's own directory: renewed a moment
+    before a pass, that directory (and only it) is read again by the next one."""
+    monkeypatch.setattr(statrecord, "RACY", 0.3)
+    caplog.set_level(logging.DEBUG, logger="lacme_watch.rescans")
+    store = FileStore(tmp_path / "lacme")
+    for name in ("one.example", "two.example", "three.example"):
+        save_acme_cert(
+            store,
+            ca,
+            [name],
+            not_before=NOW - timedelta(days=60),
+            not_after=NOW + timedelta(days=30),
+        )
+    real = time.time_ns
+    clock = real() + 10**10
+    monkeypatch.setattr("time.time_ns", lambda: clock)
+    watching = _Watch(tmp_path, LacmeStore(str(tmp_path / "lacme")))
+    watching.run()
+    assert watching.carried()
+    time.sleep(0.4)  # the store's other directories are older than RACY now
+    save_acme_cert(
+        store,
+        ca,
+        ["two.example"],
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=89),
+    )
+    clock = real()  # the renewal's files are younger than RACY by the scans' clock
+    _, events = watching.run()
+    assert ("certificate_renewed", "two.example") in events
+    caplog.clear()
+    report, events = watching.run()
+    said = [record.getMessage().partition(": ")[2] for record in caplog.records]
+    assert said[0].startswith("stat record ")
+    changed = int(said[0].split()[2])
+    assert 0 < changed <= 4  # the directory and its files, not the store's 3 directories
+    assert (report.carried, report.files_parsed, events) == ((watching.source,), 0, [])
+    clock += 10**10
+    watching.run()
+    caplog.clear()
+    assert watching.carried()
+    assert [r.getMessage().partition(": ")[2] for r in caplog.records] == ["stat record 0 changed"]
+
+
 def test_a_damaged_record_means_a_full_scan(tree: tuple[Path, _Watch]) -> None:
     _, watching = tree
     assert watching.carried()
