@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 # Only what `watch --once` needs is imported here: cron starts it cold every few
 # minutes. Every other command imports its own modules where it runs.
 from . import __version__, logconfig
-from .arguments import UsageError, build_parser, command_named
+from .arguments import UsageError, command_named, parse_arguments
 from .config import Config, find_config, load_keeping, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .ingest import record_reset
@@ -44,11 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the cyclic collector need not walk it at each full collection. 10-20 ms of a
         # cron pass over one certificate, or over an unchanged 10,000-file store.
         gc.freeze()
-    parser = build_parser(__version__)
     arguments = sys.argv[1:] if argv is None else list(argv)
     io = Io()
     try:
-        args = parser.parse_args(arguments)
+        parser, args = parse_arguments(__version__, arguments)
     except UsageError as exc:
         if command_named(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
             from . import check as check_line  # the check command's own module

@@ -14,6 +14,7 @@ import pytest
 import trustme
 from lacme import CertificateAuthority, FileStore
 
+from lacme_watch.arguments import build_parser, parse_arguments
 from lacme_watch.cloudevents import format_time
 from lacme_watch.events import EVENT_TYPES
 
@@ -330,3 +331,39 @@ def test_now_far_in_the_future_is_a_usage_error(cli: CliRunner) -> None:
     with pytest.raises(SystemExit) as caught:
         cli("--now", "9999-12-31T23:59:59Z", "status")
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param(["watch", "--once"], id="cron"),
+        pytest.param(["--config", "c.yaml", "--now", "2026-06-01", "watch"], id="daemon"),
+        pytest.param(["--log-level", "debug", "--log-format=json", "watch", "--once"], id="log"),
+        pytest.param(["--conf", "watch", "status"], id="abbreviated-option-valued-watch"),
+    ],
+)
+def test_watch_parsed_by_its_own_grammar_reads_as_the_whole_one(arguments: list[str]) -> None:
+    """cron's `watch` is parsed without the other commands' grammar; what it accepts
+    means what the whole grammar says it means."""
+    _, parsed = parse_arguments("0", arguments)
+
+    assert parsed == build_parser("0").parse_args(arguments)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param(["watch", "--onse"], "unrecognized arguments: --onse", id="typo"),
+        pytest.param(["watch", "status"], "unrecognized arguments: status", id="two-commands"),
+    ],
+)
+def test_a_watch_usage_error_is_the_whole_grammars(
+    cli: CliRunner, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(*arguments)
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "usage: lacme-watch [-h] [--version]" in err
