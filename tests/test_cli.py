@@ -281,6 +281,27 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
     assert done.stdout.startswith("lacme-watch ")
 
 
+def test_the_command_collects_cycles_again_once_started(tmp_path: Path) -> None:
+    """The `lacme-watch` script's entry point imports with the cyclic collector off,
+    and the command runs with it on (a first pass over 100,000 files needs it)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state_dir: {tmp_path / 's'}\nstores: [{{type: pem, paths: [/x/*]}}]\n")
+    probe = (
+        "import gc, sys\n"
+        f"sys.argv = ['lacme-watch', '--config', {str(config)!r}, 'config', 'check']\n"
+        "from lacme_watch import cli\n"
+        "seen = []\n"
+        "real = cli._config_check\n"
+        "cli._HANDLERS['config check'] = lambda a, io: seen.append(gc.isenabled()) or real(a, io)\n"
+        "from lacme_watch.__main__ import run\n"
+        "print(run(), seen, gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.stdout.splitlines()[-1] == "0 [True] True", done.stderr
+
+
 @pytest.mark.parametrize("columns", [40, 200])
 def test_help_is_wrapped_to_the_terminal_it_is_printed_on(columns: int) -> None:
     """The parser is built without measuring the terminal (cron never prints help);
