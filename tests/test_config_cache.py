@@ -216,6 +216,10 @@ def test_a_state_dir_from_the_environment_is_found(
         "state_dir: ~\n",
         "state_dir: /x\nstate_dir: /y\n",
         "state_dir: 'it''s'\n",
+        'state_dir: "/a\\tb"\n',
+        "state_dir: /a: b\n",
+        "state_dirs: /x\n",
+        "state_dir: null  # the default\n",
     ],
 )
 def test_a_state_dir_set_any_other_way_is_always_parsed(text: str) -> None:
@@ -230,3 +234,7 @@ def test_load_keeping_writes_nothing_until_asked(tmp_path: Path) -> None:
     assert not (state / cache.CACHE_NAME).exists()
     keep()
     assert (state / cache.CACHE_NAME).exists()
+
+
+def test_a_hash_in_a_plain_path_is_part_of_it() -> None:
+    assert cache.entry_dir(b"state_dir: /srv/a#b  # where\n") == Path("/srv/a#b")

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -38,10 +37,8 @@ CACHE_NAME = "config-cache.json"
 _FORMAT = 1
 _MAX_ENTRY = 8 * MAX_CONFIG_SIZE
 """An entry is a few times the file it was parsed from; larger is not ours."""
-_STATE_DIR_LINE = re.compile(r"^state_dir[ \t]*:(.*)$", re.MULTILINE)
-_QUOTED = re.compile(r"""^(?:'([^']*)'|"([^"\\]*)")[ \t]*(?:#.*)?$""")
-_PLAIN = re.compile(r"^([\w/~$.][^#]*?)(?:[ \t]+#.*)?$")
-"""A plain scalar as paths are written: not a tag, anchor, alias, flow or block."""
+_KEY = "state_dir"
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 
 
 def lookup(raw: bytes, file: str) -> Node | None:
@@ -86,24 +83,38 @@ def entry_dir(raw: bytes) -> Path | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    lines = _STATE_DIR_LINE.findall(text)
-    if not lines:
-        return None if "state_dir" in text else default_state_dir()
-    if len(lines) > 1:
-        return None
-    value = lines[0].strip()
-    if quoted := _QUOTED.match(value):
-        named = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
-    elif plain := _PLAIN.match(value):
-        named = plain.group(1)
-    else:
-        return None  # empty (a block below, or null), a flow, an alias, a tag
-    if not named or named in ("~", "null", "Null", "NULL"):
+    values = [
+        line[len(_KEY) :].lstrip(" \t") for line in text.splitlines() if line.startswith(_KEY)
+    ]
+    if not values:
+        return None if _KEY in text else default_state_dir()
+    if len(values) > 1 or not values[0].startswith(":"):
+        return None  # twice (an error), or another key such as `state_dirs:`
+    named = _plain_text(values[0][1:].strip())
+    if named is None:
         return None
     try:
         return Path(os.path.abspath(os.path.expanduser(expand_env(named))))
     except ConfigError:  # an unset ${VAR}: build() says so
         return None
+
+
+def _plain_text(value: str) -> str | None:
+    """A one-line YAML scalar as paths are written: plain, 'single' or "double" quoted
+    without escapes, with an optional comment; None for anything else (a block below,
+    a flow, an anchor, an alias, a tag, null) and for what YAML would not read as text."""
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        inner, rest = value[1:end], value[end + 1 :].strip()
+        if end < 0 or "\\" in inner or (rest and not rest.startswith("#")):
+            return None
+        return inner or None
+    if not value or not (value[0].isalnum() or value[0] in "/~$._"):
+        return None
+    for comment in (" #", "\t#"):
+        value = value.split(comment, 1)[0]
+    value = value.strip()
+    return None if value in _NULLS or ": " in value or value.endswith(":") else value
 
 
 def _key(raw: bytes) -> str:
