@@ -269,6 +269,9 @@ UNCHANGED_RESCAN_NEVER_NEEDS = {
     "lacme_watch.certfacts",
     "cryptography.x509",
     "yaml",
+    "socket",  # the default host is uname's nodename (cryptography's email.utils imports it)
+    "secrets",
+    "random",
 }
 """What the cron pass after that one, over the same unchanged file, must not import
 either: it only stats, so no reader (nor its chains and forked), no chain or

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,14 @@ from ..options import Node, Options, parse_bytes, read_config
 from ..plugins import GROUPS, Source, lookup
 from ..routes import SinkRoute
 from . import cache, sections
-from .discovery import LOCAL_CONFIG, SYSTEM_CONFIG, default_state_dir, find_config, zero_config
+from .discovery import (
+    LOCAL_CONFIG,
+    SYSTEM_CONFIG,
+    default_state_dir,
+    find_config,
+    hostname,
+    zero_config,
+)
 from .model import DEFAULT_SCAN, Config, MetricsOptions, Schedule, SourceRenewal
 
 __all__ = [
@@ -82,7 +88,7 @@ def build(root: Node, file: str) -> Config:
         if options.node("state_dir") is not None
         else default_state_dir()
     )
-    host = options.string("host", socket.gethostname())
+    host = options.string("host", hostname())
     max_file_size = options.size("max_file_size", DEFAULT_MAX_FILE_SIZE)
     overrides: dict[str, bool] = {}
     renewal: dict[str, SourceRenewal] = {}
