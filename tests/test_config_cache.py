@@ -238,3 +238,16 @@ def test_load_keeping_writes_nothing_until_asked(tmp_path: Path) -> None:
 
 def test_a_hash_in_a_plain_path_is_part_of_it() -> None:
     assert cache.entry_dir(b"state_dir: /srv/a#b  # where\n") == Path("/srv/a#b")
+
+
+def test_a_value_utf8_cannot_encode_is_kept_and_read_back(tmp_path: Path) -> None:
+    """YAML's "\\ud800" escape makes a lone surrogate: the entry is ASCII JSON."""
+    config, state = _write_config(tmp_path, host='"a\\ud800b"')
+    state.mkdir(mode=0o700)
+
+    assert load(config).host == "a\ud800b"
+    assert (state / cache.CACHE_NAME).is_file()
+    assert load(config).host == "a\ud800b"
+    assert cache.lookup(config.read_bytes(), str(config)) == parse_bytes(
+        config.read_bytes(), str(config)
+    )

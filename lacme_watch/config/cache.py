@@ -71,7 +71,8 @@ def store(raw: bytes, tree: Node, state_dir: Path) -> None:
     from ..atomicfile import write_whole  # only on a miss: never on a start that hit
 
     with contextlib.suppress(OSError):
-        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        # ASCII: YAML's "\ud800" escape gives a lone surrogate, which UTF-8 cannot encode
+        text = json.dumps(document, separators=(",", ":"))
         write_whole(state_dir / CACHE_NAME, text.encode(), fsync=False, prefix=".config-")
 
 
