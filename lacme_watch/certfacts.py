@@ -20,6 +20,7 @@ from .dernames import TbsParts, name_text, tbs_parts
 from .instants import format_time
 from .observations import (
     FACTS_FIELDS,
+    FACTS_VERSION,
     CertificateFacts,
     Observation,
     Problem,
@@ -52,11 +53,6 @@ _CERTIFICATE_LABELS = frozenset({b"CERTIFICATE", b"X509 CERTIFICATE"})
 
 def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
-
-
-FACTS_VERSION = "3"
-"""Bumped when describe() learns more, or the payload's layout changes: files cached by
-an older version are parsed again."""
 
 
 def signers_digest(signers: Sequence[x509.Certificate]) -> str:

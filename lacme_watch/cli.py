@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 # Only what `watch --once` needs is imported here: cron starts it cold every few
 # minutes. Every other command imports its own modules where it runs.
 from . import __version__, logconfig
-from .arguments import UsageError, build_parser, command_named
-from .config import Config, find_config, load, zero_config
+from .arguments import UsageError, command_named, parse_arguments
+from .config import Config, find_config, load_keeping, zero_config
 from .errors import ConfigError, LacmeWatchError, SinkError
 from .ingest import record_reset
 from .lock import StateLock
@@ -44,11 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the cyclic collector need not walk it at each full collection. 10-20 ms of a
         # cron pass over one certificate, or over an unchanged 10,000-file store.
         gc.freeze()
-    parser = build_parser(__version__)
     arguments = sys.argv[1:] if argv is None else list(argv)
     io = Io()
     try:
-        args = parser.parse_args(arguments)
+        parser, args = parse_arguments(__version__, arguments)
     except UsageError as exc:
         if command_named(arguments) == "check":  # a plugin's usage error is UNKNOWN, not CRITICAL
             from . import check as check_line  # the check command's own module
@@ -80,6 +79,15 @@ def _clock(args: argparse.Namespace) -> datetime:
 def _config(args: argparse.Namespace, io: Io, *, announce: bool = False) -> Config:
     """The configuration. Zero configuration says what it watches where a person looks
     (`config check`, `status`, a terminal) and at --log-level info, never to cron."""
+    config, keep = _config_keeping(args, io, announce=announce)
+    keep()
+    return config
+
+
+def _config_keeping(
+    args: argparse.Namespace, io: Io, *, announce: bool = False
+) -> tuple[Config, Callable[[], None]]:
+    """_config(), and what keeps the parsed file in state_dir once it exists."""
     path = find_config(args.config)
     if path is None:
         config, watched = zero_config()
@@ -88,20 +96,21 @@ def _config(args: argparse.Namespace, io: Io, *, announce: bool = False) -> Conf
             io.note(f"lacme-watch: {notice}")
         else:
             log.info("%s", notice)
-        return config
-    config = load(path)
+        return config, lambda: None
+    config, keep = load_keeping(path)
     for warning in config.warnings:
         io.note(warning, "warning:", "yellow")
-    return config
+    return config, keep
 
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
-    config = _config(args, io)
     if not args.once:
         from .daemon import run_daemon
 
-        return run_daemon(config, lambda: _config(args, io), now=args.now)
+        return run_daemon(_config(args, io), lambda: _config(args, io), now=args.now)
+    config, keep = _config_keeping(args, io)
     with StateLock(config.state_dir), StateStore(config.state_dir) as store:
+        keep()  # the first pass made state_dir: the next start need not parse the file
         was_reset = _announce_reset(config, store, _clock(args), io)
         report = run_pass(config, store, _clock(args))
         if config.metrics.textfile:

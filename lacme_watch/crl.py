@@ -19,14 +19,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from .observations import CrlSeen, Problem
 
 if TYPE_CHECKING:  # urllib and http.client cost a cron run ~15 ms: imported when fetching
     import http.client
     import urllib.request
+
+    # cryptography.x509 is imported where a CRL is read: config.model and a rescan that
+    # only stats load this module (RevocationOptions) and never read one (~25 ms)
+    from cryptography import x509
 
     from .reader import CertificateReader
 
@@ -87,12 +88,16 @@ Opener = Callable[["urllib.request.Request", float], "http.client.HTTPResponse"]
 
 def parse_crl(content: bytes) -> x509.CertificateRevocationList:
     """A CRL in PEM or DER; ValueError when it is neither."""
+    from cryptography import x509
+
     if b"-----BEGIN" in content:
         return x509.load_pem_x509_crl(content)
     return x509.load_der_x509_crl(content)
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    from cryptography import x509
+
     try:
         return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except (x509.ExtensionNotFound, ValueError):
@@ -105,6 +110,7 @@ def describe_crl(
     """What lacme-watch keeps about a CRL file."""
     # serialization (with its SSH and cipher modules) only once a CRL is read
     from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
 
     try:
         crl = parse_crl(content)
@@ -126,6 +132,8 @@ def describe_crl(
 
 def distribution_points(certificate: x509.Certificate) -> tuple[str, ...]:
     """The http(s) CRL URLs a certificate names (LDAP and others are not followed)."""
+    from cryptography import x509
+
     try:
         points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
     except (x509.ExtensionNotFound, ValueError):
@@ -283,6 +291,8 @@ def _parsed(url: str, body: bytes) -> x509.CertificateRevocationList | Problem:
 
 
 def _reason(entry: x509.RevokedCertificate) -> str:
+    from cryptography import x509
+
     try:
         flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
     except (x509.ExtensionNotFound, ValueError):

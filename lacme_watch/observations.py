@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from cryptography import x509
-
 from .instants import format_time, parse_time
 from .renewal import RenewalPolicy, policy_from_json, policy_to_json
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a rescan that only stats never loads cryptography.x509 (~25 ms)
+    from cryptography import x509
+
     from .events import Event
 
 Role = Literal["leaf", "chain", "ca"]
@@ -150,6 +150,10 @@ class CertificateFacts:
 
 FACTS_FIELDS = tuple(CertificateFacts.__dataclass_fields__)
 """CertificateFacts' field names, in order."""
+FACTS_VERSION = "3"
+"""Bumped when certfacts.describe() learns more, or the payload's layout changes: files
+cached by an older version are parsed again. Here, not in certfacts, so that a rescan's
+stat-record key (rescans.py) names it without loading cryptography."""
 facts_values = operator.attrgetter(*FACTS_FIELDS)
 """CertificateFacts' field values, in FACTS_FIELDS' order (equality and hash of a
 stand-in for one, certfacts.StoredFacts)."""

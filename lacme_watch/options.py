@@ -12,9 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
-
-import yaml
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import ConfigError
 from .instants import MAX_DURATION as MAX_DURATION  # re-exported for config readers
@@ -24,6 +22,9 @@ from .instants import parse_duration as parse_duration
 _SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+if TYPE_CHECKING:  # PyYAML only to parse a file: a start with a cached one has no need
+    import yaml
 
 T = TypeVar("T")
 
@@ -83,6 +84,11 @@ def _kind(value: object) -> str:
 
 def load_yaml(path: Path) -> Node:
     """Parse a YAML file into Nodes; every problem names the file and line."""
+    return parse_bytes(read_config(path), str(path))
+
+
+def read_config(path: Path) -> bytes:
+    """A configuration file's bytes, refused past MAX_CONFIG_SIZE."""
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_CONFIG_SIZE + 1)
@@ -90,21 +96,28 @@ def load_yaml(path: Path) -> Node:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
     if len(raw) > MAX_CONFIG_SIZE:
         raise ConfigError(str(path), f"larger than {MAX_CONFIG_SIZE // 1024} KiB: not a config")
+    return raw
+
+
+def parse_bytes(raw: bytes, file: str) -> Node:
+    """Parse a configuration file's bytes (UTF-8 YAML) into Nodes."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ConfigError(
-            f"{path}:{line}",
+            f"{file}:{line}",
             f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column});"
             " save the file as UTF-8",
         ) from None
-    return parse_yaml(text, str(path))
+    return parse_yaml(text, file)
 
 
 def parse_yaml(text: str, file: str) -> Node:
     """Parse YAML text into Nodes, within limits of size, aliases and nesting."""
+    import yaml
+
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # the reader checks every character up front
@@ -156,6 +169,8 @@ class _Budget:
 def _convert(
     loader: yaml.SafeLoader, node: yaml.Node, where: Where, budget: _Budget, depth: int = 0
 ) -> Node:
+    import yaml  # loaded by parse_yaml already
+
     budget.spend(where, depth)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolve `<<:` merge keys

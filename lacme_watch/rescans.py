@@ -16,19 +16,18 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from . import statrecord
 from .ari.idle import may_name_a_directory
-from .certfacts import signers_digest
 from .config import Config
 from .detect import Authority
-from .observations import ScanResult
+from .observations import FACTS_VERSION, ScanResult
 from .payloads import PayloadStream
 from .plugins import Source
 from .statedb import SourceChange, StateStore, StatRecord
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from .reader import CachedFile, CertificateReader
     from .verify import Verifier
 
@@ -51,7 +50,7 @@ def record_key(
     ari = config.ari.for_store(source.id)
     text = repr(
         (
-            signers_digest(signers),  # and the facts' version
+            _signers_key(signers),  # and the facts' version
             config.chain,
             config.max_file_size,
             type(source).__qualname__,
@@ -63,6 +62,16 @@ def record_key(
         )
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _signers_key(signers: Sequence[x509.Certificate]) -> str:
+    """The watched CAs and the facts' version. Without CAs (most hosts) certfacts is not
+    loaded, nor cryptography with it: an unchanged rescan of such a store only stats."""
+    if not signers:
+        return FACTS_VERSION
+    from .certfacts import signers_digest  # parsed CAs: cryptography is loaded already
+
+    return signers_digest(signers)
 
 
 def changes_since(

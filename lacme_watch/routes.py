@@ -3,7 +3,6 @@ often, and how long to keep retrying. Values only; delivery.py acts on them."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,6 +54,8 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> timedelta:
         """Exponential in the attempts made so far, capped, with jitter in [50%, 100%]."""
+        import random  # only once a delivery failed: not on every cron start
+
         base: timedelta = min(self.maximum, self.initial * (2 ** min(attempts, 30)))
         jitter = 0.5 + random.random() / 2  # noqa: S311  # jitter, not cryptography
         return base * jitter

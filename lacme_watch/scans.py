@@ -13,8 +13,6 @@ from dataclasses import replace as _replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from . import rescans, slices
 from .ari import records as ari_records
 from .ari.overdue import with_windows
@@ -32,6 +30,8 @@ from .statedb import SourceChange, StateStore
 from .verify import Verifier, findings, verifier_for
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from .ari.window import AriRecord
     from .events import Event
     from .plugins import ListedSource

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from .crl import CrlFetcher
 from .observations import Problem
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # x509 is loaded by the reader: a rescan that only stats needs none
+    from cryptography import x509
+
     from .chains import Finding
     from .config import Config
     from .crl import CrlCache
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 def system_anchors() -> tuple[x509.Certificate, ...]:
     """The roots the system trusts (OpenSSL's default CA file or directory)."""
     import ssl  # only to ask where OpenSSL keeps them, once a chain is judged
+
+    from cryptography import x509
 
     paths = ssl.get_default_verify_paths()
     found: list[x509.Certificate] = []
@@ -98,6 +101,8 @@ class Verifier:
         """The source's snapshot with this pass's marks, the events for new ones, and
         the first instant these checks may say something new with nothing changed
         (None: never; what a stat record holds for)."""
+        from cryptography import x509
+
         from . import chains  # only for a source that was scanned: a quiet rescan has none
         from .certfacts import describe
         from .verdicts import SourceChecks
@@ -193,6 +198,8 @@ def verifier_for(config: Config, cache: CrlCache, now: datetime) -> Verifier:
 
 def _anchors(config: Config) -> list[x509.Certificate]:
     """The system's roots, `trust:` bundles and the watched lacme stores' own CAs."""
+    from cryptography import x509
+
     anchors = list(system_anchors())
     for path in [*config.trust, *_own_roots(config)]:
         try:

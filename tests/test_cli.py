@@ -14,6 +14,7 @@ import pytest
 import trustme
 from lacme import CertificateAuthority, FileStore
 
+from lacme_watch.arguments import build_parser, parse_arguments
 from lacme_watch.cloudevents import format_time
 from lacme_watch.events import EVENT_TYPES
 
@@ -280,6 +281,27 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
     assert done.stdout.startswith("lacme-watch ")
 
 
+def test_the_command_collects_cycles_again_once_started(tmp_path: Path) -> None:
+    """The `lacme-watch` script's entry point imports with the cyclic collector off,
+    and the command runs with it on (a first pass over 100,000 files needs it)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state_dir: {tmp_path / 's'}\nstores: [{{type: pem, paths: [/x/*]}}]\n")
+    probe = (
+        "import gc, sys\n"
+        f"sys.argv = ['lacme-watch', '--config', {str(config)!r}, 'config', 'check']\n"
+        "from lacme_watch import cli\n"
+        "seen = []\n"
+        "real = cli._config_check\n"
+        "cli._HANDLERS['config check'] = lambda a, io: seen.append(gc.isenabled()) or real(a, io)\n"
+        "from lacme_watch.__main__ import run\n"
+        "print(run(), seen, gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.stdout.splitlines()[-1] == "0 [True] True", done.stderr
+
+
 @pytest.mark.parametrize("columns", [40, 200])
 def test_help_is_wrapped_to_the_terminal_it_is_printed_on(columns: int) -> None:
     """The parser is built without measuring the terminal (cron never prints help);
@@ -330,3 +352,39 @@ def test_now_far_in_the_future_is_a_usage_error(cli: CliRunner) -> None:
     with pytest.raises(SystemExit) as caught:
         cli("--now", "9999-12-31T23:59:59Z", "status")
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        pytest.param(["watch", "--once"], id="cron"),
+        pytest.param(["--config", "c.yaml", "--now", "2026-06-01", "watch"], id="daemon"),
+        pytest.param(["--log-level", "debug", "--log-format=json", "watch", "--once"], id="log"),
+        pytest.param(["--conf", "watch", "status"], id="abbreviated-option-valued-watch"),
+    ],
+)
+def test_watch_parsed_by_its_own_grammar_reads_as_the_whole_one(arguments: list[str]) -> None:
+    """cron's `watch` is parsed without the other commands' grammar; what it accepts
+    means what the whole grammar says it means."""
+    _, parsed = parse_arguments("0", arguments)
+
+    assert parsed == build_parser("0").parse_args(arguments)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param(["watch", "--onse"], "unrecognized arguments: --onse", id="typo"),
+        pytest.param(["watch", "status"], "unrecognized arguments: status", id="two-commands"),
+    ],
+)
+def test_a_watch_usage_error_is_the_whole_grammars(
+    cli: CliRunner, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(*arguments)
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "usage: lacme-watch [-h] [--version]" in err

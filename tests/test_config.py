@@ -304,3 +304,12 @@ def test_revocation_is_off_unless_asked_globally_or_per_store() -> None:
 )
 def test_revocation_and_trust_errors_name_the_key(text: str, message: str) -> None:
     assert message in config_error(text)
+
+
+def test_the_default_host_is_the_machines_hostname(tmp_path: Path) -> None:
+    """The CloudEvents `source` of every event names it: the same name as before the
+    default stopped asking socket for it."""
+    import socket
+
+    assert build(parse_yaml(MINIMAL, "x.yaml"), "x.yaml").host == socket.gethostname()
+    assert build(parse_yaml(MINIMAL + "host: h1\n", "x.yaml"), "x.yaml").host == "h1"

@@ -5,23 +5,32 @@ Search order: --config, $LACME_WATCH_CONFIG, ./lacme-watch.yaml,
 places of the tools it knows (zero configuration).
 
 `model` holds the frozen values, `sections` one parser per section, `discovery` the
-search order and zero configuration; `build()` here joins them.
+search order and zero configuration, `cache` the parsed file kept in state_dir;
+`build()` here joins them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from ..ari.settings import StoreAri, ari_settings, store_ari
 from ..errors import ConfigError
 from ..guarded import DEFAULT_MAX_FILE_SIZE
-from ..options import Node, Options, load_yaml
+from ..options import Node, Options, parse_bytes, read_config
 from ..plugins import GROUPS, Source, lookup
 from ..routes import SinkRoute
-from . import sections
-from .discovery import LOCAL_CONFIG, SYSTEM_CONFIG, default_state_dir, find_config, zero_config
+from . import cache, sections
+from .discovery import (
+    LOCAL_CONFIG,
+    SYSTEM_CONFIG,
+    default_state_dir,
+    find_config,
+    hostname,
+    zero_config,
+)
 from .model import DEFAULT_SCAN, Config, MetricsOptions, Schedule, SourceRenewal
 
 __all__ = [
@@ -39,15 +48,35 @@ __all__ = [
     "default_state_dir",
     "find_config",
     "load",
+    "load_keeping",
     "zero_config",
 ]
 
 
 def load(path: Path) -> Config:
-    """Read and validate a configuration file."""
+    """Read and validate a configuration file (parsed, or as its cache in state_dir holds
+    it parsed: config/cache.py)."""
+    config, keep = load_keeping(path)
+    keep()
+    return config
+
+
+def load_keeping(path: Path) -> tuple[Config, Callable[[], None]]:
+    """load(), and what keeps the parsed file in state_dir for the next start: call it
+    once state_dir exists (`watch` makes it; nothing to do when the cache held it)."""
     if not path.exists():
         raise ConfigError(str(path), "no such configuration file")
-    return build(load_yaml(path), str(path))
+    raw = read_config(path)
+    tree = cache.lookup(raw, str(path))
+    if tree is not None:
+        return build(tree, str(path)), _kept
+    tree = parse_bytes(raw, str(path))
+    config = build(tree, str(path))
+    return config, functools.partial(cache.store, raw, tree, config.state_dir)
+
+
+def _kept() -> None:
+    """The cache held this file: nothing to write."""
 
 
 def build(root: Node, file: str) -> Config:
@@ -59,7 +88,7 @@ def build(root: Node, file: str) -> Config:
         if options.node("state_dir") is not None
         else default_state_dir()
     )
-    host = options.string("host", socket.gethostname())
+    host = options.string("host", hostname())
     max_file_size = options.size("max_file_size", DEFAULT_MAX_FILE_SIZE)
     overrides: dict[str, bool] = {}
     renewal: dict[str, SourceRenewal] = {}

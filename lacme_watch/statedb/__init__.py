@@ -11,7 +11,7 @@ so a crash either repeats what was not committed or loses nothing of what was.
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -207,8 +207,8 @@ class StateStore(Snapshots, Outbox, History):
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('id_salt', ?)", (secrets.token_hex(16),)
+            self._db.execute(  # secrets.token_hex's bytes, without its imports
+                "INSERT OR IGNORE INTO meta VALUES ('id_salt', ?)", (os.urandom(16).hex(),)
             )
 
     def commit_pass(
