@@ -1,7 +1,8 @@
 """The hostile-file layer under every read: a path resolved to its real target first,
 every guard applied to that target (a private key's name, the store's roots), then
 `lstat`ed and opened with O_NOFOLLOW, checked again by inode, read at its size and
-capped. Every directory and file looked at joins the scan's stat record.
+capped. Every directory and file looked at joins the scan's stat record, and so does
+every symlink on the way to a file.
 """
 
 from __future__ import annotations
@@ -151,13 +152,19 @@ class GuardedReads:
         target = self._target(path)
         try:
             status = os.lstat(target)
-            if stat.S_ISLNK(status.st_mode):
-                self.stat_record.distrust()
-                target = os.path.realpath(target)
-                status = os.stat(target)
         except OSError as exc:
             return problem_from_os_error(path, exc)
-        self.stat_record.saw(target, status)
+        linked = stat.S_ISLNK(status.st_mode)
+        if linked:
+            link, link_status = target, status
+            try:
+                target = os.path.realpath(target)
+                status = os.stat(target)
+            except OSError as exc:
+                self.stat_record.distrust()  # a broken link: where it leads is not recorded
+                return problem_from_os_error(path, exc)
+            self._record_links(link, link_status, target)
+        self.stat_record.saw(target, status, linked=linked)
         if target != path and looks_like_private_key(target):
             return Problem(
                 path,
@@ -172,6 +179,23 @@ class GuardedReads:
                 " not followed (set follow_symlinks: any on this store to read it)",
             )
         return target, status
+
+    def _record_links(self, link: str, status: os.stat_result, real: str) -> None:
+        """The symlink `link` (in a real directory) and every symlink on its way to
+        `real` join the stat record, each as lstat says: while none was replaced and the
+        file is the same, the path leads to the same file. Where the walk cannot tell
+        (a loop, a part missing or unreadable, another answer than realpath's), the
+        record is not trusted."""
+        hops = [(link, status)]
+        try:
+            reached = _walk(os.path.dirname(link), os.readlink(link), hops)
+        except OSError:
+            reached = None
+        if reached != real:
+            self.stat_record.distrust()
+            return
+        for hop, hop_status in hops:
+            self.stat_record.saw_link(hop, hop_status)
 
     def _target(self, path: str) -> str:
         """The path with its directory resolved: os.path.join(real parent, name)."""
@@ -250,6 +274,36 @@ class GuardedReads:
         if len(content) > self.max_file_size:
             return Problem(path, "too_large", f"more than {self.max_file_size} bytes")
         return content, identity_of(status)
+
+
+_MAX_LINKS = 40
+"""Symlinks followed on one path's way before the walk gives up (Linux's own limit)."""
+
+
+def _walk(base: str, rest: str, hops: list[tuple[str, os.stat_result]]) -> str | None:
+    """`rest` resolved from the real directory `base` as realpath() resolves it, each
+    symlink met appended to `hops` with its lstat; None past _MAX_LINKS links. `base`
+    stays a real path throughout, so `..` is its parent."""
+    if rest.startswith("/"):
+        base = "/"
+    for name in rest.split("/"):
+        if name in ("", "."):
+            continue
+        if name == "..":
+            base = os.path.dirname(base)
+            continue
+        candidate = base + name if base.endswith("/") else f"{base}/{name}"
+        status = os.lstat(candidate)
+        if stat.S_ISLNK(status.st_mode):
+            if len(hops) >= _MAX_LINKS:
+                return None
+            hops.append((candidate, status))
+            reached = _walk(base, os.readlink(candidate), hops)
+            if reached is None:
+                return None
+            candidate = reached
+        base = candidate
+    return base
 
 
 def _read_fd(fd: int, size: int, cap: int) -> bytes:

@@ -87,7 +87,11 @@ def changes_since(
     if kept.until is not None and now.timestamp() >= kept.until:
         _log.debug("%s: read in full, a chain's lifetime verdict ran out", source)
         return None
-    found = statrecord.changes(kept.record, kept.delta)
+    try:
+        found = statrecord.changes(kept.record, kept.delta)
+    except statrecord.LinkChanged as changed:
+        _log.debug("%s: read in full, a symlink on the way to %s changed", source, changed)
+        return None
     _log.debug(
         "%s: stat record %s", source, "damaged" if found is None else f"{len(found)} changed"
     )

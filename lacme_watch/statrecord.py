@@ -7,12 +7,16 @@ chmod, chown and every write). Next pass, when the same calls return the same an
 and nothing else could make the scan differ (see scans.py), the scan would read exactly
 what it read last time: its outcome is last pass's, kept in the state database.
 
-A record is only kept when it can be trusted: no symlink was on the way (a link's
-target can change under an unchanged link); such a store is simply scanned in full next
-time. A path whose times are within `RACY` of the scan (a change in the same clock tick
-as the `lstat` would leave the same mtime: git's "racily clean" index entries) is
-recorded as changed, so next pass looks at it again, and at nothing else: a renewal
-that lands just before a pass costs its own file, not the store's.
+A record is only kept when it can be trusted. A symlink to a file joins it with every
+symlink on its way (guarded.py walks them as realpath() does), each as lstat says: a
+link is never changed in place, only replaced, so while they and the file are the same
+the path leads to the same file; when one changed, the store is read in full
+(LinkChanged). A broken or looping link, or a directory symlink, leaves no record:
+such a store is simply scanned in full next time. A path whose times are within `RACY`
+of the scan (a change in the same clock tick as the `lstat` would leave the same mtime:
+git's "racily clean" index entries) is recorded as changed, so next pass looks at it
+again, and at nothing else: a renewal that lands just before a pass costs its own
+file, not the store's.
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ _FIELDS = 6
 RACY_SIZE = -1
 """The size recorded for a path changed within RACY of the scan (a real st_size is never
 negative): it never compares the same, so next pass reads that path again, and only it."""
+LINKED = 1 << 32
+"""Set in the mode recorded for a symlink on the way to a file, and for that file: a
+change there is one no partial rescan can place (its path is not a lineage, and other
+links may lead there), so changes() raises LinkChanged: the store is read in full."""
+
+
+class LinkChanged(Exception):
+    """A symlink on the way to a file, or a file reached through one, changed."""
+
+
 TOMBSTONE = -1
 """The device number of a delta's entry for a path the record no longer holds (a real
 st_dev is never negative)."""
@@ -82,15 +96,25 @@ class Recorder:
         else:
             self._prefix = prefix
 
-    def saw(self, path: str, status: os.stat_result) -> None:
-        """A directory or regular file as lstat reports it, before it is listed or read."""
+    def saw(self, path: str, status: os.stat_result, *, linked: bool = False) -> None:
+        """A directory or regular file as lstat reports it, before it is listed or read
+        (`linked`: a file reached through the symlinks saw_link() recorded)."""
         if stat.S_ISLNK(status.st_mode):
             self.trusted = False
             return
+        self._add(path, status, LINKED if linked else 0)
+
+    def saw_link(self, path: str, status: os.stat_result) -> None:
+        """A symlink on the way to a file, as lstat reports it: a link is never changed
+        in place, only replaced, and then its lstat differs (a new inode, or at least a
+        new ctime; one within RACY is looked at again anyway)."""
+        self._add(path, status, LINKED)
+
+    def _add(self, path: str, status: os.stat_result, flags: int) -> None:
         if not path.startswith(self._prefix):
             self._whole_names()
         self._names += path[len(self._prefix) :].encode("utf-8", "surrogateescape") + b"\0"
-        numbers = [*record_identity(status), status.st_mode]
+        numbers = [*record_identity(status), status.st_mode | flags]
         if status.st_mtime_ns >= self._racy_after or status.st_ctime_ns >= self._racy_after:
             numbers[2] = RACY_SIZE  # this one path is looked at again next pass
         self._numbers.extend(numbers)
@@ -264,7 +288,8 @@ def changes(
 ) -> list[tuple[str, bool]] | None:
     """The recorded paths that no longer lstat the same, each with whether it was a
     directory (only the first with `first`); None for a damaged record. `delta` (see
-    Recorder.overlay) stands over the record's entries for the paths it names."""
+    Recorder.overlay) stands over the record's entries for the paths it names.
+    Raises LinkChanged when a symlink on the way to a file, or its file, changed."""
     base = _rows(record)
     over = _rows(delta) if delta is not None else ("", iter(()))
     if base is None or over is None:
@@ -294,7 +319,7 @@ def _compare(prefix: str, rows: Iterable[_Row], found: list[tuple[str, bool]], f
         try:
             status = lstat(path)
         except OSError:
-            found.append((path, stat.S_ISDIR(mode)))
+            pass
         else:
             if (
                 status.st_mtime_ns == mtime
@@ -304,7 +329,9 @@ def _compare(prefix: str, rows: Iterable[_Row], found: list[tuple[str, bool]], f
                 and status.st_dev == device
             ):
                 continue
-            found.append((path, stat.S_ISDIR(mode)))
+        if mode >= LINKED:
+            raise LinkChanged(path)
+        found.append((path, stat.S_ISDIR(mode)))
         if first:
             return False
     return True

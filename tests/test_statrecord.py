@@ -191,15 +191,111 @@ def test_a_changed_configuration_reads_again(tmp_path: Path, ca: trustme.CA) -> 
     assert report.carried == ()
 
 
-def test_a_symlinked_file_is_never_carried(tmp_path: Path, ca: trustme.CA) -> None:
-    """A link's target can change under an unchanged link: such a store is read each pass."""
-    _write(ca, tmp_path / "certs" / "archive" / "a1.pem", "a.example", 60)
-    (tmp_path / "certs" / "a.pem").symlink_to(tmp_path / "certs" / "archive" / "a1.pem")
-    watching = _Watch(tmp_path, PemStore((str(tmp_path / "certs" / "*.pem"),)))
+def _relink(link: Path, target: str) -> None:
+    """Point `link` elsewhere as certbot does: a new link renamed over the old one."""
+    fresh = link.with_name(link.name + ".new")
+    fresh.symlink_to(target)
+    fresh.replace(link)
+
+
+@pytest.fixture
+def linked(tmp_path: Path, ca: trustme.CA) -> tuple[Path, _Watch]:
+    """certbot's layout: live/NAME/cert.pem -> ../../archive/NAME/cert1.pem, read by a
+    pem store that follows links anywhere."""
+    root = tmp_path / "le"
+    _write(ca, root / "archive" / "a" / "cert1.pem", "a.example", 60)
+    _write(ca, root / "archive" / "b" / "cert1.pem", "b.example", 60)
+    for name in ("a", "b"):
+        (root / "live" / name).mkdir(parents=True)
+        (root / "live" / name / "cert.pem").symlink_to(f"../../archive/{name}/cert1.pem")
+    store = PemStore((str(root / "live" / "*" / "cert.pem"),), follow_any=True)
+    watching = _Watch(tmp_path, store)
+    watching.run()
+    return root, watching
+
+
+def _not_read(caplog: pytest.LogCaptureFixture) -> bool:
+    said = [r.getMessage() for r in caplog.records if r.name == "lacme_watch.scans"]
+    caplog.clear()
+    return any(line.endswith("unchanged since the last pass, not read") for line in said)
+
+
+def test_a_store_of_symlinks_unchanged_is_carried_without_a_read(
+    linked: tuple[Path, _Watch], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link is only ever replaced, never changed in place: the links on the way and
+    the file they lead to, unchanged, say the path leads to the same certificate."""
+    caplog.set_level(logging.DEBUG, logger="lacme_watch")
+    _, watching = linked
+    report, events = watching.run()
+    assert (report.carried, report.certificates, events) == ((watching.source,), 2, [])
+    assert _not_read(caplog)
+
+
+def test_a_link_pointed_at_a_renewal_is_seen(
+    linked: tuple[Path, _Watch], ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="lacme_watch")
+    root, watching = linked
+    assert watching.carried()
+    _write(ca, root / "archive" / "a" / "cert2.pem", "a.example", 85)
+    _relink(root / "live" / "a" / "cert.pem", "../../archive/a/cert2.pem")
+    caplog.clear()
+    _, events = watching.run()
+    assert ("certificate_renewed", "a.example") in events
+    assert not _not_read(caplog)
+    assert watching.carried()
+
+
+def test_a_linked_file_rewritten_in_place_is_seen(
+    linked: tuple[Path, _Watch], ca: trustme.CA
+) -> None:
+    root, watching = linked
+    assert watching.carried()
+    leaf = ca.issue_cert("b.example", not_after=NOW + timedelta(days=85))
+    with open(root / "archive" / "b" / "cert1.pem", "r+b") as stream:
+        stream.write(leaf.cert_chain_pems[0].bytes())
+        stream.truncate()
+    _, events = watching.run()
+    assert ("certificate_renewed", "b.example") in events
+
+
+def test_a_directory_link_on_the_way_pointed_elsewhere_is_seen(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """live/a.pem -> ../releases/current/a.pem, current -> v1: current pointed at v2
+    (v1 left as it was, and releases/ on no recorded path) leads the same link to
+    another file, and the record says so."""
+    root = tmp_path / "deploy"
+    _write(ca, root / "releases" / "v1" / "a.pem", "a.example", 60)
+    _write(ca, root / "releases" / "v2" / "a.pem", "a.example", 85)
+    (root / "releases" / "current").symlink_to("v1")
+    (root / "live").mkdir()
+    (root / "live" / "a.pem").symlink_to("../releases/current/a.pem")
+    watching = _Watch(tmp_path, PemStore((str(root / "live" / "*.pem"),), follow_any=True))
+    watching.run()
+    assert watching.carried()
+    _relink(root / "releases" / "current", "v2")
+    _, events = watching.run()
+    assert ("certificate_renewed", "a.example") in events
+    assert watching.carried()
+
+
+def test_a_broken_link_is_read_each_pass_until_it_leads_somewhere(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A link to nothing yet: nothing recorded could say when its target appears."""
+    certs = tmp_path / "certs"
+    _write(ca, certs / "b.pem", "b.example", 60)
+    (certs / "a.pem").symlink_to("archive/a1.pem")
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
     watching.run()
     report, _ = watching.run()
     assert report.carried == ()
-    assert report.certificates == 1
+    _write(ca, certs / "archive" / "a1.pem", "a.example", 60)
+    _, events = watching.run()
+    assert ("certificate_issued", "a.example") in events
+    assert watching.carried()
 
 
 def test_files_changed_just_before_a_scan_are_not_trusted_next_pass(
