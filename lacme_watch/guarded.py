@@ -228,14 +228,19 @@ class GuardedReads:
         except OSError:
             return candidate  # the file's own lstat reports what is missing
         if stat.S_ISLNK(status.st_mode):
-            real = os.path.realpath(candidate)
-            if self.inside(real):
-                self.stat_record.distrust()
-            return real
-        if self.inside(candidate) and candidate not in self._recorded:
+            self.stat_record.distrust()  # re-pointed, it would lead the same names elsewhere
+            return os.path.realpath(candidate)
+        if self._in_roots(candidate) and candidate not in self._recorded:
             self._recorded.add(candidate)
             self.stat_record.saw(candidate, status)
         return candidate
+
+    def _in_roots(self, directory: str) -> bool:
+        """Within the store's roots, whatever follow_symlinks says: a directory above
+        them is only passed through by name (a different one there is a different file
+        at the end of the path, which its own lstat shows), and /, /etc or /tmp change
+        far too often to stand in the record."""
+        return not self.roots or directory.startswith(self._prefixes) or directory in self.roots
 
     def _read(self, path: str) -> tuple[bytes, Identity] | Problem:
         located = self._locate(path)

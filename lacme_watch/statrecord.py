@@ -234,22 +234,31 @@ class Recorder:
             dropped = {*dropped, *named}
         self.keep(record, dropped)
 
-    def mark(self) -> tuple[int, int]:
+    def mark(self) -> tuple[int, int, str]:
         """Where the record stands, for since()."""
-        return len(self._names), len(self._numbers)
+        return len(self._names), len(self._numbers), self._prefix
 
-    def since(self, mark: tuple[int, int]) -> tuple[str, bytes, list[int], bool]:
+    def since(self, mark: tuple[int, int, str]) -> tuple[str, bytes, list[int], bool]:
         """The entries after `mark` (the prefix they were cut by, their names, their
         numbers), and whether the record is still trusted: what a forked reader hands
-        back."""
-        names, numbers = mark
+        back. Names made whole since the mark each grew by the prefix they had."""
+        names, numbers, prefix = mark
+        if prefix != self._prefix:
+            names += numbers // _FIELDS * len(prefix.encode("utf-8", "surrogateescape"))
         return self._prefix, bytes(self._names[names:]), list(self._numbers[numbers:]), self.trusted
 
     def extend(self, prefix: str, names: bytes, numbers: list[int], trusted: bool) -> None:
-        """Entries recorded by another process's reader of the same scan."""
-        if prefix != self._prefix or len(numbers) != _FIELDS * names.count(b"\0"):
+        """Entries recorded by another process's reader of the same scan (which may
+        have kept its names whole: a symlink there led out of the store's root)."""
+        if len(numbers) != _FIELDS * names.count(b"\0"):
             self.trusted = False
             return
+        if prefix != self._prefix:
+            self._whole_names()
+            if self._prefix:  # not made whole: a partial scan's (see _whole_names)
+                return
+            head = prefix.encode("utf-8", "surrogateescape")
+            names = b"".join(head + name + b"\0" for name in names.split(b"\0")[:-1])
         self._names += names
         self._numbers.extend(numbers)
         self.trusted = self.trusted and trusted

@@ -128,3 +128,37 @@ def test_a_child_that_fails_costs_nothing_but_time(
     assert len(_inventory(config)) == COUNT
     with StateStore(config.state_dir) as state:
         assert state.load_stat_record(config.stores[0].id) is None  # next pass reads all
+
+
+def test_links_out_of_the_root_in_the_childs_half_still_make_a_record(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child keeps its names whole once a link leads out of the store's root;
+    this process takes them as they are, and the record holds every link and file."""
+    monkeypatch.setattr(statrecord, "RACY", -3600.0)
+    live = tmp_path / "live"
+    live.mkdir()
+    for target in sorted(store.iterdir()):
+        (live / target.name).symlink_to(target)
+    config = Config(
+        path=None,
+        state_dir=tmp_path / "linked",
+        host="test-host",
+        stores=(PemStore((str(live / "*.pem"),), follow_any=True),),
+        authorities=(),
+        sinks=(SinkRoute(sink=RecordingSink()),),
+    )
+    with StateStore(config.state_dir) as state:
+        report = run_pass(config, state, NOW)
+        kept = state.load_stat_record(config.stores[0].id)
+    assert report.files_parsed == COUNT
+    assert kept is not None
+    assert statrecord.changes(kept.record) == []
+    recorded = {path for path, _, _ in statrecord._entries(kept.record) or ()}
+    assert {
+        str(live / f"host{COUNT - 1:04}.pem"),
+        str(store / f"host{COUNT - 1:04}.pem"),
+    } <= recorded
+    with StateStore(config.state_dir) as state:
+        again = run_pass(config, state, NOW)
+    assert again.carried == (config.stores[0].id,)
