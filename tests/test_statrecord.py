@@ -281,6 +281,23 @@ def test_a_directory_link_on_the_way_pointed_elsewhere_is_seen(
     assert watching.carried()
 
 
+def test_a_change_above_the_stores_root_leaves_it_carried(
+    tmp_path: Path, ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With follow_symlinks: any too, the directories above the root are only passed
+    through: a file written in /tmp or /etc does not make the store be read again."""
+    caplog.set_level(logging.DEBUG, logger="lacme_watch")
+    certs = tmp_path / "outer" / "certs"
+    _write(ca, certs / "a.pem", "a.example", 60)
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),), follow_any=True))
+    watching.run()
+    assert watching.carried()
+    caplog.clear()
+    (tmp_path / "outer" / "unrelated.txt").write_text("a neighbour's file")
+    assert watching.carried()
+    assert _not_read(caplog)
+
+
 def test_a_broken_link_is_read_each_pass_until_it_leads_somewhere(
     tmp_path: Path, ca: trustme.CA
 ) -> None:
