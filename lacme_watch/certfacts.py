@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .dernames import TbsParts, name_text, tbs_parts
-from .instants import format_time
+from .instants import format_time, parse_time
 from .observations import (
     FACTS_FIELDS,
     FACTS_VERSION,
@@ -445,14 +446,25 @@ class StoredFacts(CertificateFacts):
         return super().__reduce__()
 
     def __getattr__(self, name: str) -> Any:
-        """Only reached for a slot not set yet: every field once the JSON is decoded."""
+        """Only reached for a slot not set yet: every field once the JSON is decoded.
+
+        The fields are set straight from the JSON, as CertificateFacts.from_json reads
+        them: no whole CertificateFacts made and copied (each certificate that comes
+        due a threshold is decoded here, for its event)."""
         if name not in FACTS_FIELDS:
             raise AttributeError(name)
-        decoded = CertificateFacts.from_json(json.loads(object.__getattribute__(self, "_json")))
-        for field_name in FACTS_FIELDS:
-            if field_name not in _EAGER:
-                object.__setattr__(self, field_name, getattr(decoded, field_name))
-        return getattr(self, name)
+        raw = json.loads(object.__getattribute__(self, "_json"))
+        put = object.__setattr__
+        put(self, "serial", raw["serial"])
+        put(self, "subject", raw["subject"])
+        put(self, "subject_cn", raw["subject_cn"])
+        put(self, "issuer", sys.intern(raw["issuer"]))  # one CA's certificates share a copy
+        put(self, "issuer_cn", raw["issuer_cn"] and sys.intern(raw["issuer_cn"]))
+        put(self, "not_before", parse_time(raw["not_before"]))
+        put(self, "not_after", parse_time(raw["not_after"]))
+        put(self, "is_client", raw["is_client"])
+        put(self, "profile", Profile.from_json(raw["profile"]) if raw.get("profile") else None)
+        return object.__getattribute__(self, name)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CertificateFacts):
@@ -461,9 +473,6 @@ class StoredFacts(CertificateFacts):
 
     def __hash__(self) -> int:
         return hash(facts_values(self))
-
-
-_EAGER = ("fingerprint", "signed_by", "is_ca", "names")
 
 
 def _common_name(name: x509.Name) -> str | None:

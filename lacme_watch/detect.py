@@ -128,12 +128,13 @@ def _expiry(
     for lineage, observation in current.items():
         facts = observation.certificate
         crossed = policy.crossed(facts.not_before, facts.not_after, now)
-        fresh = [
-            label for label in crossed if (lineage, observation.fingerprint, label) not in reported
-        ]
-        if fresh:
-            events.append(_expiring(source, observation, fresh[0], now))
-        marks |= {(lineage, observation.fingerprint, label) for label in crossed}
+        if not crossed:
+            continue
+        keys = [(lineage, facts.fingerprint, label) for label in crossed]
+        fresh = next((key[2] for key in keys if key not in reported), None)
+        if fresh is not None:  # the most urgent threshold not announced yet
+            events.append(_expiring(source, observation, fresh, now))
+        marks.update(keys)
     # Keep marks for thresholds no longer crossed (a --now jump backwards must not re-arm them).
     marks |= {key for key in reported if _still_held(key, current)}
     return events, frozenset(marks)
