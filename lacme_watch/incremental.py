@@ -78,11 +78,12 @@ def detect_changes(
         if partial and observation.role == "chain" and observation.lineage in index:
             continue  # an intermediate other bundles carry too: a partial scan cannot tell
         current.setdefault(observation.lineage, observation)
+    made: dict[str, tuple[Observation, bytes]] = {}
     if whole:
         previous = store.load_snapshot(source)
         shown = scan
     else:
-        involved = _involved(store, source, index, current, now, scan.covered)
+        involved = _involved(store, source, index, current, now, scan.covered, made)
         marks_of = (involved | current.keys() | (scan.covered or set())) if partial else None
         previous = store.load_snapshot(source, involved, marks_of=marks_of)
         shown = replace(
@@ -116,7 +117,8 @@ def detect_changes(
             after=after,
             files_before=files_before,
             files_after=files_after,
-            next_thresholds=_next_thresholds(after, index, policy, now),
+            next_thresholds=_next_thresholds(after, index, policy, now, made),
+            identities=made,
         ),
         events=events,
         current=inventory,
@@ -130,15 +132,17 @@ def _involved(
     index: Mapping[str, Indexed],
     current: Mapping[str, Observation],
     now: datetime,
-    covered: frozenset[str] | None = None,
+    covered: frozenset[str] | None,
+    made: dict[str, tuple[Observation, bytes]],
 ) -> set[str]:
     """Lineages that are new or changed, gone (removed or held), or due a threshold;
-    after a partial rescan, gone only among the lineages it covered."""
-    involved = {
-        lineage
-        for lineage, observation in current.items()
-        if (known := index.get(lineage)) is None or known.identity != identity(observation)
-    }
+    after a partial rescan, gone only among the lineages it covered. The identities
+    made go into `made`, each beside its observation (the commit needs them again)."""
+    involved = set()
+    for lineage, observation in current.items():
+        made[lineage] = (observation, digest := identity(observation))
+        if (known := index.get(lineage)) is None or known.identity != digest:
+            involved.add(lineage)
     involved.update(
         lineage
         for lineage in (index if covered is None else covered & index.keys())
@@ -216,7 +220,11 @@ def _next_instant(observation: Observation, policy: Policy, now: datetime) -> da
 
 
 def _next_thresholds(
-    after: SourceSnapshot, index: Mapping[str, Indexed], policy: Policy, now: datetime
+    after: SourceSnapshot,
+    index: Mapping[str, Indexed],
+    policy: Policy,
+    now: datetime,
+    made: Mapping[str, tuple[Observation, bytes]],
 ) -> dict[str, float | None]:
     """The next threshold instant of every lineage detect() saw, where it moved (or the
     row is rewritten anyway)."""
@@ -225,10 +233,11 @@ def _next_thresholds(
         crossing = _next_instant(observation, policy, now)
         instant = None if crossing is None else crossing.timestamp()
         known = index.get(lineage)
-        if (
-            known is None
-            or known.next_threshold != instant
-            or known.identity != identity(observation)
-        ):
+        if known is None or known.next_threshold != instant:
+            moved[lineage] = instant
+            continue
+        pair = made.get(lineage)
+        digest = pair[1] if pair is not None and pair[0] is observation else identity(observation)
+        if known.identity != digest:
             moved[lineage] = instant
     return moved

@@ -111,6 +111,7 @@ def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
 def _downgrade_to_schema_1(path: Path) -> None:
     """The certificates table as lacme-watch 0.1 wrote it: no identity, no next threshold."""
     db = sqlite3.connect(path)
+    _unpack_reported(db, "")
     db.execute("DROP TABLE lineage_index")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     db.execute("DELETE FROM meta WHERE key = 'policy'")
@@ -164,7 +165,9 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     assert [(e.domain, e.threshold) for e in _expiring(sink)] == [*sent, ("a.example", "14d")]
     assert [len(batch) for batch in owing.batches] == [2, 1]
     db = sqlite3.connect(config.state_dir / "state.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     columns = {row[1] for row in db.execute("PRAGMA table_info(certificates)")}
     assert columns == {"source", "lineage", "fingerprint", "observation"}
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -177,6 +180,7 @@ def _downgrade_to_schema_4(path: Path) -> None:
     """The tables schema 4 kept otherwise, as lacme-watch wrote them: identity and next
     threshold in the certificates rows (indexed), `reported` with a rowid."""
     db = sqlite3.connect(path)
+    _unpack_reported(db, "")
     db.executescript(
         """
         CREATE TABLE certificates_4 (
@@ -189,12 +193,6 @@ def _downgrade_to_schema_4(path: Path) -> None:
         ALTER TABLE certificates_4 RENAME TO certificates;
         CREATE INDEX certificates_due ON certificates (source, next_threshold);
         DROP TABLE lineage_index;
-        CREATE TABLE reported_4 (
-            source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
-            threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold));
-        INSERT INTO reported_4 SELECT * FROM reported;
-        DROP TABLE reported;
-        ALTER TABLE reported_4 RENAME TO reported;
         DROP INDEX outbox_pending;
         CREATE INDEX outbox_due ON outbox (state, sink, next_attempt);
         UPDATE meta SET value = '4' WHERE key = 'schema';
@@ -202,6 +200,23 @@ def _downgrade_to_schema_4(path: Path) -> None:
     )
     db.commit()
     db.close()
+
+
+def _unpack_reported(db: sqlite3.Connection, layout: str) -> None:
+    """`reported` as schemas 1 to 5 kept it, one row per mark (`layout`: "" for the
+    rowid table of schemas 1 to 4, "WITHOUT ROWID" for schema 5's)."""
+    rows = [
+        (source, lineage, fingerprint, label)
+        for source, lineage, fingerprint, labels in db.execute("SELECT * FROM reported")
+        for label in labels.split("\n")
+    ]
+    db.execute("DROP TABLE reported")
+    db.execute(
+        "CREATE TABLE reported (source TEXT NOT NULL, lineage TEXT NOT NULL,"
+        " fingerprint TEXT NOT NULL, threshold TEXT NOT NULL,"
+        f" PRIMARY KEY (source, lineage, fingerprint, threshold)) {layout}"
+    )
+    db.executemany("INSERT INTO reported VALUES (?, ?, ?, ?)", rows)
 
 
 # -- the property: incremental passes tell what detect() over everything tells --------

@@ -160,6 +160,12 @@ def test_schema_1_stale_deployment_marks_move_to_their_own_table(tmp_path: Path)
         pass
     db = sqlite3.connect(tmp_path / "state.sqlite3")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.execute("DROP TABLE reported")  # schema 1's: one row per mark, with a rowid
+    db.execute(
+        "CREATE TABLE reported (source TEXT NOT NULL, lineage TEXT NOT NULL,"
+        " fingerprint TEXT NOT NULL, threshold TEXT NOT NULL,"
+        " PRIMARY KEY (source, lineage, fingerprint, threshold))"
+    )
     db.execute("INSERT INTO sources VALUES ('tls:x', 1, 0, NULL)")
     db.executemany(
         "INSERT INTO reported VALUES ('tls:x', 'tls:h:443', 'old', ?)", [("stale:new",), ("30d",)]

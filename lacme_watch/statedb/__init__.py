@@ -233,7 +233,9 @@ class StateStore(Snapshots, Outbox, History):
             for writer in writers:
                 writer(db)
             for change in changes:
-                write_snapshot(db, change.before, change.after, now, change.next_thresholds)
+                write_snapshot(
+                    db, change.before, change.after, now, change.next_thresholds, change.identities
+                )
                 write_files(db, change.after.source, change.files_before, change.files_after)
                 write_stat_record(db, change)
             conflicts, written = write_events(

@@ -6,9 +6,10 @@ import json
 import sqlite3
 
 from ..observations import Observation
+from .marks import pack_marks
 from .snapshots import identity
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """2: deployment_stale marks moved out of `reported` into `stale_deployments`.
 3: certificates carry an identity key and their next threshold instant (indexed).
 4: `stat_records`, one per file store (statrecord.py); a new table, nothing to move.
@@ -18,7 +19,10 @@ thresholds rewrites 5,000 short rows, not the pages of 5,000 wide certificate ro
 rescan reads the identities without the observations' pages, and a mark is stored once.
 The outbox index holds pending rows only (`outbox_pending`, not `outbox_due`): marking
 5,000 delivered removes their entries instead of moving them, and it stays small.
-`stat_deltas` (a new table) keeps what a partial scan saw over a large stat record."""
+`stat_deltas` (a new table) keeps what a partial scan saw over a large stat record.
+6: `reported` holds one row per certificate with all its marks' labels (marks.py), not
+one row per mark: a certificate that comes due past 30d, 33% and 10% at once is one
+insert, not three."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,8 +37,7 @@ CREATE TABLE IF NOT EXISTS lineage_index (
 CREATE INDEX IF NOT EXISTS lineage_index_due ON lineage_index (source, next_threshold);
 CREATE TABLE IF NOT EXISTS reported (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    threshold TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, threshold))
-    WITHOUT ROWID;
+    thresholds TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stale_deployments (
     source TEXT NOT NULL, lineage TEXT NOT NULL, fingerprint TEXT NOT NULL,
     newer_fingerprint TEXT NOT NULL, PRIMARY KEY (source, lineage, fingerprint, newer_fingerprint));
@@ -80,7 +83,7 @@ def upgrade(db: sqlite3.Connection, version: int) -> None:
     if version < 2:
         move_stale_marks(db)
     narrow_index(db)
-    rebuild_without_rowid(db, "reported")
+    pack_marks(db, next(part for part in SCHEMA.split(";") if "EXISTS reported (" in part))
     db.execute("DROP INDEX IF EXISTS outbox_due")  # outbox_pending (SCHEMA's) replaces it
 
 
@@ -115,18 +118,6 @@ def narrow_index(db: sqlite3.Connection) -> None:
             for source, lineage, raw in missing
         ],
     )
-
-
-def rebuild_without_rowid(db: sqlite3.Connection, table: str) -> None:
-    """Copy a table kept with a rowid into its WITHOUT ROWID layout (SCHEMA's), rows and all."""
-    row = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
-    if row is None or "WITHOUT ROWID" in row[0].upper():
-        return
-    db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
-    created = next(s for s in SCHEMA.split(";") if f"EXISTS {table} (" in s)
-    db.execute(created)
-    db.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM old_{table}")  # noqa: S608
-    db.execute(f"DROP TABLE old_{table}")
 
 
 def move_stale_marks(db: sqlite3.Connection) -> None:

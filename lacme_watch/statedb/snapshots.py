@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..detect import SourceSnapshot
 from ..observations import Observation, Problem
 from .connected import Connected, epoch
+from .marks import unpacked, write_marks
 from .stored import StoredObservation, stored_identity
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ class SourceChange:
     """lineage -> epoch of its next threshold crossing (None: none left), where it moved."""
     stat_record: StatRecord | None = None
     """What the next pass may compare instead of scanning (None: scan it in full)."""
+    identities: Mapping[str, tuple[Observation, bytes]] = field(default_factory=dict)
+    """identity() of observations, made once already (by incremental.py, to compare
+    with the index), each beside the observation it is of: used for that one only."""
 
     @property
     def carried(self) -> bool:
@@ -102,11 +106,12 @@ class Snapshots(Connected):
             )
         }
         reported = frozenset(
-            (lineage, fingerprint, threshold)
-            for lineage, fingerprint, threshold in self._select(
-                "SELECT lineage, fingerprint, threshold FROM reported WHERE source = ?",
-                source,
-                marks_of,
+            unpacked(
+                self._select(
+                    "SELECT lineage, fingerprint, thresholds FROM reported WHERE source = ?",
+                    source,
+                    marks_of,
+                )
             )
         )
         stale = frozenset(
@@ -329,6 +334,7 @@ def write_snapshot(
     after: SourceSnapshot,
     now: datetime,
     next_thresholds: Mapping[str, float | None],
+    known: Mapping[str, tuple[Observation, bytes]] | None = None,
 ) -> None:
     source = after.source
     db.execute(
@@ -344,10 +350,11 @@ def write_snapshot(
     db.executemany("DELETE FROM certificates WHERE source = ? AND lineage = ?", gone)
     db.executemany("DELETE FROM lineage_index WHERE source = ? AND lineage = ?", gone)
     identities: dict[str, bytes] = {}
+    made = known or {}
     written = [
         (lineage, observation)
         for lineage, observation in after.certificates.items()
-        if _changed(old.get(lineage), observation, identities, lineage)
+        if _changed(old.get(lineage), observation, identities, lineage, made)
     ]
     if written:
         from ..certfacts import observation_json  # the reader's modules: only when written
@@ -370,22 +377,13 @@ def write_snapshot(
             (
                 source,
                 lineage,
-                identities.get(lineage) or identity(after.certificates[lineage]),
+                identities.get(lineage) or _identity(lineage, after.certificates[lineage], made),
                 next_thresholds.get(lineage, 0.0),
             )
             for lineage in sorted(indexed)
         ],
     )
-    old_reported = before.reported if before else frozenset()
-    db.executemany(
-        "DELETE FROM reported WHERE source = ? AND lineage = ? AND fingerprint = ?"
-        " AND threshold = ?",
-        [(source, *key) for key in sorted(old_reported - after.reported)],
-    )
-    db.executemany(  # in key order: each page of the table is written once, and full
-        "INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?)",
-        [(source, *key) for key in sorted(after.reported - old_reported)],
-    )
+    write_marks(db, source, before.reported if before else frozenset(), after.reported)
     old_stale = before.stale if before else frozenset()
     db.executemany(
         "DELETE FROM stale_deployments WHERE source = ? AND lineage = ? AND fingerprint = ?"
@@ -408,7 +406,11 @@ def write_snapshot(
 
 
 def _changed(
-    old: Observation | None, new: Observation, identities: dict[str, bytes], lineage: str
+    old: Observation | None,
+    new: Observation,
+    identities: dict[str, bytes],
+    lineage: str,
+    known: Mapping[str, tuple[Observation, bytes]],
 ) -> bool:
     """Whether a lineage's row must be written anew. A row loaded with its identity is
     compared by it (equal identities, equal observations: see identity()), without
@@ -420,8 +422,16 @@ def _changed(
     stored = stored_identity(old)
     if stored is None:
         return old != new
-    made = identities[lineage] = identity(new)
+    made = identities[lineage] = _identity(lineage, new, known)
     return made != stored
+
+
+def _identity(
+    lineage: str, observation: Observation, known: Mapping[str, tuple[Observation, bytes]]
+) -> bytes:
+    """identity(observation), unless `known` holds it for this very observation."""
+    pair = known.get(lineage)
+    return pair[1] if pair is not None and pair[0] is observation else identity(observation)
 
 
 def write_files(
