@@ -85,7 +85,7 @@ def detect_changes(
     else:
         involved = _involved(store, source, index, current, now, scan.covered, made)
         marks_of = (involved | current.keys() | (scan.covered or set())) if partial else None
-        previous = store.load_snapshot(source, involved, marks_of=marks_of)
+        previous = _previous(store, source, involved, index, made, marks_of)
         shown = replace(
             scan, observations=tuple(o for o in scan.observations if o.lineage in involved)
         )
@@ -137,19 +137,50 @@ def _involved(
 ) -> set[str]:
     """Lineages that are new or changed, gone (removed or held), or due a threshold;
     after a partial rescan, gone only among the lineages it covered. The identities
-    made go into `made`, each beside its observation (the commit needs them again)."""
+    made of the involved ones go into `made`, each beside its observation (the commit
+    needs them again)."""
+    due = set(store.thresholds_due(source, now))
     involved = set()
     for lineage, observation in current.items():
-        made[lineage] = (observation, digest := identity(observation))
+        digest = identity(observation)
         if (known := index.get(lineage)) is None or known.identity != digest:
             involved.add(lineage)
+        elif lineage not in due:
+            continue
+        made[lineage] = (observation, digest)
     involved.update(
         lineage
         for lineage in (index if covered is None else covered & index.keys())
         if lineage not in current
     )
-    involved.update(store.thresholds_due(source, now))
+    involved.update(due)
     return involved
+
+
+def _previous(
+    store: StateStore,
+    source: str,
+    involved: set[str],
+    index: Mapping[str, Indexed],
+    made: Mapping[str, tuple[Observation, bytes]],
+    marks_of: set[str] | None,
+) -> SourceSnapshot | None:
+    """Last pass's snapshot of the involved lineages. One that is only due a threshold
+    (its observation has the identity its row was written with: equal identities,
+    equal observations) is shown the observation scanned now in place of its row, which
+    is not read: a pass where 5,000 certificates came due reads none of theirs."""
+    unchanged = {
+        lineage
+        for lineage in involved
+        if (pair := made.get(lineage)) is not None
+        and (known := index.get(lineage)) is not None
+        and known.identity == pair[1]
+    }
+    previous = store.load_snapshot(source, involved - unchanged, marks_of=marks_of)
+    if previous is None or not unchanged:
+        return previous
+    held = {lineage: made[lineage][0] for lineage in sorted(unchanged)}
+    return replace(previous, certificates={**previous.certificates, **held})
 
 
 def _with_the_rest(
