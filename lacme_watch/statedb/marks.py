@@ -61,25 +61,17 @@ def write_marks(
     lineage): a certificate with marks in `before` gets exactly its marks in `after`,
     or loses its row; one with none there may still have a row that was not loaded (a
     partial rescan's), and its new marks are added to that row's, as one insert."""
-    changed = {mark[:2] for mark in before ^ after}
-    if not changed:
+    if before == after:
         return
-    labels: dict[tuple[str, str], list[str]] = {key: [] for key in changed}
-    for lineage, fingerprint, label in after:
-        found = labels.get((lineage, fingerprint))
-        if found is not None:
-            found.append(label)
-    loaded = {mark[:2] for mark in before}
+    old = _grouped(before)
+    new = _grouped(after)
     replaced: list[tuple[str, str, str, str]] = []
     added: list[tuple[str, str, str, str]] = []
-    gone: list[tuple[str, str, str]] = []
-    for key, found in sorted(labels.items()):
-        if not found:
-            gone.append((source, *key))
-        else:
-            (replaced if key in loaded else added).append((source, *key, pack(found)))
+    for key in sorted(key for key, labels in new.items() if old.get(key) != labels):
+        (replaced if key in old else added).append((source, *key, pack(new[key])))
     db.executemany(
-        "DELETE FROM reported WHERE source = ? AND lineage = ? AND fingerprint = ?", gone
+        "DELETE FROM reported WHERE source = ? AND lineage = ? AND fingerprint = ?",
+        [(source, *key) for key in sorted(old.keys() - new.keys())],
     )
     db.executemany("INSERT OR REPLACE INTO reported VALUES (?, ?, ?, ?)", replaced)
     if added:
@@ -89,6 +81,19 @@ def write_marks(
             " SET thresholds = lacme_watch_marks(thresholds, excluded.thresholds)",
             added,
         )
+
+
+def _grouped(marks: frozenset[Mark]) -> dict[tuple[str, str], set[str]]:
+    """(lineage, fingerprint) -> its labels."""
+    grouped: dict[tuple[str, str], set[str]] = {}
+    for lineage, fingerprint, label in marks:
+        key = (lineage, fingerprint)
+        found = grouped.get(key)
+        if found is None:
+            grouped[key] = {label}
+        else:
+            found.add(label)
+    return grouped
 
 
 def _union(stored: str, new: str) -> str:
