@@ -116,7 +116,7 @@ class Outbox(Connected):
         the others are read and decoded (a drain right after a pass decodes none)."""
         rows = self._db.execute(query, parameters).fetchall()
         written = self._written
-        missing = sorted({event_id for _, event_id, *_ in rows if event_id not in written})
+        missing = sorted({row[1] for row in rows if row[1] not in written})
         decoded = {
             str(event_id): from_json(cloudevent)
             for event_id, cloudevent in in_chunks(

@@ -429,9 +429,13 @@ def _changed(
 def _identity(
     lineage: str, observation: Observation, known: Mapping[str, tuple[Observation, bytes]]
 ) -> bytes:
-    """identity(observation), unless `known` holds it for this very observation."""
+    """identity(observation), unless `known` holds it for this very observation, or it
+    is a row loaded with the identity it was written with (a certificate that came due
+    with no file read: the index row moves its threshold and keeps that identity)."""
     pair = known.get(lineage)
-    return pair[1] if pair is not None and pair[0] is observation else identity(observation)
+    if pair is not None and pair[0] is observation:
+        return pair[1]
+    return stored_identity(observation) or identity(observation)
 
 
 def write_files(

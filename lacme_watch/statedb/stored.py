@@ -6,7 +6,8 @@ import dataclasses
 import json
 from typing import Any
 
-from ..observations import Observation
+from ..observations import CertificateFacts, Observation
+from ..renewal import policy_from_json
 
 
 class StoredObservation(Observation):
@@ -40,14 +41,24 @@ class StoredObservation(Observation):
             return self.certificate.fingerprint
 
     def __getattr__(self, name: str) -> Any:
-        """Only reached for a slot not set yet: every field once the JSON is decoded."""
+        """Only reached for a slot not set yet: every field once the JSON is decoded.
+
+        The fields are set straight from the JSON, as Observation.from_json reads them
+        (the lineage is the row's): no whole Observation made and copied, for each of
+        the thousands of rows a pass shows detect() because they came due."""
         if name not in _FIELDS:
             raise AttributeError(name)
-        decoded = Observation.from_json(json.loads(object.__getattribute__(self, "_raw")))
-        for field_name in _FIELDS:
-            if field_name != "lineage":
-                object.__setattr__(self, field_name, getattr(decoded, field_name))
-        return getattr(self, name)
+        raw = json.loads(object.__getattribute__(self, "_raw"))
+        put = object.__setattr__
+        put(self, "role", raw["role"])
+        put(self, "path", raw["path"])
+        put(self, "domain", raw["domain"])
+        put(self, "domains", tuple(raw["domains"]))
+        put(self, "certificate", CertificateFacts.from_json(raw["certificate"]))
+        put(self, "chain_length", raw.get("chain_length"))
+        renewal = raw.get("renewal")
+        put(self, "renewal", policy_from_json(renewal) if renewal else None)
+        return object.__getattribute__(self, name)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Observation):
