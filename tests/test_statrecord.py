@@ -16,7 +16,7 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import statrecord
+from lacme_watch import guarded, statrecord
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.passes import PassReport, run_pass
@@ -313,6 +313,42 @@ def test_a_broken_link_is_read_each_pass_until_it_leads_somewhere(
     _, events = watching.run()
     assert ("certificate_issued", "a.example") in events
     assert watching.carried()
+
+
+def test_a_link_loop_is_that_files_problem_and_is_read_each_pass(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    certs = tmp_path / "certs"
+    _write(ca, certs / "c.pem", "c.example", 60)
+    (certs / "a.pem").symlink_to("b.pem")
+    (certs / "b.pem").symlink_to("a.pem")
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
+    report, _ = watching.run()
+    assert {Path(problem.path).name for _, problem in report.problems} == {"a.pem", "b.pem"}
+    assert report.certificates == 1
+    again, events = watching.run()
+    assert (again.carried, again.certificates, events) == ((), 1, [])
+
+
+@pytest.mark.parametrize(("limit", "carried"), [(40, False), (100, True)])
+def test_a_chain_of_links_past_the_limit_is_read_each_pass(
+    tmp_path: Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, limit: int, carried: bool
+) -> None:
+    """45 links still lead to their certificate, but the walk gives up past
+    guarded._MAX_LINKS: such a store keeps no record and is read every pass."""
+    monkeypatch.setattr(guarded, "_MAX_LINKS", limit)
+    certs = tmp_path / "certs"
+    _write(ca, certs / "real" / "c.pem", "c.example", 60)
+    links = certs / "chain"
+    links.mkdir()
+    for index in range(45):
+        (links / f"l{index}").symlink_to(f"l{index + 1}" if index < 44 else "../real/c.pem")
+    (certs / "c.pem").symlink_to("chain/l0")
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
+    _, events = watching.run()
+    assert events == []
+    report, _ = watching.run()
+    assert (bool(report.carried), report.certificates) == (carried, 1)
 
 
 def test_files_changed_just_before_a_scan_are_not_trusted_next_pass(
