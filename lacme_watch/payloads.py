@@ -4,9 +4,9 @@ The reader asks for the payload of each file it reuses. One query per file costs
 than the `stat` that found it unchanged (two per lacme certificate directory), so this
 reads the source's rows with one cursor in path order, which is nearly the order the
 stores ask in (a directory's files a few places apart). Rows stepped over wait in a
-small dict until asked for; a path asked for after the cursor passed it without
-keeping it falls back to one query. Rows never asked for (files changed or gone
-since) are held until the scan ends: memory grows with the change, not the store.
+small dict until asked for (the latest _WAITING of them); a path asked for after the
+cursor passed it without keeping it falls back to one query. Memory is bounded by that
+dict, whatever the scan asks and in whatever order.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from collections.abc import Iterator, Sequence
 
 _AHEAD = 64
 """Rows read past the one asked for before giving up on finding it ahead."""
+_WAITING = 4 * _AHEAD
+"""Rows stepped over that are kept for when they are asked (a lacme directory's files
+come a few places apart); older ones are dropped, and asked later, queried alone. A
+scan that asks for scattered files would otherwise hold every row between them."""
 
 
 class PayloadStream:
@@ -46,6 +50,8 @@ class PayloadStream:
                 if row_path == path:
                     return str(payload)
                 self._waiting[row_path] = str(payload)
+                if len(self._waiting) > _WAITING:
+                    del self._waiting[next(iter(self._waiting))]  # the oldest
                 if row_path > path or stepped >= _AHEAD:
                     break
         return self._one(path)

@@ -74,6 +74,13 @@ def _signers_key(signers: Sequence[x509.Certificate]) -> str:
     return signers_digest(signers)
 
 
+WHOLE_AFTER = 1_000
+"""Changed paths from which, when they are also an eighth of the record or more (a
+store written whole just before its last scan), a store is read in full instead: a
+partial scan would hold last pass's record and the file cache's rows of the change
+beside the whole new record, for little less reading."""
+
+
 def changes_since(
     source: str, kept: StatRecord | None, key: str | None, now: datetime
 ) -> list[tuple[str, bool]] | None:
@@ -95,6 +102,13 @@ def changes_since(
     _log.debug(
         "%s: stat record %s", source, "damaged" if found is None else f"{len(found)} changed"
     )
+    if (
+        found is not None
+        and len(found) >= WHOLE_AFTER
+        and len(found) * statrecord.DELTA_SHARE > statrecord.size(kept.record)
+    ):
+        _log.debug("%s: read in full, an eighth of it or more changed", source)
+        return None  # a partial scan would hold last pass's record beside a whole new one
     return found
 
 

@@ -396,6 +396,12 @@ def _parsed(record: bytes | bytearray) -> tuple[str, str, Sequence[int]] | None:
     return prefix, str(memoryview(record)[start:stop], "utf-8", "surrogateescape"), numbers
 
 
+def size(record: bytes | bytearray) -> int:
+    """How many entries the record holds (0 for a damaged one)."""
+    layout = _layout(record)
+    return 0 if layout is None else len(layout[3]) // _FIELDS
+
+
 def _layout(record: bytes | bytearray) -> tuple[str, int, int, Sequence[int]] | None:
     """The record's prefix, where its names start and stop, and a view of its numbers:
     checked, nothing copied."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from lacme_watch import payloads
 from lacme_watch.payloads import PayloadStream
-from lacme_watch.statedb import StateStore
+from lacme_watch.statedb import StateStore, snapshots
 
 
 def _store(tmp_path: Path, paths: list[str]) -> StateStore:
@@ -54,3 +57,35 @@ def test_a_partial_rescan_loads_its_few_payloads_with_their_rows(tmp_path: Path)
     whole = store.load_files("src")
     assert len(whole) == 302
     assert {cached.payload for cached in whole.values()} == {None}
+
+
+def test_many_changed_paths_are_left_to_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PAYLOADS_WITH_ROWS (a store all written just before its last scan), the
+    payloads are not loaded at once with the rows: the stream reads them in order."""
+    monkeypatch.setattr(snapshots, "PAYLOADS_WITH_ROWS", 2)
+    paths = [f"/s/{index:04d}.pem" for index in range(10)]
+    store = _store(tmp_path, paths)
+    loaded = store.load_files("src", paths=paths[:3])
+    assert sorted(loaded) == paths[:3]
+    assert {cached.payload for cached in loaded.values()} == {None}
+    assert [cached.payload for cached in store.load_files("src", paths=paths[:2]).values()] == [
+        "payload of /s/0000.pem",
+        "payload of /s/0001.pem",
+    ]
+
+
+def test_the_stream_holds_a_bounded_number_of_rows_whatever_it_is_asked(
+    tmp_path: Path,
+) -> None:
+    """Every 50th of 5,000 files asked (a partial rescan's scattered changes): each
+    answered as the one-row query would, never more than _WAITING rows held."""
+    paths = [f"/s/{index:05d}.pem" for index in range(5000)]
+    stream = PayloadStream(_store(tmp_path, paths).connection, "src")
+    held = 0
+    for path in paths[::50]:
+        assert stream(path) == f"payload of {path}"
+        held = max(held, len(stream._waiting))
+    assert 0 < held <= payloads._WAITING
+    assert stream("/s/00001.pem") == "payload of /s/00001.pem"  # stepped over, dropped

@@ -16,7 +16,7 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import guarded, statrecord
+from lacme_watch import guarded, rescans, statrecord
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.passes import PassReport, run_pass
@@ -464,6 +464,32 @@ def test_a_lacme_renewal_just_before_a_scan_is_read_again_alone(
     caplog.clear()
     assert watching.carried()
     assert [r.getMessage().partition(": ")[2] for r in caplog.records] == ["stat record 0 changed"]
+
+
+def test_a_store_most_of_which_changed_is_read_in_full(
+    tree: tuple[Path, _Watch],
+    ca: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """From WHOLE_AFTER changed paths that are an eighth of the record or more, a
+    partial scan would hold the old record beside the new for little less reading."""
+    certs, watching = tree
+    monkeypatch.setattr(rescans, "WHOLE_AFTER", 2)
+    caplog.set_level(logging.DEBUG, logger="lacme_watch.rescans")
+    assert watching.carried()
+    for name in ("a", "b"):
+        leaf = ca.issue_cert(f"{name}.example", not_after=NOW + timedelta(days=80))
+        with open(certs / name / "cert.pem", "r+b") as stream:
+            stream.write(leaf.cert_chain_pems[0].bytes())
+            stream.truncate()
+    caplog.clear()
+    report, events = watching.run()
+    said = [r.getMessage().partition(": ")[2] for r in caplog.records]
+    assert said == ["stat record 2 changed", "read in full, an eighth of it or more changed"]
+    assert report.carried == ()
+    assert {kind for kind, _ in events} >= {"certificate_renewed"}
+    assert watching.carried()
 
 
 def test_a_damaged_record_means_a_full_scan(tree: tuple[Path, _Watch]) -> None:
