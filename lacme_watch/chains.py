@@ -14,10 +14,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from .dernames import signed_parts, tbs_parts
 from .observations import CertificateFacts
 from .thresholds import EXPIRED, Policy
 
@@ -52,9 +57,14 @@ _UNKNOWN = object()
 
 
 def signs(
-    issuer: x509.Certificate, certificate: x509.Certificate, *, remember: bool = True
+    issuer: x509.Certificate,
+    certificate: x509.Certificate,
+    *,
+    remember: bool = True,
+    der: bytes | None = None,
 ) -> bool:
-    """True when `issuer`'s name and key verify `certificate`'s signature.
+    """True when `issuer`'s name and key verify `certificate`'s signature (`der`: the
+    certificate's own DER, when the caller has it).
 
     Remembered by the two certificates (they compare and hash by their DER): every
     bundle of a store carries the same intermediate and root, whose links are then
@@ -63,7 +73,7 @@ def signs(
     the collector to walk again and again."""
     if remember:
         return _signs_remembered(issuer, certificate)
-    return _verifies(issuer, certificate)
+    return _verifies(issuer, certificate, der)
 
 
 @functools.lru_cache(maxsize=_REMEMBERED)
@@ -71,9 +81,69 @@ def _signs_remembered(issuer: x509.Certificate, certificate: x509.Certificate) -
     return _verifies(issuer, certificate)
 
 
-def _verifies(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+def _verifies(
+    issuer: x509.Certificate, certificate: x509.Certificate, der: bytes | None = None
+) -> bool:
+    """`certificate.verify_directly_issued_by(issuer)` succeeds: directly for an ECDSA
+    signature by an EC key (see _ecdsa_verifies), through cryptography otherwise."""
+    key = _ec_issuer(issuer)
+    if key is not None:
+        found = _ecdsa_verifies(key, certificate, der)
+        if found is not None:
+            return found
     try:
         certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+class _EcIssuer(NamedTuple):
+    key: ec.EllipticCurvePublicKey
+    subject: bytes
+    """The issuer's subject Name DER, as its certificate holds it."""
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _ec_issuer(issuer: x509.Certificate) -> _EcIssuer | None:
+    """An EC issuer's key and subject DER, loaded once for all it signed (one CA signs
+    thousands of leaves: cryptography would load its key again for each)."""
+    try:
+        key = issuer.public_key()
+    except Exception:  # an unsupported key: cryptography's own check says no
+        return None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return None
+    parts = tbs_parts(issuer, issuer.public_bytes(Encoding.DER))
+    return None if parts is None else _EcIssuer(key, parts.subject)
+
+
+_ECDSA = {
+    # AlgorithmIdentifier DER (no parameters, RFC 5758 3.2) -> the signature scheme
+    bytes.fromhex("300a06082a8648ce3d040301"): ec.ECDSA(hashes.SHA224()),
+    bytes.fromhex("300a06082a8648ce3d040302"): ec.ECDSA(hashes.SHA256()),
+    bytes.fromhex("300a06082a8648ce3d040303"): ec.ECDSA(hashes.SHA384()),
+    bytes.fromhex("300a06082a8648ce3d040304"): ec.ECDSA(hashes.SHA512()),
+}
+
+
+def _ecdsa_verifies(
+    issuer: _EcIssuer, certificate: x509.Certificate, der: bytes | None
+) -> bool | None:
+    """The checks of verify_directly_issued_by (both algorithm identifiers the same,
+    the issuer Name the issuer's subject, the signature valid under its key) for an
+    ECDSA signature with a hash cryptography names; None for anything else, which
+    cryptography then decides. Byte for byte: cryptography parses strict DER only."""
+    parts = signed_parts(der if der is not None else certificate.public_bytes(Encoding.DER))
+    if parts is None:
+        return None
+    scheme = _ECDSA.get(parts.algorithm)
+    if scheme is None or parts.inner_algorithm != parts.algorithm:
+        return None
+    if parts.issuer != issuer.subject:
+        return False
+    try:
+        issuer.key.verify(certificate.signature, parts.tbs, scheme)
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
@@ -133,7 +203,9 @@ class Anchors:
         return sum(len(group) for group in self._by_subject.values())
 
 
-def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Finding]:
+def structure(
+    chain: Sequence[x509.Certificate], anchors: Anchors, der: Sequence[bytes] = ()
+) -> list[Finding]:
     """misordered, wrong_issuer or incomplete: at most one, the first that explains it.
 
     Each certificate after the leaf must have signed the one before it. When a link
@@ -143,10 +215,14 @@ def structure(chain: Sequence[x509.Certificate], anchors: Anchors) -> list[Findi
     not end in a self-signed root: a chain that reaches a root it carries lacks nothing
     (whether clients trust that root is their store's business, as with any private CA),
     while one that stops at a certificate whose issuer nobody has is missing a link.
+    `der`, when the caller has it: the certificates' DER, in the same order.
     """
     for position in range(len(chain) - 1):
         child, parent = chain[position], chain[position + 1]
-        if signs(parent, child, remember=position > 0):
+        if position:
+            if signs(parent, child):
+                continue
+        elif signs(parent, child, remember=False, der=der[0] if der else None):
             continue
         elsewhere = any(
             signs(other, child)

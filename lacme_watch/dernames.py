@@ -8,7 +8,8 @@ thousands of certificates, and most subjects are a few plain strings. Here a Nam
 string attributes with short names (CN, O, OU, ...) is printed straight from its DER
 with cryptography's own escaping; anything else (another attribute type, a BMPString,
 a structure not seen before) returns None and the caller asks cryptography, so the
-text is always what `Name.rfc4514_string()` says. Pure: bytes in, text out.
+text is always what `Name.rfc4514_string()` says. The same steps find what a
+signature check reads (chains.py). Pure: bytes in, text out.
 """
 
 from __future__ import annotations
@@ -97,6 +98,43 @@ def tbs_parts(certificate: x509.Certificate, der: bytes | None = None) -> TbsPar
     if issuer[0] != _SEQUENCE or subject[0] != _SEQUENCE or public_key[0] != _SEQUENCE:
         return None
     return TbsParts(issuer, subject, public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedParts:
+    """What checking a certificate's signature reads of its DER (RFC 5280 4.1)."""
+
+    tbs: bytes
+    """The TBSCertificate, as signed."""
+    inner_algorithm: bytes
+    """The TBSCertificate's `signature` AlgorithmIdentifier."""
+    algorithm: bytes
+    """The outer signatureAlgorithm: cryptography refuses a certificate whose two differ."""
+    issuer: bytes
+
+
+def signed_parts(der: bytes) -> SignedParts | None:
+    """The signed bytes, both algorithm identifiers and the issuer Name of a
+    certificate's DER; None for a layout this walk does not expect (the caller asks
+    cryptography). A certificate cryptography loaded is strict DER: these are the very
+    bytes it would encode again and verify."""
+    try:
+        tag, at, end = _tlv(der, 0)  # Certificate ::= SEQUENCE {
+        if tag != _SEQUENCE or end != len(der):
+            return None
+        tbs, after = _element(der, at)  # tbsCertificate
+        algorithm, after = _element(der, after)  # signatureAlgorithm
+        _, inner, _ = _tlv(tbs, 0)  # TBSCertificate ::= SEQUENCE {
+        tag, _, inner = _tlv(tbs, inner)
+        if tag == _VERSION:  # [0] version, absent for v1
+            tag, _, inner = _tlv(tbs, inner)  # serialNumber
+        inner_algorithm, inner = _element(tbs, inner)
+        issuer, _ = _element(tbs, inner)
+    except IndexError:
+        return None
+    if tbs[0] != _SEQUENCE or algorithm[0] != _SEQUENCE or issuer[0] != _SEQUENCE:
+        return None
+    return SignedParts(tbs, inner_algorithm, algorithm, issuer)
 
 
 def name_text(der: bytes) -> tuple[str, str | None] | None:

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from . import boundedjson, forked
 from .certfacts import (
+    Parsed,
     bad_certificate,
     decode_facts,
     describe,
@@ -65,7 +66,7 @@ class CertificateReader(GuardedReads):
         signers: Sequence[x509.Certificate] = (),
         cache: Mapping[str, CachedFile] | None = None,
         payloads: Callable[[str], str | None] | None = None,
-        judge: Callable[[Sequence[x509.Certificate]], list[Finding]] | None = None,
+        judge: Callable[[Sequence[x509.Certificate], Sequence[bytes]], list[Finding]] | None = None,
     ) -> None:
         super().__init__(max_file_size=max_file_size)
         self.chain = chain
@@ -308,16 +309,17 @@ class CertificateReader(GuardedReads):
                 return bad_certificate(path, exc, where)
             facts.append(described)
             lines.append(line)
-        self._judge_chain(path, [certificate for certificate, _ in loaded], facts)
+        self._judge_chain(path, loaded, facts)
         return tuple(facts), encode_facts(lines)
 
     def _judge_chain(
-        self, path: str, parsed: Sequence[x509.Certificate], facts: Sequence[CertificateFacts]
+        self, path: str, loaded: Sequence[Parsed], facts: Sequence[CertificateFacts]
     ) -> None:
         """The structure of a file verify.py will judge as a chain (the same rule)."""
         if self._judge is not None and is_chain_file(path, facts):
             with contextlib.suppress(Exception):  # the checks read it again, and decide
-                self.structures[path] = self._judge(parsed)
+                parsed = [certificate for certificate, _ in loaded]
+                self.structures[path] = self._judge(parsed, [der for _, der in loaded])
 
     def _described(
         self, certificate: x509.Certificate, der: bytes, *, chain: bool

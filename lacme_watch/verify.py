@@ -71,7 +71,7 @@ class Verifier:
 
     def judge(
         self, signers: Sequence[x509.Certificate]
-    ) -> Callable[[Sequence[x509.Certificate]], list[Finding]]:
+    ) -> Callable[[Sequence[x509.Certificate], Sequence[bytes]], list[Finding]]:
         """chains.structure() against this pass's anchors and these watched CAs: what the
         reader applies to a chain file while it holds the parsed certificates, so the
         checks need not read it again (the anchors are read on the first chain)."""
@@ -80,10 +80,10 @@ class Verifier:
         anchors: list[chains.Anchors] = []
         watched = tuple(signers)  # as they are now: the caller's list grows later
 
-        def judged(certificates: Sequence[x509.Certificate]) -> list[Finding]:
+        def judged(certificates: Sequence[x509.Certificate], der: Sequence[bytes]) -> list[Finding]:
             if not anchors:
                 anchors.append(chains.Anchors([*self.roots(), *watched]))
-            return chains.structure(certificates, anchors[0])
+            return chains.structure(certificates, anchors[0], der)
 
         return judged
 

@@ -7,9 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
-from lacme_watch.chains import Anchors, covers, structure
+from lacme_watch.chains import Anchors, covers, signs, structure
 
 from .conftest import CliRunner, data, days, kinds, read_events, watch, write_config
 from .hierarchy import Issued, OpenSslServer, certificate, pem
@@ -69,6 +74,13 @@ def pki() -> dict[str, Issued]:
             not_before=NOW - days(300),
             not_after=NOW + days(800),
         ),
+        # The leaf's issuer name, another key: only the signature tells them apart.
+        "impostor": certificate(
+            "Test Intermediate R1",
+            issuer=root,
+            not_before=NOW - days(300),
+            not_after=NOW + days(800),
+        ),
     }
 
 
@@ -79,6 +91,7 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "incomplete": ([], ("incomplete",)),
     "misordered": (["root", "inter"], ("misordered",)),
     "wrong-issuer": (["other"], ("wrong_issuer",)),
+    "impostor": (["impostor"], ("wrong_issuer",)),
     "expired": (["expired"], ("expired",)),
     # 20 days left, and the leaf has 80: both are true.
     "expiring": (["expiring"], ("expiring", "intermediate_expires_before_leaf")),
@@ -268,3 +281,92 @@ def test_an_unchanged_chain_is_judged_again_when_time_crosses_its_next_threshold
     assert reasons(NOW + days(7)) == [("chain_problem", "expiring", "14d")]  # 13 days left
     assert reasons(NOW + days(8)) == []
     assert reasons(NOW + days(21)) == [("chain_problem", "expired", None)]
+
+
+_SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+_Hash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+
+
+def _signed(
+    subject: str, issuer_name: str, key: _SigningKey, algorithm: _Hash | None, *, own: _SigningKey
+) -> x509.Certificate:
+    """A CA certificate for `own`'s key, naming `issuer_name` as its issuer, signed by `key`."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(own.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - days(1))
+        .not_valid_after(NOW + days(90))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, algorithm)
+    )
+
+
+def _issuer(name: str, key: _SigningKey) -> x509.Certificate:
+    edwards = isinstance(key, ed25519.Ed25519PrivateKey)
+    return _signed(name, name, key, None if edwards else hashes.SHA256(), own=key)
+
+
+def _leaf(issuer_name: str, key: _SigningKey, algorithm: _Hash | None) -> x509.Certificate:
+    return _signed("leaf", issuer_name, key, algorithm, own=ec.generate_private_key(ec.SECP256R1()))
+
+
+def _verified_by_cryptography(issuer: x509.Certificate, certificate: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def test_a_link_is_verified_as_cryptography_verifies_it() -> None:
+    """chains.signs() checks an ECDSA link itself (one key loaded per CA, the DER read
+    once): every verdict is still the one verify_directly_issued_by gives, for every
+    key type, hash, a name that differs and a key that did not sign."""
+    p256, p384 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())
+    other = ec.generate_private_key(ec.SECP256R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    edwards = ed25519.Ed25519PrivateKey.generate()
+    issuers = {
+        "p256": _issuer("CA", p256),
+        "p384": _issuer("CA", p384),
+        "rsa": _issuer("CA", rsa_key),
+        "ed25519": _issuer("CA", edwards),
+    }
+    leaves = {
+        "p256-sha256": _leaf("CA", p256, hashes.SHA256()),
+        "p256-sha384": _leaf("CA", p256, hashes.SHA384()),
+        "p256-sha512": _leaf("CA", p256, hashes.SHA512()),
+        "p384-sha384": _leaf("CA", p384, hashes.SHA384()),
+        "p256-other-name": _leaf("Another CA", p256, hashes.SHA256()),
+        "other-key": _leaf("CA", other, hashes.SHA256()),
+        "rsa": _leaf("CA", rsa_key, hashes.SHA256()),
+        "ed25519": _leaf("CA", edwards, None),
+    }
+    tampered = bytearray(leaves["p256-sha256"].public_bytes(Encoding.DER))
+    tampered[-3] ^= 0x01  # inside the signature's INTEGER s: still DER
+    leaves["tampered"] = x509.load_der_x509_certificate(bytes(tampered))
+    sha256, sha384 = bytes.fromhex("2a8648ce3d040302"), bytes.fromhex("2a8648ce3d040303")
+    der = leaves["p256-sha384"].public_bytes(Encoding.DER)
+    at = der.rindex(sha384)  # the outer signatureAlgorithm: the inner one now differs
+    mismatched = der[:at] + sha256 + der[at + len(sha256) :]
+    leaves["mismatched"] = x509.load_der_x509_certificate(mismatched)
+    verdicts = {}
+    for issuer_name, issuer in issuers.items():
+        for leaf_name, leaf in leaves.items():
+            expected = _verified_by_cryptography(issuer, leaf)
+            der = leaf.public_bytes(Encoding.DER)
+            assert signs(issuer, leaf, remember=False, der=der) is expected
+            assert signs(issuer, leaf, remember=False) is expected
+            assert signs(issuer, leaf) is expected
+            verdicts[issuer_name, leaf_name] = expected
+    assert {pair for pair, signed in verdicts.items() if signed} == {
+        ("p256", "p256-sha256"),
+        ("p256", "p256-sha384"),
+        ("p256", "p256-sha512"),
+        ("p384", "p384-sha384"),
+        ("rsa", "rsa"),
+        ("ed25519", "ed25519"),
+    }
