@@ -18,6 +18,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Protocol
 
+from .observations import Problem
 from .statrecord import Recorder
 
 
@@ -35,6 +36,8 @@ class Reader(Protocol):
 
     def read_certificates(self, path: str) -> Any: ...
 
+    def read_json(self, path: str) -> Any: ...
+
     def without_database(self) -> None: ...
 
 
@@ -50,7 +53,9 @@ class Batch:
         self._output = output
         self._pid = pid
         self._found: dict[str, tuple[Any, Any, Any]] | None = None
+        self._parsed: frozenset[str] = frozenset()
         self.parsed = 0
+        """The files it parsed that were taken (what it read for nothing is not counted)."""
         self.recorded: tuple[str, bytes, list[int], bool] = ("", b"", [], False)
 
     def take(self, path: str) -> tuple[Any, Any, Any] | None:
@@ -58,7 +63,10 @@ class Batch:
         child found for `path`, each at most once; None when it delivered nothing."""
         if self._found is None:
             self._found = self._collect()
-        return self._found.pop(path, None)
+        found = self._found.pop(path, None)
+        if found is not None and path in self._parsed:
+            self.parsed += 1
+        return found
 
     def _collect(self) -> dict[str, tuple[Any, Any, Any]]:
         import pickle  # with a child to hear from: a pass under MIN_FILES never forks
@@ -69,7 +77,7 @@ class Batch:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 return {}
             self._output.seek(0)
-            found, self.parsed, self.recorded = _load(self._output)
+            found, self._parsed, self.recorded = _load(self._output)
         except (OSError, EOFError, pickle.UnpicklingError):
             return {}
         finally:
@@ -93,10 +101,13 @@ def _load(output: IO[bytes]) -> Any:
             gc.enable()
 
 
-def start(reader: Reader, paths: Sequence[str], share: float = 0.5) -> Batch | None:
+def start(
+    reader: Reader, paths: Sequence[str], share: float = 0.5, metadata: str | None = None
+) -> Batch | None:
     """Fork a child to read the last `share` of `paths` (this process reads from the
-    start, so it reaches the child's part about when the child is done); None where a
-    second process is not worth it or not safe."""
+    start, so it reaches the child's part about when the child is done), each after
+    the JSON document `metadata` names beside it, if given; None where a second
+    process is not worth it or not safe."""
     if len(paths) < MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
         return None
     if threading.active_count() > 1:
@@ -104,6 +115,9 @@ def start(reader: Reader, paths: Sequence[str], share: float = 0.5) -> Batch | N
     import tempfile  # a first pass's: cron's quiet passes never fork
 
     theirs = list(paths[len(paths) - int(len(paths) * share) :])
+    documents = (
+        [os.path.join(os.path.dirname(path), metadata) for path in theirs] if metadata else []
+    )
     output = tempfile.TemporaryFile()  # noqa: SIM115  # handed to the child, closed by Batch
     # Until the child is reaped, the cyclic collector leaves alone every object that
     # exists now: walking them writes to each one's header, so that every page the two
@@ -119,22 +133,34 @@ def start(reader: Reader, paths: Sequence[str], share: float = 0.5) -> Batch | N
     if pid == 0:  # the child: read, write, and leave without running anything else
         code = 1
         try:
-            _child(reader, theirs, output)
+            _child(reader, theirs, documents, output)
             code = 0
         finally:
             os._exit(code)
-    return Batch(output, pid, frozenset(theirs))
+    return Batch(output, pid, frozenset((*theirs, *documents)))
 
 
-def _child(reader: Reader, share: Sequence[str], output: IO[bytes]) -> None:
+def _child(
+    reader: Reader, share: Sequence[str], documents: Sequence[str], output: IO[bytes]
+) -> None:
     import pickle
 
     reader.without_database()  # the parent's SQLite connection is not the child's to use
-    parsed, mark = reader.parsed, reader.stat_record.mark()
+    mark = reader.stat_record.mark()
     found = []
-    for path in share:
+    parsed: set[str] = set()
+    for at, path in enumerate(share):
+        if documents:  # read first, as the store's scan does (the stat record's order)
+            document = documents[at]
+            described = reader.read_json(document)
+            found.append((document, described, reader.files.get(document), None))
+            if isinstance(described, Problem):
+                continue  # the scan reads no certificate where its document is missing or bad
+        before = reader.parsed
         result = reader.read_certificates(path)
         found.append((path, result, reader.files.get(path), reader.structures.get(path)))
+        if reader.parsed != before:
+            parsed.add(path)
     recorded = reader.stat_record.since(mark)
-    pickle.dump((found, reader.parsed - parsed, recorded), output, pickle.HIGHEST_PROTOCOL)
+    pickle.dump((found, frozenset(parsed), recorded), output, pickle.HIGHEST_PROTOCOL)
     output.flush()

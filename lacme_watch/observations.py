@@ -340,6 +340,9 @@ class Listing:
     """When each entry is a directory: the certificate file in it a scan reads first
     (lacme's fullchain.pem), which the reader may start reading in a second process
     while the slice before is committed; None: each entry is that file."""
+    metadata: str | None = None
+    """A JSON document beside each such file that the scan reads too (lacme's
+    meta.json): the second process reads it with the file."""
 
     def reads(self, entries: Sequence[tuple[str, bool]]) -> list[str]:
         """The certificate files these entries' scan reads first."""

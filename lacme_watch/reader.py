@@ -102,28 +102,26 @@ class CertificateReader(GuardedReads):
         """
         if looks_like_private_key(path):
             return ()
-        if self._batch is not None and path in self._batch.paths:
-            taken = self._batch.take(path)
-            if taken is not None:  # read by the other process (forked.py)
-                result, cached, judged = taken
-                if cached is not None:
-                    self.files[path] = cached
-                if judged is not None:
-                    self.structures[path] = judged
-                return result  # type: ignore[no-any-return]
-        found: tuple[CertificateFacts, ...] | Problem = self._cached(
+        if (batch := self._batch) is not None and path in batch.paths:
+            found = self._taken(batch, path)
+            if found is not _NOT_TAKEN:
+                return found  # type: ignore[return-value]
+        read: tuple[CertificateFacts, ...] | Problem = self._cached(
             path, self._parse_certificates, decode_facts
         )
-        return found
+        return read
 
-    def prefetch(self, paths: Sequence[str], *, share: float = 0.5) -> None:
-        """A hint: these certificate files are about to be read. When most are new to
+    def prefetch(
+        self, paths: Sequence[str], *, share: float = 0.5, metadata: str | None = None
+    ) -> None:
+        """A hint: these certificate files are about to be read (each after the JSON
+        document `metadata` names in its directory, when given). When most are new to
         the cache (a first pass), a second process reads `share` of them (more than
         half when this one has other work first: slices.py commits a slice)."""
         if self._batch is not None or len(self._previous) * 2 >= len(paths):
             return
         wanted = [path for path in paths if not looks_like_private_key(path)]
-        self._batch = forked.start(self, wanted, share)
+        self._batch = forked.start(self, wanted, share, metadata)
 
     def finish(self) -> None:
         """After the source's scan: what the other process read and counted joins
@@ -160,6 +158,10 @@ class CertificateReader(GuardedReads):
     def read_json(self, path: str) -> object | Problem:
         """A small JSON document (lacme's meta.json), through the same caps and cache,
         parsed with bounded depth (see boundedjson)."""
+        if (batch := self._batch) is not None and path in batch.paths:
+            taken = self._taken(batch, path)
+            if taken is not _NOT_TAKEN:
+                return taken
         found: object = self._cached(path, _parse_json, json.loads)
         return found
 
@@ -254,6 +256,19 @@ class CertificateReader(GuardedReads):
 
     # -- internals -------------------------------------------------------------
 
+    def _taken(self, batch: forked.Batch, path: str) -> object:
+        """What the other process read at `path` (forked.py), with its cache entry and
+        chain structure; _NOT_TAKEN when it delivered nothing for it."""
+        taken = batch.take(path)
+        if taken is None:
+            return _NOT_TAKEN
+        result, cached, judged = taken
+        if cached is not None:
+            self.files[path] = cached
+        if judged is not None:
+            self.structures[path] = judged
+        return result
+
     def _cached(
         self,
         path: str,
@@ -344,6 +359,10 @@ class CertificateReader(GuardedReads):
             if facts.fingerprint != signer_fingerprint and verifies(certificate, signer):
                 return replace(facts, signed_by=signer_fingerprint)
         return facts
+
+
+_NOT_TAKEN = object()
+"""Nothing from the other process for this path: read it here."""
 
 
 def _parse_json(path: str, content: bytes) -> tuple[object, str] | Problem:

@@ -112,7 +112,7 @@ def read(
             _log.debug("%s: read whole after %d slices (its rescan declined)", source.id, number)
             return Read(envelopes, conflicts, done=False)
         if not last:  # the other core reads on while this slice is detected and committed
-            reader.prefetch(listed.reads(parts[number]), share=AHEAD)
+            reader.prefetch(listed.reads(parts[number]), share=AHEAD, metadata=listed.metadata)
         if last:  # what the store says as a whole
             whole = listed.whole
             scan = replace(scan, problems=scan.problems + whole.problems, issuances=whole.issuances)

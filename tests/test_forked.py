@@ -4,20 +4,26 @@ the child fails. Real files (trustme) on the real filesystem."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
+from lacme import FileStore
 
 from lacme_watch import forked, statrecord
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.passes import PassReport, run_pass
 from lacme_watch.statedb import StateStore
+from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink
+
+from .conftest import save_acme_cert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 COUNT = forked.MIN_FILES + 20
@@ -162,3 +168,86 @@ def test_links_out_of_the_root_in_the_childs_half_still_make_a_record(
     with StateStore(config.state_dir) as state:
         again = run_pass(config, state, NOW)
     assert again.carried == (config.stores[0].id,)
+
+
+def _lacme_pass(tmp_path: Path, root: Path, name: str) -> tuple[PassReport, list[str], Config]:
+    sink = RecordingSink()
+    config = Config(
+        path=None,
+        state_dir=tmp_path / name,
+        host="test-host",
+        stores=(LacmeStore(str(root)),),
+        authorities=(),
+        sinks=(SinkRoute(sink=sink),),
+    )
+    with StateStore(config.state_dir) as state:
+        report = run_pass(config, state, NOW)
+    events = sorted(
+        f"{e.event.kind} {getattr(e.event, 'domain', '')} {getattr(e.event, 'reason', '')}"
+        for e in sink.envelopes
+    )
+    return report, events, config
+
+
+def test_a_forked_lacme_first_pass_reads_meta_json_in_the_child_as_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child reads each of its directories' meta.json with its fullchain.pem: the
+    names lacme keeps only there, a directory lacme is still writing (no meta.json), a
+    damaged meta.json and a broken chain in the child's half say what one process says."""
+    ca = trustme.CA()
+    files = FileStore(tmp_path / "lacme")
+    for index in range(16):
+        days_left = 10 if index % 5 == 0 else 80
+        save_acme_cert(
+            files,
+            ca,
+            [f"*.host{index:02}.example", f"host{index:02}.example"],  # a hashed directory
+            not_before=NOW - timedelta(days=90 - days_left),
+            not_after=NOW + timedelta(days=days_left),
+        )
+    certs = sorted((tmp_path / "lacme" / "certs").iterdir())
+    assert any(path.name.startswith("lacme-v2-") for path in certs)
+    (certs[-1] / "meta.json").unlink()  # being written: lacme itself skips it
+    (certs[-2] / "meta.json").write_text('{"domain": "x.example"}')  # no 'domains'
+    (certs[-3] / "meta.json").write_text("{not json")
+    impostor = trustme.CA().issue_cert("other.example").cert_chain_pems[0].bytes()
+    fullchain = certs[-4] / "fullchain.pem"  # its leaf, then a CA that did not sign it
+    fullchain.write_bytes(fullchain.read_bytes().split(b"-----END CERTIFICATE-----")[0])
+    with fullchain.open("ab") as stream:
+        stream.write(b"-----END CERTIFICATE-----\n" + impostor)
+    monkeypatch.setattr(statrecord, "RACY", -3600.0)
+    monkeypatch.setattr(forked, "MIN_FILES", 4)
+    started: list[int] = []
+    start = forked.start
+
+    def counted(*args: Any, **kwargs: Any) -> forked.Batch | None:
+        batch = start(*args, **kwargs)
+        started.append(len(batch.paths) if batch is not None else 0)
+        return batch
+
+    monkeypatch.setattr(forked, "start", counted)
+    forked_report, forked_events, forked_config = _lacme_pass(tmp_path, tmp_path / "lacme", "f")
+    assert started == [16]  # half of the 16 directories: their meta.json and fullchain.pem
+    monkeypatch.setattr(forked, "MIN_FILES", 10**9)
+    alone_report, alone_events, alone_config = _lacme_pass(tmp_path, tmp_path / "lacme", "a")
+
+    assert forked_events == alone_events
+    broken = json.loads((certs[-4] / "meta.json").read_text())["domain"]
+    assert f"chain_problem {broken} wrong_issuer" in forked_events
+    assert [e for e in forked_events if e.startswith("certificate_expiring")]
+    assert _inventory(forked_config) == _inventory(alone_config)
+    assert sorted(map(str, forked_report.problems)) == sorted(map(str, alone_report.problems))
+    assert sorted(p.reason for _, p in forked_report.problems) == ["bad_metadata"] * 2
+    assert forked_report.files_parsed == alone_report.files_parsed == 13
+    with StateStore(forked_config.state_dir) as state:
+        kept = state.load_stat_record(forked_config.stores[0].id)
+    assert kept is not None
+    assert statrecord.changes(kept.record) == []  # the child's meta.json are in the record
+    (certs[-5] / "meta.json").write_text(
+        '{"domain": "renamed.example", "domains": ["renamed.example"]}'
+    )
+    with StateStore(forked_config.state_dir) as state:
+        kept = state.load_stat_record(forked_config.stores[0].id)
+    assert kept is not None
+    assert statrecord.changes(kept.record) != []  # ... and a change to one is seen

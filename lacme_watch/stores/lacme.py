@@ -23,6 +23,9 @@ from ..options import Options
 from ..reader import CertificateReader
 from ..renewal import LACME_DEFAULT
 
+_META = "meta.json"
+"""What lacme writes last into a certificate directory: the store key and its names."""
+
 
 class LacmeStore:
     """Certificates issued by lacme (ACME or its CA) into a FileStore base directory."""
@@ -76,7 +79,10 @@ class LacmeStore:
         issuances = tuple(self._rate_limit_records(reader))
         reads_in = "fullchain.pem" if reader.chain else "cert.pem"
         return Listing(
-            Entries(directories, directories=True), ScanResult(issuances=issuances), reads_in
+            Entries(directories, directories=True),
+            ScanResult(issuances=issuances),
+            reads_in,
+            _META,
         )
 
     def rescan(
@@ -110,7 +116,7 @@ class LacmeStore:
         certs = os.path.join(self.path, "certs")
         wanted = [name for name in names if not name.endswith(".tmp")]
         name = "fullchain.pem" if reader.chain else "cert.pem"
-        reader.prefetch([os.path.join(certs, entry, name) for entry in wanted])
+        reader.prefetch([os.path.join(certs, entry, name) for entry in wanted], metadata=_META)
         observations: list[Observation] = []
         problems: list[Problem] = []
         for entry in wanted:
@@ -164,7 +170,7 @@ class LacmeStore:
     ) -> list[Observation] | Problem:
         # The reader's own lstat says whether a file is there ("not_found" is never a
         # symlink, broken ones are "broken_symlink"): no second lstat to ask first.
-        meta_path = os.path.join(directory, "meta.json")
+        meta_path = os.path.join(directory, _META)
         meta = reader.read_json(meta_path)
         if isinstance(meta, Problem):
             if meta.reason == "not_found":
