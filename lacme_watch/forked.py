@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Protocol
 
@@ -56,6 +57,8 @@ class Batch:
         self._parsed: frozenset[str] = frozenset()
         self.parsed = 0
         """The files it parsed that were taken (what it read for nothing is not counted)."""
+        self.cpu: float | None = None
+        """The CPU time it spent on its share (None: it delivered nothing)."""
         self.recorded: tuple[str, bytes, list[int], bool] = ("", b"", [], False)
 
     def take(self, path: str) -> tuple[Any, Any, Any] | None:
@@ -77,7 +80,7 @@ class Batch:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 return {}
             self._output.seek(0)
-            found, self._parsed, self.recorded = _load(self._output)
+            found, self._parsed, self.recorded, self.cpu = _load(self._output)
         except (OSError, EOFError, pickle.UnpicklingError):
             return {}
         finally:
@@ -145,6 +148,7 @@ def _child(
 ) -> None:
     import pickle
 
+    started = time.process_time()
     reader.without_database()  # the parent's SQLite connection is not the child's to use
     mark = reader.stat_record.mark()
     found = []
@@ -162,5 +166,6 @@ def _child(
         if reader.parsed != before:
             parsed.add(path)
     recorded = reader.stat_record.since(mark)
-    pickle.dump((found, frozenset(parsed), recorded), output, pickle.HIGHEST_PROTOCOL)
+    written = (found, frozenset(parsed), recorded)
+    pickle.dump((*written, time.process_time() - started), output, pickle.HIGHEST_PROTOCOL)
     output.flush()

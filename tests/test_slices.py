@@ -6,6 +6,7 @@ directory and in lacme's FileStore; the slice is made small instead of the store
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import slices, statrecord
+from lacme_watch import forked, slices, statrecord
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.passes import PassReport, run_pass
@@ -96,14 +97,21 @@ def _whole(tmp_path: Path, source: Source) -> tuple[PassReport, list[tuple[str, 
     return _Watch(tmp_path / "whole-state", source).run()
 
 
+@pytest.mark.parametrize("fork", [False, True], ids=["alone", "forked"])
 @pytest.mark.parametrize("make", [_pem_store, _lacme_store], ids=["pem", "lacme"])
 def test_a_first_pass_in_slices_says_what_a_whole_one_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: type[Source]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: type[Source], fork: bool
 ) -> None:
+    """Also when a forked child reads ahead a share of each next slice, balanced by the
+    CPU time the two processes spent on the slice before."""
     source = make(tmp_path)  # type: ignore[call-arg]
     whole, whole_events = _whole(tmp_path, source)
     assert whole.carried == ()  # read whole: smaller than a slice
     monkeypatch.setattr(slices, "SLICE", 3)
+    if fork:
+        if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+            pytest.skip("needs fork and two CPUs")
+        monkeypatch.setattr(forked, "MIN_FILES", 2)
     watching = _Watch(tmp_path / "state", source)
     report, events = watching.run()
     assert watching.source in report.carried  # committed slice by slice
@@ -208,3 +216,17 @@ def test_a_rescan_that_declines_part_way_leaves_the_store_to_a_whole_read(
     assert report.certificates == len(DAYS_LEFT)
     _, repeated = watching.run()
     assert repeated == []
+
+
+def test_the_child_is_given_the_share_that_balances_the_cpu_time_of_the_last_slice() -> None:
+    """Half each when an entry costs both the same and nothing else is to do; more for
+    the child while this process commits; less for a child slower per entry; a short
+    last slice is mostly the child's."""
+    even = slices._Cycle(share=0.5, size=3000, committed=0.0, reading=0.3, child=0.3)
+    assert slices._balanced(even, 3000) == pytest.approx(0.5)
+    committing = even._replace(committed=0.2)  # 0.2 s + 3,000 x 200 us = 3,000 x 400 us x share
+    assert slices._balanced(committing, 3000) == pytest.approx(2 / 3)
+    slower = committing._replace(child=0.6)  # 0.2 s + 3,000 x 200 us = 3,000 x 600 us x share
+    assert slices._balanced(slower, 3000) == slices.AHEAD_RANGE[0]
+    assert slices._balanced(slower._replace(committed=0.5), 3000) == pytest.approx(11 / 18)
+    assert slices._balanced(committing, 500) == slices.AHEAD_RANGE[1]
