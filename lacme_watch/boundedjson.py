@@ -33,8 +33,10 @@ def loads(content: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = M
 def loads_and_dump(
     content: str | bytes, *, max_depth: int = MAX_DEPTH, max_size: int = MAX_SIZE
 ) -> tuple[object, str]:
-    """loads(), and the document dumped again (`ensure_ascii=False`), which proved that
-    every string in it is Unicode: for a caller that keeps it as text (a file cache)."""
+    """loads(), and the document as text that is Unicode throughout, for a caller that
+    keeps it (a file cache): the text itself when it holds no escape at all (strict
+    UTF-8 leaves nothing else that could decode to a lone surrogate: lacme's meta.json),
+    else the document dumped again (`ensure_ascii=False`), which proves it."""
     if len(content) > max_size:
         raise JsonLimitError(f"larger than {max_size} bytes")
     text = content.decode("utf-8") if isinstance(content, bytes) else content  # strict UTF-8
@@ -45,6 +47,8 @@ def loads_and_dump(
         document: object = json.loads(text)
     except RecursionError:  # unreachable after _depth; kept as the last line of defence
         raise JsonLimitError(f"nested deeper than {max_depth} levels") from None
+    if "\\" not in text:
+        return document, text
     dumped = json.dumps(document, ensure_ascii=False)
     try:
         dumped.encode("utf-8")

@@ -42,6 +42,7 @@ from .guarded import (
     undecodable_name,
 )
 from .observations import CertificateFacts, Observation, Problem
+from .renewal import RenewalPolicy
 
 
 class CachedFile(NamedTuple):
@@ -207,8 +208,10 @@ class CertificateReader(GuardedReads):
         path: str,
         domain: str | None = None,
         domains: Sequence[str] = (),
+        renewal: RenewalPolicy | None = None,
     ) -> list[Observation] | Problem:
-        """Observations for a certificate file: its first certificate is the lineage's leaf.
+        """Observations for a certificate file: its first certificate is the lineage's leaf
+        (renewed by the owner's `renewal` policy, when the store knows it).
 
         With `chain: full` the other certificates become `chain` observations, keyed
         by fingerprint so an intermediate shared by many bundles is watched once.
@@ -234,6 +237,7 @@ class CertificateReader(GuardedReads):
                         domains=names,
                         certificate=facts,
                         chain_length=len(found),
+                        renewal=renewal,
                     )
                 )
             elif (chain := f"chain:{facts.fingerprint}") not in self._chains:

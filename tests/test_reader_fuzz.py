@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lacme import CertificateAuthority, FileStore
 
+from lacme_watch.chains import signs
 from lacme_watch.observations import Problem
 from lacme_watch.reader import CertificateReader
 from lacme_watch.testing import TlsServer
@@ -114,6 +115,25 @@ def test_mutated_der_never_escapes_the_reader(tmp_path: Path, der: bytes) -> Non
     path = tmp_path / "cert.der"
     path.write_bytes(der)
     _assert_survives(path)
+
+
+@FUZZ
+@given(der=mutated_der())
+def test_a_mutated_certificate_is_verified_as_cryptography_verifies_it(der: bytes) -> None:
+    """chains.signs() checks an ECDSA link from the DER itself: whatever a mutation left
+    that cryptography still loads, its verdict against trustme's CA is cryptography's."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except Exception:  # not a certificate: nothing to verify
+        return
+    issuer = x509.load_der_x509_certificate(corpus()[1])
+    try:
+        certificate.verify_directly_issued_by(issuer)
+        expected = True
+    except Exception:
+        expected = False
+    assert signs(issuer, certificate, remember=False, der=der) is expected
+    assert signs(issuer, certificate, remember=False) is expected
 
 
 @FUZZ

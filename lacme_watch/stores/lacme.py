@@ -181,14 +181,23 @@ class LacmeStore:
             return Problem(meta_path, "bad_metadata", "needs 'domain' and 'domains'")
         lineage = f"certs/{name}"
         certificate = os.path.join(directory, "fullchain.pem" if reader.chain else "cert.pem")
-        found = reader.bundle(lineage=lineage, path=certificate, domain=domain, domains=domains)
+        found = reader.bundle(
+            lineage=lineage,
+            path=certificate,
+            domain=domain,
+            domains=domains,
+            renewal=LACME_DEFAULT,  # lacme's RenewalManager renews these unless told otherwise
+        )
         if reader.chain and isinstance(found, Problem) and found.reason == "not_found":
             certificate = os.path.join(directory, "cert.pem")  # lacme before fullchain.pem
-            found = reader.bundle(lineage=lineage, path=certificate, domain=domain, domains=domains)
-        if isinstance(found, Problem):
-            return found
-        # lacme's RenewalManager renews these unless the store's renew_before says otherwise
-        return [replace(o, renewal=LACME_DEFAULT) if o.role == "leaf" else o for o in found]
+            found = reader.bundle(
+                lineage=lineage,
+                path=certificate,
+                domain=domain,
+                domains=domains,
+                renewal=LACME_DEFAULT,
+            )
+        return found
 
 
 def _names(meta: object) -> tuple[str | None, tuple[str, ...]]:

@@ -275,3 +275,43 @@ def test_a_directory_without_meta_json_is_skipped_and_cert_pem_stands_in_for_ful
         ("old.example", "cert.pem")
     }
     assert "certificate_unreadable" not in kinds(events)
+
+
+def test_meta_json_escapes_are_decoded_and_a_lone_surrogate_is_refused(
+    cli: CliRunner,
+    watched: tuple[Path, Path],
+    file_store: FileStore,
+    lacme_ca: CertificateAuthority,
+) -> None:
+    """meta.json is kept as read when it holds no escape; one with escapes is decoded
+    (and kept as dumped again), one whose escape is a lone surrogate is bad_metadata."""
+    config, log = watched
+    watch(cli, config, log)  # the baseline: what comes next is news
+    for name in ("plain.example", "escaped.example", "surrogate.example"):
+        lacme_ca.issue([name], validity_days=30)
+    certs = file_store.base / "certs"
+    (certs / "escaped.example" / "meta.json").write_text(
+        '{"domain": "escaped.example", "domains": ["\\u0065scaped.example", "caf\\u00e9.example"]}'
+    )
+    (certs / "surrogate.example" / "meta.json").write_text(
+        '{"domain": "surrogate.example", "domains": ["\\udcff.example"]}'
+    )
+
+    result = cli("--config", str(config), "watch", "--once")
+    events = read_events(log)
+
+    assert result.code == 1
+    assert "surrogate.example/meta.json: bad_metadata" in result.err
+    assert "\\udcff" in result.err
+    issued = {
+        str(data(e)["domain"]): data(e)["domains"]
+        for e in events
+        if e["type"] == "lacme.certificate_issued"
+    }
+    assert issued["escaped.example"] == ["escaped.example", "café.example"]
+    assert issued["plain.example"] == ["plain.example"]
+    assert "surrogate.example" not in issued
+    # Its certificate rewritten as it was: meta.json's kept text is read back, the same names.
+    fullchain = certs / "escaped.example" / "fullchain.pem"
+    fullchain.write_bytes(fullchain.read_bytes())
+    assert watch(cli, config, log) == (1, [])
