@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .dernames import signed_parts, tbs_parts
+from .dernames import SignedParts, signed_parts, tbs_parts
 from .observations import CertificateFacts
 from .thresholds import EXPIRED, Policy
 
@@ -73,7 +73,7 @@ def signs(
     the collector to walk again and again."""
     if remember:
         return _signs_remembered(issuer, certificate)
-    return _verifies(issuer, certificate, der)
+    return _verifies(issuer, certificate, der=der)
 
 
 @functools.lru_cache(maxsize=_REMEMBERED)
@@ -82,13 +82,19 @@ def _signs_remembered(issuer: x509.Certificate, certificate: x509.Certificate) -
 
 
 def _verifies(
-    issuer: x509.Certificate, certificate: x509.Certificate, der: bytes | None = None
+    issuer: x509.Certificate,
+    certificate: x509.Certificate,
+    parts: SignedParts | None = None,
+    der: bytes | None = None,
 ) -> bool:
     """`certificate.verify_directly_issued_by(issuer)` succeeds: directly for an ECDSA
-    signature by an EC key (see _ecdsa_verifies), through cryptography otherwise."""
+    signature by an EC key (see _ecdsa_verifies), through cryptography otherwise
+    (`parts`, or else `der`: what the caller already has of the certificate)."""
     key = _ec_issuer(issuer)
     if key is not None:
-        found = _ecdsa_verifies(key, certificate, der)
+        if parts is None:
+            parts = signed_parts(der if der is not None else certificate.public_bytes(Encoding.DER))
+        found = _ecdsa_verifies(key, certificate, parts)
         if found is not None:
             return found
     try:
@@ -128,13 +134,12 @@ _ECDSA = {
 
 
 def _ecdsa_verifies(
-    issuer: _EcIssuer, certificate: x509.Certificate, der: bytes | None
+    issuer: _EcIssuer, certificate: x509.Certificate, parts: SignedParts | None
 ) -> bool | None:
     """The checks of verify_directly_issued_by (both algorithm identifiers the same,
     the issuer Name the issuer's subject, the signature valid under its key) for an
     ECDSA signature with a hash cryptography names; None for anything else, which
     cryptography then decides. Byte for byte: cryptography parses strict DER only."""
-    parts = signed_parts(der if der is not None else certificate.public_bytes(Encoding.DER))
     if parts is None:
         return None
     scheme = _ECDSA.get(parts.algorithm)
@@ -175,22 +180,38 @@ class Anchors:
     def __init__(self, certificates: Sequence[x509.Certificate]) -> None:
         self._by_subject: dict[bytes, list[x509.Certificate]] = {}
         for certificate in certificates:
-            self._by_subject.setdefault(certificate.subject.public_bytes(), []).append(certificate)
+            # By its subject as cryptography encodes it, and as the certificate holds it
+            # (what a certificate it signed names byte for byte: issuer_of's `issuer`).
+            parts = tbs_parts(certificate, certificate.public_bytes(Encoding.DER))
+            encoded = certificate.subject.public_bytes()
+            for subject in {encoded, parts.subject if parts is not None else encoded}:
+                self._by_subject.setdefault(subject, []).append(certificate)
         self._found: dict[x509.Certificate, x509.Certificate | None] = {}
         """issuer_of() of the certificates asked lately (the intermediates and roots
         every bundle of a CA carries): a Name built and encoded once, not per bundle."""
 
     def issuer_of(
-        self, certificate: x509.Certificate, *, remember: bool = False
+        self,
+        certificate: x509.Certificate,
+        *,
+        remember: bool = False,
+        parts: SignedParts | None = None,
     ) -> x509.Certificate | None:
         """The anchor whose key signed `certificate`, if any (`remember`: a certificate
-        other bundles carry too, kept for them; a leaf is asked once)."""
-        known = self._found.get(certificate, _UNKNOWN)
-        if known is not _UNKNOWN:
-            return known  # type: ignore[return-value]
+        other bundles carry too, kept for them; a leaf is asked once, `parts` what its
+        DER says, when the caller has read it: no Name built)."""
+        if remember:
+            known = self._found.get(certificate, _UNKNOWN)
+            if known is not _UNKNOWN:
+                return known  # type: ignore[return-value]
+        issuer = parts.issuer if parts is not None else certificate.issuer.public_bytes()
         found = None
-        for candidate in self._by_subject.get(certificate.issuer.public_bytes(), []):
-            if signs(candidate, certificate):
+        for candidate in self._by_subject.get(issuer, []):
+            if (
+                signs(candidate, certificate)
+                if remember
+                else _verifies(candidate, certificate, parts)
+            ):
                 found = candidate
                 break
         if remember:
@@ -217,12 +238,13 @@ def structure(
     while one that stops at a certificate whose issuer nobody has is missing a link.
     `der`, when the caller has it: the certificates' DER, in the same order.
     """
+    leaf = signed_parts(der[0]) if der else None  # read once for its link and its anchor
     for position in range(len(chain) - 1):
         child, parent = chain[position], chain[position + 1]
         if position:
             if signs(parent, child):
                 continue
-        elif signs(parent, child, remember=False, der=der[0] if der else None):
+        elif _verifies(parent, child, leaf):
             continue
         elsewhere = any(
             signs(other, child)
@@ -232,7 +254,8 @@ def structure(
         reason = "misordered" if elsewhere else "wrong_issuer"
         return [Finding(reason=reason, position=position + 1)]
     if any(
-        anchors.issuer_of(certificate, remember=position > 0) is not None
+        anchors.issuer_of(certificate, remember=position > 0, parts=None if position else leaf)
+        is not None
         for position, certificate in enumerate(chain)
     ):
         return []

@@ -361,6 +361,9 @@ def test_a_link_is_verified_as_cryptography_verifies_it() -> None:
             assert signs(issuer, leaf, remember=False, der=der) is expected
             assert signs(issuer, leaf, remember=False) is expected
             assert signs(issuer, leaf) is expected
+            anchored = [] if expected else ["incomplete"]  # the leaf alone, its CA trusted
+            assert [f.reason for f in structure([leaf], Anchors([issuer]), [der])] == anchored
+            assert [f.reason for f in structure([leaf], Anchors([issuer]))] == anchored
             verdicts[issuer_name, leaf_name] = expected
     assert {pair for pair, signed in verdicts.items() if signed} == {
         ("p256", "p256-sha256"),
