@@ -57,8 +57,11 @@ class Batch:
         self._parsed: frozenset[str] = frozenset()
         self.parsed = 0
         """The files it parsed that were taken (what it read for nothing is not counted)."""
-        self.cpu: float | None = None
-        """The CPU time it spent on its share (None: it delivered nothing)."""
+        self.took: float | None = None
+        """The seconds it spent on its share, by the wall clock (None: it delivered
+        nothing)."""
+        self.waited = 0.0
+        """The seconds this process waited for it."""
         self.recorded: tuple[str, bytes, list[int], bool] = ("", b"", [], False)
 
     def take(self, path: str) -> tuple[Any, Any, Any] | None:
@@ -74,13 +77,15 @@ class Batch:
     def _collect(self) -> dict[str, tuple[Any, Any, Any]]:
         import pickle  # with a child to hear from: a pass under MIN_FILES never forks
 
+        started = time.perf_counter()
         _, status = os.waitpid(self._pid, 0)
+        self.waited = time.perf_counter() - started
         gc.unfreeze()  # the pages are this process's alone again (see start)
         try:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 return {}
             self._output.seek(0)
-            found, self._parsed, self.recorded, self.cpu = _load(self._output)
+            found, self._parsed, self.recorded, self.took = _load(self._output)
         except (OSError, EOFError, pickle.UnpicklingError):
             return {}
         finally:
@@ -148,7 +153,7 @@ def _child(
 ) -> None:
     import pickle
 
-    started = time.process_time()
+    started = time.perf_counter()
     reader.without_database()  # the parent's SQLite connection is not the child's to use
     mark = reader.stat_record.mark()
     found = []
@@ -167,5 +172,5 @@ def _child(
             parsed.add(path)
     recorded = reader.stat_record.since(mark)
     written = (found, frozenset(parsed), recorded)
-    pickle.dump((*written, time.process_time() - started), output, pickle.HIGHEST_PROTOCOL)
+    pickle.dump((*written, time.perf_counter() - started), output, pickle.HIGHEST_PROTOCOL)
     output.flush()

@@ -124,17 +124,17 @@ class CertificateReader(GuardedReads):
         wanted = [path for path in paths if not looks_like_private_key(path)]
         self._batch = forked.start(self, wanted, share, metadata)
 
-    def finish(self) -> float | None:
+    def finish(self) -> forked.Batch | None:
         """After the source's scan: what the other process read and counted joins
         this scan's (its files it was never asked for are simply dropped). Returns
-        the CPU time it spent on its share (None: no other process delivered)."""
+        its batch, for how long it took (None: no other process read for this one)."""
         batch, self._batch = self._batch, None
         if batch is None:
             return None
         batch.take("")  # waits for it, if nothing asked yet
         self.parsed += batch.parsed
         self.stat_record.extend(*batch.recorded)
-        return batch.cpu
+        return batch
 
     def forget(self) -> None:
         """Drop what was read so far (a slice of a first pass was committed: slices.py);

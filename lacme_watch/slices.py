@@ -49,8 +49,8 @@ AHEAD = 0.6
 commits the last one, at first. Measured at 100,000 flat: at 0.5 this process never
 waited for the child (0.03 s in all), at 0.7 it waited 0.47 s. A lacme store's
 directory costs more to read (meta.json, a chain to verify) against the same commit:
-about 0.7 balances it. From the third slice on, the share is what balances the CPU
-time each process spent on the slice before (see _balanced)."""
+about 0.75 balances it. From the third slice on, the share is the one that would
+have had both processes done at once on the slice before (see _balanced)."""
 AHEAD_RANGE = (0.5, 0.9)
 
 
@@ -82,20 +82,22 @@ class Read(NamedTuple):
 
 
 class _Cycle(NamedTuple):
-    """CPU seconds of one slice read while the child read `share` of it."""
+    """Seconds (by the wall clock: what either process is given of a shared machine
+    counts) of one slice read while the child read `share` of it."""
 
     share: float
     size: int
     committed: float
     """This process, committing the slice before."""
     reading: float
-    """This process, reading the rest and taking what the child found."""
+    """This process, reading the rest and taking what the child found (its wait for
+    the child not counted)."""
     child: float
 
 
 def _balanced(last: _Cycle, upcoming: int) -> float:
-    """The child's share of the next slice (`upcoming` entries) that gives both
-    processes the same CPU time, from what each spent on the last one: this one
+    """The child's share of the next slice (`upcoming` entries) that has both
+    processes done at the same time, from what each spent on the last one: this one
     commits a slice (about the same cost again) and reads the rest, the child reads
     its share; within AHEAD_RANGE (a short last slice gives the child most of it)."""
     theirs = max(int(last.size * last.share), 1)
@@ -135,22 +137,22 @@ def read(
     envelopes: list[Envelope] = []
     conflicts: list[str] = []
     until: float | None = None
-    ahead, forked = AHEAD, None
+    ahead, forked_at = AHEAD, None
     for number, part in enumerate(parts, start=1):
         last = number == len(parts)
-        reading = time.process_time()
+        reading = time.perf_counter()
         scan = rescans.rescan(source, reader, part)
-        child = reader.finish()
-        if forked is not None and child and not last:
-            done = time.process_time()
-            cycle = _Cycle(ahead, len(part), reading - forked, done - reading, child)
+        batch = reader.finish()
+        if forked_at is not None and batch is not None and batch.took and not last:
+            here = time.perf_counter() - reading - batch.waited
+            cycle = _Cycle(ahead, len(part), reading - forked_at, here, batch.took)
             ahead = _balanced(cycle, len(parts[number]))
         if scan is None:
             _log.debug("%s: read whole after %d slices (its rescan declined)", source.id, number)
             return Read(envelopes, conflicts, done=False)
-        forked = None
+        forked_at = None
         if not last:  # the other core reads on while this slice is detected and committed
-            forked = time.process_time()
+            forked_at = time.perf_counter()
             reader.prefetch(listed.reads(parts[number]), share=ahead, metadata=listed.metadata)
         if last:  # what the store says as a whole
             whole = listed.whole

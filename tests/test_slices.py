@@ -103,7 +103,7 @@ def test_a_first_pass_in_slices_says_what_a_whole_one_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: type[Source], fork: bool
 ) -> None:
     """Also when a forked child reads ahead a share of each next slice, balanced by the
-    CPU time the two processes spent on the slice before."""
+    time the two processes took on the slice before."""
     source = make(tmp_path)  # type: ignore[call-arg]
     whole, whole_events = _whole(tmp_path, source)
     assert whole.carried == ()  # read whole: smaller than a slice
@@ -218,7 +218,7 @@ def test_a_rescan_that_declines_part_way_leaves_the_store_to_a_whole_read(
     assert repeated == []
 
 
-def test_the_child_is_given_the_share_that_balances_the_cpu_time_of_the_last_slice() -> None:
+def test_the_child_is_given_the_share_that_would_have_had_both_done_at_once() -> None:
     """Half each when an entry costs both the same and nothing else is to do; more for
     the child while this process commits; less for a child slower per entry; a short
     last slice is mostly the child's."""
