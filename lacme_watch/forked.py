@@ -1,7 +1,9 @@
 """A large batch of new certificate files read by a second process: on a first pass, or
-when a store changed whole, the machine's other core reads, parses and describes half
-of the files while this process does the other half, through the very same reader code
-(every guard of reader.py holds in the child as it does here).
+when a store changed whole, the machine's other core reads, parses and describes a
+share of the files (half, or more while this process has other work: slices.py) while
+this process does the rest, through the very same reader code (every guard of
+reader.py holds in the child as it does here), with the JSON document beside each
+file that the store's scan reads first (lacme's meta.json).
 
 Only where it is safe and pays: with fork and more than one CPU, in a process running
 one thread (a child forked from a threaded process can inherit a lock held mid-way),
