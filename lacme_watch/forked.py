@@ -51,7 +51,9 @@ MIN_FILES = 400
 class Batch:
     """The child's share of the files, and what it found once it is done."""
 
-    def __init__(self, output: IO[bytes], pid: int, paths: frozenset[str]) -> None:
+    def __init__(
+        self, output: IO[bytes], pid: int, paths: frozenset[str], forked_at: float
+    ) -> None:
         self.paths = paths
         self._output = output
         self._pid = pid
@@ -59,11 +61,12 @@ class Batch:
         self._parsed: frozenset[str] = frozenset()
         self.parsed = 0
         """The files it parsed that were taken (what it read for nothing is not counted)."""
+        self._forked_at = forked_at
         self.took: float | None = None
-        """The seconds it spent on its share, by the wall clock (None: it delivered
-        nothing)."""
-        self.waited = 0.0
-        """The seconds this process waited for it."""
+        """The seconds from the fork to its results written, by the system's monotonic
+        clock (the fork and the pages it copied included; None: it delivered nothing)."""
+        self.asked: float | None = None
+        """When this process first asked for what it found (the same clock)."""
         self.recorded: tuple[str, bytes, list[int], bool] = ("", b"", [], False)
 
     def take(self, path: str) -> tuple[Any, Any, Any] | None:
@@ -79,15 +82,15 @@ class Batch:
     def _collect(self) -> dict[str, tuple[Any, Any, Any]]:
         import pickle  # with a child to hear from: a pass under MIN_FILES never forks
 
-        started = time.perf_counter()
+        self.asked = time.monotonic()
         _, status = os.waitpid(self._pid, 0)
-        self.waited = time.perf_counter() - started
         gc.unfreeze()  # the pages are this process's alone again (see start)
         try:
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 return {}
             self._output.seek(0)
-            found, self._parsed, self.recorded, self.took = _load(self._output)
+            found, self._parsed, self.recorded, done = _load(self._output)
+            self.took = done - self._forked_at
         except (OSError, EOFError, pickle.UnpicklingError):
             return {}
         finally:
@@ -134,6 +137,7 @@ def start(
     # processes share would be copied, in both, collection after collection (~0.1 s
     # over a first pass of 10,000 certificates). Batch._collect unfreezes them.
     gc.freeze()
+    forked_at = time.monotonic()  # one clock for the system: the child reads it too
     try:
         pid = os.fork()
     except OSError:
@@ -147,7 +151,7 @@ def start(
             code = 0
         finally:
             os._exit(code)
-    return Batch(output, pid, frozenset((*theirs, *documents)))
+    return Batch(output, pid, frozenset((*theirs, *documents)), forked_at)
 
 
 def _child(
@@ -155,7 +159,6 @@ def _child(
 ) -> None:
     import pickle
 
-    started = time.perf_counter()
     reader.without_database()  # the parent's SQLite connection is not the child's to use
     mark = reader.stat_record.mark()
     found = []
@@ -174,5 +177,5 @@ def _child(
             parsed.add(path)
     recorded = reader.stat_record.since(mark)
     written = (found, frozenset(parsed), recorded)
-    pickle.dump((*written, time.perf_counter() - started), output, pickle.HIGHEST_PROTOCOL)
+    pickle.dump((*written, time.monotonic()), output, pickle.HIGHEST_PROTOCOL)
     output.flush()

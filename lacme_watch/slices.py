@@ -90,23 +90,26 @@ class _Cycle(NamedTuple):
     committed: float
     """This process, committing the slice before."""
     reading: float
-    """This process, reading the rest and taking what the child found (its wait for
-    the child not counted)."""
+    """This process, reading the rest, until it asked for what the child found (what
+    it does with that comes after the child is done, whatever the share)."""
     child: float
+    """The child, from the fork to its results written."""
 
 
 def _balanced(last: _Cycle, upcoming: int) -> float:
-    """The child's share of the next slice (`upcoming` entries) that has both
-    processes done at the same time, from what each spent on the last one: this one
-    commits a slice (about the same cost again) and reads the rest, the child reads
-    its share; within AHEAD_RANGE (a short last slice gives the child most of it)."""
+    """The child's share of the next slice (`upcoming` entries) that has this process
+    ask for the child's results as the child is done, from what each spent on the last
+    one: this one commits a slice (about the same cost again) and reads the rest, the
+    child reads its share; within AHEAD_RANGE (a short last slice gives the child
+    most of it)."""
     theirs = max(int(last.size * last.share), 1)
     mine = max(last.size - theirs, 1)
     here, there = last.reading / mine, last.child / theirs  # per entry
     low, high = AHEAD_RANGE
     if upcoming <= 0 or here + there <= 0:
         return last.share
-    return min(max((last.committed + upcoming * here) / (upcoming * (here + there)), low), high)
+    share = (last.committed + upcoming * here) / (upcoming * (here + there))
+    return min(max(share, low), high)
 
 
 def wanted(source: Source, store: StateStore) -> TypeGuard[ListedSource]:
@@ -140,11 +143,11 @@ def read(
     ahead, forked_at = AHEAD, None
     for number, part in enumerate(parts, start=1):
         last = number == len(parts)
-        reading = time.perf_counter()
+        reading = time.monotonic()
         scan = rescans.rescan(source, reader, part)
         batch = reader.finish()
-        if forked_at is not None and batch is not None and batch.took and not last:
-            here = time.perf_counter() - reading - batch.waited
+        if forked_at is not None and batch is not None and batch.took and batch.asked and not last:
+            here = batch.asked - reading
             cycle = _Cycle(ahead, len(part), reading - forked_at, here, batch.took)
             ahead = _balanced(cycle, len(parts[number]))
         if scan is None:
@@ -152,7 +155,7 @@ def read(
             return Read(envelopes, conflicts, done=False)
         forked_at = None
         if not last:  # the other core reads on while this slice is detected and committed
-            forked_at = time.perf_counter()
+            forked_at = time.monotonic()
             reader.prefetch(listed.reads(parts[number]), share=ahead, metadata=listed.metadata)
         if last:  # what the store says as a whole
             whole = listed.whole
