@@ -251,3 +251,15 @@ def test_a_value_utf8_cannot_encode_is_kept_and_read_back(tmp_path: Path) -> Non
     assert cache.lookup(config.read_bytes(), str(config)) == parse_bytes(
         config.read_bytes(), str(config)
     )
+
+
+@pytest.mark.parametrize("line", ["state_dir: /tmp/a\x00b", "state_dir: /tmp/a\x01b"])
+def test_a_control_character_in_state_dir_is_a_config_error_not_a_crash(
+    tmp_path: Path, line: str
+) -> None:
+    """The cache's own look at the `state_dir:` line must not trip over what build()
+    refuses with a clear error (a NUL made os.open raise ValueError)."""
+    config = tmp_path / "c.yaml"
+    config.write_bytes(f"{line}\nhost: x\n".encode())
+    with pytest.raises(ConfigError, match="control character"):
+        load(config)

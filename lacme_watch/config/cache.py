@@ -92,8 +92,8 @@ def entry_dir(raw: bytes) -> Path | None:
     if len(values) > 1 or not values[0].startswith(":"):
         return None  # twice (an error), or another key such as `state_dirs:`
     named = _plain_text(values[0][1:].strip())
-    if named is None:
-        return None
+    if named is None or not named.isprintable():
+        return None  # a NUL or another control character: build() refuses it, clearly
     try:
         return Path(os.path.abspath(os.path.expanduser(expand_env(named))))
     except ConfigError:  # an unset ${VAR}: build() says so
@@ -125,7 +125,7 @@ def _key(raw: bytes) -> str:
 def _trusted_dir(directory: Path) -> bool:
     try:
         status = os.stat(directory)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return False
     return stat.S_ISDIR(status.st_mode) and _ours(status)
 
@@ -140,7 +140,7 @@ def _read_trusted(directory: Path) -> bytes | None:
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     try:
         directory_fd = os.open(directory, flags | os.O_DIRECTORY)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return None
     try:
         if not _ours(os.fstat(directory_fd)):
