@@ -316,9 +316,12 @@ def write_stat_record(db: sqlite3.Connection, change: SourceChange) -> None:
     if record.delta is not None:
         db.execute("INSERT OR REPLACE INTO stat_deltas VALUES (?, ?)", (source, record.delta))
     if not record.rewrite:
+        # Only if they moved: SQLite rewrites a row whole, its record blob (28 MiB for
+        # lacme's 100,000 directories) read into memory and written again with it.
         db.execute(
-            "UPDATE stat_records SET key = ?, until = ? WHERE source = ?",
-            (record.key, record.until, source),
+            "UPDATE stat_records SET key = ?, until = ?"
+            " WHERE source = ? AND (key IS NOT ? OR until IS NOT ?)",
+            (record.key, record.until, source, record.key, record.until),
         )
         return
     # Written in pieces into a zeroblob: bound whole, SQLite would copy a large store's
