@@ -15,9 +15,11 @@ import trustme
 from lacme import FileStore
 
 from lacme_watch import forked, statrecord
+from lacme_watch.cloudevents import Envelope
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.plugins import Source
 from lacme_watch.statedb import StateStore
 from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.stores.pem import PemStore
@@ -54,19 +56,25 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return certs
 
 
-def _pass(tmp_path: Path, certs: Path, name: str) -> tuple[PassReport, list[str], Config]:
+def _run(tmp_path: Path, source: Source, name: str) -> tuple[PassReport, list[Envelope], Config]:
+    """One pass over `source` with state in tmp_path/name, and what it delivered."""
     sink = RecordingSink()
     config = Config(
         path=None,
         state_dir=tmp_path / name,
         host="test-host",
-        stores=(PemStore((str(certs / "*.pem"),)),),
+        stores=(source,),
         authorities=(),
         sinks=(SinkRoute(sink=sink),),
     )
     with StateStore(config.state_dir) as state:
         report = run_pass(config, state, NOW)
-    events = sorted(f"{e.event.kind} {getattr(e.event, 'domain', '')}" for e in sink.envelopes)
+    return report, sink.envelopes, config
+
+
+def _pass(tmp_path: Path, certs: Path, name: str) -> tuple[PassReport, list[str], Config]:
+    report, delivered, config = _run(tmp_path, PemStore((str(certs / "*.pem"),)), name)
+    events = sorted(f"{e.event.kind} {getattr(e.event, 'domain', '')}" for e in delivered)
     return report, events, config
 
 
@@ -146,17 +154,10 @@ def test_links_out_of_the_root_in_the_childs_half_still_make_a_record(
     live.mkdir()
     for target in sorted(store.iterdir()):
         (live / target.name).symlink_to(target)
-    config = Config(
-        path=None,
-        state_dir=tmp_path / "linked",
-        host="test-host",
-        stores=(PemStore((str(live / "*.pem"),), follow_any=True),),
-        authorities=(),
-        sinks=(SinkRoute(sink=RecordingSink()),),
-    )
+    source = PemStore((str(live / "*.pem"),), follow_any=True)
+    report, _, config = _run(tmp_path, source, "linked")
     with StateStore(config.state_dir) as state:
-        report = run_pass(config, state, NOW)
-        kept = state.load_stat_record(config.stores[0].id)
+        kept = state.load_stat_record(source.id)
     assert report.files_parsed == COUNT
     assert kept is not None
     assert statrecord.changes(kept.record) == []
@@ -165,26 +166,15 @@ def test_links_out_of_the_root_in_the_childs_half_still_make_a_record(
         str(live / f"host{COUNT - 1:04}.pem"),
         str(store / f"host{COUNT - 1:04}.pem"),
     } <= recorded
-    with StateStore(config.state_dir) as state:
-        again = run_pass(config, state, NOW)
-    assert again.carried == (config.stores[0].id,)
+    again, _, _ = _run(tmp_path, source, "linked")
+    assert again.carried == (source.id,)
 
 
 def _lacme_pass(tmp_path: Path, root: Path, name: str) -> tuple[PassReport, list[str], Config]:
-    sink = RecordingSink()
-    config = Config(
-        path=None,
-        state_dir=tmp_path / name,
-        host="test-host",
-        stores=(LacmeStore(str(root)),),
-        authorities=(),
-        sinks=(SinkRoute(sink=sink),),
-    )
-    with StateStore(config.state_dir) as state:
-        report = run_pass(config, state, NOW)
+    report, delivered, config = _run(tmp_path, LacmeStore(str(root)), name)
     events = sorted(
         f"{e.event.kind} {getattr(e.event, 'domain', '')} {getattr(e.event, 'reason', '')}"
-        for e in sink.envelopes
+        for e in delivered
     )
     return report, events, config
 
