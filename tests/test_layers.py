@@ -22,6 +22,7 @@ from lacme_watch.testing import sample_envelopes
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
 TIERS: list[set[str]] = [
+    {"beside"},
     {"wording", "printable", "boundedjson", "statrecord", "atomicfile"},
     {"suffixlist"},
     {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
