@@ -23,7 +23,7 @@ _Mine = TypeVar("_Mine")
 
 
 def possible() -> bool:
-    """Whether a child may be forked here at all."""
+    """Whether a child may be forked here at all (forked.py's reader asks it too)."""
     return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
 
 

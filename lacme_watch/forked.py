@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Protocol
 
+from . import beside
 from .observations import Problem
 from .statrecord import Recorder
 
@@ -121,9 +121,7 @@ def start(
     start, so it reaches the child's part about when the child is done), each after
     the JSON document `metadata` names beside it, if given; None where a second
     process is not worth it or not safe."""
-    if len(paths) < MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-        return None
-    if threading.active_count() > 1:
+    if len(paths) < MIN_FILES or not beside.possible():
         return None
     import tempfile  # a first pass's: cron's quiet passes never fork
 
