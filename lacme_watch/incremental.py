@@ -255,10 +255,11 @@ def _next_thresholds(
     index: Mapping[str, Indexed],
     policy: Policy,
     now: datetime,
-    made: Mapping[str, tuple[Observation, bytes]],
+    made: dict[str, tuple[Observation, bytes]],
 ) -> dict[str, float | None]:
     """The next threshold instant of every lineage detect() saw, where it moved (or the
-    row is rewritten anyway)."""
+    row is rewritten anyway). An identity made here joins `made`: the commit's own
+    comparison (statedb's write_snapshot) takes it from there, not made again."""
     moved: dict[str, float | None] = {}
     for lineage, observation in after.certificates.items():
         crossing = _next_instant(observation, policy, now)
@@ -268,7 +269,11 @@ def _next_thresholds(
             moved[lineage] = instant
             continue
         pair = made.get(lineage)
-        digest = pair[1] if pair is not None and pair[0] is observation else identity(observation)
+        if pair is not None and pair[0] is observation:
+            digest = pair[1]
+        else:
+            digest = identity(observation)
+            made[lineage] = (observation, digest)
         if known.identity != digest:
             moved[lineage] = instant
     return moved
