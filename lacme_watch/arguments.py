@@ -64,6 +64,20 @@ def command_named(arguments: Sequence[str]) -> str | None:
     return None
 
 
+def _help_before_command(arguments: Sequence[str]) -> bool:
+    """`-h` or `--help` (or a prefix argparse takes for it) before the subcommand: the
+    top-level help, which must list every command, not the watch-only grammar's one."""
+    items = iter(arguments)
+    for item in items:
+        if item in _GLOBAL_VALUES:
+            next(items, None)
+        elif not item.startswith("-"):
+            return False
+        elif item.startswith("-h") or (len(item) > 2 and "--help".startswith(item)):
+            return True
+    return False
+
+
 def _instant(text: str) -> datetime:
     try:
         moment = parse_time(text)
@@ -95,7 +109,7 @@ def parse_arguments(
     accepts, the whole grammar reads the same way, since the first positional picks
     the subcommand in both; anything it refuses is parsed again by the whole grammar,
     so errors and their usage lines are the whole grammar's."""
-    if command_named(arguments) == "watch":
+    if command_named(arguments) == "watch" and not _help_before_command(arguments):
         parser = build_parser(version, watch_only=True)
         try:
             return parser, parser.parse_args(arguments)

@@ -388,3 +388,16 @@ def test_a_watch_usage_error_is_the_whole_grammars(
     err = capsys.readouterr().err
     assert message in err
     assert "usage: lacme-watch [-h] [--version]" in err
+
+
+@pytest.mark.parametrize("asked", ["-h", "--help", "--he"])
+def test_help_before_watch_lists_every_command(
+    cli: CliRunner, capsys: pytest.CaptureFixture[str], asked: str
+) -> None:
+    """`lacme-watch -h watch` is the whole grammar's help, not the watch-only one's."""
+    with pytest.raises(SystemExit) as exited:
+        cli(asked, "watch")
+
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("watch", "status", "check", "events", "demo"))
