@@ -156,14 +156,12 @@ class GuardedReads:
             return problem_from_os_error(path, exc)
         linked = stat.S_ISLNK(status.st_mode)
         if linked:
-            link, link_status = target, status
             try:
-                target = os.path.realpath(target)
+                target = self._follow(target, status)
                 status = os.stat(target)
             except OSError as exc:
                 self.stat_record.distrust()  # a broken link: where it leads is not recorded
                 return problem_from_os_error(path, exc)
-            self._record_links(link, link_status, target)
         self.stat_record.saw(target, status, linked=linked)
         if target != path and looks_like_private_key(target):
             return Problem(
@@ -180,22 +178,23 @@ class GuardedReads:
             )
         return target, status
 
-    def _record_links(self, link: str, status: os.stat_result, real: str) -> None:
-        """The symlink `link` (in a real directory) and every symlink on its way to
-        `real` join the stat record, each as lstat says: while none was replaced and the
-        file is the same, the path leads to the same file. Where the walk cannot tell
-        (a loop, a part missing or unreadable, another answer than realpath's), the
-        record is not trusted."""
+    def _follow(self, link: str, status: os.stat_result) -> str:
+        """Where the symlink `link` (in a real directory) leads, realpath's answer. It
+        and every symlink on its way join the stat record, each as lstat says: while
+        none was replaced and the file is the same, the path leads to the same file.
+        Where the walk cannot finish (a loop, a part missing or unreadable), realpath
+        says where it leads, and the record is not trusted."""
         hops = [(link, status)]
         try:
             reached = _walk(os.path.dirname(link), os.readlink(link), hops)
         except OSError:
             reached = None
-        if reached != real:
+        if reached is None:
             self.stat_record.distrust()
-            return
+            return os.path.realpath(link)
         for hop, hop_status in hops:
             self.stat_record.saw_link(hop, hop_status)
+        return reached
 
     def _target(self, path: str) -> str:
         """The path with its directory resolved: os.path.join(real parent, name)."""
