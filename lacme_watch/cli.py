@@ -8,7 +8,6 @@ pass comes from here too: `--now`, or the real clock; detection itself never rea
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sqlite3
 import sys
@@ -39,11 +38,6 @@ Handler = Callable[[argparse.Namespace, "Io"], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `lacme-watch`; return the process exit status."""
-    if argv is None:  # the process's own entry point, not a caller's (tests, embedding)
-        # What start-up made (modules, classes, functions) lives as long as the process:
-        # the cyclic collector need not walk it at each full collection. 10-20 ms of a
-        # cron pass over one certificate, or over an unchanged 10,000-file store.
-        gc.freeze()
     arguments = sys.argv[1:] if argv is None else list(argv)
     io = Io()
     try:

@@ -208,7 +208,7 @@ class Recorder:
         for name in tombstones:
             names.append(name)
             kept += [TOMBSTONE] * _FIELDS
-        size = record.count(b"\0", layout[1], layout[2]) + 1
+        size = len(layout[3]) // _FIELDS  # _layout checked it matches the names
         if not names or len(names) * DELTA_SHARE > size:  # made whole: record() holds it
             self._whole(record, delta, dropped)
             return None

@@ -327,12 +327,11 @@ def write_stat_record(db: sqlite3.Connection, change: SourceChange) -> None:
     # Written in pieces into a zeroblob: bound whole, SQLite would copy a large store's
     # record (28 MiB for lacme's 100,000 directories) and hold its pages at once.
     view = memoryview(record.record)
-    db.execute(
+    inserted = db.execute(
         "INSERT OR REPLACE INTO stat_records VALUES (?, ?, ?, zeroblob(?))",
         (source, record.key, record.until, len(view)),
     )
-    (rowid,) = db.execute("SELECT rowid FROM stat_records WHERE source = ?", (source,)).fetchone()
-    with db.blobopen("stat_records", "record", rowid) as blob:
+    with db.blobopen("stat_records", "record", inserted.lastrowid or 0) as blob:
         for start in range(0, len(view), _PIECE):
             blob.write(view[start : start + _PIECE])
 
