@@ -12,7 +12,7 @@ from .. import events as _events
 from ..cloudevents import Envelope, from_json, to_cloudevent, to_json, uuid5_text
 from .connected import Connected, epoch
 from .history import record_runs
-from .snapshots import in_chunks
+from .snapshots import execute_in_chunks, in_chunks
 
 _OUTBOX_ROWS = (
     "SELECT o.rowid, o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
@@ -146,17 +146,14 @@ class Outbox(Connected):
 
     def mark_delivered(self, sink: str, rows: Iterable[OutboxRow], now: datetime) -> None:
         """Once the sink has them: one statement per 500 rows, found by their rowids."""
-        rows = sorted(rows, key=lambda row: row.rowid)
         with self.transaction() as db:
-            for start in range(0, len(rows), 500):
-                chunk = rows[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                db.execute(
-                    "UPDATE outbox SET state = 'delivered', delivered_at = ?,"  # noqa: S608
-                    " attempts = attempts + 1, last_error = NULL"
-                    f" WHERE sink = ? AND rowid IN ({marks})",  # only placeholders formatted
-                    (epoch(now), sink, *(row.rowid for row in chunk)),
-                )
+            execute_in_chunks(
+                db,
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?,"
+                " attempts = attempts + 1, last_error = NULL WHERE sink = ? AND rowid IN",
+                (epoch(now), sink),
+                sorted(row.rowid for row in rows),
+            )
             db.execute(
                 "INSERT INTO sinks VALUES (?, ?) ON CONFLICT (sink) DO UPDATE"
                 " SET last_delivered = excluded.last_delivered",

@@ -467,16 +467,24 @@ def write_files(
 
 
 def in_chunks(
-    db: sqlite3.Connection, query: str, first: tuple[str, ...], keys: Sequence[str]
-) -> Iterator[tuple[str, ...]]:
+    db: sqlite3.Connection, query: str, first: tuple[object, ...], keys: Sequence[object]
+) -> Iterator[tuple[Any, ...]]:
     """`query (?, ?, ...)` over `keys` 500 at a time (SQLite caps a statement's
     parameters); only placeholders are formatted into the SQL, never a value. The
     cursors are chained, not re-yielded: no Python frame per row."""
     return itertools.chain.from_iterable(_chunk_cursors(db, query, first, keys))
 
 
+def execute_in_chunks(
+    db: sqlite3.Connection, query: str, first: tuple[object, ...], keys: Sequence[object]
+) -> None:
+    """in_chunks() for a statement that returns no rows (an UPDATE ... IN)."""
+    for _ in _chunk_cursors(db, query, first, keys):
+        pass
+
+
 def _chunk_cursors(
-    db: sqlite3.Connection, query: str, first: tuple[str, ...], keys: Sequence[str]
+    db: sqlite3.Connection, query: str, first: tuple[object, ...], keys: Sequence[object]
 ) -> Iterator[sqlite3.Cursor]:
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
