@@ -32,6 +32,7 @@ from ..statefiles import (
     read_reset_note,
     tighten_mode,
 )
+from . import marks
 from .connected import collector_paused, epoch
 from .history import AgentRun, History, record_runs
 from .outbox import Backlog, Delivery, HistoryEntry, IdConflict, Outbox, OutboxRow, write_events
@@ -92,6 +93,7 @@ class StateStore(Snapshots, Outbox, History):
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
+            marks.register(self._db)
             self._migrate()
         except sqlite3.Error as exc:
             self._db.close()

@@ -51,6 +51,11 @@ def unpacked(rows: Iterable[tuple[str, str, str]]) -> Iterator[Mark]:
             yield lineage, fingerprint, label
 
 
+def register(db: sqlite3.Connection) -> None:
+    """The SQL function write_marks() merges a row's labels with: once per connection."""
+    db.create_function("lacme_watch_marks", 2, _union, deterministic=True)
+
+
 def write_marks(
     db: sqlite3.Connection, source: str, before: frozenset[Mark], after: frozenset[Mark]
 ) -> None:
@@ -75,7 +80,6 @@ def write_marks(
     )
     db.executemany("INSERT OR REPLACE INTO reported VALUES (?, ?, ?, ?)", replaced)
     if added:
-        db.create_function("lacme_watch_marks", 2, _union, deterministic=True)
         db.executemany(
             "INSERT INTO reported VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
             " SET thresholds = lacme_watch_marks(thresholds, excluded.thresholds)",
