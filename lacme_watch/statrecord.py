@@ -307,11 +307,17 @@ def changes(
         return None
     prefix, names, numbers = parsed
     overriding = list(over[1])  # a delta is small: at most an eighth of the record
-    named = {over[0] + row[0] for row in overriding}
+    # The record's names the delta stands over, as the record names them (after its
+    # prefix): one that does not start with it names no entry of the record.
+    named = {
+        path[len(prefix) :]
+        for path in (over[0] + row[0] for row in overriding)
+        if path.startswith(prefix)
+    }
     found: list[tuple[str, bool]] = []
     cut = names.find("\0", len(names) // 2) if len(numbers) >= _FIELDS * BESIDE else -1
     if first or cut < 0:
-        rows = _rows_of(prefix, names, numbers, named)
+        rows = _rows_of(names, numbers, named)
         if not (_compare(prefix, rows, found, first) and not (first and found)):
             return found
     else:  # the second half's lstat calls made by the other core (beside.py)
@@ -320,7 +326,7 @@ def changes(
 
         def compared(names: str, numbers: Sequence[int]) -> list[tuple[str, bool]]:
             found: list[tuple[str, bool]] = []
-            _compare(prefix, _rows_of(prefix, names, numbers, named), found, False)
+            _compare(prefix, _rows_of(names, numbers, named), found, False)
             return found
 
         mine, theirs = beside.run(
@@ -336,15 +342,13 @@ BESIDE = 20_000
 forking costs more than it saves (a few ms, against ~3 µs an entry)."""
 
 
-def _rows_of(
-    prefix: str, names: str, numbers: Sequence[int], named: Collection[str]
-) -> Iterator[_Row]:
+def _rows_of(names: str, numbers: Sequence[int], named: Collection[str]) -> Iterator[_Row]:
     """The rows of NUL-separated `names` and their numbers, but those `named` (which a
-    delta stands over)."""
+    delta stands over; names after the record's prefix, as the rows hold them)."""
     six = iter(numbers)
     rows: Iterator[_Row] = zip(_split(names), six, six, six, six, six, six, strict=False)
     if named:
-        rows = (row for row in rows if prefix + row[0] not in named)
+        rows = (row for row in rows if row[0] not in named)
     return rows
 
 
