@@ -84,10 +84,7 @@ def tbs_parts(certificate: x509.Certificate, der: bytes | None = None) -> TbsPar
             tag, at, _ = _tlv(der, 0)
             if tag != _SEQUENCE:
                 return None
-        _, at, _ = _tlv(tbs, at)  # TBSCertificate ::= SEQUENCE {
-        tag, _, at = _tlv(tbs, at)
-        if tag == _VERSION:  # [0] version, absent for v1
-            tag, _, at = _tlv(tbs, at)  # serialNumber
+        at = _past_serial(tbs, at)
         _, _, at = _tlv(tbs, at)  # signature AlgorithmIdentifier
         issuer, at = _element(tbs, at)
         _, _, at = _tlv(tbs, at)  # validity
@@ -124,17 +121,23 @@ def signed_parts(der: bytes) -> SignedParts | None:
             return None
         tbs, after = _element(der, at)  # tbsCertificate
         algorithm, after = _element(der, after)  # signatureAlgorithm
-        _, inner, _ = _tlv(tbs, 0)  # TBSCertificate ::= SEQUENCE {
-        tag, _, inner = _tlv(tbs, inner)
-        if tag == _VERSION:  # [0] version, absent for v1
-            tag, _, inner = _tlv(tbs, inner)  # serialNumber
-        inner_algorithm, inner = _element(tbs, inner)
+        inner_algorithm, inner = _element(tbs, _past_serial(tbs, 0))
         issuer, _ = _element(tbs, inner)
     except IndexError:
         return None
     if tbs[0] != _SEQUENCE or algorithm[0] != _SEQUENCE or issuer[0] != _SEQUENCE:
         return None
     return SignedParts(tbs, inner_algorithm, algorithm, issuer)
+
+
+def _past_serial(tbs: bytes, at: int) -> int:
+    """Where the TBSCertificate at `at` holds its signature AlgorithmIdentifier: past
+    its header, its version ([0], absent for v1) and its serialNumber."""
+    _, at, _ = _tlv(tbs, at)  # TBSCertificate ::= SEQUENCE {
+    tag, _, at = _tlv(tbs, at)
+    if tag == _VERSION:
+        _, _, at = _tlv(tbs, at)  # serialNumber
+    return at
 
 
 def name_text(der: bytes) -> tuple[str, str | None] | None:
