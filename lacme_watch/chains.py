@@ -120,7 +120,7 @@ def _ec_issuer(issuer: x509.Certificate) -> _EcIssuer | None:
         return None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return None
-    parts = tbs_parts(issuer, issuer.public_bytes(Encoding.DER))
+    parts = tbs_parts(issuer)
     return None if parts is None else _EcIssuer(key, parts.subject)
 
 
@@ -182,7 +182,7 @@ class Anchors:
         for certificate in certificates:
             # By its subject as cryptography encodes it, and as the certificate holds it
             # (what a certificate it signed names byte for byte: issuer_of's `issuer`).
-            parts = tbs_parts(certificate, certificate.public_bytes(Encoding.DER))
+            parts = tbs_parts(certificate)
             encoded = certificate.subject.public_bytes()
             for subject in {encoded, parts.subject if parts is not None else encoded}:
                 self._by_subject.setdefault(subject, []).append(certificate)
