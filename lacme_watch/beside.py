@@ -27,6 +27,35 @@ def possible() -> bool:
     return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
 
 
+def fork(child: Callable[[], None]) -> int:
+    """A child that runs `child()` and exits (0 once it returned, 1 if it raised),
+    running nothing else; this process gets its pid. Until reap(), the cyclic collector
+    leaves alone every object that exists now: walking them writes to each one's
+    header, so every page the two processes share would be copied, in both. Raises
+    the OSError of a fork that failed."""
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except OSError:
+        gc.unfreeze()
+        raise
+    if pid == 0:
+        code = 1
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def reap(pid: int) -> bool:
+    """Wait for fork()'s child; whether it exited 0 (it did all `child()` had to)."""
+    _, status = os.waitpid(pid, 0)
+    gc.unfreeze()  # the pages are this process's alone again
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def run(theirs: Callable[[], _Theirs], mine: Callable[[], _Mine]) -> tuple[_Mine, _Theirs]:
     """`mine()` here and `theirs()` in a forked child, at the same time; their answers.
     An exception `theirs()` raised is raised here, once `mine()` is done."""
@@ -35,37 +64,31 @@ def run(theirs: Callable[[], _Theirs], mine: Callable[[], _Mine]) -> tuple[_Mine
     import pickle  # only with a child to hear from: a quiet pass's record is small
 
     read_end, write_end = os.pipe()
-    gc.freeze()  # the collector's walk would copy every page the two processes share
+
+    def child() -> None:
+        os.close(read_end)
+        try:
+            sent: tuple[bool, object] = (True, theirs())
+        except Exception as exc:  # handed to the parent, which raises it
+            sent = (False, exc)
+        with os.fdopen(write_end, "wb") as stream:
+            pickle.dump(sent, stream, pickle.HIGHEST_PROTOCOL)
+
     try:
-        pid = os.fork()
+        pid = fork(child)
     except OSError:
-        gc.unfreeze()
         os.close(read_end)
         os.close(write_end)
         return mine(), theirs()
-    if pid == 0:  # the child: compute, write, and leave without running anything else
-        code = 1
-        try:
-            os.close(read_end)
-            try:
-                sent: tuple[bool, object] = (True, theirs())
-            except Exception as exc:  # handed to the parent, which raises it
-                sent = (False, exc)
-            with os.fdopen(write_end, "wb") as stream:
-                pickle.dump(sent, stream, pickle.HIGHEST_PROTOCOL)
-            code = 0
-        finally:
-            os._exit(code)
     os.close(write_end)
     try:
         here = mine()
     finally:
         with os.fdopen(read_end, "rb") as stream:
             written = stream.read()  # until the child closes its end: exits or dies
-        _, status = os.waitpid(pid, 0)
-        gc.unfreeze()
+        whole = reap(pid)
     received: tuple[bool, object] | None = None
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+    if whole:
         try:  # our own child wrote this pipe, which nobody else holds
             received = pickle.loads(written)  # noqa: S301
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError):

@@ -83,10 +83,9 @@ class Batch:
         import pickle  # with a child to hear from: a pass under MIN_FILES never forks
 
         self.asked = time.monotonic()
-        _, status = os.waitpid(self._pid, 0)
-        gc.unfreeze()  # the pages are this process's alone again (see start)
+        whole = beside.reap(self._pid)
         try:
-            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            if not whole:
                 return {}
             self._output.seek(0)
             found, self._parsed, self.recorded, done = _load(self._output)
@@ -130,25 +129,12 @@ def start(
         [os.path.join(os.path.dirname(path), metadata) for path in theirs] if metadata else []
     )
     output = tempfile.TemporaryFile()  # noqa: SIM115  # handed to the child, closed by Batch
-    # Until the child is reaped, the cyclic collector leaves alone every object that
-    # exists now: walking them writes to each one's header, so that every page the two
-    # processes share would be copied, in both, collection after collection (~0.1 s
-    # over a first pass of 10,000 certificates). Batch._collect unfreezes them.
-    gc.freeze()
     forked_at = time.monotonic()  # one clock for the system: the child reads it too
-    try:
-        pid = os.fork()
+    try:  # the collector leaves shared pages alone until Batch._collect reaps it
+        pid = beside.fork(lambda: _child(reader, theirs, documents, output))
     except OSError:
-        gc.unfreeze()
         output.close()
         raise
-    if pid == 0:  # the child: read, write, and leave without running anything else
-        code = 1
-        try:
-            _child(reader, theirs, documents, output)
-            code = 0
-        finally:
-            os._exit(code)
     return Batch(output, pid, frozenset((*theirs, *documents)), forked_at)
 
 
