@@ -14,6 +14,12 @@ from lacme import CertificateAuthority, FileStore
 from lacme._types import CertBundle
 
 from lacme_watch.cli import main
+from lacme_watch.config import Config
+from lacme_watch.delivery import SinkRoute
+from lacme_watch.events import CertificateExpiring
+from lacme_watch.plugins import Sink
+from lacme_watch.stores.pem import PemStore
+from lacme_watch.testing import RecordingSink
 
 from .acme import Pebble, start_pebble
 
@@ -153,6 +159,39 @@ sinks:
 """,
     )
     return config, log
+
+
+def write_leaves(
+    certs: Path, days_left: dict[str, int], *, now: datetime, lifetime_days: int = 90
+) -> None:
+    """`certs/NAME.pem` for each name: a leaf of one CA for NAME.example, `lifetime_days`
+    long, with its given days left at `now`."""
+    ca = trustme.CA()
+    certs.mkdir(parents=True, exist_ok=True)
+    for name, left in days_left.items():
+        leaf = ca.issue_cert(
+            f"{name}.example",
+            not_before=now + timedelta(days=left - lifetime_days),
+            not_after=now + timedelta(days=left),
+        )
+        (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+
+
+def pem_config(tmp_path: Path, certs: Path, sink: Sink) -> Config:
+    """One pem store over `certs/*.pem`, state in tmp_path/state, delivering to `sink`."""
+    return Config(
+        path=None,
+        state_dir=tmp_path / "state",
+        host="test-host",
+        stores=(PemStore((str(certs / "*.pem"),)),),
+        authorities=(),
+        sinks=(SinkRoute(sink=sink),),
+    )
+
+
+def expiring(sink: RecordingSink) -> list[CertificateExpiring]:
+    """The certificate_expiring events `sink` received, in order."""
+    return [e.event for e in sink.envelopes if isinstance(e.event, CertificateExpiring)]
 
 
 def days(n: float) -> timedelta:

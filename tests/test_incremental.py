@@ -16,45 +16,25 @@ from lacme_watch import renewal
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.detect import SourceSnapshot, detect
-from lacme_watch.events import CertificateExpiring, Event
+from lacme_watch.events import Event
 from lacme_watch.observations import Observation, Problem, ScanResult
 from lacme_watch.passes import run_pass
 from lacme_watch.ratelimits import RateLimits
 from lacme_watch.statedb import SCHEMA_VERSION, StateStore, identity
-from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink, StaticSource
 from lacme_watch.thresholds import Policy
 
-from .conftest import CliRunner, data, watch, write_config
+from .conftest import CliRunner, data, expiring, pem_config, watch, write_config, write_leaves
 from .factories import observation
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def _pem_config(tmp_path: Path, certs: Path, sink: RecordingSink) -> Config:
-    return Config(
-        path=None,
-        state_dir=tmp_path / "state",
-        host="test-host",
-        stores=(PemStore((str(certs / "*.pem"),)),),
-        authorities=(),
-        sinks=(SinkRoute(sink=sink),),
-    )
-
-
 def test_a_threshold_crossed_with_no_file_changed_is_found_by_the_index(tmp_path: Path) -> None:
-    ca = trustme.CA()
     certs = tmp_path / "certs"
-    certs.mkdir()
-    for name, days_left in (("a", 40), ("b", 60), ("c", 80)):
-        leaf = ca.issue_cert(
-            f"{name}.example",
-            not_before=NOW + timedelta(days=days_left - 90),
-            not_after=NOW + timedelta(days=days_left),
-        )
-        (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    write_leaves(certs, {"a": 40, "b": 60, "c": 80}, now=NOW)
     sink = RecordingSink()
-    config = _pem_config(tmp_path, certs, sink)
+    config = pem_config(tmp_path, certs, sink)
     later = NOW + timedelta(days=10, hours=6)  # a.example: 29.75 days left, past 30d only
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)
@@ -64,16 +44,12 @@ def test_a_threshold_crossed_with_no_file_changed_is_found_by_the_index(tmp_path
         report = run_pass(config, store, later)
 
         assert report.files_parsed == 0
-        assert [(e.kind, e.domain, e.threshold) for e in _expiring(sink)] == [
+        assert [(e.kind, e.domain, e.threshold) for e in expiring(sink)] == [
             ("certificate_expiring", "a.example", "30d")
         ]
         assert store.thresholds_due(source, later) == []
         again = run_pass(config, store, later + timedelta(hours=1))
         assert not again.envelopes  # reported once
-
-
-def _expiring(sink: RecordingSink) -> list[CertificateExpiring]:
-    return [e.event for e in sink.envelopes if isinstance(e.event, CertificateExpiring)]
 
 
 def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
@@ -87,7 +63,7 @@ def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
     )
     (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
     sink = RecordingSink()
-    config = _pem_config(tmp_path, certs, sink)
+    config = pem_config(tmp_path, certs, sink)
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)
     _downgrade_to_schema_1(config.state_dir / "state.sqlite3")
@@ -98,7 +74,7 @@ def test_a_database_of_the_old_layout_is_migrated_and_its_thresholds_rearmed(
         assert store.thresholds_due(source, NOW) == [str(certs / "a.pem")]
         report = run_pass(config, store, later)
 
-        assert [(e.kind, e.threshold) for e in _expiring(sink)] == [("certificate_expiring", "30d")]
+        assert [(e.kind, e.threshold) for e in expiring(sink)] == [("certificate_expiring", "30d")]
         assert "certificate_issued" not in [e.event.kind for e in report.envelopes]
         assert store.thresholds_due(source, later) == []
     db = sqlite3.connect(config.state_dir / "state.sqlite3")
@@ -126,20 +102,12 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     `reported` with a rowid, and every outbox row in its index: the upgrade moves them
     as they are, so the pass after it sends nothing again (what a failing sink still
     owes it delivers, once) and the next threshold still comes, once."""
-    ca = trustme.CA()
     certs = tmp_path / "certs"
-    certs.mkdir()
-    for name, days_left in (("a", 25), ("b", 35), ("c", 80)):
-        leaf = ca.issue_cert(
-            f"{name}.example",
-            not_before=NOW + timedelta(days=days_left - 100),
-            not_after=NOW + timedelta(days=days_left),
-        )
-        (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    write_leaves(certs, {"a": 25, "b": 35, "c": 80}, now=NOW, lifetime_days=100)
     sink = RecordingSink()
     owing = FailingSink("owing", failures=2)  # fails both passes before the upgrade
     config = replace(
-        _pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
+        pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
     )
     source = config.stores[0].id
     later = NOW + timedelta(days=5, hours=6)  # b: 29.75 days left, past 30d; a: 19.75
@@ -149,7 +117,7 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
         index = store.load_index(source)
         snapshot = store.load_snapshot(source)
         history = [(e.envelope.id, e.deliveries) for e in store.history()]
-    sent = [(e.domain, e.threshold) for e in _expiring(sink)]
+    sent = [(e.domain, e.threshold) for e in expiring(sink)]
     assert sent == [("a.example", "30d"), ("b.example", "30d")]
     _downgrade_to_schema_4(config.state_dir / "state.sqlite3")
 
@@ -162,7 +130,7 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
             ["certificate_expiring", "certificate_expiring"]
         ]
         run_pass(config, store, later + timedelta(days=6))  # a: 13.75 days left
-    assert [(e.domain, e.threshold) for e in _expiring(sink)] == [*sent, ("a.example", "14d")]
+    assert [(e.domain, e.threshold) for e in expiring(sink)] == [*sent, ("a.example", "14d")]
     assert [len(batch) for batch in owing.batches] == [2, 1]
     db = sqlite3.connect(config.state_dir / "state.sqlite3")
     assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
@@ -344,15 +312,15 @@ def test_a_new_expiry_policy_makes_every_certificate_due_once(tmp_path: Path) ->
     )
     (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
     sink = RecordingSink()
-    config = _pem_config(tmp_path, certs, sink)
+    config = pem_config(tmp_path, certs, sink)
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)
-        assert _expiring(sink) == []
+        assert expiring(sink) == []
 
         stricter = replace(config, policy=Policy(thresholds_days=(45,), thresholds_percent=()))
         run_pass(stricter, store, NOW + timedelta(hours=1))
 
-    assert [(e.domain, e.threshold) for e in _expiring(sink)] == [("a.example", "45d")]
+    assert [(e.domain, e.threshold) for e in expiring(sink)] == [("a.example", "45d")]
 
 
 def test_a_row_whose_identity_is_stale_is_rewritten_by_the_next_pass(tmp_path: Path) -> None:
@@ -362,7 +330,7 @@ def test_a_row_whose_identity_is_stale_is_rewritten_by_the_next_pass(tmp_path: P
     certs.mkdir()
     leaf = trustme.CA().issue_cert("a.example")
     (certs / "a.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
-    config = _pem_config(tmp_path, certs, RecordingSink())
+    config = pem_config(tmp_path, certs, RecordingSink())
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)
     db = sqlite3.connect(config.state_dir / "state.sqlite3")

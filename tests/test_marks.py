@@ -9,20 +9,16 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import trustme
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
 from lacme_watch.detect import SourceSnapshot
-from lacme_watch.events import CertificateExpiring
 from lacme_watch.passes import run_pass
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore
 from lacme_watch.statedb.marks import pack, unpack
-from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink
 
+from .conftest import expiring, pem_config, write_leaves
 from .factories import observation
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -95,25 +91,10 @@ def test_a_schema_5_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     """Schema 5 kept one `reported` row per mark: the upgrade packs them per
     certificate, so the pass after it sends nothing again, and the next threshold
     still comes, once."""
-    ca = trustme.CA()
     certs = tmp_path / "certs"
-    certs.mkdir()
-    for name, days_left in (("a", 12), ("b", 35), ("c", 80)):
-        leaf = ca.issue_cert(
-            f"{name}.example",
-            not_before=NOW + timedelta(days=days_left - 100),
-            not_after=NOW + timedelta(days=days_left),
-        )
-        (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    write_leaves(certs, {"a": 12, "b": 35, "c": 80}, now=NOW, lifetime_days=100)
     sink = RecordingSink()
-    config = Config(
-        path=None,
-        state_dir=tmp_path / "state",
-        host="test-host",
-        stores=(PemStore((str(certs / "*.pem"),)),),
-        authorities=(),
-        sinks=(SinkRoute(sink=sink),),
-    )
+    config = pem_config(tmp_path, certs, sink)
     source = config.stores[0].id
     later = NOW + timedelta(days=5, hours=6)  # a: 6.75 days left, past 7d; b: past 30d
     with StateStore(config.state_dir) as store:
@@ -122,7 +103,7 @@ def test_a_schema_5_state_dir_upgrades_losing_no_mark_and_resending_nothing(
         snapshot = store.load_snapshot(source)
     assert snapshot is not None
     assert len({mark[:2] for mark in snapshot.reported}) < len(snapshot.reported)
-    sent = [(e.domain, e.threshold) for e in _expiring(sink)]
+    sent = [(e.domain, e.threshold) for e in expiring(sink)]
     assert sent == [("a.example", "14d"), ("a.example", "7d"), ("b.example", "30d")]
     path = config.state_dir / "state.sqlite3"
     _downgrade_to_schema_5(path)
@@ -134,7 +115,7 @@ def test_a_schema_5_state_dir_upgrades_losing_no_mark_and_resending_nothing(
         assert store.load_snapshot(source) == snapshot
         assert not run_pass(config, store, later + timedelta(hours=1)).envelopes
         run_pass(config, store, later + timedelta(days=6))  # a: 0.75 days left
-    assert [(e.domain, e.threshold) for e in _expiring(sink)] == [*sent, ("a.example", "1d")]
+    assert [(e.domain, e.threshold) for e in expiring(sink)] == [*sent, ("a.example", "1d")]
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
         str(SCHEMA_VERSION),
@@ -144,10 +125,6 @@ def test_a_schema_5_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     rows = db.execute("SELECT count(*), count(DISTINCT lineage) FROM reported").fetchone()
     assert rows[0] == rows[1]  # one row per certificate
     db.close()
-
-
-def _expiring(sink: RecordingSink) -> list[CertificateExpiring]:
-    return [e.event for e in sink.envelopes if isinstance(e.event, CertificateExpiring)]
 
 
 def _downgrade_to_schema_5(path: Path) -> None:
