@@ -20,7 +20,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from .dernames import SignedParts, signed_parts, tbs_parts
 from .observations import CertificateFacts
@@ -93,7 +92,7 @@ def _verifies(
     key = _ec_issuer(issuer)
     if key is not None:
         if parts is None:
-            parts = signed_parts(der if der is not None else certificate.public_bytes(Encoding.DER))
+            parts = signed_parts(der if der is not None else _der(certificate))
         found = _ecdsa_verifies(key, certificate, parts)
         if found is not None:
             return found
@@ -124,13 +123,27 @@ def _ec_issuer(issuer: x509.Certificate) -> _EcIssuer | None:
     return None if parts is None else _EcIssuer(key, parts.subject)
 
 
-_ECDSA = {
-    # AlgorithmIdentifier DER (no parameters, RFC 5758 3.2) -> the signature scheme
-    bytes.fromhex("300a06082a8648ce3d040301"): ec.ECDSA(hashes.SHA224()),
-    bytes.fromhex("300a06082a8648ce3d040302"): ec.ECDSA(hashes.SHA256()),
-    bytes.fromhex("300a06082a8648ce3d040303"): ec.ECDSA(hashes.SHA384()),
-    bytes.fromhex("300a06082a8648ce3d040304"): ec.ECDSA(hashes.SHA512()),
-}
+@functools.cache
+def _ecdsa_schemes() -> dict[bytes, ec.ECDSA]:
+    """AlgorithmIdentifier DER (no parameters, RFC 5758 3.2) -> the signature scheme.
+    Made on the first signature checked, not at import: creating an ECDSA scheme loads
+    cryptography's OpenSSL backend module (~1.5 ms), which a pass that verifies no
+    signature (a store of leaves whose issuers it does not hold) never needs."""
+    return {
+        bytes.fromhex("300a06082a8648ce3d040301"): ec.ECDSA(hashes.SHA224()),
+        bytes.fromhex("300a06082a8648ce3d040302"): ec.ECDSA(hashes.SHA256()),
+        bytes.fromhex("300a06082a8648ce3d040303"): ec.ECDSA(hashes.SHA384()),
+        bytes.fromhex("300a06082a8648ce3d040304"): ec.ECDSA(hashes.SHA512()),
+    }
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    """The certificate's DER encoded again, for a caller that does not hold it. The
+    serialization module is imported here, not at the top: with its SSH and cipher
+    modules it is ~3 ms of a first pass that never needs it."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return certificate.public_bytes(Encoding.DER)
 
 
 def _ecdsa_verifies(
@@ -142,7 +155,7 @@ def _ecdsa_verifies(
     cryptography then decides. Byte for byte: cryptography parses strict DER only."""
     if parts is None:
         return None
-    scheme = _ECDSA.get(parts.algorithm)
+    scheme = _ecdsa_schemes().get(parts.algorithm)
     if scheme is None or parts.inner_algorithm != parts.algorithm:
         return None
     if parts.issuer != issuer.subject:
