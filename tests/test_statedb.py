@@ -51,6 +51,38 @@ def test_a_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
         StateStore(tmp_path)
 
 
+def test_a_fresh_database_has_the_schema_and_a_later_open_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    with StateStore(tmp_path):
+        pass
+    watcher = sqlite3.connect(tmp_path / "state.sqlite3")  # sees other connections' commits
+    meta = dict(watcher.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'id_salt')"))
+    assert meta["schema"] == str(SCHEMA_VERSION)
+    tables = {row[0] for row in watcher.execute("SELECT name FROM sqlite_master")}
+    assert {"meta", "sources", "certificates", "lineage_index", "events", "outbox"} <= tables
+    version = watcher.execute("PRAGMA data_version").fetchone()[0]
+
+    with StateStore(tmp_path):  # cron's every start: the schema is current
+        pass
+
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] == version  # nothing committed
+    assert (
+        dict(watcher.execute("SELECT key, value FROM meta WHERE key IN ('schema', 'id_salt')"))
+        == meta
+    )
+    watcher.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")  # an older lacme-watch's
+    watcher.commit()
+
+    with StateStore(tmp_path):
+        pass
+
+    assert watcher.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
+    watcher.close()
+
+
 def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
