@@ -151,6 +151,7 @@ def evaluate(
     history = merge(issuances)
     counts: dict[tuple[str, str], int] = {}
     seen_sets: set[frozenset[str]] = set()
+    new_sets: list[frozenset[str]] = []  # counted per registered domain, renewals exempt
     for issuance in history:
         names = frozenset(name.lower() for name in issuance.names)
         renewal = names in seen_sets
@@ -160,13 +161,20 @@ def evaluate(
             if rule is None or issuance.issued_at <= now - rule.window or issuance.issued_at > now:
                 continue
             if rule_name == "exact_set":
-                keys = {",".join(sorted(names))}
-            elif renewal:
-                continue  # renewals are exempt from the per-registered-domain limit
-            else:
-                keys = {registered_domain(name, cache_dir) for name in names}
-            for key in keys:
+                key = ",".join(sorted(names))
                 counts[(rule_name, key)] = counts.get((rule_name, key), 0) + 1
+            elif not renewal:
+                new_sets.append(names)
+    per_domain = limits.rules.get("registered_domain")
+    # A certificate counts once under each registered domain it names, so no domain's
+    # count can pass the number of new certificates: below the warning point, their
+    # domains need not be known (the Public Suffix List is ~35 ms to compile on a first
+    # pass, and a few to load on later ones).
+    if per_domain is not None and len(new_sets) >= limits.warn_at * per_domain.limit:
+        for names in new_sets:
+            for key in {registered_domain(name, cache_dir) for name in names}:
+                counted = ("registered_domain", key)
+                counts[counted] = counts.get(counted, 0) + 1
     failed = limits.rules.get("failed_authorizations")
     if failed is not None:
         for identifier, when in failures:

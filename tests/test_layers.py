@@ -257,8 +257,8 @@ CRON_NEVER_NEEDS = {
 }
 """What a cron `watch --once` over PEM files into a log sink must not import: other
 commands' modules, the scheduler, TLS and HTTP, the ARI round when no directory is
-known, the PSL when no issuance is new, the stores and sinks not configured, the
-event families of kinds it does not emit."""
+known, the PSL when too few issuances are new for any warning, the stores and sinks not
+configured, the event families of kinds it does not emit."""
 
 UNCHANGED_RESCAN_NEVER_NEEDS = {
     "lacme_watch.events.base",
@@ -286,19 +286,21 @@ first pass kept the parsed configuration in state_dir, so PyYAML is not loaded."
 
 
 @pytest.mark.parametrize(
-    ("days_left", "expected"),
+    ("issued_days_ago", "days_left", "expected"),
     [
-        pytest.param(60, [], id="quiet-pass"),
-        pytest.param(5, ["certificate_expiring"], id="pass-with-an-event"),
+        pytest.param(30, 60, [], id="quiet-pass"),  # outside every rate-limit window
+        pytest.param(30, 5, ["certificate_expiring"], id="pass-with-an-event"),
+        # inside: one new certificate, far below any registered domain's warning point
+        pytest.param(1, 60, [], id="a-new-issuance"),
     ],
 )
 def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
-    tmp_path: Path, days_left: int, expected: list[str]
+    tmp_path: Path, issued_days_ago: int, days_left: int, expected: list[str]
 ) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
     leaf = trustme.CA().issue_cert(
         "www.example.test",
-        not_before=now - timedelta(days=30),  # outside every rate-limit window
+        not_before=now - timedelta(days=issued_days_ago),
         not_after=now + timedelta(days=days_left),
     )
     leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "www.pem"))

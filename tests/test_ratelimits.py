@@ -61,6 +61,16 @@ def test_new_certificates_per_registered_domain_warn_at_80_percent() -> None:
     )
 
 
+def test_a_warning_point_of_one_certificate_still_counts_by_registered_domain() -> None:
+    """Registered domains are looked up once as many new certificates as the warning
+    point are in the window; with a point of one, one certificate is enough."""
+    limits = RateLimits(warn_at=0.5, rules={"registered_domain": Rule(2, timedelta(days=7))})
+
+    (warning,) = evaluate([issued("a.b.example.co.uk", 1)], [], limits, NOW, {})
+
+    assert (warning.rule, warning.key, warning.count) == ("registered_domain", "example.co.uk", 1)
+
+
 def test_renewals_are_exempt_per_domain_but_count_for_the_exact_set() -> None:
     history = [issued("a.example.com www.example.com", h) for h in (100, 70, 40, 10)]
 

@@ -17,7 +17,7 @@ from lacme_watch import suffixlist
 from lacme_watch.observations import Issuance
 from lacme_watch.ratelimits import RateLimits, evaluate
 
-from .conftest import CliRunner, write_config
+from .conftest import CliRunner, read_events, write_config
 
 NAMES = [
     "www.example.com",
@@ -122,28 +122,59 @@ def test_rate_limits_keep_their_copy_in_the_cache_dir(tmp_path: Path) -> None:
     assert (tmp_path / suffixlist.COMPILED_NAME).is_file()
 
 
-def test_a_pass_that_counts_issuances_keeps_the_copy_in_state_dir(
-    tmp_path: Path, cli: CliRunner
-) -> None:
+def _pass_over_new_certificates(tmp_path: Path, cli: CliRunner, count: int) -> list[str]:
+    """`watch --once` over `count` certificates issued an hour ago under example.co.uk,
+    its state_dir holding a damaged compiled copy; the rate-limit warnings it emitted."""
     certs = tmp_path / "certs"
     certs.mkdir()
     now = datetime.now(UTC)  # issued now: an issuance rate limits count
-    leaf = trustme.CA().issue_cert(
-        "www.example.co.uk", not_before=now - timedelta(hours=1), not_after=now + timedelta(days=90)
-    )
-    (certs / "www.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    ca = trustme.CA()
+    for index in range(count):
+        leaf = ca.issue_cert(
+            f"h{index}.example.co.uk",
+            not_before=now - timedelta(hours=1),
+            not_after=now + timedelta(days=90),
+        )
+        (certs / f"h{index}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
+    log = tmp_path / "events.jsonl"
     config = write_config(
         tmp_path / "config.yaml",
-        f"state_dir: {tmp_path / 'state'}\nstores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n",
+        f"state_dir: {tmp_path / 'state'}\nstores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n",
     )
     compiled = tmp_path / "state" / suffixlist.COMPILED_NAME
     compiled.parent.mkdir(mode=0o700)
     compiled.write_bytes(b"damaged")
 
-    first = cli("--config", str(config), "watch", "--once")
+    result = cli("--config", str(config), "watch", "--once")
 
-    assert first.code == 0, first.err
+    assert result.code == 0, result.err
+    return [
+        str(event["data"]["registered_domain"])  # type: ignore[index]
+        for event in read_events(log)
+        if event["type"] == "lacme.rate_limit_warning"
+    ]
+
+
+def test_a_pass_that_counts_issuances_keeps_the_copy_in_state_dir(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    warned = _pass_over_new_certificates(tmp_path, cli, 40)  # 80% of 50: a warning is due
+
+    assert warned == ["example.co.uk"]  # counted by registered domain, through the list
+    compiled = tmp_path / "state" / suffixlist.COMPILED_NAME
     assert compiled.read_bytes().startswith(b"lacme-watch compiled public suffix list")
+
+
+def test_new_certificates_too_few_for_a_warning_leave_the_list_unread(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    """No registered domain can count more than the pass's new certificates: below the
+    warning point (40 of 50), their domains are not looked up at all."""
+    warned = _pass_over_new_certificates(tmp_path, cli, 39)
+
+    assert warned == []
+    assert (tmp_path / "state" / suffixlist.COMPILED_NAME).read_bytes() == b"damaged"
 
 
 def test_a_list_replaced_with_the_same_size_and_mtime_is_compiled_again(
