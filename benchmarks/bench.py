@@ -252,6 +252,10 @@ def corpus(cache: Path, layout: str, count: int, workers: int) -> Corpus:
     )
     done.write_text(CORPUS_VERSION)
     print(f"built {layout} corpus of {count} in {time.perf_counter() - started:.1f} s", flush=True)
+    # A path whose mtime or ctime is within 2 s of a scan is read again the next pass
+    # (statrecord.RACY, git's "racily clean" rule), and utime cannot set a ctime back:
+    # a corpus timed just after it was written would have its rescan re-read it.
+    time.sleep(2.1)
     return found
 
 
