@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lacme_watch.cloudevents import (
+    Envelope,
     event_id,
     from_json,
     to_cloudevent,
@@ -34,6 +35,7 @@ from lacme_watch.events import (
     RateLimitWarning,
     lacme_fields,
 )
+from lacme_watch.testing import sample_envelopes
 
 T = datetime(2026, 11, 22, 18, 52, 43, tzinfo=UTC)
 T2 = datetime(2031, 11, 22, 18, 52, 43, 366241, tzinfo=UTC)
@@ -251,3 +253,36 @@ def test_an_envelope_is_serialised_once_and_a_renamed_copy_anew() -> None:
     assert renamed == replace(envelope, id="renamed")  # the kept line is not compared
     assert renamed != envelope
     assert "_json" not in repr(envelope)
+
+
+_ORACLE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""How the wire line was made before to_json() wrote it field by field: the oracle."""
+
+
+@pytest.mark.parametrize("envelope", sample_envelopes(T), ids=lambda e: e.event.kind)
+def test_the_line_of_every_kind_is_what_the_json_encoder_writes(envelope: Envelope) -> None:
+    assert to_json(envelope) == _ORACLE.encode(to_cloudevent(envelope))
+
+
+@given(
+    text=st.text(),
+    names=st.lists(st.text(), max_size=3),
+    number=st.integers(),
+    moment=st.datetimes(timezones=st.just(UTC)),
+)
+def test_hostile_field_values_are_written_as_the_json_encoder_writes_them(
+    text: str, names: list[str], number: int, moment: datetime
+) -> None:
+    """Control characters, quotes, backslashes, lone surrogates, any integer."""
+    event = CertificateExpiring(
+        domain=text or "x",
+        domains=tuple(names),
+        expires_at=moment,
+        days_remaining=number,
+        threshold=text,
+        path=text,
+        test=bool(number % 2),
+    )
+    envelope = wrap(event, host=text or "h", time=moment, id=text or "i")
+
+    assert to_json(envelope) == _ORACLE.encode(to_cloudevent(envelope))
