@@ -215,11 +215,19 @@ def _data_json(event: Event) -> str:
             parts.append(key + int.__repr__(value))
         elif plain is datetime:
             parts.append(key + _STRING(format_time(value)))
-        elif plain is tuple and all(type(item) is str for item in value):
-            parts.append(key + "[" + ",".join(map(_STRING, value)) + "]")
+        elif plain is tuple and (names := _strings(value)) is not None:
+            parts.append(key + names)
         else:  # changes, or a value of another type: as event_data() makes it
             parts.append(key + _ENCODER.encode(event_data_value(value)))
     return ",".join(parts)
+
+
+def _strings(value: tuple[object, ...]) -> str | None:
+    """A tuple of strings as a JSON list; None if it holds anything else (changes)."""
+    try:
+        return "[" + ",".join(map(_STRING, value)) + "]"  # type: ignore[arg-type]
+    except TypeError:  # encode_basestring takes strings only
+        return None
 
 
 _DATA_KEYS: dict[type[Event], tuple[tuple[str, str], ...]] = {}
