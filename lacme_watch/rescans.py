@@ -142,6 +142,11 @@ def next_record(
     over the record, more make it whole again (statrecord.Recorder.overlay)."""
     if kept is not None:
         until = earliest(until, kept.until)
+        if not dropped and reader.stat_record.looked_at_nothing:
+            # Nothing changed and nothing was read (certificates only came due): the
+            # record stands as loaded, not made whole and written again (lacme's
+            # 10,000 directories: 2.8 MiB in the commit of a pass of 10,000 events).
+            return StatRecord(key, until, kept.record, kept.delta, rewrite=False)
         delta = reader.stat_record.overlay(bytes(kept.record), kept.delta, dropped)
         if delta is not None:
             return StatRecord(key, until, kept.record, delta, rewrite=False)

@@ -87,6 +87,12 @@ class Recorder:
         """Last pass's entries a partial scan keeps: the names, each NUL-terminated, and
         their numbers (as bytes of the record, not objects)."""
 
+    @property
+    def looked_at_nothing(self) -> bool:
+        """Nothing recorded or kept, and nothing distrusted: a partial scan of no path
+        (nothing changed; a pass only because thresholds came due)."""
+        return self.trusted and not self._numbers and self._kept is None
+
     def root(self, prefix: str) -> None:
         """The store's root (its roots' common path), before the scan records anything
         (a reader's confine() says it). Once entries are recorded under another, every

@@ -777,3 +777,33 @@ def test_a_delta_stands_over_the_record_path_by_path(tmp_path: Path) -> None:
 
     many = recorded(*files[10:20]).overlay(bytes(record), None, set())
     assert many is None  # more than an eighth: the record is to be made whole
+
+
+def _record_rowid(watching: _Watch) -> int:
+    """The stat record's row: INSERT OR REPLACE (a record written again) gives a new one."""
+    with sqlite3.connect(watching.config.state_dir / "state.sqlite3") as db:
+        (rowid,) = db.execute("SELECT rowid FROM stat_records").fetchone()
+    return int(rowid)
+
+
+def test_a_pass_where_certificates_only_came_due_keeps_the_record_as_it_is(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """Nothing changed, nothing read: the record is not made whole and written again,
+    and the next pass is carried by it."""
+    certs = tmp_path / "certs"
+    for index in range(20):
+        _write(ca, certs / f"site{index:02}.pem", f"site{index:02}.example", 60)
+    watching = _Watch(tmp_path, PemStore((str(certs / "*.pem"),)))
+    watching.run()
+    rows, rowid = _record_rows(watching), _record_rowid(watching)
+    assert rows[1] is None
+
+    report, events = watching.run(NOW + timedelta(days=31))  # all 20 come due (30d)
+    assert report.files_parsed == 0
+    assert len([kind for kind, _ in events if kind == "certificate_expiring"]) == 20
+    assert (_record_rows(watching), _record_rowid(watching)) == (rows, rowid)
+    assert watching.carried(NOW + timedelta(days=31, hours=1))
+    _rewrite(ca, certs / "site07.pem", "site07.example")
+    _, events = watching.run(NOW + timedelta(days=31, hours=2))
+    assert ("certificate_renewed", "site07.example") in events
