@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 Mark = tuple[str, str, str]
 """(lineage, fingerprint or generation, label): what was reported, kept in the snapshot."""
+CRL_MARKS = ("crl:", "crl-stale")
+"""How the labels of a CRL's marks begin: kept while the CRL is not read again."""
 
 
 def crl_freshness(

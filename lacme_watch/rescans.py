@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from .reader import CachedFile, CertificateReader
-    from .verify import Verifier
+    from .verify import NothingRead, Verifier
 
 _log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def standing(store: StateStore, source: str) -> SourceChange | None:
 
 
 def next_record(
-    reader: CertificateReader,
+    reader: CertificateReader | NothingRead,
     key: str,
     kept: StatRecord | None,
     dropped: Collection[str],

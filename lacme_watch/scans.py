@@ -27,7 +27,7 @@ from .plugins import Source
 from .renewal import RenewalPolicy
 from .slices import Settled
 from .statedb import SourceChange, StateStore
-from .verify import Verifier, findings, verifier_for
+from .verify import NothingRead, Verifier, findings, verifier_for
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -123,6 +123,7 @@ def scan_sources(
         )
         payloads = PayloadStream(store.connection, source.id)
         scan = None
+        reader: CertificateReader | NothingRead
         try:
             if quick and key is not None and slices.wanted(source, store):
                 reader = rescans.reader_for(
@@ -130,7 +131,13 @@ def scan_sources(
                 )  # the cache of a first pass that stopped between slices, or none
                 if _in_slices(tally, store, config, now, source, reader, settle, key):
                     continue
-            if changed is not None and hasattr(source, "rescan"):  # the cache of what changed
+            if changed == [] and hasattr(source, "rescan"):
+                # Nothing changed (not carried: certificates came due): a partial rescan
+                # of no path, with no reader to load and no file cache to look at.
+                files_before = {}
+                reader = NothingRead(tally.signers)
+                scan = ScanResult(covered=frozenset())
+            elif changed is not None and hasattr(source, "rescan"):  # the cache of what changed
                 files_before = store.load_files(
                     source.id,
                     paths=[path for path, _ in changed],
@@ -251,7 +258,7 @@ def _settle(
     authority: bool,
     source: str,
     scan: ScanResult,
-    reader: CertificateReader,
+    reader: CertificateReader | NothingRead,
     files_before: Mapping[str, CachedFile],
 ) -> Settled:
     """One scan (or one slice of it) detected and checked. What the rest of the pass

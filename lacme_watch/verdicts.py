@@ -18,7 +18,7 @@ from .certfacts import signers_digest
 from .chains import Anchors, Finding
 from .crl import CrlFetcher, Revocation
 from .detect import SourceSnapshot, certificate_fields, unreadable_events
-from .freshness import Mark
+from .freshness import CRL_MARKS, Mark
 from .observations import CertificateFacts, CrlSeen, Observation, Problem
 from .thresholds import Policy
 
@@ -254,7 +254,7 @@ class SourceChecks:
         kept |= {
             mark
             for mark in self.before
-            if mark[2].startswith(("crl:", "crl-stale")) and mark[0] not in self.crl_lineages
+            if mark[2].startswith(CRL_MARKS) and mark[0] not in self.crl_lineages
         }
         old_problems = previous.problems if previous else frozenset()
         self.events += unreadable_events(

@@ -14,7 +14,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from .crl import CrlFetcher
 from .observations import Problem
+from .statrecord import Recorder
 
 if TYPE_CHECKING:  # x509 is loaded by the reader: a rescan that only stats needs none
     from cryptography import x509
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # x509 is loaded by the reader: a rescan that only stats need
     from .detect import SourceSnapshot
     from .events import Event
     from .observations import ScanResult
-    from .reader import CertificateReader
+    from .reader import CachedFile, CertificateReader
     from .thresholds import Policy
 
 
@@ -57,6 +58,28 @@ def system_anchors() -> tuple[x509.Certificate, ...]:
         except (OSError, ValueError):
             continue  # one unreadable file in the system store is not ours to report
     return tuple(found)
+
+
+class NothingRead:
+    """The reader of a partial rescan with no path to read: nothing changed, and the
+    store is scanned only because certificates came due. It answers what the rest of
+    the pass asks of a reader (nothing read, nothing judged) without the reader's
+    modules: cryptography.x509 and the parsers are about 30 ms of a cron pass."""
+
+    parsed = 0
+    reused = 0
+
+    def __init__(self, signers: Sequence[x509.Certificate]) -> None:
+        self.signers = tuple(signers)
+        self.files: dict[str, CachedFile] = {}
+        self.stat_record = Recorder()
+
+    def finish(self) -> None:
+        """Nothing was read, so nothing is left to collect."""
+
+    def stat_record_bytes(self) -> bytearray | None:
+        """No record of its own: next_record() keeps the loaded one (looked_at_nothing)."""
+        return None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -92,7 +115,7 @@ class Verifier:
         previous: SourceSnapshot | None,
         after: SourceSnapshot,
         scan: ScanResult,
-        reader: CertificateReader,
+        reader: CertificateReader | NothingRead,
         *,
         now: datetime,
         signers: Sequence[x509.Certificate] = (),
@@ -101,14 +124,16 @@ class Verifier:
         """The source's snapshot with this pass's marks, the events for new ones, and
         the first instant these checks may say something new with nothing changed
         (None: never; what a stat record holds for)."""
+        if scan.failed:
+            return after, [], None
+        if isinstance(reader, NothingRead):  # a rescan of no path: no file, chain or CRL
+            return _unchecked(previous, after), [], None
         from cryptography import x509
 
         from . import chains  # only for a source that was scanned: a quiet rescan has none
         from .certfacts import describe
         from .verdicts import SourceChecks
 
-        if scan.failed:
-            return after, [], None
         run = SourceChecks(
             source=after.source,
             before=previous.reported if previous else frozenset(),
@@ -156,6 +181,18 @@ class Verifier:
             run.mismatch(observation, served.requested_name)
         run.crls(scan.crls)
         return (*run.finish(after, previous), run.until)
+
+
+def _unchecked(previous: SourceSnapshot | None, after: SourceSnapshot) -> SourceSnapshot:
+    """What SourceChecks.finish() makes of a scan with nothing to check (no file read,
+    no chain served, no CRL seen), without loading the checks: detect()'s marks, and
+    the CRL marks of last pass, which detect() does not keep."""
+    if previous is None:
+        return after
+    from .freshness import CRL_MARKS
+
+    crl_marks = {mark for mark in previous.reported if mark[2].startswith(CRL_MARKS)}
+    return replace(after, reported=after.reported | crl_marks) if crl_marks else after
 
 
 def _given(certificates: list[x509.Certificate]) -> list[x509.Certificate]:

@@ -352,6 +352,46 @@ def test_an_unchanged_rescan_reads_nothing_and_builds_no_event_class(tmp_path: P
     assert {m for m in loaded if m in never or m.split(".")[0] in never} == set()
 
 
+def test_a_rescan_where_time_alone_crossed_a_threshold_loads_no_reader(tmp_path: Path) -> None:
+    """Nothing changed, but the certificate came due: its certificate_expiring comes from
+    the state database, with no reader, parser, chain or revocation check loaded."""
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    leaf = trustme.CA().issue_cert(
+        "www.example.test",
+        not_before=now - timedelta(days=30),
+        not_after=now + timedelta(days=60),
+    )
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    leaf.cert_chain_pems[0].write_to_path(str(certs / "www.pem"))
+    log = tmp_path / "events.jsonl"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    )
+    racy = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
+    _modules_after(racy + WATCH_ONCE.format(config=str(config), now=now.isoformat()))
+    later = (now + timedelta(days=31)).isoformat()  # 29 days left: 33% and 30d crossed
+
+    loaded = _modules_after(racy + WATCH_ONCE.format(config=str(config), now=later))
+
+    lines = log.read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["lacme.certificate_expiring"]
+    assert json.loads(lines[0])["data"]["threshold"] == "33%"  # 29 of 90 days left
+    assert "lacme_watch.events.lacme" in loaded  # the event was built, and its family loaded
+    never = {
+        "lacme_watch.reader",
+        "lacme_watch.chains",
+        "lacme_watch.forked",
+        "lacme_watch.verdicts",
+        "lacme_watch.certfacts",
+        "cryptography.x509",
+    }
+    assert {m for m in loaded if m in never} == set()
+
+
 def test_decoding_one_event_loads_only_its_family() -> None:
     """The registry finds every kind by name, and loads the family it needs, not all."""
     line = next(
