@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 import trustme
+from lacme import FileStore
 
 from lacme_watch.cloudevents import to_json
 from lacme_watch.testing import sample_envelopes
+
+from .conftest import save_acme_cert
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
@@ -390,6 +393,40 @@ def test_a_rescan_where_time_alone_crossed_a_threshold_loads_no_reader(tmp_path:
         "cryptography.x509",
     }
     assert {m for m in loaded if m in never} == set()
+
+
+def test_an_unchanged_lacme_store_is_rescanned_without_the_reader(tmp_path: Path) -> None:
+    """The lacme store names the reader in its signatures only: a pass that reads none
+    of its files (nothing changed, or certificates only came due) does not load it."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    save_acme_cert(
+        FileStore(tmp_path / "lacme"),
+        trustme.CA(),
+        ["www.example.test"],
+        not_before=now - timedelta(days=30),
+        not_after=now + timedelta(days=60),
+    )
+    log = tmp_path / "events.jsonl"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {{type: lacme, path: {tmp_path / 'lacme'}}}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    )
+    racy = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
+    first = _modules_after(racy + WATCH_ONCE.format(config=str(config), now=now.isoformat()))
+    assert "lacme_watch.reader" in first
+
+    later = (now + timedelta(days=31)).isoformat()  # 29 days left: 33% crossed, overdue
+    for at in (now.isoformat(), later):
+        loaded = _modules_after(racy + WATCH_ONCE.format(config=str(config), now=at))
+        assert "lacme_watch.stores.lacme" in loaded
+        assert {"lacme_watch.reader", "cryptography.x509"} & loaded == set()
+    lines = log.read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == [
+        "lacme.certificate_expiring",
+        "lacme.renewal_overdue",  # lacme renews 30 days before expiry: past it, and the grace
+    ]
 
 
 def test_decoding_one_event_loads_only_its_family() -> None:

@@ -14,14 +14,16 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from ..guarded import follows_any_symlink, stored_lineage, undecodable_name
 from ..instants import parse_time
 from ..observations import Entries, Issuance, Listing, Observation, Problem, ScanResult
 from ..options import Options
-from ..reader import CertificateReader
 from ..renewal import LACME_DEFAULT
+
+if TYPE_CHECKING:  # the reader (and cryptography) loads only for a store that reads a file
+    from ..reader import CertificateReader
 
 _META = "meta.json"
 """What lacme writes last into a certificate directory: the store key and its names."""
