@@ -73,7 +73,9 @@ def test_a_kill_between_commit_and_delivery_loses_nothing(tmp_path: Path) -> Non
     assert first.returncode == -signal.SIGKILL
 
     db = sqlite3.connect(tmp_path / "state" / "state.sqlite3")
-    pending = db.execute("SELECT event_id FROM outbox WHERE state = 'pending'").fetchall()
+    pending = db.execute(
+        "SELECT e.id FROM outbox o JOIN events e ON e.seq = o.event WHERE o.state = 'pending'"
+    ).fetchall()
     db.close()
     assert len(pending) == 2  # committed with the state, not yet delivered
     interrupted = json.loads((calls / "000.json").read_text())["id"]

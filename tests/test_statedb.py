@@ -15,7 +15,7 @@ import trustme
 from lacme_watch.certfacts import observation_json
 from lacme_watch.cloudevents import wrap
 from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
+from lacme_watch.delivery import RetryPolicy, SinkRoute, drain
 from lacme_watch.detect import SourceSnapshot
 from lacme_watch.errors import StoreError
 from lacme_watch.events import Heartbeat
@@ -355,3 +355,87 @@ def test_a_snapshot_row_is_the_json_of_its_observation(tmp_path: Path) -> None:
         loaded = store.load_snapshot("static:odd")
     assert loaded is not None
     assert dict(loaded.certificates) == after.certificates
+
+
+def _downgrade_to_schema_6(path: Path) -> None:
+    """`events` and `outbox` as schema 6 made them: events by their text id (rowid
+    implicit), one outbox row per (event_id, sink) with a rowid; and one orphan row."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        DROP INDEX events_by_time;
+        DROP INDEX outbox_pending;
+        ALTER TABLE outbox RENAME TO outbox_7;
+        ALTER TABLE events RENAME TO events_7;
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, store TEXT,
+            time REAL NOT NULL, cloudevent TEXT NOT NULL);
+        CREATE INDEX events_by_time ON events (time);
+        CREATE TABLE outbox (
+            event_id TEXT NOT NULL REFERENCES events (id), sink TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'expired', 'rejected')),
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
+            created_at REAL NOT NULL, delivered_at REAL, last_error TEXT,
+            PRIMARY KEY (event_id, sink));
+        CREATE INDEX outbox_pending ON outbox (sink, next_attempt) WHERE state = 'pending';
+        INSERT INTO events (rowid, id, kind, subject, store, time, cloudevent)
+            SELECT seq, id, kind, subject, store, time, cloudevent FROM events_7 ORDER BY seq;
+        INSERT INTO outbox SELECT e.id, o.sink, o.state, o.attempts, o.next_attempt,
+            o.created_at, o.delivered_at, o.last_error
+            FROM outbox_7 o JOIN events_7 e ON e.seq = o.event ORDER BY o.event, o.sink;
+        INSERT INTO outbox VALUES ('no-such-event', 'a', 'pending', 0, 0, 0, NULL, NULL);
+        DROP TABLE outbox_7;
+        DROP TABLE events_7;
+        UPDATE meta SET value = '6' WHERE key = 'schema';
+        """
+    )
+    db.close()
+
+
+def test_a_schema_6_outbox_upgrades_with_every_delivery_state_kept(tmp_path: Path) -> None:
+    """Schema 7 numbers the events and keys the outbox by (sink, seq): each event and
+    each sink's state, attempts and error come through, the pending ones are delivered
+    once after the upgrade, in their order, and new events queue after them."""
+
+    def beat(events: int) -> Heartbeat:
+        return Heartbeat(
+            host="h", pass_at=NOW, certificates=1, sources=1, sources_failed=0, events=events,
+            problems=0,
+        )  # fmt: skip
+
+    envelopes = [wrap(beat(number), host="h", time=NOW, id=f"e{number}") for number in range(6)]
+    later = NOW + timedelta(hours=1)
+    with StateStore(tmp_path) as store:
+        store.record_events([(envelope, ("a", "b")) for envelope in envelopes], NOW)
+        rows = {row.envelope.id: row for row in store.due("a", NOW)}
+        store.mark_delivered("a", [rows["e0"], rows["e1"]], NOW)
+        store.reject("a", [rows["e2"]], "HTTP 400")
+        store.retry_later("a", [rows["e3"]], later, "timed out")
+        store.expire("a", [rows["e4"]])
+        history = store.history()
+        counts = store.outbox_counts()
+    assert counts == {("a", "delivered"): 2, ("a", "rejected"): 1, ("a", "retrying"): 1,
+                      ("a", "expired"): 1, ("a", "pending"): 1, ("b", "pending"): 6}  # fmt: skip
+    path = tmp_path / "state.sqlite3"
+    _downgrade_to_schema_6(path)
+
+    with StateStore(tmp_path) as store:
+        assert store.history() == history
+        assert store.outbox_counts() == counts  # the orphan row is not carried over
+        assert [row.envelope.id for row in store.due("a", later)] == ["e3", "e5"]
+        assert store.backlog("a") is not None
+        fresh = wrap(beat(9), host="h", time=later, id="fresh")
+        store.record_events([(fresh, ("a",))], later)
+        sink = RecordingSink("a")
+        report = drain(store, [SinkRoute(sink=sink)], later, RetryPolicy())
+        assert report.delivered == 3
+        assert [envelope.id for envelope in sink.envelopes] == ["e3", "e5", "fresh"]
+        assert drain(store, [SinkRoute(sink=sink)], later, RetryPolicy()).delivered == 0
+        assert store.history()[-1].deliveries["a"].state == "delivered"
+        assert store.history()[0].deliveries == history[0].deliveries  # e0: as it was
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
+    assert [row[1] for row in db.execute("PRAGMA table_info(outbox)")][:2] == ["sink", "event"]
+    db.close()

@@ -77,8 +77,8 @@ class StateStore(Snapshots, Outbox, History):
 
     def __init__(self, state_dir: Path, *, read_only: bool = False, repair: bool = True) -> None:
         self.state_dir = state_dir
-        self._written: dict[str, Envelope] = {}
-        """The last commit's events by id: delivering them right after needs no decoding."""
+        self._written: dict[int, Envelope] = {}
+        """The last commit's events by seq: delivering them right after needs no decoding."""
         self.path = state_dir / DATABASE_NAME
         self.reset: StateReset | None = None
         self.read_only = read_only

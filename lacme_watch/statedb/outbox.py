@@ -14,13 +14,11 @@ from .connected import Connected, epoch
 from .history import record_runs
 from .snapshots import execute_in_chunks, in_chunks
 
-_OUTBOX_ROWS = (
-    "SELECT o.rowid, o.event_id, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
-)
+_OUTBOX_ROWS = "SELECT o.event, o.sink, o.attempts, o.created_at, o.last_error FROM outbox o"
 _DUE = _OUTBOX_ROWS + (
-    " WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt <= ? ORDER BY o.rowid"
+    " WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt <= ? ORDER BY o.event"
 )
-_PENDING = _OUTBOX_ROWS + " WHERE o.state = 'pending' ORDER BY o.rowid"
+_PENDING = _OUTBOX_ROWS + " WHERE o.state = 'pending' ORDER BY o.event, o.sink"
 
 
 _SHOWN = "CASE WHEN state = 'pending' AND attempts > 0 THEN 'retrying' ELSE state END"
@@ -54,9 +52,9 @@ class OutboxRow:
     attempts: int
     created_at: datetime
     last_error: str | None
-    rowid: int
-    """The outbox row's own key (rows are never deleted): marking a batch delivered
-    finds each one by it."""
+    seq: int
+    """The event's number in the history: with the sink, the outbox row's key (rows are
+    never deleted), and the sink's queue order."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +89,7 @@ class HistoryEntry:
 class Outbox(Connected):
     """Events recorded once, and each sink's delivery of them: due, retried, given up."""
 
-    _written: dict[str, Envelope]
+    _written: dict[int, Envelope]
 
     def record_events(
         self, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
@@ -116,17 +114,17 @@ class Outbox(Connected):
         the others are read and decoded (a drain right after a pass decodes none)."""
         rows = self._db.execute(query, parameters).fetchall()
         written = self._written
-        missing = sorted({row[1] for row in rows if row[1] not in written})
+        missing = sorted({row[0] for row in rows if row[0] not in written})
         decoded = {
-            str(event_id): from_json(cloudevent)
-            for event_id, cloudevent in in_chunks(
-                self._db, "SELECT id, cloudevent FROM events WHERE id IN", (), missing
+            int(seq): from_json(cloudevent)
+            for seq, cloudevent in in_chunks(
+                self._db, "SELECT seq, cloudevent FROM events WHERE seq IN", (), missing
             )
         }
         found = []
         instants: dict[float, datetime] = {}  # a pass's rows share the instant they were queued
-        for rowid, event_id, sink, attempts, created_at, last_error in rows:
-            envelope = written.get(event_id) or decoded.get(event_id)
+        for seq, sink, attempts, created_at, last_error in rows:
+            envelope = written.get(seq) or decoded.get(seq)
             if envelope is None:  # an outbox row without its event: skipped, as a JOIN does
                 continue
             created = instants.get(created_at)
@@ -139,20 +137,20 @@ class Outbox(Connected):
                     attempts=attempts,
                     created_at=created,
                     last_error=last_error,
-                    rowid=rowid,
+                    seq=seq,
                 )
             )
         return found
 
     def mark_delivered(self, sink: str, rows: Iterable[OutboxRow], now: datetime) -> None:
-        """Once the sink has them: one statement per 500 rows, found by their rowids."""
+        """Once the sink has them: one statement per 500 rows, found by their keys."""
         with self.transaction() as db:
             execute_in_chunks(
                 db,
                 "UPDATE outbox SET state = 'delivered', delivered_at = ?,"
-                " attempts = attempts + 1, last_error = NULL WHERE sink = ? AND rowid IN",
+                " attempts = attempts + 1, last_error = NULL WHERE sink = ? AND event IN",
                 (epoch(now), sink),
-                sorted(row.rowid for row in rows),
+                sorted(row.seq for row in rows),
             )
             db.execute(
                 "INSERT INTO sinks VALUES (?, ?) ON CONFLICT (sink) DO UPDATE"
@@ -172,8 +170,8 @@ class Outbox(Connected):
         with self.transaction() as db:
             db.executemany(
                 "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?"
-                " WHERE event_id = ? AND sink = ?",
-                [(reason, row.envelope.id, sink) for row in rows],
+                " WHERE sink = ? AND event = ?",
+                [(reason, sink, row.seq) for row in rows],
             )
 
     def retry_later(
@@ -182,15 +180,15 @@ class Outbox(Connected):
         with self.transaction() as db:
             db.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
-                " WHERE event_id = ? AND sink = ?",
-                [(epoch(next_attempt), reason, row.envelope.id, sink) for row in rows],
+                " WHERE sink = ? AND event = ?",
+                [(epoch(next_attempt), reason, sink, row.seq) for row in rows],
             )
 
     def expire(self, sink: str, rows: Iterable[OutboxRow]) -> None:
         with self.transaction() as db:
             db.executemany(
-                "UPDATE outbox SET state = 'expired' WHERE event_id = ? AND sink = ?",
-                [(row.envelope.id, sink) for row in rows],
+                "UPDATE outbox SET state = 'expired' WHERE sink = ? AND event = ?",
+                [(sink, row.seq) for row in rows],
             )
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
@@ -229,12 +227,19 @@ class Outbox(Connected):
     def history(self, limit: int = 100) -> list[HistoryEntry]:
         """The most recent events, newest last, with each sink's delivery state."""
         rows = self._db.execute(
-            "SELECT id, cloudevent FROM events ORDER BY time DESC, rowid DESC LIMIT ?", (limit,)
+            "SELECT seq, cloudevent FROM events ORDER BY time DESC, seq DESC LIMIT ?", (limit,)
         ).fetchall()
-        entries = []
-        for event_id, cloudevent in reversed(rows):
-            deliveries = {
-                sink: Delivery(
+        seqs = sorted(seq for seq, _ in rows)
+        deliveries: dict[int, dict[str, Delivery]] = {}
+        for sink in self._sinks():  # the outbox's key begins with the sink: one look-up each
+            for seq, state, attempts, next_attempt, last_error in in_chunks(
+                self._db,
+                f"SELECT event, {_SHOWN}, attempts,"  # noqa: S608  # _SHOWN is a constant
+                " next_attempt, last_error FROM outbox WHERE sink = ? AND event IN",
+                (sink,),
+                seqs,
+            ):
+                deliveries.setdefault(seq, {})[sink] = Delivery(
                     state=state,
                     attempts=attempts,
                     next_attempt=(
@@ -242,15 +247,21 @@ class Outbox(Connected):
                     ),
                     last_error=last_error,
                 )
-                for sink, state, attempts, next_attempt, last_error in self._db.execute(
-                    f"SELECT sink, {_SHOWN}, attempts,"  # noqa: S608  # _SHOWN is a constant
-                    " next_attempt, last_error FROM outbox"
-                    " WHERE event_id = ? ORDER BY sink",
-                    (event_id,),
-                )
-            }
-            entries.append(HistoryEntry(envelope=from_json(cloudevent), deliveries=deliveries))
-        return entries
+        return [
+            HistoryEntry(envelope=from_json(cloudevent), deliveries=deliveries.get(seq, {}))
+            for seq, cloudevent in reversed(rows)
+        ]
+
+    def _sinks(self) -> list[str]:
+        """Every sink the outbox holds rows for, in order: one seek of its key per sink."""
+        found: list[str] = []
+        row = self._db.execute("SELECT min(sink) FROM outbox").fetchone()
+        while row is not None and row[0] is not None:
+            found.append(row[0])
+            row = self._db.execute(
+                "SELECT min(sink) FROM outbox WHERE sink > ?", (row[0],)
+            ).fetchone()
+        return found
 
 
 _CONFLICT_NAMESPACE = bytes.fromhex("0c1f3d0e93a44c558f7e2d6a1b9e5c47")
@@ -259,14 +270,16 @@ _CONFLICT_NAMESPACE = bytes.fromhex("0c1f3d0e93a44c558f7e2d6a1b9e5c47")
 
 def write_events(
     db: sqlite3.Connection, routed: Sequence[tuple[Envelope, Sequence[str]]], now: datetime
-) -> tuple[list[IdConflict], dict[str, Envelope]]:
-    """History and outbox rows; the id conflicts renamed, and the events written (by id,
-    for drain() to deliver without decoding them again).
+) -> tuple[list[IdConflict], dict[int, Envelope]]:
+    """History and outbox rows; the id conflicts renamed, and the events written (by
+    seq, for drain() to deliver without decoding them again).
 
-    Events whose id is new (nearly all) are written with one statement per table;
-    an id recorded before goes one by one, in its place, through the conflict rules."""
+    Events whose id is new (nearly all) are written with one statement per table,
+    numbered here (each next seq: their outbox rows name them by it); an id recorded
+    before goes one by one, in its place, through the conflict rules."""
     conflicts: list[IdConflict] = []
-    written: dict[str, Envelope] = {}
+    written: dict[int, Envelope] = {}
+    ids: set[str] = set()
     # A run reported through emit, the spool or the bridge is a run wherever it came in.
     record_runs(
         db,
@@ -278,20 +291,23 @@ def write_events(
     )
     recorded = _recorded(db, [envelope.id for envelope, _ in routed])
     events: list[tuple[object, ...]] = []
-    outbox: list[tuple[str, str, float, float]] = []
+    outbox: list[tuple[str, int, float, float]] = []
     queued = epoch(now)
+    (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
     for envelope, sinks in routed:
-        if envelope.id in recorded or envelope.id in written:
-            _write_batch(db, events, outbox)  # in order: the outbox is delivered by rowid
+        if envelope.id in recorded or envelope.id in ids:
+            _write_batch(db, events, outbox)  # in order: each sink's queue is by seq
             events, outbox = [], []
-            kept = _write_known(db, envelope, conflicts)
+            kept = _write_known(db, envelope, conflicts, seq + 1)
             if kept is None:
                 continue
             envelope = kept
         else:
-            events.append(_event_row(envelope))
-        written[envelope.id] = envelope
-        outbox += [(envelope.id, sink, queued, queued) for sink in sinks]
+            events.append((seq + 1, *_event_row(envelope)))
+        seq += 1
+        ids.add(envelope.id)
+        written[seq] = envelope
+        outbox += [(sink, seq, queued, queued) for sink in sinks]
     _write_batch(db, events, outbox)
     return conflicts, written
 
@@ -305,22 +321,31 @@ def _recorded(db: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
 def _write_batch(
     db: sqlite3.Connection,
     events: list[tuple[object, ...]],
-    outbox: list[tuple[str, str, float, float]],
+    outbox: list[tuple[str, int, float, float]],
 ) -> None:
-    db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+    """Events with new ids (write_events checked): a plain INSERT, so that a seq is never
+    left to an outbox row whose event was not written."""
+    db.executemany(_INSERT_EVENT, events)
     db.executemany(
-        "INSERT OR IGNORE INTO outbox (event_id, sink, state, next_attempt, created_at)"
+        "INSERT OR IGNORE INTO outbox (sink, event, state, next_attempt, created_at)"
         " VALUES (?, ?, 'pending', ?, ?)",
         outbox,
     )
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, id, kind, subject, store, time, cloudevent)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def _write_known(
-    db: sqlite3.Connection, envelope: Envelope, conflicts: list[IdConflict]
+    db: sqlite3.Connection, envelope: Envelope, conflicts: list[IdConflict], seq: int
 ) -> Envelope | None:
     """An event whose id the history holds already (from before, or earlier in this
     batch, written just before): None when it is that same event (never queued twice),
-    else the envelope renamed (and the conflict noted), recorded under its new id."""
+    else the envelope renamed (and the conflict noted), recorded under its new id as
+    event `seq`."""
     existing = db.execute("SELECT cloudevent FROM events WHERE id = ?", (envelope.id,)).fetchone()
     if existing is None:
         return None
@@ -332,8 +357,9 @@ def _write_known(
         IdConflict(id=envelope.id, recorded_as=fresh, summary=envelope.event.summary())
     )
     envelope = replace(envelope, id=fresh)
-    if not _insert_event(db, envelope):
+    if db.execute("SELECT 1 FROM events WHERE id = ?", (fresh,)).fetchone():
         return None  # recorded under its new id on an earlier read
+    db.execute(_INSERT_EVENT, (seq, *_event_row(envelope)))
     return envelope
 
 
@@ -345,14 +371,6 @@ def _event_row(envelope: Envelope) -> tuple[object, ...]:
         envelope.event.store,
         epoch(envelope.time),
         to_json(envelope),
-    )
-
-
-def _insert_event(db: sqlite3.Connection, envelope: Envelope) -> bool:
-    return bool(
-        db.execute(
-            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", _event_row(envelope)
-        ).rowcount
     )
 
 
