@@ -54,7 +54,8 @@ class ListedSource(Source, Protocol):
         self, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
     ) -> ScanResult | None:
         """Only these entries (their ScanResult's `covered` says which lineages it
-        speaks for); None when only a full scan can tell."""
+        speaks for); None when only a full scan can tell. Never called with none: a
+        pass where nothing changed but certificates came due reads nothing (scans.py)."""
         ...
 
 
