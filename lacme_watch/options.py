@@ -36,6 +36,9 @@ MAX_NODES = 100_000
 MAX_DEPTH = 64
 """Nesting of lists and mappings (the deepest real configuration needs about 5)."""
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half of a UTF-16 pair, as YAML's `"\\ud800"` escape makes: not text (it has no UTF-8
+form), so no host, path or name can hold one."""
 
 
 def parse_size(text: str) -> int | None:
@@ -206,6 +209,12 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node, where: Where) -> object:
     if isinstance(value, str) and (found := _CONTROL.search(value)):
         raise ConfigError(
             str(where), f"control character U+{ord(found.group()):04X} is not allowed in a value"
+        )
+    if isinstance(value, str) and (found := _SURROGATE.search(value)):
+        raise ConfigError(
+            str(where),
+            f"U+{ord(found.group()):04X} is half of a UTF-16 surrogate pair, not a character:"
+            " write the character itself (or its \\U escape)",
         )
     return value
 
