@@ -37,6 +37,7 @@ def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
     hints = typing.get_type_hints(event_type)
     data: dict[str, object] = {}
     for name, text in arguments.items():
+        _check_text(name, text)
         hint = hints.get(name)
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
         if int in options and bool not in options:
@@ -61,6 +62,18 @@ def event_from_arguments(kind: str, arguments: Mapping[str, str]) -> Event:
         # The field names become the flags they were given as; the kind keeps its name.
         message = re.sub(r"\bdata\.(\w+)", lambda m: f"--{_flag(m.group(1))}", str(exc))
         raise EventFormatError(message) from None
+
+
+def _check_text(name: str, text: str) -> None:
+    """An argument that is not UTF-8 (Python hands its bytes over as lone surrogates,
+    which no log line, JSON or database row can hold) is this flag's error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = exc.object[exc.start : exc.end].encode("utf-8", "surrogateescape")
+        raise EventFormatError(
+            f"--{_flag(name)}: not UTF-8 text (byte 0x{raw[0]:02x} at character {exc.start + 1})"
+        ) from None
 
 
 TEST_DOMAIN = "test.lacme-watch.invalid"

@@ -209,6 +209,11 @@ def test_emit_records_and_delivers_an_external_event(
             id="not-a-number",
         ),
         pytest.param(["--domain"], "--domain needs a value", id="no-value"),
+        pytest.param(  # argv bytes b"caf\xe9", as Python hands them over (surrogateescape)
+            ["--domain", "caf\udce9.example", "--challenge-type", "http-01", "--error", "e"],
+            "--domain: not UTF-8 text (byte 0xe9 at character 4)",
+            id="argv-not-utf-8",
+        ),
         pytest.param(["domain", "x"], "expected --field value", id="not-a-flag"),
     ],
 )
