@@ -264,9 +264,13 @@ def test_the_line_of_every_kind_is_what_the_json_encoder_writes(envelope: Envelo
     assert to_json(envelope) == _ORACLE.encode(to_cloudevent(envelope))
 
 
+_ANY_TEXT = st.text(st.characters(blacklist_categories=()))
+"""Every code point, lone surrogates included (st.text() alone never draws one)."""
+
+
 @given(
-    text=st.text(),
-    names=st.lists(st.text(), max_size=3),
+    text=_ANY_TEXT,
+    names=st.lists(_ANY_TEXT, max_size=3),
     number=st.integers(),
     moment=st.datetimes(timezones=st.just(UTC)),
 )
@@ -283,6 +287,7 @@ def test_hostile_field_values_are_written_as_the_json_encoder_writes_them(
         path=text,
         test=bool(number % 2),
     )
-    envelope = wrap(event, host=text or "h", time=moment, id=text or "i")
+    # The host is configuration, which refuses a lone surrogate (options._SURROGATE).
+    envelope = wrap(event, host="h", time=moment, id=text or "i")
 
     assert to_json(envelope) == _ORACLE.encode(to_cloudevent(envelope))
