@@ -240,17 +240,15 @@ def test_a_hash_in_a_plain_path_is_part_of_it() -> None:
     assert cache.entry_dir(b"state_dir: /srv/a#b  # where\n") == Path("/srv/a#b")
 
 
-def test_a_value_utf8_cannot_encode_is_kept_and_read_back(tmp_path: Path) -> None:
-    """YAML's "\\ud800" escape makes a lone surrogate: the entry is ASCII JSON."""
+def test_a_lone_surrogate_is_a_config_error_and_nothing_is_kept(tmp_path: Path) -> None:
+    """YAML's "\\ud800" escape makes half a surrogate pair, which no UTF-8 text holds:
+    the file is refused at its line, and no parsed copy is kept."""
     config, state = _write_config(tmp_path, host='"a\\ud800b"')
     state.mkdir(mode=0o700)
 
-    assert load(config).host == "a\ud800b"
-    assert (state / cache.CACHE_NAME).is_file()
-    assert load(config).host == "a\ud800b"
-    assert cache.lookup(config.read_bytes(), str(config)) == parse_bytes(
-        config.read_bytes(), str(config)
-    )
+    with pytest.raises(ConfigError, match="host: U\\+D800 is half of a UTF-16 surrogate"):
+        load(config)
+    assert not (state / cache.CACHE_NAME).exists()
 
 
 @pytest.mark.parametrize("line", ["state_dir: /tmp/a\x00b", "state_dir: /tmp/a\x01b"])
