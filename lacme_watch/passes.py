@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,9 @@ class PassReport:
     """Stores whose certificates are in the state database as last pass left them (their
     stat record matched), not in `inventory`: see whole_inventory()."""
     carried_certificates: int = 0
+    views: Mapping[str, Mapping[str, Observation]] = field(default_factory=dict)
+    """The carried stores' inventories after this pass's scan, loaded only if asked:
+    before the commit, the database lacks what a partial rescan read."""
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -84,6 +88,7 @@ class PassReport:
             agent_runs=dict(scanned.agent_runs),
             carried=scanned.carried,
             carried_certificates=scanned.carried_certificates,
+            views=scanned.views,
         )
 
     ari_requests: int = 0
@@ -101,6 +106,11 @@ class PassReport:
             for observation in store.inventory_of(source).values()
         ]
         return self.inventory + carried
+
+    def carried_inventory(self, store: StateStore, source: str) -> Mapping[str, Observation]:
+        """A carried store's certificates after this pass's scan (see `views`)."""
+        view = self.views.get(source)
+        return view if view is not None else store.inventory_of(source)
 
     def status(self) -> str:
         """One line for systemd's STATUS= and the daemon's log."""
@@ -266,11 +276,19 @@ def _ari_round(
     from .ari.overdue import not_said_yet  # ARI's modules (HTTP, threads): only with work
     from .ari.rounds import run_round
 
+    # A carried store's certificates are not in report.inventory, but are still asked
+    # about and judged (and their records kept): read back for ARI-enabled stores only.
+    carried = [
+        (source, observation)
+        for source in report.carried
+        if config.ari.for_store(source).enabled
+        for observation in report.carried_inventory(store, source).values()
+    ]
     ari_round = run_round(
         config.ari,
         config.stores,
         store.connection,
-        report.inventory,
+        report.inventory + carried,
         now,
         max_file_size=config.max_file_size,
         overdue_grace=_overdue_grace(config),

@@ -4,8 +4,11 @@ in part when its source can rescan only what changed, read in full otherwise.
 
 The record holds for one key: everything beside the files that decides what a scan
 says (the store's own settings, its renewal settings, the watched CAs and signers,
-the facts' version, the expiry policy, the CA's ARI windows). A store that checks
-revocation or whose CA can be asked for ARI windows keeps none: the network decides.
+the facts' version, the expiry policy, and of the CA's ARI answers only the windows'
+ends, which become the leaves' renewal policy). What else the ARI round keeps (when
+to ask next, failures) changes every pass but no scan's outcome: the round judges
+windows itself, carried stores' certificates included (passes.py). A store that
+checks revocation keeps none: the network decides what its scan says.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from . import statrecord
-from .ari.idle import may_name_a_directory
 from .config import Config
 from .detect import Authority
 from .observations import FACTS_VERSION, ScanResult
@@ -28,6 +30,7 @@ from .statedb import SourceChange, StateStore, StatRecord
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from .ari.window import AriRecord
     from .reader import CachedFile, CertificateReader
     from .verify import NothingRead, Verifier
 
@@ -39,14 +42,13 @@ def record_key(
     source: Source,
     signers: list[x509.Certificate],
     authorities: Mapping[str, Authority],
-    windows: Mapping[str, object],
+    windows: Mapping[str, AriRecord],
 ) -> str | None:
     """Everything beside its files that decides a file store's outcome; None for a
-    source that cannot keep a stat record (network, logs, plugins, revocation, ARI)."""
-    if not getattr(type(source), "stat_record", False) or config.checks_revocation(source.id):
+    source that cannot keep a stat record (network, logs, plugins, revocation)."""
+    if getattr(source, "stat_record", False) is not True or config.checks_revocation(source.id):
         return None
-    if may_name_a_directory(config.ari, source):
-        return None  # the CA's answers change what a scan would say
+    renewal = config.renewal_of(source.id)
     ari = config.ari.for_store(source.id)
     text = repr(
         (
@@ -55,13 +57,27 @@ def record_key(
             config.max_file_size,
             type(source).__qualname__,
             sorted(vars(source).items()),
-            config.renewal_of(source.id),
+            renewal,
             config.policy,
             sorted(authorities),
-            sorted(windows.items()) if ari.enabled else (),
+            _windows_key(windows) if ari.enabled and not renewal.no_policy else "",
         )
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _windows_key(windows: Mapping[str, AriRecord]) -> str:
+    """What of the CA's answers a scan applies (ari/overdue.with_windows: a leaf's
+    renewal policy is its window's end), not when the round asks next or how it
+    failed: those move every pass and change no scan's outcome."""
+    ends = sorted(
+        (fingerprint, record.window.end.timestamp())
+        for fingerprint, record in windows.items()
+        if record.window is not None
+    )
+    if not ends:
+        return ""
+    return hashlib.sha256(repr(ends).encode()).hexdigest()
 
 
 def _signers_key(signers: Sequence[x509.Certificate]) -> str:

@@ -40,6 +40,12 @@ class CertbotStore:
     """Its files name the ACME directory its certificates came from (`server` in
     renewal/<name>.conf): ARI can be asked (ari/directories.py)."""
 
+    @property
+    def stat_record(self) -> bool:
+        """What a scan says follows from the files it reads (statrecord.py), but with
+        `log:`: certbot appends to its log at every run, and rotates it."""
+        return self.log is None
+
     def __init__(self, path: str, log: str | None = None, *, follow_any: bool = False) -> None:
         self.path = path
         self.log = log
@@ -56,6 +62,12 @@ class CertbotStore:
         # live/NAME/*.pem -> ../../archive/NAME/*N.pem stays inside the config directory
         reader.confine(self.path, follow_any=self.follow_any)
         live = os.path.join(self.path, "live")
+        # Each directory whose entries decide the scan joins the stat record before it
+        # is listed: live/ and renewal/ (a lineage comes or goes) and, below, archive/.
+        reader.will_list(self.path)  # live/, renewal/ or archive/ appear here
+        for listed in (live, os.path.join(self.path, "renewal")):
+            if os.path.isdir(listed):
+                reader.will_list(listed)
         try:
             names = sorted(
                 entry.name
@@ -117,8 +129,13 @@ class CertbotStore:
         """Every certificate certbot ever saved (archive/<name>/certN.pem): the issuance
         history rate limits count, renewals included."""
         found: list[Issuance] = []
+        archive = os.path.join(self.path, "archive")
+        if names and os.path.isdir(archive):
+            reader.will_list(archive)  # archive/NAME/ appears here
         for name in names:
-            directory = os.path.join(self.path, "archive", name)
+            directory = os.path.join(archive, name)
+            if os.path.isdir(directory):
+                reader.will_list(directory)  # a renewal adds certN.pem here
             try:
                 files = sorted(f for f in os.listdir(directory) if _ARCHIVED.match(f))
             except OSError:

@@ -29,6 +29,9 @@ class DehydratedStore:
     names_acme_directory: ClassVar[bool] = True
     """Its files name the ACME directory its certificates came from (its config's `CA`):
     ARI can be asked (ari/directories.py)."""
+    stat_record: ClassVar[bool] = True
+    """What a scan says follows from the files it reads (statrecord.py): the CA the
+    ARI round asks is read by the round itself, every pass."""
 
     def __init__(self, path: str, config: str | None = None, *, follow_any: bool = False) -> None:
         self.path = path
@@ -46,6 +49,7 @@ class DehydratedStore:
         # The certificate directory, and that of the dehydrated config file named here.
         config_directory = (os.path.dirname(self.config),) if self.config else ()
         reader.confine(self.path, *config_directory, follow_any=self.follow_any)
+        reader.will_list(self.path)  # a domain directory comes or goes
         try:
             names = sorted(entry.name for entry in os.scandir(self.path) if entry.is_dir())
         except FileNotFoundError:
@@ -58,6 +62,7 @@ class DehydratedStore:
         for name in names:
             directory = os.path.join(self.path, name)
             current = os.path.join(directory, "fullchain.pem" if reader.chain else "cert.pem")
+            reader.will_list(directory)  # its cert.pem may appear after a failed first run
             if not os.path.lexists(current):
                 continue  # only leftovers of a failed first run: nothing issued yet
             found = reader.bundle(lineage=name, path=current)
