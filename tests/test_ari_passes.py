@@ -463,3 +463,73 @@ def test_a_redirect_to_another_host_is_not_followed(
     assert result.code == 1
     assert "redirected to another host" in result.err
     assert elsewhere.count() == 0
+
+
+def test_a_lacme_renewal_read_alone_is_asked_about_in_the_same_pass(
+    cli: CliRunner,
+    tmp_path: Path,
+    ari: AriServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ARI-enabled lacme store keeps a stat record: a renewal is read alone (a
+    partial rescan, not in the pass's scanned inventory), and the round still sees the
+    new certificate in that pass (asked, its early window announced) and forgets the
+    old one's answer."""
+    import shutil
+    import sqlite3
+
+    from lacme_watch import statrecord
+
+    monkeypatch.setattr(statrecord, "RACY", -3600.0)  # files written a moment ago: trusted
+    ca = trustme.CA()
+    store = tmp_path / "lacme"
+    for name in ("a.example.com", "b.example.com"):
+        save_acme_cert(
+            FileStore(store),
+            ca,
+            [name],
+            not_before=NOW - timedelta(days=1),
+            not_after=NOW + timedelta(days=89),
+        )
+        ari.add(store / "certs" / name / "cert.pem")
+    config = _lacme_config(tmp_path, store, ari.directory)
+    log = tmp_path / "events.jsonl"
+    watch(cli, config, log, *at(NOW))  # asked, windows learnt
+    watch(cli, config, log, *at(NOW))  # the windows' ends are the leaves' policies now
+
+    def debug(moment: datetime) -> str:
+        """One pass, logging at debug level: what it says of the store's stat record."""
+        done = cli("--config", str(config), "--log-level", "debug", *at(moment), "watch", "--once")
+        assert done.code == 0, done.err
+        return done.err
+
+    before = len(read_events(log))
+    assert "unchanged since the last pass, not read" in debug(NOW)
+    assert read_events(log)[before:] == []
+
+    elsewhere = tmp_path / "renewal"  # a's renewal, written over its files in place
+    save_acme_cert(
+        FileStore(elsewhere),
+        ca,
+        ["a.example.com"],
+        not_before=NOW - timedelta(hours=1),
+        not_after=NOW + timedelta(days=90),
+    )
+    for name in ("cert.pem", "fullchain.pem"):
+        shutil.copyfile(
+            elsewhere / "certs" / "a.example.com" / name, store / "certs" / "a.example.com" / name
+        )
+    renewed = ari.add(store / "certs" / "a.example.com" / "cert.pem")
+    ari.move(renewed, NOW - timedelta(hours=1), NOW + timedelta(hours=5), "https://ca/incident")
+    before = len(read_events(log))
+    said = debug(NOW + timedelta(minutes=5))
+    events = read_events(log)[before:]
+    assert "stat record 1 changed" in said  # a's fullchain.pem: read alone
+    assert "read in full" not in said
+    assert "certificate_renewed" in kinds(events)
+    assert ari.count(f"/renewal-info/{renewed}") == 1
+    moved = [e for e in events if e["type"] == "lacme.renewal_window_moved"]
+    assert [data(e)["cert_id"] for e in moved] == [renewed]
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as db:
+        kept = db.execute("SELECT count(*) FROM ari_certificates").fetchone()[0]
+    assert kept == 2  # b's, and the renewal's: a's old certificate is forgotten
