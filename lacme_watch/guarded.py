@@ -94,12 +94,17 @@ class GuardedReads:
         """Every directory and file this scan looked at (see statrecord.py)."""
         self._recorded: set[str] = set()
         """Directories already in the stat record: each is recorded once."""
+        self._record_roots = True
 
-    def confine(self, *roots: str, follow_any: bool = False) -> None:
+    def confine(self, *roots: str, follow_any: bool = False, record_roots: bool = True) -> None:
         """Keep every read inside these directories (resolved): a symlink whose target
-        leaves them is `outside_store`, unless the store says `follow_symlinks: any`."""
+        leaves them is `outside_store`, unless the store says `follow_symlinks: any`.
+        Without `record_roots`, a root passed through on the way to a file is not in the
+        stat record (certbot's config directory, where every run leaves a lock file):
+        the store lists what it needs of it itself (will_list)."""
         self.roots = tuple(os.path.realpath(root) for root in roots)
         self.follow_any = follow_any
+        self._record_roots = record_roots
         self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
         self.stat_record.root(os.path.commonpath(self.roots) if self.roots else "")
 
@@ -229,7 +234,11 @@ class GuardedReads:
         if stat.S_ISLNK(status.st_mode):
             self.stat_record.distrust()  # re-pointed, it would lead the same names elsewhere
             return os.path.realpath(candidate)
-        if self._in_roots(candidate) and candidate not in self._recorded:
+        if (
+            self._in_roots(candidate)
+            and candidate not in self._recorded
+            and (self._record_roots or candidate not in self.roots)
+        ):
             self._recorded.add(candidate)
             self.stat_record.saw(candidate, status)
         return candidate

@@ -60,14 +60,19 @@ class CertbotStore:
 
     def scan(self, reader: CertificateReader, cursor: str | None = None) -> ScanResult:
         # live/NAME/*.pem -> ../../archive/NAME/*N.pem stays inside the config directory
-        reader.confine(self.path, follow_any=self.follow_any)
+        reader.confine(self.path, follow_any=self.follow_any, record_roots=False)
         live = os.path.join(self.path, "live")
         # Each directory whose entries decide the scan joins the stat record before it
-        # is listed: live/ and renewal/ (a lineage comes or goes) and, below, archive/.
-        reader.will_list(self.path)  # live/, renewal/ or archive/ appear here
-        for listed in (live, os.path.join(self.path, "renewal")):
-            if os.path.isdir(listed):
-                reader.will_list(listed)
+        # is listed: live/, renewal/ and archive/ (a lineage comes or goes), and below,
+        # archive/NAME/. The config directory itself only while one of them is missing:
+        # every certbot run, even one that renews nothing, adds and removes its
+        # .certbot.lock there.
+        listed = [os.path.join(self.path, name) for name in ("live", "renewal", "archive")]
+        if not all(os.path.isdir(directory) for directory in listed):
+            reader.will_list(self.path)  # where the missing one appears
+        for directory in listed:
+            if os.path.isdir(directory):
+                reader.will_list(directory)
         try:
             names = sorted(
                 entry.name
@@ -130,8 +135,6 @@ class CertbotStore:
         history rate limits count, renewals included."""
         found: list[Issuance] = []
         archive = os.path.join(self.path, "archive")
-        if names and os.path.isdir(archive):
-            reader.will_list(archive)  # archive/NAME/ appears here
         for name in names:
             directory = os.path.join(archive, name)
             if os.path.isdir(directory):

@@ -118,6 +118,11 @@ def test_an_unchanged_certbot_store_is_not_read_and_a_renewal_is(
     report, _, _ = watching.run()
     assert report.certificates == 3  # counted from the state database
 
+    idle = certbot.run("renew", "--no-random-sleep-on-renew")  # nothing due: no change
+    assert idle.returncode == 0, idle.stderr
+    assert "No renewals were attempted" in idle.stdout + idle.stderr
+    assert watching.carried()  # its lock file came and went in the config directory
+
     renewed = certbot.renew(NAME)  # archive/NAME/cert2.pem, live/NAME/*.pem re-pointed
     assert renewed.returncode == 0, renewed.stderr
     _, events, unread = watching.run()
@@ -151,6 +156,16 @@ def test_a_new_and_a_deleted_certbot_lineage_are_noticed(
         3,
     )
     assert watching.carried()
+
+    # live/ emptied: no lineage's path leads through it, yet a new one there is seen.
+    for name in (NAME, f"new.{NAME}"):
+        assert certbot.run("delete", "--cert-name", name).returncode == 0
+    report, _, _ = watching.run()
+    assert report.certificates == 0
+    assert watching.carried()
+    assert certbot.issue(NAME).returncode == 0
+    _, events, unread = watching.run()
+    assert (events, unread) == ([("certificate_issued", NAME)], False)
 
 
 def test_a_rewritten_renewal_conf_is_read_and_its_policy_applied(
