@@ -135,9 +135,11 @@ def scan_sources(
                 )  # the cache of a first pass that stopped between slices, or none
                 if _in_slices(tally, store, config, now, source, reader, settle, key):
                     continue
-            if changed == [] and hasattr(source, "rescan"):
+            if changed == []:
                 # Nothing changed (not carried: certificates came due): a partial rescan
-                # of no path, with no reader to load and no file cache to look at.
+                # of no path, with no reader to load and no file cache to look at. Any
+                # store that keeps a stat record (certbot and dehydrated have no rescan
+                # of their own): what it says follows from the files it read.
                 files_before = {}
                 reader = NothingRead(tally.signers)
                 scan = ScanResult(covered=frozenset())

@@ -331,3 +331,32 @@ def test_a_carried_certbot_store_is_still_asked_and_its_windows_judged(
     assert watching.carried(later + timedelta(hours=3))
     assert _ari_rows(watching) == 2
     assert ari.windows[other].end > later  # the other lineage's: nothing to say
+
+
+def _record_rowid(watching: _Watch) -> int:
+    """The stat record's row: INSERT OR REPLACE (a record written again) gives a new one."""
+    with sqlite3.connect(watching.config.state_dir / "state.sqlite3") as db:
+        (rowid,) = db.execute("SELECT rowid FROM stat_records").fetchone()
+    return int(rowid)
+
+
+def test_a_certbot_store_whose_certificates_only_came_due_is_not_read(
+    tmp_path: Path, certbot: Certbot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A threshold crossed, nothing changed: certificate_expiring from the state
+    database, no file read, the stat record kept as it is (a full read writes it anew)."""
+    watching = _watch(tmp_path, certbot.pebble, CertbotStore(str(certbot.config_dir)), caplog)
+    watching.run()
+    rowid = _record_rowid(watching)
+    with StateStore(watching.config.state_dir) as store:
+        expires = store.inventory_of(watching.source)[NAME].certificate.not_after
+    due = expires - timedelta(days=29, hours=12)  # both cross 30 days, not yet overdue
+    report, events, unread = watching.run(due)
+    assert not unread  # came due: not carried as it is
+    assert sorted(events) == [
+        ("certificate_expiring", f"other.{NAME}"),
+        ("certificate_expiring", NAME),
+    ]
+    assert report.files_parsed == 0
+    assert _record_rowid(watching) == rowid  # no reader: the record stands as loaded
+    assert watching.carried(due + timedelta(hours=1))
