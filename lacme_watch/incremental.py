@@ -213,6 +213,11 @@ class Overlay(Mapping[str, Observation]):
         self._store, self._source, self._read, self._gone = store, source, read, gone
         self._all: dict[str, Observation] | None = None
 
+    @property
+    def untouched(self) -> bool:
+        """The database's inventory as it is: nothing read over it, nothing gone."""
+        return not self._read and not self._gone
+
     def _whole(self) -> dict[str, Observation]:
         if self._all is None:
             stored = self._store.inventory_of(self._source)

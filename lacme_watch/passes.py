@@ -6,9 +6,10 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from . import events as _events
 from . import ratelimits, renewal, spool
-from .ari.idle import round_needed
+from .ari.idle import may_name_a_directory, round_needed
 from .cloudevents import Envelope, wrap
 from .config import Config
 from .delivery import DeliveryReport, drain
 from .dispatch import EventDispatcher
+from .incremental import Overlay
 from .observations import CertificateFacts, CrlSeen, Issuance, Observation, Problem
 from .options import format_duration
 from .renewal import agent_stale
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from sqlite3 import Connection
 
+    from .ari.carried import CarriedStore
     from .ari.rounds import Grace
     from .events import Heartbeat, RenewalAgentStale
     from .metrics import PassMetrics  # prometheus_client: only when metrics are on
@@ -276,22 +279,15 @@ def _ari_round(
     from .ari.overdue import not_said_yet  # ARI's modules (HTTP, threads): only with work
     from .ari.rounds import run_round
 
-    # A carried store's certificates are not in report.inventory, but are still asked
-    # about and judged (and their records kept): read back for ARI-enabled stores only.
-    carried = [
-        (source, observation)
-        for source in report.carried
-        if config.ari.for_store(source).enabled
-        for observation in report.carried_inventory(store, source).values()
-    ]
     ari_round = run_round(
         config.ari,
         config.stores,
         store.connection,
-        report.inventory + carried,
+        report.inventory,
         now,
         max_file_size=config.max_file_size,
         overdue_grace=_overdue_grace(config),
+        carried=_carried_stores(config, store, report),
     )
     envelopes += not_said_yet(
         [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes
@@ -299,6 +295,38 @@ def _ari_round(
     report.problems += ari_round.problems
     report.ari_requests = ari_round.requests
     return (ari_round.write,)
+
+
+def _carried_stores(config: Config, store: StateStore, report: PassReport) -> list[CarriedStore]:
+    """The ARI-enabled stores this pass did not read (or read in part): their
+    certificates are not in report.inventory, but are still asked about, judged and
+    kept. A partial rescan's is its whole view (the database lacks what it read)."""
+    from .ari.carried import CarriedStore
+
+    sources = {source.id: source for source in config.stores}
+    found: list[CarriedStore] = []
+    for source in report.carried:
+        if source not in sources or not config.ari.for_store(source).enabled:
+            continue
+        view = report.carried_inventory(store, source)
+        whole = not isinstance(view, Overlay) or not view.untouched
+        found.append(
+            CarriedStore(
+                source,
+                [(lineage, o.fingerprint) for lineage, o in view.items()]
+                if whole
+                else store.fingerprints_of(source),
+                functools.partial(_some_of, view)
+                if whole
+                else functools.partial(store.inventory_of, source),
+                may_name_a_directory(config.ari, sources[source]),
+            )
+        )
+    return found
+
+
+def _some_of(view: Mapping[str, Observation], lineages: Collection[str]) -> dict[str, Observation]:
+    return {lineage: view[lineage] for lineage in lineages if lineage in view}
 
 
 def _overdue_grace(config: Config) -> Grace:

@@ -27,6 +27,7 @@ from ..plugins import Source
 from ..reader import CertificateReader
 from ..thresholds import days_remaining
 from . import records
+from .carried import CarriedStore, split
 from .certid import cert_id
 from .client import Fetch, FetchError, Response, ask, renewal_info_url
 from .directories import DirectoryOf, directory_lookup
@@ -94,19 +95,22 @@ def run_round(
     max_file_size: int,
     overdue_grace: Grace | None = None,
     fetch: Fetch | None = None,
+    carried: Sequence[CarriedStore] = (),
 ) -> AriRound:
     """Ask the CAs about the certificates that are due; judge every known window.
 
     `overdue_grace(source, facts)`: the grace after a window's end, None where
-    renewal_overdue is off (`renew_before: off`, `expiry.overdue: false`).
+    renewal_overdue is off (`renew_before: off`, `expiry.overdue: false`). `carried`:
+    the stores the pass did not read, whose certificates are not in `inventory`.
     """
     result = AriRound(active=settings.enabled, now=now)
     if not settings.enabled:
         return result
     known = records.load_certificates(db)
     directories = records.load_directories(db)
-    candidates = _candidates(settings, stores, inventory, known, now)
-    result.keep = set(candidates)
+    loaded, kept = split(carried, known, directories, now, DIRECTORY_FRESH)
+    candidates = _candidates(settings, stores, [*inventory, *loaded], known, now)
+    result.keep = set(candidates) | kept
     due = _identify(
         sorted(
             (c for c in candidates.values() if c.due(now)),

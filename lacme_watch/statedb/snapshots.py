@@ -251,8 +251,18 @@ class Snapshots(Connected):
         ).fetchone()
         return int(row[0])
 
-    def inventory_of(self, source: str) -> dict[str, Observation]:
-        """One source's certificates as of the last pass, by lineage."""
+    def inventory_of(
+        self, source: str, lineages: Collection[str] | None = None
+    ) -> dict[str, Observation]:
+        """One source's certificates as of the last pass, by lineage (or only those of
+        `lineages`)."""
+        if lineages is not None:
+            rows = self._select(
+                "SELECT lineage, observation FROM certificates WHERE source = ?", source, lineages
+            )
+            return {
+                lineage: Observation.from_json(json.loads(raw)) for lineage, raw in sorted(rows)
+            }
         return {
             lineage: Observation.from_json(json.loads(raw))
             for lineage, raw in self._db.execute(
@@ -260,6 +270,12 @@ class Snapshots(Connected):
                 (source,),
             )
         }
+
+    def fingerprints_of(self, source: str) -> list[tuple[str, str]]:
+        """(lineage, fingerprint) of a source's certificates, no observation decoded."""
+        return self._db.execute(
+            "SELECT lineage, fingerprint FROM certificates WHERE source = ?", (source,)
+        ).fetchall()
 
     def inventory(self) -> dict[str, list[Observation]]:
         """Every source's certificates as of the last pass."""

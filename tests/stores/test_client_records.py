@@ -10,6 +10,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from lacme_watch.statedb import StateStore
 from lacme_watch.stores.certbot import CertbotStore
 from lacme_watch.stores.dehydrated import DehydratedStore
 from lacme_watch.testing import RecordingSink
+from lacme_watch.thresholds import Policy
 
 from ..acme import Certbot, Dehydrated, Pebble
 from ..ari_server import AriServer
@@ -360,3 +362,30 @@ def test_a_certbot_store_whose_certificates_only_came_due_is_not_read(
     assert report.files_parsed == 0
     assert _record_rowid(watching) == rowid  # no reader: the record stands as loaded
     assert watching.carried(due + timedelta(hours=1))
+
+
+def test_a_window_that_closes_between_questions_is_overdue_in_a_pass_that_reads_nothing(
+    tmp_path: Path, certbot: Certbot, ari: AriServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not due to be asked again (Retry-After: 6 h), the window closes and its grace
+    passes: renewal_overdue (policy ari) once, no file read and no request made."""
+    _asking(certbot, ari.directory)
+    identifier = ari.add(certbot.config_dir / "live" / NAME / "cert.pem")
+    ari.add(certbot.config_dir / "live" / f"other.{NAME}" / "cert.pem")
+    ari.move(identifier, NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    watching = _watch(
+        tmp_path, certbot.pebble, CertbotStore(str(certbot.config_dir)), caplog, AriSettings()
+    )
+    watching.config = replace(watching.config, policy=Policy(overdue_grace=timedelta(hours=1)))
+    _, events, _ = watching.run()
+    assert events == [("renewal_window_moved", NAME)]  # early: before two thirds
+    watching.run()  # the window's end is NAME's policy now: read in full once
+    assert watching.carried()
+
+    report, events, _ = watching.run(NOW + timedelta(hours=3))
+    assert events == [("renewal_overdue", NAME)]
+    assert (report.files_parsed, report.ari_requests) == (0, 0)
+    overdue = watching.sink.envelopes[-1].event
+    assert getattr(overdue, "policy", None) == "ari"
+    assert watching.carried(NOW + timedelta(hours=4))  # said once
+    assert _ari_rows(watching) == 2
