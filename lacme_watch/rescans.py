@@ -66,6 +66,17 @@ def record_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def store_windows(
+    store: StateStore, source: str, windows: Mapping[str, AriRecord]
+) -> dict[str, AriRecord]:
+    """The CA's answers for the certificates this store held last pass: while its files
+    are unchanged, these are the leaves it would apply them to (another store's answers
+    change nothing it says)."""
+    if not windows:
+        return {}
+    return {fp: windows[fp] for _, fp in store.fingerprints_of(source) if fp in windows}
+
+
 def _windows_key(windows: Mapping[str, AriRecord]) -> str:
     """What of the CA's answers a scan applies (ari/overdue.with_windows: a leaf's
     renewal policy is its window's end), not when the round asks next or how it

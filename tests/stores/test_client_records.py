@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import trustme
+from lacme import FileStore
 
 from lacme_watch import statrecord
 from lacme_watch.ari.settings import AriSettings
@@ -26,11 +28,13 @@ from lacme_watch.renewal import BeforeExpiry
 from lacme_watch.statedb import StateStore
 from lacme_watch.stores.certbot import CertbotStore
 from lacme_watch.stores.dehydrated import DehydratedStore
+from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.testing import RecordingSink
 from lacme_watch.thresholds import Policy
 
 from ..acme import Certbot, Dehydrated, Pebble
 from ..ari_server import AriServer
+from ..conftest import save_acme_cert
 
 pytestmark = pytest.mark.acme  # real certbot and dehydrated against pebble
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -389,3 +393,32 @@ def test_a_window_that_closes_between_questions_is_overdue_in_a_pass_that_reads_
     assert getattr(overdue, "policy", None) == "ari"
     assert watching.carried(NOW + timedelta(hours=4))  # said once
     assert _ari_rows(watching) == 2
+
+
+def test_another_stores_new_windows_leave_a_store_carried(
+    tmp_path: Path, certbot: Certbot, ari: AriServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lacme store beside the certbot store whose CA answers: the windows certbot's
+    leaves get are not the lacme store's, which stays unread while certbot's is read."""
+    _asking(certbot, ari.directory)
+    for name in (NAME, f"other.{NAME}"):
+        ari.add(certbot.config_dir / "live" / name / "cert.pem")
+    lacme = tmp_path / "lacme"
+    save_acme_cert(
+        FileStore(lacme),
+        trustme.CA(),
+        ["lacme.example.com"],
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=89),
+    )
+    beside = LacmeStore(str(lacme))
+    watching = _watch(
+        tmp_path, certbot.pebble, CertbotStore(str(certbot.config_dir)), caplog, AriSettings()
+    )
+    watching.config = replace(watching.config, stores=(*watching.config.stores, beside))
+    report, _, _ = watching.run()  # both read; certbot's leaves get their windows
+    assert report.carried == ()
+    report, _, _ = watching.run()  # certbot's read again: its leaves' policies moved
+    assert report.carried == (beside.id,)
+    report, _, _ = watching.run()
+    assert report.carried == (watching.source, beside.id)
