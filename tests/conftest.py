@@ -14,10 +14,13 @@ from lacme import CertificateAuthority, FileStore
 from lacme._types import CertBundle
 
 from lacme_watch.cli import main
+from lacme_watch.cloudevents import Envelope
 from lacme_watch.config import Config
 from lacme_watch.delivery import SinkRoute
 from lacme_watch.events import CertificateExpiring
-from lacme_watch.plugins import Sink
+from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.plugins import Sink, Source
+from lacme_watch.statedb import StateStore
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink
 
@@ -177,16 +180,42 @@ def write_leaves(
         (certs / f"{name}.pem").write_bytes(leaf.cert_chain_pems[0].bytes())
 
 
-def pem_config(tmp_path: Path, certs: Path, sink: Sink) -> Config:
-    """One pem store over `certs/*.pem`, state in tmp_path/state, delivering to `sink`."""
+def store_config(state_dir: Path, source: Source, *sinks: Sink) -> Config:
+    """One store, its state in `state_dir`, delivering to `sinks`."""
     return Config(
         path=None,
-        state_dir=tmp_path / "state",
+        state_dir=state_dir,
         host="test-host",
-        stores=(PemStore((str(certs / "*.pem"),)),),
+        stores=(source,),
         authorities=(),
-        sinks=(SinkRoute(sink=sink),),
+        sinks=tuple(SinkRoute(sink=sink) for sink in sinks),
     )
+
+
+def pem_config(tmp_path: Path, certs: Path, sink: Sink) -> Config:
+    """One pem store over `certs/*.pem`, state in tmp_path/state, delivering to `sink`."""
+    return store_config(tmp_path / "state", PemStore((str(certs / "*.pem"),)), sink)
+
+
+class PassWatch:
+    """run_pass over one store in its own state_dir, every event delivered to a
+    recording sink; each pass's report and the envelopes it delivered."""
+
+    def __init__(self, state_dir: Path, source: Source) -> None:
+        self.sink = RecordingSink()
+        self.config = store_config(state_dir, source, self.sink)
+        self.source = source.id
+
+    def run_pass(self, at: datetime) -> tuple[PassReport, list[Envelope]]:
+        seen = len(self.sink.envelopes)
+        with StateStore(self.config.state_dir) as store:
+            report = run_pass(self.config, store, at)
+        return report, self.sink.envelopes[seen:]
+
+
+def kind_and_domain(envelopes: list[Envelope]) -> list[tuple[str, str]]:
+    """(kind, domain) of each event: what a pass said, briefly."""
+    return [(e.event.kind, str(getattr(e.event, "domain", ""))) for e in envelopes]
 
 
 def expiring(sink: RecordingSink) -> list[CertificateExpiring]:

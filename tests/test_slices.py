@@ -16,16 +16,13 @@ import trustme
 from lacme import FileStore
 
 from lacme_watch import forked, slices, statrecord
-from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
-from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.passes import PassReport
 from lacme_watch.plugins import Source
 from lacme_watch.statedb import StateStore
 from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.stores.pem import PemStore
-from lacme_watch.testing import RecordingSink
 
-from .conftest import save_acme_cert
+from .conftest import PassWatch, save_acme_cert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAYS_LEFT = (3, 10, 20, 45, 60, 80, 5, 12, 25, 70, 2)
@@ -38,28 +35,14 @@ def _no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(statrecord, "RACY", -3600.0)
 
 
-class _Watch:
+class _Watch(PassWatch):
     """run_pass over one store in its own state_dir, with every event delivered."""
 
-    def __init__(self, state_dir: Path, source: Source) -> None:
-        self.sink = RecordingSink()
-        self.config = Config(
-            path=None,
-            state_dir=state_dir,
-            host="test-host",
-            stores=(source,),
-            authorities=(),
-            sinks=(SinkRoute(sink=self.sink),),
-        )
-        self.source = source.id
-
     def run(self) -> tuple[PassReport, list[tuple[str, str]]]:
-        seen = len(self.sink.envelopes)
-        with StateStore(self.config.state_dir) as store:
-            report = run_pass(self.config, store, NOW)
+        report, envelopes = self.run_pass(NOW)
         return report, [
             (e.event.kind, str(getattr(e.event, "domain", "") or getattr(e.event, "path", "")))
-            for e in self.sink.envelopes[seen:]
+            for e in envelopes
         ]
 
 

@@ -27,6 +27,7 @@ from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identi
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
 
+from .conftest import store_config
 from .factories import observation
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -106,14 +107,7 @@ def _certs(tmp_path: Path, days_left: int, lifetime: int = 90) -> Path:
 
 
 def _config(tmp_path: Path, certs: Path, *sinks: RecordingSink) -> Config:
-    return Config(
-        path=None,
-        state_dir=tmp_path / "state",
-        host="test-host",
-        stores=(PemStore((str(certs / "*.pem"),)),),
-        authorities=(),
-        sinks=tuple(SinkRoute(sink=sink) for sink in sinks),
-    )
+    return store_config(tmp_path / "state", PemStore((str(certs / "*.pem"),)), *sinks)
 
 
 def test_a_failing_sink_keeps_its_events_queued_and_never_blocks_the_others(

@@ -17,16 +17,13 @@ import trustme
 from lacme import FileStore
 
 from lacme_watch import guarded, rescans, statrecord
-from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
-from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.passes import PassReport
 from lacme_watch.plugins import Source
 from lacme_watch.statedb import StateStore
 from lacme_watch.stores.lacme import LacmeStore
 from lacme_watch.stores.pem import PemStore
-from lacme_watch.testing import RecordingSink
 
-from .conftest import save_acme_cert
+from .conftest import PassWatch, kind_and_domain, save_acme_cert
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -52,29 +49,15 @@ def _write(ca: trustme.CA, path: Path, name: str, days_left: int) -> None:
     path.write_bytes(leaf.cert_chain_pems[0].bytes())
 
 
-class _Watch:
+class _Watch(PassWatch):
     """run_pass over one store, with the events each pass recorded."""
 
     def __init__(self, tmp_path: Path, source: Source) -> None:
-        self.sink = RecordingSink()
-        self.config = Config(
-            path=None,
-            state_dir=tmp_path / "state",
-            host="test-host",
-            stores=(source,),
-            authorities=(),
-            sinks=(SinkRoute(sink=self.sink),),
-        )
-        self.source = source.id
+        super().__init__(tmp_path / "state", source)
 
     def run(self, at: datetime = NOW) -> tuple[PassReport, list[tuple[str, str]]]:
-        seen = len(self.sink.envelopes)
-        with StateStore(self.config.state_dir) as store:
-            report = run_pass(self.config, store, at)
-        events = [
-            (e.event.kind, str(getattr(e.event, "domain", ""))) for e in self.sink.envelopes[seen:]
-        ]
-        return report, events
+        report, envelopes = self.run_pass(at)
+        return report, kind_and_domain(envelopes)
 
     def carried(self, at: datetime = NOW) -> bool:
         report, events = self.run(at)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import trustme
@@ -20,21 +21,18 @@ from lacme import FileStore
 
 from lacme_watch import statrecord
 from lacme_watch.ari.settings import AriSettings
-from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
-from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.passes import PassReport
 from lacme_watch.plugins import Source
 from lacme_watch.renewal import BeforeExpiry
 from lacme_watch.statedb import StateStore
 from lacme_watch.stores.certbot import CertbotStore
 from lacme_watch.stores.dehydrated import DehydratedStore
 from lacme_watch.stores.lacme import LacmeStore
-from lacme_watch.testing import RecordingSink
 from lacme_watch.thresholds import Policy
 
 from ..acme import Certbot, Dehydrated, Pebble
 from ..ari_server import AriServer
-from ..conftest import save_acme_cert
+from ..conftest import PassWatch, kind_and_domain, save_acme_cert
 
 pytestmark = pytest.mark.acme  # real certbot and dehydrated against pebble
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -47,7 +45,7 @@ def _no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(statrecord, "RACY", -3600.0)
 
 
-class _Watch:
+class _Watch(PassWatch):
     """run_pass over one store, with the events each pass recorded and whether the
     store was read."""
 
@@ -59,33 +57,22 @@ class _Watch:
         ari: AriSettings | None = None,
         trust: Path | None = None,
     ) -> None:
-        self.sink = RecordingSink()
-        self.config = Config(
-            path=None,
-            state_dir=tmp_path / "state",
-            host="test-host",
-            stores=(source,),
-            authorities=(),
-            sinks=(SinkRoute(sink=self.sink),),
+        super().__init__(tmp_path / "state", source)
+        self.config = replace(
+            self.config,
             ari=ari or AriSettings(enabled=False),
             trust=(str(trust),) if trust else (),
         )
-        self.source = source.id
         self.caplog = caplog
         caplog.set_level(logging.DEBUG, logger="lacme_watch")
 
     def run(self, at: datetime = NOW) -> tuple[PassReport, list[tuple[str, str]], bool]:
         """The report, the events (kind, domain) and whether the store went unread."""
-        seen = len(self.sink.envelopes)
         self.caplog.clear()
-        with StateStore(self.config.state_dir) as store:
-            report = run_pass(self.config, store, at)
+        report, envelopes = self.run_pass(at)
         said = [r.getMessage() for r in self.caplog.records if r.name == "lacme_watch.scans"]
         unread = f"{self.source}: unchanged since the last pass, not read" in said
-        events = [
-            (e.event.kind, str(getattr(e.event, "domain", ""))) for e in self.sink.envelopes[seen:]
-        ]
-        return report, events, unread
+        return report, kind_and_domain(envelopes), unread
 
     def carried(self, at: datetime = NOW) -> bool:
         report, _, unread = self.run(at)
@@ -105,13 +92,20 @@ def _watch(
     return _Watch(tmp_path, source, caplog, ari, root)
 
 
+_Client = TypeVar("_Client", Certbot, Dehydrated)
+
+
+def _issued_both(client: _Client) -> _Client:
+    """The client, having issued NAME and other.NAME from pebble."""
+    for name in (NAME, f"other.{NAME}"):
+        issued = client.issue(name)
+        assert issued.returncode == 0, issued.stderr
+    return client
+
+
 @pytest.fixture
 def certbot(pebble: Pebble, tmp_path: Path) -> Certbot:
-    certbot = Certbot(pebble, tmp_path / "certbot")
-    for name in (NAME, f"other.{NAME}"):
-        issued = certbot.issue(name)
-        assert issued.returncode == 0, issued.stderr
-    return certbot
+    return _issued_both(Certbot(pebble, tmp_path / "certbot"))
 
 
 def test_an_unchanged_certbot_store_is_not_read_and_a_renewal_is(
@@ -220,10 +214,7 @@ def test_a_certbot_store_with_its_log_keeps_no_record(
 def dehydrated(pebble: Pebble, tmp_path: Path) -> Dehydrated:
     client = Dehydrated(pebble, tmp_path / "dehydrated")
     client.setup()
-    for name in (NAME, f"other.{NAME}"):
-        issued = client.issue(name)
-        assert issued.returncode == 0, issued.stderr
-    return client
+    return _issued_both(client)
 
 
 def test_an_unchanged_dehydrated_store_is_not_read_and_a_renewal_is(
