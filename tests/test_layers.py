@@ -288,6 +288,31 @@ no event class (each family is a few milliseconds of frozen-dataclass creation);
 first pass kept the parsed configuration in state_dir, so PyYAML is not loaded."""
 
 
+_TRUST_FRESH_FILES = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
+"""Files written a moment ago are trusted by their lstat, as a cron pass an hour on would."""
+
+
+def _write_leaf(path: Path, now: datetime, issued_days_ago: int, days_left: int) -> None:
+    """A leaf for www.example.test of a CA of its own, at `path`."""
+    leaf = trustme.CA().issue_cert(
+        "www.example.test",
+        not_before=now - timedelta(days=issued_days_ago),
+        not_after=now + timedelta(days=days_left),
+    )
+    leaf.cert_chain_pems[0].write_to_path(str(path))
+
+
+def _one_store_config(tmp_path: Path, store: str, log: Path) -> Path:
+    """c.yaml: one store (a YAML flow mapping), state in tmp_path/state, a JSON log."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"stores:\n  - {store}\n"
+        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    )
+    return config
+
+
 @pytest.mark.parametrize(
     ("issued_days_ago", "days_left", "expected"),
     [
@@ -301,19 +326,9 @@ def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
     tmp_path: Path, issued_days_ago: int, days_left: int, expected: list[str]
 ) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    leaf = trustme.CA().issue_cert(
-        "www.example.test",
-        not_before=now - timedelta(days=issued_days_ago),
-        not_after=now + timedelta(days=days_left),
-    )
-    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "www.pem"))
+    _write_leaf(tmp_path / "www.pem", now, issued_days_ago, days_left)
     log = tmp_path / "events.jsonl"
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        f"stores:\n  - {{type: pem, paths: ['{tmp_path}/*.pem']}}\n"
-        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
-    )
+    config = _one_store_config(tmp_path, f"{{type: pem, paths: ['{tmp_path}/*.pem']}}", log)
 
     loaded = _modules_after(WATCH_ONCE.format(config=str(config), now=now.isoformat()))
 
@@ -326,24 +341,13 @@ def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
 
 def test_an_unchanged_rescan_reads_nothing_and_builds_no_event_class(tmp_path: Path) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    leaf = trustme.CA().issue_cert(
-        "www.example.test",
-        not_before=now - timedelta(days=30),
-        not_after=now + timedelta(days=60),
-    )
     certs = tmp_path / "certs"  # a directory of its own: the state lands beside it
     certs.mkdir()
-    leaf.cert_chain_pems[0].write_to_path(str(certs / "www.pem"))
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        f"stores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n"
-        f"sinks:\n  - {{type: log, format: json, path: {tmp_path / 'events.jsonl'}}}\n"
-    )
+    _write_leaf(certs / "www.pem", now, 30, 60)
+    store = f"{{type: pem, paths: ['{certs}/*.pem']}}"
+    config = _one_store_config(tmp_path, store, tmp_path / "events.jsonl")
     # The file was written a moment ago: trust its lstat anyway, as a cron pass an hour on would.
-    probe = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n" + WATCH_ONCE.format(
-        config=str(config), now=now.isoformat()
-    )
+    probe = _TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat())
     first = _modules_after(probe)
     assert "lacme_watch.reader" in first  # the first pass read the file
 
@@ -359,26 +363,15 @@ def test_a_rescan_where_time_alone_crossed_a_threshold_loads_no_reader(tmp_path:
     """Nothing changed, but the certificate came due: its certificate_expiring comes from
     the state database, with no reader, parser, chain or revocation check loaded."""
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    leaf = trustme.CA().issue_cert(
-        "www.example.test",
-        not_before=now - timedelta(days=30),
-        not_after=now + timedelta(days=60),
-    )
     certs = tmp_path / "certs"
     certs.mkdir()
-    leaf.cert_chain_pems[0].write_to_path(str(certs / "www.pem"))
+    _write_leaf(certs / "www.pem", now, 30, 60)
     log = tmp_path / "events.jsonl"
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        f"stores:\n  - {{type: pem, paths: ['{certs}/*.pem']}}\n"
-        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
-    )
-    racy = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
-    _modules_after(racy + WATCH_ONCE.format(config=str(config), now=now.isoformat()))
+    config = _one_store_config(tmp_path, f"{{type: pem, paths: ['{certs}/*.pem']}}", log)
+    _modules_after(_TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat()))
     later = (now + timedelta(days=31)).isoformat()  # 29 days left: 33% and 30d crossed
 
-    loaded = _modules_after(racy + WATCH_ONCE.format(config=str(config), now=later))
+    loaded = _modules_after(_TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=later))
 
     lines = log.read_text().splitlines()
     assert [json.loads(line)["type"] for line in lines] == ["lacme.certificate_expiring"]
@@ -407,19 +400,15 @@ def test_an_unchanged_lacme_store_is_rescanned_without_the_reader(tmp_path: Path
         not_after=now + timedelta(days=60),
     )
     log = tmp_path / "events.jsonl"
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
-        f"stores:\n  - {{type: lacme, path: {tmp_path / 'lacme'}}}\n"
-        f"sinks:\n  - {{type: log, format: json, path: {log}}}\n"
+    config = _one_store_config(tmp_path, f"{{type: lacme, path: {tmp_path / 'lacme'}}}", log)
+    first = _modules_after(
+        _TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat())
     )
-    racy = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
-    first = _modules_after(racy + WATCH_ONCE.format(config=str(config), now=now.isoformat()))
     assert "lacme_watch.reader" in first
 
     later = (now + timedelta(days=31)).isoformat()  # 29 days left: 33% crossed, overdue
     for at in (now.isoformat(), later):
-        loaded = _modules_after(racy + WATCH_ONCE.format(config=str(config), now=at))
+        loaded = _modules_after(_TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=at))
         assert "lacme_watch.stores.lacme" in loaded
         assert {"lacme_watch.reader", "cryptography.x509"} & loaded == set()
     lines = log.read_text().splitlines()
