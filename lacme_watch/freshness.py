@@ -7,7 +7,7 @@ newly generated CRL helps nobody until it is copied where the server reads it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,12 @@ Mark = tuple[str, str, str]
 """(lineage, fingerprint or generation, label): what was reported, kept in the snapshot."""
 CRL_MARKS = ("crl:", "crl-stale")
 """How the labels of a CRL's marks begin: kept while the CRL is not read again."""
+
+
+def unread_crl_marks(before: Iterable[Mark], read: Collection[str] = ()) -> set[Mark]:
+    """Last pass's CRL marks of the CRLs not read this pass (their lineages not in
+    `read`): detect() keeps marks only for certificates, so these are carried here."""
+    return {mark for mark in before if mark[2].startswith(CRL_MARKS) and mark[0] not in read}
 
 
 def crl_freshness(

@@ -18,7 +18,7 @@ from .certfacts import signers_digest
 from .chains import Anchors, Finding
 from .crl import CrlFetcher, Revocation
 from .detect import SourceSnapshot, certificate_fields, unreadable_events
-from .freshness import CRL_MARKS, Mark
+from .freshness import Mark, unread_crl_marks
 from .observations import CertificateFacts, CrlSeen, Observation, Problem
 from .thresholds import Policy
 
@@ -251,11 +251,7 @@ class SourceChecks:
             if not (mark[0] in self.analysed and mark[2].startswith(_CHAIN_MARKS))
         }
         # detect() keeps marks only for certificates; a CRL not read this pass keeps its own.
-        kept |= {
-            mark
-            for mark in self.before
-            if mark[2].startswith(CRL_MARKS) and mark[0] not in self.crl_lineages
-        }
+        kept |= unread_crl_marks(self.before, self.crl_lineages)
         old_problems = previous.problems if previous else frozenset()
         self.events += unreadable_events(
             self.source, frozenset(self.problems) - old_problems, self.now

@@ -189,9 +189,9 @@ def _unchecked(previous: SourceSnapshot | None, after: SourceSnapshot) -> Source
     the CRL marks of last pass, which detect() does not keep."""
     if previous is None:
         return after
-    from .freshness import CRL_MARKS
+    from .freshness import unread_crl_marks
 
-    crl_marks = {mark for mark in previous.reported if mark[2].startswith(CRL_MARKS)}
+    crl_marks = unread_crl_marks(previous.reported)
     return replace(after, reported=after.reported | crl_marks) if crl_marks else after
 
 
