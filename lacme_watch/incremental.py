@@ -9,7 +9,7 @@ left in the database as it is. detect() stays pure and whole; it is only given l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -213,10 +213,24 @@ class Overlay(Mapping[str, Observation]):
         self._store, self._source, self._read, self._gone = store, source, read, gone
         self._all: dict[str, Observation] | None = None
 
-    @property
-    def untouched(self) -> bool:
-        """The database's inventory as it is: nothing read over it, nothing gone."""
-        return not self._read and not self._gone
+    def fingerprints(self) -> list[tuple[str, str]]:
+        """(lineage, fingerprint) of every certificate, without decoding the database's
+        observations (the ARI round keeps most of a carried store by fingerprint)."""
+        if self._all is not None:
+            return [(lineage, o.fingerprint) for lineage, o in self._all.items()]
+        found = dict(self._store.fingerprints_of(self._source))
+        found.update((lineage, o.fingerprint) for lineage, o in self._read.items())
+        return [(lineage, fp) for lineage, fp in found.items() if lineage not in self._gone]
+
+    def some(self, lineages: Collection[str]) -> dict[str, Observation]:
+        """The observations of these lineages (those it has), decoding only them."""
+        found = {lineage: self._read[lineage] for lineage in lineages if lineage in self._read}
+        rest = [
+            lineage for lineage in lineages if lineage not in found and lineage not in self._gone
+        ]
+        if rest:
+            found.update(self._store.inventory_of(self._source, rest))
+        return found
 
     def _whole(self) -> dict[str, Observation]:
         if self._all is None:

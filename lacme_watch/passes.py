@@ -6,10 +6,9 @@ scan every source (authorities first, so stores can check signatures) -> detect
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -70,9 +69,10 @@ class PassReport:
     """Stores whose certificates are in the state database as last pass left them (their
     stat record matched), not in `inventory`: see whole_inventory()."""
     carried_certificates: int = 0
-    views: Mapping[str, Mapping[str, Observation]] = field(default_factory=dict)
-    """The carried stores' inventories after this pass's scan, loaded only if asked:
-    before the commit, the database lacks what a partial rescan read."""
+    views: Mapping[str, Overlay] = field(default_factory=dict)
+    """The partly rescanned stores' inventories after this pass's scan, loaded only if
+    asked: before the commit, the database lacks what the rescan read (a store carried
+    whole is the database's as it is)."""
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -109,11 +109,6 @@ class PassReport:
             for observation in store.inventory_of(source).values()
         ]
         return self.inventory + carried
-
-    def carried_inventory(self, store: StateStore, source: str) -> Mapping[str, Observation]:
-        """A carried store's certificates after this pass's scan (see `views`)."""
-        view = self.views.get(source)
-        return view if view is not None else store.inventory_of(source)
 
     def status(self) -> str:
         """One line for systemd's STATUS= and the daemon's log."""
@@ -300,7 +295,7 @@ def _ari_round(
 def _carried_stores(config: Config, store: StateStore, report: PassReport) -> list[CarriedStore]:
     """The ARI-enabled stores this pass did not read (or read in part): their
     certificates are not in report.inventory, but are still asked about, judged and
-    kept. A partial rescan's is its whole view (the database lacks what it read)."""
+    kept. A partial rescan's is its view (the database lacks what it read)."""
     from .ari.carried import CarriedStore
 
     sources = {source.id: source for source in config.stores}
@@ -308,25 +303,18 @@ def _carried_stores(config: Config, store: StateStore, report: PassReport) -> li
     for source in report.carried:
         if source not in sources or not config.ari.for_store(source).enabled:
             continue
-        view = report.carried_inventory(store, source)
-        whole = not isinstance(view, Overlay) or not view.untouched
+        view = report.views.get(source)
+        if view is None:  # carried whole: the database's inventory as it is
+            view = Overlay(store, source, {}, set())
         found.append(
             CarriedStore(
                 source,
-                [(lineage, o.fingerprint) for lineage, o in view.items()]
-                if whole
-                else store.fingerprints_of(source),
-                functools.partial(_some_of, view)
-                if whole
-                else functools.partial(store.inventory_of, source),
+                view.fingerprints(),
+                view.some,
                 may_name_a_directory(config.ari, sources[source]),
             )
         )
     return found
-
-
-def _some_of(view: Mapping[str, Observation], lineages: Collection[str]) -> dict[str, Observation]:
-    return {lineage: view[lineage] for lineage in lineages if lineage in view}
 
 
 def _overdue_grace(config: Config) -> Grace:

@@ -61,9 +61,9 @@ class Scanned:
     """File stores whose stat record matched: their certificates stay in the state
     database as last pass left them, and are not in `inventory`."""
     carried_certificates: int = 0
-    views: Mapping[str, Mapping[str, Observation]] = field(default_factory=dict)
-    """Each carried store's inventory after this pass: the database's, with what a
-    partial rescan read over it, loaded only if asked (the ARI round asks)."""
+    views: Mapping[str, Overlay] = field(default_factory=dict)
+    """Each partly rescanned store's inventory after this pass: the database's, with
+    what the rescan read over it, loaded only if asked (the ARI round asks)."""
     committed: tuple[Envelope, ...] = ()
     """Events already in the outbox: a large store's first pass commits slice by slice
     (slices.py). They are this pass's, not to be written again."""
@@ -88,7 +88,7 @@ class _Tally:
     crls: list[tuple[str, CrlSeen]] = field(default_factory=list)
     wrong: list[tuple[str, str, str]] = field(default_factory=list)
     carried: list[str] = field(default_factory=list)
-    views: dict[str, Mapping[str, Observation]] = field(default_factory=dict)
+    views: dict[str, Overlay] = field(default_factory=dict)
     counted: int = 0
     parsed: int = 0
     reused: int = 0
@@ -188,7 +188,8 @@ def scan_sources(
         tally.events += events
         if partial:  # counted from the database, as a carried store's are
             tally.carried.append(source.id)
-            tally.views[source.id] = outcome.current
+            if isinstance(outcome.current, Overlay):
+                tally.views[source.id] = outcome.current
             tally.counted += outcome.count_change
             tally.reused += store.count_files(source.id) - len(reader.files)
         else:
@@ -255,9 +256,7 @@ def _carry(
 ) -> None:
     """A store whose outcome stands as the database holds it (see rescans.carried)."""
     tally.changes.append(carry)
-    view = Overlay(store, source, {}, set())  # read only if asked
-    tally.currents.append(view)
-    tally.views[source] = view
+    tally.currents.append(Overlay(store, source, {}, set()))  # read only if asked
     tally.carried.append(source)
     tally.problems += [(source, problem) for problem in sorted(carry.after.problems, key=str)]
     if files:
