@@ -43,9 +43,12 @@ def record_key(
     signers: list[x509.Certificate],
     authorities: Mapping[str, Authority],
     windows: Mapping[str, AriRecord],
+    store: StateStore,
 ) -> str | None:
     """Everything beside its files that decides a file store's outcome; None for a
-    source that cannot keep a stat record (network, logs, plugins, revocation)."""
+    source that cannot keep a stat record (network, logs, plugins, revocation).
+    `windows`: every certificate's ARI answer; the key holds those of the store's own
+    certificates, looked up only where they can apply."""
     if getattr(source, "stat_record", False) is not True or config.checks_revocation(source.id):
         return None
     renewal = config.renewal_of(source.id)
@@ -60,13 +63,15 @@ def record_key(
             renewal,
             config.policy,
             sorted(authorities),
-            _windows_key(windows) if ari.enabled and not renewal.no_policy else "",
+            _windows_key(_store_windows(store, source.id, windows))
+            if ari.enabled and not renewal.no_policy
+            else "",
         )
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def store_windows(
+def _store_windows(
     store: StateStore, source: str, windows: Mapping[str, AriRecord]
 ) -> dict[str, AriRecord]:
     """The CA's answers for the certificates this store held last pass: while its files

@@ -111,13 +111,7 @@ def scan_sources(
     windows = ari_records.windows(store.connection) if config.ari.enabled else {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
-        key = rescans.record_key(
-            config,
-            source,
-            tally.signers,
-            tally.authorities,
-            rescans.store_windows(store, source.id, windows),
-        )
+        key = rescans.record_key(config, source, tally.signers, tally.authorities, windows, store)
         kept = store.load_stat_record(source.id) if quick and key is not None else None
         changed = (
             rescans.changes_since(source.id, kept, key, now) if quick and key is not None else None
