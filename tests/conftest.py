@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -93,15 +94,21 @@ CliRunner = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
-    """Run `lacme-watch ARGS` in-process; returns exit code, stdout and stderr."""
+def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[CliRunner]:
+    """Run `lacme-watch ARGS` in-process; returns exit code, stdout and stderr. The
+    root logger's level and handlers (which `--log-level` sets) are put back after the
+    test: left at debug, they would change what a later test's caplog records."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
 
     def run(*args: str) -> Result:
         code = main(list(args))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
-    return run
+    yield run
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 def write_config(path: Path, text: str) -> Path:
