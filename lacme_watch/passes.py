@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from .ari.carried import CarriedStore
     from .ari.rounds import Grace
+    from .ari.window import AriRecord
     from .events import Heartbeat, RenewalAgentStale
     from .metrics import PassMetrics  # prometheus_client: only when metrics are on
 
@@ -73,6 +74,8 @@ class PassReport:
     """The partly rescanned stores' inventories after this pass's scan, loaded only if
     asked: before the commit, the database lacks what the rescan read (a store carried
     whole is the database's as it is)."""
+    ari_records: Mapping[str, AriRecord] | None = None
+    """Every certificate's ARI record as the scan loaded it, for the round to reuse."""
 
     @classmethod
     def of(cls, scanned: Scanned, now: datetime) -> PassReport:
@@ -92,6 +95,7 @@ class PassReport:
             carried=scanned.carried,
             carried_certificates=scanned.carried_certificates,
             views=scanned.views,
+            ari_records=scanned.ari_records,
         )
 
     ari_requests: int = 0
@@ -283,6 +287,7 @@ def _ari_round(
         max_file_size=config.max_file_size,
         overdue_grace=_overdue_grace(config),
         carried=_carried_stores(config, store, report),
+        known=report.ari_records,
     )
     envelopes += not_said_yet(
         [wrap(event, host=config.host, time=now) for event in ari_round.events()], envelopes

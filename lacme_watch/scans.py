@@ -64,6 +64,8 @@ class Scanned:
     views: Mapping[str, Overlay] = field(default_factory=dict)
     """Each partly rescanned store's inventory after this pass: the database's, with
     what the rescan read over it, loaded only if asked (the ARI round asks)."""
+    ari_records: Mapping[str, AriRecord] | None = None
+    """Every certificate's ARI record as the scan loaded it (None: not loaded)."""
     committed: tuple[Envelope, ...] = ()
     """Events already in the outbox: a large store's first pass commits slice by slice
     (slices.py). They are this pass's, not to be written again."""
@@ -108,7 +110,10 @@ def scan_sources(
     """
     tally = _Tally()
     authority_ids = {source.id for source in config.authorities}
-    windows = ari_records.windows(store.connection) if config.ari.enabled else {}
+    # Every ARI record, for the keys and renewal policies here and for the round after
+    # (passes.py): nothing writes them in between. Only their windows count here.
+    known = ari_records.readable_certificates(store.connection) if config.ari.enabled else None
+    windows = known or {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
         key = rescans.record_key(config, source, tally.signers, tally.authorities, windows, store)
@@ -210,6 +215,7 @@ def scan_sources(
         agent_runs=tally.agent_runs,
         carried=tuple(tally.carried),
         views=tally.views,
+        ari_records=known,
         carried_certificates=tally.counted
         + sum(store.count_certificates(s) for s in tally.carried),
         committed=tuple(tally.committed),

@@ -108,14 +108,20 @@ def load_certificates(db: sqlite3.Connection) -> dict[str, AriRecord]:
 
 def windows(db: sqlite3.Connection) -> dict[str, AriRecord]:
     """Every known answer by fingerprint, for status, check and metrics (read only)."""
+    return {
+        fingerprint: record
+        for fingerprint, record in (readable_certificates(db) or {}).items()
+        if record.window is not None or record.error is not None
+    }
+
+
+def readable_certificates(db: sqlite3.Connection) -> dict[str, AriRecord] | None:
+    """load_certificates(), or None where the database cannot be read (read only, or
+    locked): what can be shown is shown without windows."""
     try:
-        return {
-            fingerprint: record
-            for fingerprint, record in load_certificates(db).items()
-            if record.window is not None or record.error is not None
-        }
+        return load_certificates(db)
     except sqlite3.Error:
-        return {}  # a read-only or locked state database: show the rest without windows
+        return None
 
 
 def load_directories(db: sqlite3.Connection) -> dict[str, DirectoryRecord]:

@@ -96,17 +96,20 @@ def run_round(
     overdue_grace: Grace | None = None,
     fetch: Fetch | None = None,
     carried: Sequence[CarriedStore] = (),
+    known: Mapping[str, AriRecord] | None = None,
 ) -> AriRound:
     """Ask the CAs about the certificates that are due; judge every known window.
 
     `overdue_grace(source, facts)`: the grace after a window's end, None where
     renewal_overdue is off (`renew_before: off`, `expiry.overdue: false`). `carried`:
     the stores the pass did not read, whose certificates are not in `inventory`.
+    `known`: the ARI records as this pass's scan loaded them (else they are loaded).
     """
     result = AriRound(active=settings.enabled, now=now)
     if not settings.enabled:
         return result
-    known = records.load_certificates(db)
+    if known is None:
+        known = records.load_certificates(db)
     directories = records.load_directories(db)
     loaded, kept = split(carried, known, directories, now, DIRECTORY_FRESH)
     candidates = _candidates(settings, stores, [*inventory, *loaded], known, now)
