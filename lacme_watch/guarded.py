@@ -11,11 +11,12 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from .observations import Problem
 from .options import Options
-from .statrecord import Recorder, record_identity
+from .statrecord import Recorder, names_in, record_identity
 
 DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024
 
@@ -95,14 +96,27 @@ class GuardedReads:
         self._recorded: set[str] = set()
         """Directories already in the stat record: each is recorded once."""
         self._record_roots = True
+        self._placed: Callable[[str, str], bool] | None = None
+        self.last_record: tuple[bytes | bytearray, bytes | bytearray | None] | None = None
+        """Last pass's stat record and its delta, for a partial rescan (recorded_in())."""
 
-    def confine(self, *roots: str, follow_any: bool = False, record_roots: bool = True) -> None:
+    def confine(
+        self,
+        *roots: str,
+        follow_any: bool = False,
+        record_roots: bool = True,
+        placed: Callable[[str, str], bool] | None = None,
+    ) -> None:
         """Keep every read inside these directories (resolved): a symlink whose target
         leaves them is `outside_store`, unless the store says `follow_symlinks: any`.
         Without `record_roots`, a root passed through on the way to a file is not in the
         stat record (certbot's config directory, where every run leaves a lock file):
-        the store lists what it needs of it itself (will_list)."""
+        the store lists what it needs of it itself (will_list). `placed(link, file)`,
+        both real paths, says that a symlink straight to a file keeps to the lineage
+        their paths name (certbot's live/NAME/ -> archive/NAME/): a change to either
+        is then a change of that lineage, not of the whole store (statrecord.PLACED)."""
         self.roots = tuple(os.path.realpath(root) for root in roots)
+        self._placed = placed
         self.follow_any = follow_any
         self._record_roots = record_roots
         self._prefixes = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
@@ -136,6 +150,14 @@ class GuardedReads:
             if directory in parents or directory not in resolved
         }
 
+    def recorded_in(self, directory: str) -> set[str] | None:
+        """The names last pass's stat record held directly in `directory` (a real
+        path): for a partial rescan whose directory changed, a name not among them is
+        new. None without a record to ask."""
+        if self.last_record is None:
+            return None
+        return names_in(*self.last_record, directory)
+
     def stat_record_bytes(self) -> bytearray | None:
         """This scan's stat record as kept (None: the next pass must read in full)."""
         return self.stat_record.record()
@@ -160,14 +182,15 @@ class GuardedReads:
         except OSError as exc:
             return problem_from_os_error(path, exc)
         linked = stat.S_ISLNK(status.st_mode)
+        placed = False
         if linked:
             try:
-                target = self._follow(target, status)
+                target, placed = self._follow(target, status)
                 status = os.stat(target)
             except OSError as exc:
                 self.stat_record.distrust()  # a broken link: where it leads is not recorded
                 return problem_from_os_error(path, exc)
-        self.stat_record.saw(target, status, linked=linked)
+        self.stat_record.saw(target, status, linked=linked, placed=placed)
         if target != path and looks_like_private_key(target):
             return Problem(
                 path,
@@ -183,12 +206,13 @@ class GuardedReads:
             )
         return target, status
 
-    def _follow(self, link: str, status: os.stat_result) -> str:
-        """Where the symlink `link` (in a real directory) leads, realpath's answer. It
-        and every symlink on its way join the stat record, each as lstat says: while
-        none was replaced and the file is the same, the path leads to the same file.
-        Where the walk cannot finish (a loop, a part missing or unreadable), realpath
-        says where it leads, and the record is not trusted."""
+    def _follow(self, link: str, status: os.stat_result) -> tuple[str, bool]:
+        """Where the symlink `link` (in a real directory) leads, realpath's answer, and
+        whether the store placed it (confine's `placed`: one link, straight to a file
+        of its lineage). It and every symlink on its way join the stat record, each as
+        lstat says: while none was replaced and the file is the same, the path leads
+        to the same file. Where the walk cannot finish (a loop, a part missing or
+        unreadable), realpath says where it leads, and the record is not trusted."""
         hops = [(link, status)]
         try:
             reached = _walk(os.path.dirname(link), os.readlink(link), hops)
@@ -196,10 +220,11 @@ class GuardedReads:
             reached = None
         if reached is None:
             self.stat_record.distrust()
-            return os.path.realpath(link)
+            return os.path.realpath(link), False
+        placed = len(hops) == 1 and self._placed is not None and self._placed(link, reached)
         for hop, hop_status in hops:
-            self.stat_record.saw_link(hop, hop_status)
-        return reached
+            self.stat_record.saw_link(hop, hop_status, placed=placed)
+        return reached, placed
 
     def _target(self, path: str) -> str:
         """The path with its directory resolved: os.path.join(real parent, name)."""

@@ -229,19 +229,47 @@ def chains_moved(
     )
 
 
+def chain_holder_went(store: StateStore, source: str, scan: ScanResult) -> bool:
+    """Whether a lineage a partial rescan covered and found no certificate in (gone,
+    or unreadable now) was where a chain certificate was observed (the first bundle
+    that carried it): only a full scan knows whether another bundle still carries it,
+    and which one comes first."""
+    observed = {observation.lineage for observation in scan.observations}
+    gone = [lineage for lineage in scan.covered or () if lineage not in observed]
+    paths = {o.path for o in store.inventory_of(source, gone).values()} if gone else set()
+    if not paths:
+        return False
+    chains = [
+        lineage
+        for (lineage,) in store.connection.execute(
+            "SELECT lineage FROM certificates WHERE source = ?"
+            " AND lineage >= 'chain:' AND lineage < 'chain;'",
+            (source,),
+        )
+    ]
+    return any(o.path in paths for o in store.inventory_of(source, chains).values())
+
+
 def _chain_fingerprints(payload: str) -> list[str]:
     """The fingerprints of a cached file's certificates after its first (its chain)."""
     return [line.partition("\t")[0] for line in payload.split("\n")[1:]]
 
 
 def rescan(
-    source: Source, reader: CertificateReader, changed: Sequence[tuple[str, bool]]
+    source: Source,
+    reader: CertificateReader,
+    changed: Sequence[tuple[str, bool]],
+    kept: StatRecord | None = None,
 ) -> ScanResult | None:
     """The source's partial rescan of what changed, if it has one and can do it here;
-    None for a full scan (also when the partial one raises: the full one decides)."""
+    None for a full scan (also when the partial one raises: the full one decides).
+    `kept`: the stat record it goes by, which the reader answers from what was in a
+    changed directory last pass (recorded_in())."""
     rescan = getattr(source, "rescan", None)
     if rescan is None:
         return None
+    if kept is not None:
+        reader.last_record = (kept.record, kept.delta)
     try:
         found = rescan(reader, changed)
     except Exception:

@@ -143,8 +143,8 @@ def scan_sources(
             if changed == []:
                 # Nothing changed (not carried: certificates came due): a partial rescan
                 # of no path, with no reader to load and no file cache to look at. Any
-                # store that keeps a stat record (certbot and dehydrated have no rescan
-                # of their own): what it says follows from the files it read.
+                # store that keeps a stat record: what it says follows from the files
+                # it read.
                 files_before = {}
                 reader = NothingRead(tally.signers)
                 scan = ScanResult(covered=frozenset())
@@ -155,8 +155,11 @@ def scan_sources(
                     under=[path for path, directory in changed if directory],
                 )
                 reader = rescans.reader_for(config, tally.signers, files_before, payloads, verifier)
-                scan = rescans.rescan(source, reader, changed)
-                if scan is not None and rescans.chains_moved(reader, files_before, payloads):
+                scan = rescans.rescan(source, reader, changed, kept)
+                if scan is not None and (
+                    rescans.chains_moved(reader, files_before, payloads)
+                    or rescans.chain_holder_went(store, source.id, scan)
+                ):
                     scan = None  # a full scan decides which chains are gone
             if scan is None:
                 files_before = store.load_files(source.id)

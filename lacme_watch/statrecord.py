@@ -22,6 +22,7 @@ file, not the store's.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 import time
@@ -43,6 +44,11 @@ LINKED = 1 << 32
 """Set in the mode recorded for a symlink on the way to a file, and for that file: a
 change there is one no partial rescan can place (its path is not a lineage, and other
 links may lead there), so changes() raises LinkChanged: the store is read in full."""
+PLACED = 1 << 33
+"""Set beside LINKED where the link and its file lie in the lineage their paths name
+(certbot's live/NAME/ -> archive/NAME/, dehydrated's NAME/cert.pem -> NAME/cert-TS.pem:
+the store said so, guarded.py's `placed`): changes() returns such a change like any
+other, and the store's rescan reads that lineage again."""
 
 
 class LinkChanged(Exception):
@@ -104,19 +110,22 @@ class Recorder:
         else:
             self._prefix = prefix
 
-    def saw(self, path: str, status: os.stat_result, *, linked: bool = False) -> None:
+    def saw(
+        self, path: str, status: os.stat_result, *, linked: bool = False, placed: bool = False
+    ) -> None:
         """A directory or regular file as lstat reports it, before it is listed or read
-        (`linked`: a file reached through the symlinks saw_link() recorded)."""
+        (`linked`: a file reached through the symlinks saw_link() recorded; `placed`:
+        they and it lie in one lineage, see PLACED)."""
         if stat.S_ISLNK(status.st_mode):
             self.trusted = False
             return
-        self._add(path, status, LINKED if linked else 0)
+        self._add(path, status, (LINKED | (PLACED if placed else 0)) if linked else 0)
 
-    def saw_link(self, path: str, status: os.stat_result) -> None:
+    def saw_link(self, path: str, status: os.stat_result, *, placed: bool = False) -> None:
         """A symlink on the way to a file, as lstat reports it: a link is never changed
         in place, only replaced, and then its lstat differs (a new inode, or at least a
         new ctime; one within RACY is looked at again anyway)."""
-        self._add(path, status, LINKED)
+        self._add(path, status, LINKED | (PLACED if placed else 0))
 
     def _add(self, path: str, status: os.stat_result, flags: int) -> None:
         if not path.startswith(self._prefix):
@@ -306,7 +315,8 @@ def changes(
     """The recorded paths that no longer lstat the same, each with whether it was a
     directory (only the first with `first`); None for a damaged record. `delta` (see
     Recorder.overlay) stands over the record's entries for the paths it names.
-    Raises LinkChanged when a symlink on the way to a file, or its file, changed."""
+    Raises LinkChanged when a symlink on the way to a file, or its file, changed, but
+    where the store placed them in a lineage (PLACED)."""
     parsed = _parsed(record)
     over = _rows(delta) if delta is not None else ("", iter(()))
     if parsed is None or over is None:
@@ -382,9 +392,9 @@ def _compare(prefix: str, rows: Iterable[_Row], found: list[tuple[str, bool]], f
                 and status.st_dev == device
             ):
                 continue
-        if mode >= LINKED:
+        if mode >= LINKED and not mode & PLACED:
             raise LinkChanged(path)
-        found.append((path, stat.S_ISDIR(mode)))
+        found.append((path, stat.S_ISDIR(mode & (LINKED - 1))))
         if first:
             return False
     return True
@@ -438,6 +448,24 @@ def _parsed(record: bytes | bytearray) -> tuple[str, str, Sequence[int]] | None:
         return None
     prefix, start, stop, numbers = layout
     return prefix, str(memoryview(record)[start:stop], "utf-8", "surrogateescape"), numbers
+
+
+def names_in(
+    record: bytes | bytearray, delta: bytes | bytearray | None, directory: str
+) -> set[str]:
+    """The names the record (with its delta over it) holds directly in `directory`:
+    what was there last pass, for a rescan whose directory changed (a name not held is
+    new). Empty for a damaged record or one under another prefix."""
+    parsed = _parsed(record)
+    if parsed is None or not directory.startswith(parsed[0]):
+        return set()
+    here = re.escape(directory[len(parsed[0]) :].rstrip("/") + "/")
+    found = set(re.findall(f"(?:^|(?<=\0)){here}([^/\0]+)(?=\0|$)", parsed[1]))
+    for path, numbers, index in (_entries(delta) or ()) if delta is not None else ():
+        parent, _, name = path.rpartition("/")
+        if parent == directory.rstrip("/"):
+            (found.discard if numbers[index] == TOMBSTONE else found.add)(name)
+    return found
 
 
 def size(record: bytes | bytearray) -> int:
