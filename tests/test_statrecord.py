@@ -790,3 +790,47 @@ def test_a_pass_where_certificates_only_came_due_keeps_the_record_as_it_is(
     _rewrite(ca, certs / "site07.pem", "site07.example")
     _, events = watching.run(NOW + timedelta(days=31, hours=2))
     assert ("certificate_renewed", "site07.example") in events
+
+
+def test_a_placed_link_is_a_change_and_names_in_say_what_a_directory_held(
+    tmp_path: Path,
+) -> None:
+    """A link the store placed in a lineage (statrecord.PLACED) changed is returned
+    like a file; one it did not place raises LinkChanged. names_in() answers from the
+    record and the delta over it, tombstones taken out."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one").write_text("1")
+    (tmp_path / "a" / "link").symlink_to("one")
+    recorder = statrecord.Recorder()
+    recorder.root(str(tmp_path))
+    recorder.saw(str(tmp_path / "a"), os.lstat(tmp_path / "a"))
+    recorder.saw_link(str(tmp_path / "a" / "link"), os.lstat(tmp_path / "a" / "link"), placed=True)
+    record = recorder.record()
+    assert record is not None
+    (tmp_path / "a" / "link").unlink()
+    (tmp_path / "a" / "link").symlink_to("one")
+    assert (str(tmp_path / "a" / "link"), False) in (statrecord.changes(record) or [])
+    assert statrecord.names_in(record, None, str(tmp_path / "a")) == {"link"}
+    assert statrecord.names_in(record, None, str(tmp_path)) == {"a"}
+    unplaced = statrecord.Recorder()
+    unplaced.root(str(tmp_path))
+    unplaced.saw_link(str(tmp_path / "a" / "link"), os.lstat(tmp_path / "a" / "link"))
+    kept = unplaced.record()
+    assert kept is not None
+    (tmp_path / "a" / "link").unlink()
+    (tmp_path / "a" / "link").symlink_to("one")
+    with pytest.raises(statrecord.LinkChanged):
+        statrecord.changes(kept)
+    many = statrecord.Recorder()  # enough entries for a one-path delta over them
+    many.root(str(tmp_path))
+    for index in range(20):
+        (tmp_path / "a" / f"f{index:02}").write_text("")
+        many.saw(str(tmp_path / "a" / f"f{index:02}"), os.lstat(tmp_path / "a" / f"f{index:02}"))
+    whole = many.record()
+    assert whole is not None
+    partial = statrecord.Recorder()
+    partial.root(str(tmp_path))
+    delta = partial.overlay(bytes(whole), None, {str(tmp_path / "a" / "f03")})
+    assert delta is not None
+    held = statrecord.names_in(whole, delta, str(tmp_path / "a"))
+    assert held == {f"f{index:02}" for index in range(20)} - {"f03"}

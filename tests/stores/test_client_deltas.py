@@ -360,3 +360,18 @@ def test_dehydrated_renewals_new_and_removed_domains_say_what_a_full_read_says(
     how, events, located = watching.run()
     assert events == [f"certificate_removed {NAME}"]
     assert watching.run()[0] == "carried"
+
+
+def test_a_link_into_another_lineage_is_no_lineage_of_its_own(
+    certbot: Certbot, twin: _Twin
+) -> None:
+    """live/NAME/ pointed by hand into archive/other.NAME/: a later change to that file
+    is no change of other.NAME alone, and the store is read in full."""
+    live = certbot.config_dir / "live" / NAME
+    for kind in ("cert", "fullchain"):
+        (live / f"{kind}.pem").unlink()
+        (live / f"{kind}.pem").symlink_to(f"../../archive/{OTHER}/{kind}1.pem")
+    assert twin.run()[0] == "partial"  # live/NAME/ changed: NAME read again
+    assert twin.run()[0] == "carried"
+    os.chmod(certbot.config_dir / "archive" / OTHER / "fullchain1.pem", 0o640)
+    assert twin.run()[0] == "full"
