@@ -455,12 +455,20 @@ def names_in(
 ) -> set[str]:
     """The names the record (with its delta over it) holds directly in `directory`:
     what was there last pass, for a rescan whose directory changed (a name not held is
-    new). Empty for a damaged record or one under another prefix."""
-    parsed = _parsed(record)
-    if parsed is None or not directory.startswith(parsed[0]):
+    new). Empty for a damaged record or one under another prefix. The record's bytes
+    are searched as they are (10,000 certbot lineages: 60,000 names, about 10 ms)."""
+    layout = _layout(record)
+    if layout is None or not directory.startswith(layout[0]):
         return set()
-    here = re.escape(directory[len(parsed[0]) :].rstrip("/") + "/")
-    found = set(re.findall(f"(?:^|(?<=\0)){here}([^/\0]+)(?=\0|$)", parsed[1]))
+    prefix, start, stop, _ = layout
+    here = directory[len(prefix) :].rstrip("/").encode("utf-8", "surrogateescape") + b"/"
+    found = {
+        str(match.group(1), "utf-8", "surrogateescape")
+        for match in re.compile(re.escape(here) + rb"([^/\x00]+)(?=\x00|\Z)").finditer(
+            record, start, stop
+        )
+        if match.start() == start or record[match.start() - 1] == 0  # a whole name
+    }
     for path, numbers, index in (_entries(delta) or ()) if delta is not None else ():
         parent, _, name = path.rpartition("/")
         if parent == directory.rstrip("/"):
