@@ -194,7 +194,8 @@ def main() -> None:
             samples[variant].append(_watch(codes[variant], configs[variant], now))
         samples["unchanged"].append(_watch(sys.executable, configs["partial"], now))
         print(
-            f"round {turn + 1}: " + ", ".join(f"{v} {samples[v][-1].seconds:.3f} s" for v in codes),
+            f"round {turn + 1}: "
+            + ", ".join(f"{v} {found[-1].seconds:.3f} s" for v, found in samples.items()),
             flush=True,
         )
     print(f"\n{options.count} certbot lineages, {each} renewed a round, {options.rounds} rounds,")
