@@ -107,11 +107,15 @@ class DehydratedStore:
 
     def _confine(self, reader: CertificateReader) -> None:
         # The certificate directory, and that of the dehydrated config file named here.
+        # Neither is in the stat record for being passed through: CERTDIR is listed
+        # (will_list), the config file is recorded itself, and its directory is often
+        # BASEDIR, where every dehydrated run leaves and removes its lock file.
         config_directory = (os.path.dirname(self.config),) if self.config else ()
         reader.confine(
             self.path,
             *config_directory,
             follow_any=self.follow_any,
+            record_roots=False,
             placed=_domain_links(os.path.realpath(self.path)),
         )
 
@@ -154,6 +158,7 @@ class DehydratedStore:
             return None, ""
         text = reader.read_text(self.config)
         if isinstance(text, Problem):
+            reader.will_list(os.path.dirname(self.config))  # where it may appear again
             problems.append(text)
             return None, self.config
         return dehydrated_renew_days(text), self.config

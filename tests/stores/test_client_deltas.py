@@ -375,3 +375,29 @@ def test_a_link_into_another_lineage_is_no_lineage_of_its_own(
     assert twin.run()[0] == "carried"
     os.chmod(certbot.config_dir / "archive" / OTHER / "fullchain1.pem", 0o640)
     assert twin.run()[0] == "full"
+
+
+def test_a_dehydrated_store_with_its_config_in_basedir_reads_a_renewal_alone(
+    tmp_path: Path,
+    dehydrated: Dehydrated,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`config:` in BASEDIR, where each dehydrated run leaves and removes its lock
+    file: a renewal is still read alone; RENEW_DAYS edited there is every domain's
+    policy, read in full."""
+    config = dehydrated.root / "config"
+    source = DehydratedStore(str(dehydrated.certs), str(config))
+    watching = _Twin(tmp_path, dehydrated.pebble, source, monkeypatch, caplog)
+    assert watching.run()[0] == "full"
+    assert watching.run()[0] == "carried"
+    assert dehydrated.issue(NAME, extra=("--force",)).returncode == 0
+    how, events, located = watching.run()
+    assert (how, events) == ("partial", [f"certificate_renewed {NAME}"])
+    assert not _of(located, OTHER)
+    with open(config, "a") as stream:
+        stream.write("RENEW_DAYS=3650\n")
+    how, events, _ = watching.run(NOW + timedelta(days=2))
+    assert how == "full"
+    assert sorted(events) == [f"renewal_overdue {NAME}", f"renewal_overdue {OTHER}"]
+    assert watching.run(NOW + timedelta(days=2))[0] == "carried"
