@@ -11,8 +11,10 @@ A record is only kept when it can be trusted. A symlink to a file joins it with 
 symlink on its way (guarded.py walks them as realpath() does), each as lstat says: a
 link is never changed in place, only replaced, so while they and the file are the same
 the path leads to the same file; when one changed, the store is read in full
-(LinkChanged). A broken or looping link, or a directory symlink, leaves no record:
-such a store is simply scanned in full next time. A path whose times are within `RACY`
+(LinkChanged), but where the store placed the link in a lineage (PLACED: certbot's
+live/NAME/ into archive/NAME/), whose rescan reads that lineage again. A broken or
+looping link, or a directory symlink, leaves no record: such a store is simply
+scanned in full next time. A path whose times are within `RACY`
 of the scan (a change in the same clock tick as the `lstat` would leave the same mtime:
 git's "racily clean" index entries) is recorded as changed, so next pass looks at it
 again, and at nothing else: a renewal that lands just before a pass costs its own
