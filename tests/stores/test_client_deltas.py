@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from lacme_watch import guarded, statrecord
 from lacme_watch.ari.settings import AriSettings
-from lacme_watch.guarded import GuardedReads
+from lacme_watch.detection.renewal import BeforeExpiry
 from lacme_watch.observations import Problem
-from lacme_watch.passes import PassReport
 from lacme_watch.plugins import Source
-from lacme_watch.renewal import BeforeExpiry
+from lacme_watch.reading import guarded, statrecord
+from lacme_watch.reading.guarded import GuardedReads
+from lacme_watch.run.passes import PassReport
+from lacme_watch.sources.stores.certbot import CertbotStore
+from lacme_watch.sources.stores.dehydrated import DehydratedStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.certbot import CertbotStore
-from lacme_watch.stores.dehydrated import DehydratedStore
 
 from ..acme import Certbot, Dehydrated, Pebble
 from ..ari_server import AriServer
