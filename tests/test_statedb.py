@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.certfacts import observation_json
 from lacme_watch.cloudevents import wrap
 from lacme_watch.config import Config
 from lacme_watch.delivery import RetryPolicy, SinkRoute, drain
@@ -24,6 +23,7 @@ from lacme_watch.passes import run_pass
 from lacme_watch.reader import CertificateReader
 from lacme_watch.renewal import BeforeExpiry, LifetimeLeft, RenewAt
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identity
+from lacme_watch.statedb.rows import ROW_VERSION, decode_row, observation_row
 from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
 
@@ -332,13 +332,19 @@ def _odd_observations(tmp_path: Path) -> list[Observation]:
     return [*made, replace(made[0], lineage=str(pem), certificate=real[0])]
 
 
-def test_a_snapshot_row_is_the_json_of_its_observation(tmp_path: Path) -> None:
-    """observation_json writes what json.dumps(to_json()) would (it reads back the
-    same), and every such row is stored and loaded back equal."""
+def test_a_snapshot_row_is_its_observations_values_in_a_json_array(tmp_path: Path) -> None:
+    """observation_row writes a JSON array of the observation's values (the lineage is
+    the row's own column), read back equal, as the object rows of schema 7 still are;
+    a layout it does not know is refused; and every such row is stored and loaded
+    back equal."""
     made = _odd_observations(tmp_path)
     for one in made:
-        assert json.loads(observation_json(one)) == one.to_json()
-        assert Observation.from_json(json.loads(observation_json(one))) == one
+        row = observation_row(one)
+        assert json.loads(row)[0] == ROW_VERSION
+        assert decode_row(one.lineage, row) == one
+        assert decode_row(one.lineage, json.dumps(one.to_json())) == one  # schema 7's
+        with pytest.raises(ValueError, match="layout 2"):
+            decode_row(one.lineage, json.dumps([2, *json.loads(row)[1:]]))
     after = SourceSnapshot(
         source="static:odd", baselined=True, certificates={o.lineage: o for o in made}
     )
