@@ -242,6 +242,38 @@ def test_a_batch_mixing_new_resent_and_clashing_ids_keeps_its_order(tmp_path: Pa
     assert [row.envelope.event.events for row in due] == [2, 3, 4, 5]  # type: ignore[attr-defined]
 
 
+def test_each_sink_queues_exactly_the_events_routed_to_it_and_marks_those_it_had(
+    tmp_path: Path,
+) -> None:
+    """A sink's outbox rows go in by runs of consecutive events: events routed to
+    other sinks (or none) between them are not queued for it, and delivering some of
+    its rows marks those only, once each (a row given twice counts one attempt)."""
+
+    def beat(events: int) -> Heartbeat:
+        return Heartbeat(
+            host="h", pass_at=NOW, certificates=1, sources=1, sources_failed=0, events=events,
+            problems=0,
+        )  # fmt: skip
+
+    sinks = [("a",), ("b",), ("a", "b"), (), ("a", "a"), ("a",), ("b",), ("a",)]
+    routed = [(wrap(beat(n), host="h", time=NOW, id=f"e{n}"), s) for n, s in enumerate(sinks)]
+    with StateStore(tmp_path) as store:
+        store.record_events(routed, NOW)
+        due_a = store.due("a", NOW)
+        assert [row.envelope.id for row in due_a] == ["e0", "e2", "e4", "e5", "e7"]
+        assert [row.envelope.id for row in store.due("b", NOW)] == ["e1", "e2", "e6"]
+        store.mark_delivered("a", [due_a[4], due_a[0], due_a[2], due_a[3], due_a[3]], NOW)
+        assert [row.envelope.id for row in store.due("a", NOW)] == ["e2"]
+        assert len(store.due("b", NOW)) == 3
+        deliveries = {e.envelope.id: e.deliveries for e in store.history()}
+        counts = store.outbox_counts()
+    assert deliveries["e3"] == {}
+    assert deliveries["e5"]["a"].state == "delivered"
+    assert deliveries["e5"]["a"].attempts == 1
+    assert deliveries["e2"]["a"].state == "pending"
+    assert counts == {("a", "delivered"): 4, ("a", "pending"): 1, ("b", "pending"): 3}
+
+
 def test_an_event_recorded_twice_is_queued_once_and_delivered_as_first_recorded(
     tmp_path: Path,
 ) -> None:

@@ -487,14 +487,6 @@ def in_chunks(
     return itertools.chain.from_iterable(_chunk_cursors(db, query, first, keys))
 
 
-def execute_in_chunks(
-    db: sqlite3.Connection, query: str, first: tuple[object, ...], keys: Sequence[object]
-) -> None:
-    """in_chunks() for a statement that returns no rows (an UPDATE ... IN)."""
-    for _ in _chunk_cursors(db, query, first, keys):
-        pass
-
-
 def _chunk_cursors(
     db: sqlite3.Connection, query: str, first: tuple[object, ...], keys: Sequence[object]
 ) -> Iterator[sqlite3.Cursor]:
