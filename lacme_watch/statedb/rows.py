@@ -12,9 +12,11 @@ object `Observation.to_json()` makes) are still read, and rewritten by the upgra
       not_before, not_after, is_ca, is_client, signed_by, profile],
      chain_length, renewal]
 
-`profile` is `[[extended_key_usage], key, signature_algorithm, issuer_key_id,
-crl_distribution_points, [ocsp_urls], must_staple]` or null; `renewal` is the object
-`policy_to_json()` makes, or null.
+`profile` is the JSON text (a string inside the array) of `[[extended_key_usage],
+key, signature_algorithm, issuer_key_id, crl_distribution_points, [ocsp_urls],
+must_staple]`, or null; `renewal` is the JSON text of the object `policy_to_json()`
+makes, or null. Both as text: a store's certificates share a few of each, so reading
+one is a look-up of its text (the object made once), not a decoding.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def observation_row(observation: Observation) -> str:
         f"[{ROW_VERSION},{_ASCII(observation.role)},{_ASCII(observation.path)},"
         f"{_ASCII(observation.domain)},[{','.join(map(_ASCII, observation.domains))}],"
         f"{_facts_row(facts)},{'null' if length is None else int(length)},"
-        f"{'null' if renewal is None else json.dumps(policy_to_json(renewal))}]"
+        f"{'null' if renewal is None else _STRING(json.dumps(policy_to_json(renewal)))}]"
     )
 
 
@@ -101,7 +103,7 @@ def _profile_row(profile: Profile | None) -> str:
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        found = (profile, text)
+        found = (profile, _STRING(text))
         if len(_PROFILES) < _KEPT:
             _PROFILES[id(profile)] = found
     return found[1]
@@ -142,26 +144,14 @@ def row_values(raw: str) -> Values:
     version, role, path, domain, domains, facts, length, renewal = json.loads(raw)
     if version != ROW_VERSION:
         raise ValueError(f"a certificate row of layout {version!r}, not {ROW_VERSION}")
-    profile = facts[12]
     facts[4] = sys.intern(facts[4])  # one CA's many certificates share one copy
     if facts[5] is not None:
         facts[5] = sys.intern(facts[5])
     facts[6] = tuple(facts[6])
     facts[7] = parse_time(facts[7])
     facts[8] = parse_time(facts[8])
-    facts[12] = (
-        None
-        if profile is None
-        else Profile(
-            extended_key_usage=tuple(profile[0]),
-            key=profile[1],
-            signature_algorithm=profile[2],
-            issuer_key_id=profile[3],
-            crl_distribution_points=profile[4],
-            ocsp_urls=tuple(profile[5]),
-            must_staple=profile[6],
-        )
-    )
+    if facts[12] is not None:
+        facts[12] = _profile(facts[12])
     return (
         role,
         path,
@@ -169,5 +159,37 @@ def row_values(raw: str) -> Values:
         tuple(domains),
         facts_from_values(facts),
         length,
-        policy_from_json(renewal) if renewal else None,
+        None if renewal is None else _renewal(renewal),
     )
+
+
+_READ_PROFILES: dict[str, Profile] = {}
+_READ_RENEWALS: dict[str, RenewalPolicy | None] = {}
+"""What rows' texts were read as (frozen values, shared): at most _KEPT of each."""
+
+
+def _profile(text: str) -> Profile:
+    found = _READ_PROFILES.get(text)
+    if found is None:
+        values = json.loads(text)
+        found = Profile(
+            extended_key_usage=tuple(values[0]),
+            key=values[1],
+            signature_algorithm=values[2],
+            issuer_key_id=values[3],
+            crl_distribution_points=values[4],
+            ocsp_urls=tuple(values[5]),
+            must_staple=values[6],
+        )
+        if len(_READ_PROFILES) < _KEPT:
+            _READ_PROFILES[text] = found
+    return found
+
+
+def _renewal(text: str) -> RenewalPolicy | None:
+    if text in _READ_RENEWALS:
+        return _READ_RENEWALS[text]
+    found = policy_from_json(json.loads(text))
+    if len(_READ_RENEWALS) < _KEPT:
+        _READ_RENEWALS[text] = found
+    return found
