@@ -26,9 +26,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..detection.renewal import RenewalPolicy, policy_from_json, policy_to_json
 from ..instants import format_time, parse_time
 from ..observations import CertificateFacts, Observation, Profile, facts_from_values
-from ..renewal import RenewalPolicy, policy_from_json, policy_to_json
 
 ROW_VERSION = 1
 """The array's first value: a later layout gets another number."""

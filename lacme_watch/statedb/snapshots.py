@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..detect import SourceSnapshot
+from ..detection.detect import SourceSnapshot
 from ..observations import Observation, Problem
 from .connected import Connected, epoch
 from .marks import unpacked, write_marks
@@ -19,7 +19,7 @@ from .rows import decode_row, observation_row
 from .stored import StoredObservation, stored_identity
 
 if TYPE_CHECKING:
-    from ..reader import CachedFile
+    from ..reading.reader import CachedFile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,7 +202,7 @@ class Snapshots(Connected):
         rescan's); a few (up to PAYLOADS_WITH_ROWS) with their payloads: scattered over
         a large store, the stream would step through the rows between them to reach
         each. More are as many as a first pass's slice or a whole store's: streamed."""
-        from ..reader import CachedFile  # the reader's modules: only when files are read
+        from ..reading.reader import CachedFile  # the reader's modules: only when files are read
 
         if paths is None:
             rows: Iterable[tuple[Any, ...]] = self._db.execute(_IDENTITIES, (source,))
