@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -120,8 +119,6 @@ def parse_bytes(raw: bytes, file: str) -> Node:
 
 def parse_yaml(text: str, file: str) -> Node:
     """Parse YAML text into Nodes, within limits of size, aliases and nesting."""
-    if "yaml" not in sys.modules:
-        _seed_reader_pattern()
     import yaml
 
     try:
@@ -147,27 +144,6 @@ def parse_yaml(text: str, file: str) -> Node:
         ) from None
     finally:
         loader.dispose()
-
-
-_READER_PATTERN = "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-"""PyYAML's `Reader.NON_PRINTABLE` (yaml/reader.py, compiled when yaml is imported): the
-characters YAML 1.1 does not allow in a stream."""
-_READER_SET = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
-"""The same characters listed, not excluded: tests/test_config_limits.py checks every code point."""
-
-
-def _seed_reader_pattern() -> None:
-    """Let PyYAML's import find its reader's pattern already compiled, from _READER_SET.
-
-    Compiling _READER_PATTERN (a negated class up to U+10FFFF) costs ~5 ms, half of
-    `import yaml` and a tenth of a first one-certificate pass; _READER_SET, the same set,
-    compiles in ~0.5 ms. `re.compile` returns what its cache holds for the same
-    (type, pattern, flags): where that cache is not the dict of CPython 3.11-3.13,
-    nothing is seeded and PyYAML compiles its own.
-    """
-    cache = getattr(re, "_cache", None)
-    if isinstance(cache, dict):
-        cache[(str, _READER_PATTERN, 0)] = re.compile(_READER_SET)
 
 
 def _control_character(text: str, file: str, exc: yaml.reader.ReaderError) -> ConfigError:

@@ -8,8 +8,6 @@ Hypothesis test mutates the shipped example to look for anything else.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -140,45 +138,3 @@ def test_every_mutation_of_the_example_is_a_config_or_a_config_error(
         assert str(outcome).startswith(str(path)), str(outcome)
     else:
         assert isinstance(outcome, Config)
-
-
-def test_the_seeded_reader_pattern_refuses_exactly_what_pyyaml_refuses() -> None:
-    """options._READER_SET stands in for PyYAML's own pattern: the same characters, every
-    code point checked (compiled with re.UNICODE, a str pattern's default, so that neither
-    comes from the cache the seed fills)."""
-    from lacme_watch import options
-
-    pyyaml = re.compile(options._READER_PATTERN, re.UNICODE)
-    seeded = re.compile(options._READER_SET, re.UNICODE)
-    every = "".join(map(chr, range(0x110000)))
-    refused = [match.start() for match in pyyaml.finditer(every)]
-    assert [match.start() for match in seeded.finditer(every)] == refused
-    assert 0xFFFE in refused
-    assert 0x85 not in refused
-    assert 0x10FFFF not in refused
-
-
-def test_a_first_start_parses_with_the_seeded_pattern_and_still_refuses(tmp_path: Path) -> None:
-    """In a process of its own (where PyYAML is not imported yet), as a first start is."""
-    path = tmp_path / "lacme-watch.yaml"
-    path.write_bytes(BASE + "host: a\ufffeb\n".encode())
-    script = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from lacme_watch.config import load\n"
-        "from lacme_watch.errors import ConfigError\n"
-        "from lacme_watch import options\n"
-        "try:\n"
-        "    load(Path(sys.argv[1]))\n"
-        "except ConfigError as exc:\n"
-        "    print(exc)\n"
-        "import yaml\n"
-        "print(yaml.reader.Reader.NON_PRINTABLE.pattern == options._READER_SET)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
-    )
-    assert done.stdout.splitlines() == [
-        f"{path}:3: control character U+FFFE is not allowed",
-        "True",
-    ]
