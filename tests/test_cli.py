@@ -14,9 +14,9 @@ import pytest
 import trustme
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch.arguments import build_parser, parse_arguments
-from lacme_watch.cloudevents import format_time
+from lacme_watch.cli.arguments import build_parser, parse_arguments
 from lacme_watch.events import EVENT_TYPES
+from lacme_watch.events.cloudevents import format_time
 
 from .conftest import CliRunner, kinds, read_events, save_acme_cert
 

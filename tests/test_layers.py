@@ -17,7 +17,7 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch.cloudevents import to_json
+from lacme_watch.events.cloudevents import to_json
 from lacme_watch.testing import sample_envelopes
 
 from .conftest import save_acme_cert
@@ -181,12 +181,16 @@ def _modules_after(code: str) -> set[str]:
             {"sqlite3", "apscheduler", "prometheus_client", "lacme_watch.config"},
             id="package",
         ),
-        pytest.param("import lacme_watch.detect", {"sqlite3", "apscheduler"}, id="detection"),
+        pytest.param(
+            "import lacme_watch.detection.detect", {"sqlite3", "apscheduler"}, id="detection"
+        ),
         pytest.param(
             "import lacme_watch.statedb", {"apscheduler", "lacme_watch.config"}, id="state"
         ),
-        pytest.param("import lacme_watch.passes", {"apscheduler", "rich"}, id="passes"),
-        pytest.param("import lacme_watch.demo", {"lacme_watch.testing", "apscheduler"}, id="demo"),
+        pytest.param("import lacme_watch.run.passes", {"apscheduler", "rich"}, id="passes"),
+        pytest.param(
+            "import lacme_watch.cli.demo", {"lacme_watch.testing", "apscheduler"}, id="demo"
+        ),
     ],
 )
 def test_a_fresh_interpreter_does_not_pull_in(code: str, absent: set[str]) -> None:
@@ -211,7 +215,7 @@ def test_only_the_daemon_imports_apscheduler() -> None:
 
 
 WATCH_ONCE = """
-from lacme_watch.cli import main
+from lacme_watch.cli.commands import main
 code = main(["--config", {config!r}, "--now", {now!r}, "watch", "--once"])
 assert code == 0, code
 """
@@ -240,18 +244,18 @@ CRON_NEVER_NEEDS = {
     "lacme_watch.ari.rounds",
     "lacme_watch.ari.client",
     "lacme_watch.ari.window",
-    "lacme_watch.check",
-    "lacme_watch.cron",
-    "lacme_watch.daemon",
-    "lacme_watch.demo",
-    "lacme_watch.inventory",
-    "lacme_watch.metrics",
+    "lacme_watch.cli.check",
+    "lacme_watch.config.cron",
+    "lacme_watch.run.daemon",
+    "lacme_watch.cli.demo",
+    "lacme_watch.cli.inventory",
+    "lacme_watch.run.metrics",
     "lacme_watch.testing",
-    "lacme_watch.views",
-    "lacme_watch.stores.certbot",
-    "lacme_watch.stores.dehydrated",
-    "lacme_watch.stores.lacme",
-    "lacme_watch.stores.tls",
+    "lacme_watch.cli.views",
+    "lacme_watch.sources.stores.certbot",
+    "lacme_watch.sources.stores.dehydrated",
+    "lacme_watch.sources.stores.lacme",
+    "lacme_watch.sources.stores.tls",
     "lacme_watch.sinks.email",
     "lacme_watch.sinks.shell",
     "lacme_watch.sinks.webhook",
@@ -269,12 +273,12 @@ UNCHANGED_RESCAN_NEVER_NEEDS = {
     "lacme_watch.events.lifecycle",
     "lacme_watch.events.renewal",
     "lacme_watch.events.chains",
-    "lacme_watch.reader",
-    "lacme_watch.chains",
-    "lacme_watch.forked",
-    "lacme_watch.verdicts",
-    "lacme_watch.freshness",
-    "lacme_watch.certfacts",
+    "lacme_watch.reading.reader",
+    "lacme_watch.detection.chains",
+    "lacme_watch.reading.forked",
+    "lacme_watch.detection.verdicts",
+    "lacme_watch.detection.freshness",
+    "lacme_watch.reading.certfacts",
     "cryptography.x509",
     "yaml",
     "socket",  # the default host is uname's nodename (cryptography's email.utils imports it)
@@ -334,7 +338,7 @@ def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
 
     lines = log.read_text().splitlines() if log.exists() else []
     assert [json.loads(line)["type"].removeprefix("lacme.") for line in lines] == expected
-    assert "lacme_watch.stores.pem" in loaded  # the pass really ran its store
+    assert "lacme_watch.sources.stores.pem" in loaded  # the pass really ran its store
     pulled_in = {m for m in loaded if m in CRON_NEVER_NEEDS or m.split(".")[0] in CRON_NEVER_NEEDS}
     assert pulled_in == set()
 
@@ -349,11 +353,11 @@ def test_an_unchanged_rescan_reads_nothing_and_builds_no_event_class(tmp_path: P
     # The file was written a moment ago: trust its lstat anyway, as a cron pass an hour on would.
     probe = _TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat())
     first = _modules_after(probe)
-    assert "lacme_watch.reader" in first  # the first pass read the file
+    assert "lacme_watch.reading.reader" in first  # the first pass read the file
 
     loaded = _modules_after(probe)
 
-    assert "lacme_watch.stores.pem" in loaded
+    assert "lacme_watch.sources.stores.pem" in loaded
     assert not (tmp_path / "events.jsonl").exists()  # nothing to tell, twice
     never = CRON_NEVER_NEEDS | UNCHANGED_RESCAN_NEVER_NEEDS
     assert {m for m in loaded if m in never or m.split(".")[0] in never} == set()
@@ -378,11 +382,11 @@ def test_a_rescan_where_time_alone_crossed_a_threshold_loads_no_reader(tmp_path:
     assert json.loads(lines[0])["data"]["threshold"] == "33%"  # 29 of 90 days left
     assert "lacme_watch.events.lacme" in loaded  # the event was built, and its family loaded
     never = {
-        "lacme_watch.reader",
-        "lacme_watch.chains",
-        "lacme_watch.forked",
-        "lacme_watch.verdicts",
-        "lacme_watch.certfacts",
+        "lacme_watch.reading.reader",
+        "lacme_watch.detection.chains",
+        "lacme_watch.reading.forked",
+        "lacme_watch.detection.verdicts",
+        "lacme_watch.reading.certfacts",
         "cryptography.x509",
     }
     assert {m for m in loaded if m in never} == set()
@@ -404,13 +408,13 @@ def test_an_unchanged_lacme_store_is_rescanned_without_the_reader(tmp_path: Path
     first = _modules_after(
         _TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat())
     )
-    assert "lacme_watch.reader" in first
+    assert "lacme_watch.reading.reader" in first
 
     later = (now + timedelta(days=31)).isoformat()  # 29 days left: 33% crossed, overdue
     for at in (now.isoformat(), later):
         loaded = _modules_after(_TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=at))
-        assert "lacme_watch.stores.lacme" in loaded
-        assert {"lacme_watch.reader", "cryptography.x509"} & loaded == set()
+        assert "lacme_watch.sources.stores.lacme" in loaded
+        assert {"lacme_watch.reading.reader", "cryptography.x509"} & loaded == set()
     lines = log.read_text().splitlines()
     assert [json.loads(line)["type"] for line in lines] == [
         "lacme.certificate_expiring",
@@ -426,7 +430,7 @@ def test_decoding_one_event_loads_only_its_family() -> None:
         if envelope.event.kind == "certificate_unreadable"
     )
     loaded = _modules_after(
-        f"from lacme_watch.cloudevents import from_json\n"
+        f"from lacme_watch.events.cloudevents import from_json\n"
         f"assert from_json({line!r}).event.kind == 'certificate_unreadable'\n"
     )
     families = {m for m in loaded if m.startswith("lacme_watch.events.")}
