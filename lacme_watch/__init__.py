@@ -15,8 +15,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from .cloudevents import Envelope, from_json, to_cloudevent, to_json
-    from .dispatch import EventDispatcher
+    from .dispatch.subscribers import EventDispatcher
     from .errors import (
         ConfigError,
         EventFormatError,
@@ -53,6 +52,7 @@ if _typing.TYPE_CHECKING:
         RenewalWindowMoved,
         StateReset,
     )
+    from .events.cloudevents import Envelope, from_json, to_cloudevent, to_json
     from .observations import (
         REASONS,
         CertificateFacts,
@@ -65,17 +65,17 @@ if _typing.TYPE_CHECKING:
     )
     from .options import Options
     from .plugins import Sink, Source
-    from .reader import CertificateReader
+    from .reading.reader import CertificateReader
 
 
 __version__ = "0.1.0"
 
 _HOMES: dict[str, str] = {
-    "Envelope": "cloudevents",
-    "from_json": "cloudevents",
-    "to_cloudevent": "cloudevents",
-    "to_json": "cloudevents",
-    "EventDispatcher": "dispatch",
+    "Envelope": "events.cloudevents",
+    "from_json": "events.cloudevents",
+    "to_cloudevent": "events.cloudevents",
+    "to_json": "events.cloudevents",
+    "EventDispatcher": "dispatch.subscribers",
     "ConfigError": "errors",
     "EventFormatError": "errors",
     "LacmeWatchError": "errors",
@@ -119,10 +119,10 @@ _HOMES: dict[str, str] = {
     "Options": "options",
     "Sink": "plugins",
     "Source": "plugins",
-    "CertificateReader": "reader",
+    "CertificateReader": "reading.reader",
 }
 """Where each public name lives. Loaded on first use (PEP 562), so that `import
-lacme_watch.cli` for a cron pass does not build every event class, the CloudEvents
+lacme_watch.cli.commands` for a cron pass does not build every event class, the CloudEvents
 codec and the plugin protocols it never touches; `from lacme_watch import X` and
 `lacme_watch.X` work as before."""
 

@@ -10,7 +10,7 @@ def run() -> int:
     cron start for nothing; what start-up made is then frozen out of its walk."""
     gc.disable()
     try:
-        from lacme_watch.cli import main
+        from lacme_watch.cli.commands import main
     finally:
         gc.enable()
     # What start-up made (modules, classes, functions) lives as long as the process:

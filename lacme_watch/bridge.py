@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .cloudevents import wrap
+from .dispatch.spool import write
 from .events import EVENT_TYPES, Event, RenewalAgentRun
-from .spool import write
+from .events.cloudevents import wrap
 
 log = logging.getLogger(__name__)
 

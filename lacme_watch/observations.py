@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from .detection.renewal import RenewalPolicy, policy_from_json, policy_to_json
 from .instants import format_time, parse_time
-from .renewal import RenewalPolicy, policy_from_json, policy_to_json
 
 if TYPE_CHECKING:  # a rescan that only stats never loads cryptography.x509 (~25 ms)
     from cryptography import x509

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .cloudevents import Envelope
+    from .events.cloudevents import Envelope
     from .observations import Listing, ScanResult
     from .options import Options
-    from .reader import CertificateReader
+    from .reading.reader import CertificateReader
 
 
 class Source(Protocol):
@@ -81,16 +81,16 @@ GROUPS = {
 
 BUILT_IN: dict[str, dict[str, str]] = {
     "lacme_watch.stores": {
-        "lacme": "lacme_watch.stores.lacme:LacmeStore",
-        "pem": "lacme_watch.stores.pem:PemStore",
-        "certbot": "lacme_watch.stores.certbot:CertbotStore",
-        "dehydrated": "lacme_watch.stores.dehydrated:DehydratedStore",
-        "tls": "lacme_watch.stores.tls:TlsStore",
-        "crl": "lacme_watch.stores.crl:CrlStore",
+        "lacme": "lacme_watch.sources.stores.lacme:LacmeStore",
+        "pem": "lacme_watch.sources.stores.pem:PemStore",
+        "certbot": "lacme_watch.sources.stores.certbot:CertbotStore",
+        "dehydrated": "lacme_watch.sources.stores.dehydrated:DehydratedStore",
+        "tls": "lacme_watch.sources.stores.tls:TlsStore",
+        "crl": "lacme_watch.sources.stores.crl:CrlStore",
     },
     "lacme_watch.authorities": {
-        "lacme": "lacme_watch.authorities.lacme:LacmeAuthority",
-        "easyrsa": "lacme_watch.authorities.easyrsa:EasyRsaAuthority",
+        "lacme": "lacme_watch.sources.authorities.lacme:LacmeAuthority",
+        "easyrsa": "lacme_watch.sources.authorities.easyrsa:EasyRsaAuthority",
     },
     "lacme_watch.sinks": {
         "log": "lacme_watch.sinks.log:LogSink",

@@ -5,7 +5,7 @@
 - `sample_envelopes()`: one event of every kind lacme-watch knows;
 - `check_sink()`, `check_failing_sink()`, `check_source()`: the contracts our built-in
   sinks and sources pass; they raise AssertionError naming the broken rule;
-- `TlsServer`: a real TLS server on loopback (from `lacme_watch.loopback`).
+- `TlsServer`: a real TLS server on loopback (from `lacme_watch.cli.loopback`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
-from .cloudevents import Envelope, wrap
+from .cli.loopback import TlsServer
 from .errors import SinkError, SourceError
 from .events import EVENT_TYPES, Change, Event
-from .loopback import TlsServer
+from .events.cloudevents import Envelope, wrap
 from .observations import REASONS, ScanResult
 from .options import Options
 from .plugins import Sink, Source
-from .reader import CertificateReader
+from .reading.reader import CertificateReader
 
 __all__ = [
     "FailingSink",

@@ -14,15 +14,15 @@ import trustme
 from lacme import CertificateAuthority, FileStore
 from lacme._types import CertBundle
 
-from lacme_watch.cli import main
-from lacme_watch.cloudevents import Envelope
+from lacme_watch.cli.commands import main
 from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
+from lacme_watch.dispatch.delivery import SinkRoute
 from lacme_watch.events import CertificateExpiring
-from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.events.cloudevents import Envelope
 from lacme_watch.plugins import Sink, Source
+from lacme_watch.run.passes import PassReport, run_pass
+from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink
 
 from .acme import Pebble, start_pebble

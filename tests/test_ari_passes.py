@@ -478,7 +478,7 @@ def test_a_lacme_renewal_read_alone_is_asked_about_in_the_same_pass(
     import shutil
     import sqlite3
 
-    from lacme_watch import statrecord
+    from lacme_watch.reading import statrecord
 
     monkeypatch.setattr(statrecord, "RACY", -3600.0)  # files written a moment ago: trusted
     ca = trustme.CA()

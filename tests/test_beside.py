@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch import beside, statrecord
-from lacme_watch.reader import CertificateReader
+from lacme_watch.reading import beside, statrecord
+from lacme_watch.reading.reader import CertificateReader
 
 pytestmark = pytest.mark.skipif(not beside.possible(), reason="needs fork and two CPUs")
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from lacme_watch.chains import Anchors, covers, signs, structure
+from lacme_watch.detection.chains import Anchors, covers, signs, structure
 
 from .conftest import CliRunner, data, days, kinds, read_events, watch, write_config
 from .hierarchy import Issued, OpenSslServer, certificate, pem

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from lacme_watch.certfacts import describe
-from lacme_watch.changes import compare
+from lacme_watch.detection.changes import compare
 from lacme_watch.observations import Observation
+from lacme_watch.reading.certfacts import describe
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CA_KEY = ec.generate_private_key(ec.SECP384R1())

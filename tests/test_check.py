@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch import logconfig
+from lacme_watch.run import logconfig
 
 from .conftest import CliRunner
 

@@ -13,15 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lacme_watch.cloudevents import (
-    Envelope,
-    event_id,
-    from_json,
-    to_cloudevent,
-    to_json,
-    uuid5_text,
-    wrap,
-)
 from lacme_watch.errors import EventFormatError
 from lacme_watch.events import (
     EVENT_TYPES,
@@ -34,6 +25,15 @@ from lacme_watch.events import (
     Event,
     RateLimitWarning,
     lacme_fields,
+)
+from lacme_watch.events.cloudevents import (
+    Envelope,
+    event_id,
+    from_json,
+    to_cloudevent,
+    to_json,
+    uuid5_text,
+    wrap,
 )
 from lacme_watch.testing import sample_envelopes
 

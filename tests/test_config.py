@@ -11,7 +11,7 @@ from lacme_watch.config import build, default_state_dir, find_config, load, zero
 from lacme_watch.errors import ConfigError
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.log import LogSink
-from lacme_watch.stores.pem import PemStore
+from lacme_watch.sources.stores.pem import PemStore
 
 from .conftest import CliRunner
 

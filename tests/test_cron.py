@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lacme_watch import cron
-from lacme_watch.daemon import cron_trigger
+from lacme_watch.config import cron
+from lacme_watch.run.daemon import cron_trigger
 
 
 def fire_days(expression: str, count: int = 7) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.notify import Notifier
+from lacme_watch.run.notify import Notifier
 
 from .conftest import kinds, read_events
 from .sinks.conftest import free_port
@@ -274,7 +274,7 @@ def test_the_watchdog_goes_silent_when_a_pass_is_stuck(
     tmp_path: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
     from lacme_watch.config import Config
-    from lacme_watch.daemon import Daemon
+    from lacme_watch.run.daemon import Daemon
 
     sock, path = notify_socket
     config = Config(path=None, state_dir=tmp_path, host="h", stores=(), authorities=())

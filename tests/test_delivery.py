@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.cloudevents import Envelope, wrap
 from lacme_watch.config import Config
-from lacme_watch.delivery import RetryPolicy, SinkRoute, drain
+from lacme_watch.dispatch.delivery import RetryPolicy, SinkRoute, drain
+from lacme_watch.dispatch.ingest import record
 from lacme_watch.events import ChallengeFailed, Heartbeat
-from lacme_watch.ingest import record
+from lacme_watch.events.cloudevents import Envelope, wrap
 from lacme_watch.statedb import StateStore
 from lacme_watch.testing import RecordingSink
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch import certfacts, dernames
-from lacme_watch.certfacts import describe
-from lacme_watch.dernames import name_text, tbs_parts
-from lacme_watch.profiles import key_description
+from lacme_watch.detection.profiles import key_description
+from lacme_watch.reading import certfacts, dernames
+from lacme_watch.reading.certfacts import describe
+from lacme_watch.reading.dernames import name_text, tbs_parts
 
 from .acme import require
 

@@ -22,11 +22,11 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lacme_watch import certfacts
-from lacme_watch.certfacts import describe, encode_one, parse_with_der
-from lacme_watch.dernames import tbs_parts
+from lacme_watch.detection.profiles import key_description
 from lacme_watch.observations import CertificateFacts, Problem, Profile
-from lacme_watch.profiles import key_description
+from lacme_watch.reading import certfacts
+from lacme_watch.reading.certfacts import describe, encode_one, parse_with_der
+from lacme_watch.reading.dernames import tbs_parts
 
 from .test_dernames import _real_certificates
 from .test_reader_fuzz import corpus, mutated_der

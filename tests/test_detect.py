@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lacme_watch.detect import Authority, SourceSnapshot, detect
+from lacme_watch.detection.detect import Authority, SourceSnapshot, detect
+from lacme_watch.detection.thresholds import Policy, days_remaining
 from lacme_watch.events import (
     CACertificateIssued,
     CertificateAuthorityInitialized,
@@ -20,7 +21,6 @@ from lacme_watch.events import (
     Event,
 )
 from lacme_watch.observations import Problem
-from lacme_watch.thresholds import Policy, days_remaining
 
 from .factories import observation, renewed, scan
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import trustme
 
-from lacme_watch.cloudevents import event_id, from_cloudevent, to_json, wrap
 from lacme_watch.events import ChallengeFailed
+from lacme_watch.events.cloudevents import event_id, from_cloudevent, to_json, wrap
 from lacme_watch.statedb import StateStore
 
 from .conftest import CliRunner, data, kinds, read_events

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trustme
 
-from lacme_watch.cli import main
+from lacme_watch.cli.commands import main
 
 STEPS = int(os.environ.get("LACME_WATCH_FAULT_STEPS", "24"))
 KILLS = int(os.environ.get("LACME_WATCH_FAULT_KILLS", "2"))

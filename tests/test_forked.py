@@ -14,15 +14,15 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import forked, statrecord
-from lacme_watch.cloudevents import Envelope
 from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
-from lacme_watch.passes import PassReport, run_pass
+from lacme_watch.dispatch.delivery import SinkRoute
+from lacme_watch.events.cloudevents import Envelope
 from lacme_watch.plugins import Source
+from lacme_watch.reading import forked, statrecord
+from lacme_watch.run.passes import PassReport, run_pass
+from lacme_watch.sources.stores.lacme import LacmeStore
+from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.lacme import LacmeStore
-from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink
 
 from .conftest import save_acme_cert

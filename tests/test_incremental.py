@@ -12,17 +12,17 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lacme_watch import renewal
 from lacme_watch.config import Config
-from lacme_watch.delivery import SinkRoute
-from lacme_watch.detect import SourceSnapshot, detect
+from lacme_watch.detection import renewal
+from lacme_watch.detection.detect import SourceSnapshot, detect
+from lacme_watch.detection.ratelimits import RateLimits
+from lacme_watch.detection.thresholds import Policy
+from lacme_watch.dispatch.delivery import SinkRoute
 from lacme_watch.events import Event
 from lacme_watch.observations import Observation, Problem, ScanResult
-from lacme_watch.passes import run_pass
-from lacme_watch.ratelimits import RateLimits
+from lacme_watch.run.passes import run_pass
 from lacme_watch.statedb import SCHEMA_VERSION, StateStore, identity
 from lacme_watch.testing import FailingSink, RecordingSink, StaticSource
-from lacme_watch.thresholds import Policy
 
 from .conftest import CliRunner, data, expiring, pem_config, watch, write_config, write_leaves
 from .factories import observation

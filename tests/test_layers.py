@@ -17,40 +17,62 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch.cloudevents import to_json
+from lacme_watch.events.cloudevents import to_json
 from lacme_watch.testing import sample_envelopes
 
 from .conftest import save_acme_cert
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
+STAGES = {"reading", "sources", "detection", "dispatch", "run", "cli"}
+"""The stage folders: each holds modules of several tiers, and imports nothing itself."""
+
 TIERS: list[set[str]] = [
-    {"beside"},
-    {"wording", "printable", "boundedjson", "statrecord", "atomicfile"},
-    {"suffixlist"},
-    {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
-    {"renewal"},
-    {"thresholds"},
-    {"options", "statefiles", "observations", "cloudevents", "dispatch"},
-    {"profiles", "changes", "dernames"},
-    {"certfacts", "forked", "chains", "guarded"},
-    {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
-    {"plugins", "crl", "freshness"},
-    {"stores", "authorities", "sinks", "routes", "bridge"},
-    {"ari", "verdicts"},
+    STAGES,
+    {"reading.beside"},
+    {"wording", "printable", "boundedjson", "reading.statrecord", "atomicfile"},
+    {"detection.suffixlist"},
+    {
+        "errors",
+        "events",
+        "instants",
+        "config.cron",
+        "run.logconfig",
+        "run.notify",
+        "cli.loopback",
+        "cli.terminal",
+    },
+    {"detection.renewal"},
+    {"detection.thresholds"},
+    {"options", "statedb.files", "observations", "events.cloudevents", "dispatch.subscribers"},
+    {"detection.profiles", "detection.changes", "reading.dernames"},
+    {"reading.certfacts", "reading.forked", "detection.chains", "reading.guarded"},
+    {
+        "reading.reader",
+        "reading.payloads",
+        "detection.ratelimits",
+        "detection.detect",
+        "dispatch.spool",
+        "run.metrics",
+        "statedb.lock",
+    },
+    {"plugins", "sources.crl", "detection.freshness"},
+    {"sources.stores", "sources.authorities", "sinks", "config.routes", "bridge"},
+    {"ari", "detection.verdicts"},
     {"config", "statedb", "testing"},
-    {"delivery", "verify", "incremental"},
-    {"rescans"},
-    {"slices"},
-    {"scans"},
-    {"ingest", "passes"},
-    {"check", "demo", "daemon", "views", "units"},
-    {"inventory"},
-    {"arguments"},
-    {"cli", "__main__", ""},
+    {"dispatch.delivery", "detection.verify", "detection.incremental"},
+    {"run.rescans"},
+    {"run.slices"},
+    {"run.scans"},
+    {"dispatch.ingest", "run.passes"},
+    {"cli.check", "cli.demo", "run.daemon", "cli.views", "cli.units"},
+    {"cli.inventory"},
+    {"cli.arguments"},
+    {"cli.commands", "__main__", ""},
 ]
-"""Data-flow order, bottom up: a module imports only from tiers below its own (or its own
-package, for stores/, authorities/ and sinks/)."""
+"""Data-flow order, bottom up: a module imports only from tiers below its own, or from its
+own entry's package (config/, statedb/, events/, ari/, sources/stores/ ...). A stage
+folder's name covers only its own __init__: each of its modules has a tier of its own."""
 
 
 def _module(path: Path) -> str:
@@ -85,9 +107,19 @@ def _names() -> frozenset[str]:
     return frozenset(_module(path) for path in PACKAGE.rglob("*.py"))
 
 
+def _entry(module: str) -> str | None:
+    """The TIERS entry a module falls under: itself, or the longest package around it."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        name = ".".join(parts[:end])
+        if any(name in tier for tier in TIERS) and (end == len(parts) or name not in STAGES):
+            return name
+    return "" if module == "" else None
+
+
 def _tier(module: str) -> int:
-    top = module.split(".")[0]
-    return next(index for index, tier in enumerate(TIERS) if top in tier)
+    entry = _entry(module)
+    return next(index for index, tier in enumerate(TIERS) if entry in tier)
 
 
 def _reaches(start: str) -> set[str]:
@@ -102,7 +134,7 @@ def _reaches(start: str) -> set[str]:
 
 
 def test_every_module_has_a_tier() -> None:
-    assert {m for m in _names() if not any(m.split(".")[0] in t for t in TIERS)} == set()
+    assert {m for m in _names() if _entry(m) is None} == set()
 
 
 def test_nothing_imports_back_up_the_data_flow() -> None:
@@ -110,7 +142,7 @@ def test_nothing_imports_back_up_the_data_flow() -> None:
         f"{module} imports {dependency}"
         for module, dependencies in _graph().items()
         for dependency in dependencies
-        if _tier(dependency) >= _tier(module) and dependency.split(".")[0] != module.split(".")[0]
+        if _tier(dependency) >= _tier(module) and _entry(dependency) != _entry(module)
     )
     assert upward == []
 
@@ -118,12 +150,15 @@ def test_nothing_imports_back_up_the_data_flow() -> None:
 @pytest.mark.parametrize(
     ("module", "never"),
     [
-        ("observations", {"cloudevents", "reader", "detect", "statedb"}),
-        ("detect", {"cloudevents", "reader", "statedb", "config"}),
-        ("config", {"statedb", "delivery", "passes", "daemon", "testing"}),
-        ("demo", {"testing", "daemon"}),
-        ("statedb", {"config", "delivery", "passes"}),
-        ("passes", {"daemon", "cli", "check", "demo"}),
+        (
+            "observations",
+            {"events.cloudevents", "reading.reader", "detection.detect", "statedb"},
+        ),
+        ("detection.detect", {"events.cloudevents", "reading.reader", "statedb", "config"}),
+        ("config", {"statedb", "dispatch.delivery", "run.passes", "run.daemon", "testing"}),
+        ("cli.demo", {"testing", "run.daemon"}),
+        ("statedb", {"config", "dispatch.delivery", "run.passes"}),
+        ("run.passes", {"run.daemon", "cli.commands", "cli.check", "cli.demo"}),
     ],
 )
 def test_what_each_layer_does_not_reach(module: str, never: set[str]) -> None:
@@ -181,12 +216,16 @@ def _modules_after(code: str) -> set[str]:
             {"sqlite3", "apscheduler", "prometheus_client", "lacme_watch.config"},
             id="package",
         ),
-        pytest.param("import lacme_watch.detect", {"sqlite3", "apscheduler"}, id="detection"),
+        pytest.param(
+            "import lacme_watch.detection.detect", {"sqlite3", "apscheduler"}, id="detection"
+        ),
         pytest.param(
             "import lacme_watch.statedb", {"apscheduler", "lacme_watch.config"}, id="state"
         ),
-        pytest.param("import lacme_watch.passes", {"apscheduler", "rich"}, id="passes"),
-        pytest.param("import lacme_watch.demo", {"lacme_watch.testing", "apscheduler"}, id="demo"),
+        pytest.param("import lacme_watch.run.passes", {"apscheduler", "rich"}, id="passes"),
+        pytest.param(
+            "import lacme_watch.cli.demo", {"lacme_watch.testing", "apscheduler"}, id="demo"
+        ),
     ],
 )
 def test_a_fresh_interpreter_does_not_pull_in(code: str, absent: set[str]) -> None:
@@ -207,11 +246,11 @@ def test_only_the_daemon_imports_apscheduler() -> None:
             )
             if any(name.split(".")[0] == "apscheduler" for name in names):
                 importers.add(_module(path))
-    assert importers == {"daemon"}
+    assert importers == {"run.daemon"}
 
 
 WATCH_ONCE = """
-from lacme_watch.cli import main
+from lacme_watch.cli.commands import main
 code = main(["--config", {config!r}, "--now", {now!r}, "watch", "--once"])
 assert code == 0, code
 """
@@ -240,18 +279,18 @@ CRON_NEVER_NEEDS = {
     "lacme_watch.ari.rounds",
     "lacme_watch.ari.client",
     "lacme_watch.ari.window",
-    "lacme_watch.check",
-    "lacme_watch.cron",
-    "lacme_watch.daemon",
-    "lacme_watch.demo",
-    "lacme_watch.inventory",
-    "lacme_watch.metrics",
+    "lacme_watch.cli.check",
+    "lacme_watch.config.cron",
+    "lacme_watch.run.daemon",
+    "lacme_watch.cli.demo",
+    "lacme_watch.cli.inventory",
+    "lacme_watch.run.metrics",
     "lacme_watch.testing",
-    "lacme_watch.views",
-    "lacme_watch.stores.certbot",
-    "lacme_watch.stores.dehydrated",
-    "lacme_watch.stores.lacme",
-    "lacme_watch.stores.tls",
+    "lacme_watch.cli.views",
+    "lacme_watch.sources.stores.certbot",
+    "lacme_watch.sources.stores.dehydrated",
+    "lacme_watch.sources.stores.lacme",
+    "lacme_watch.sources.stores.tls",
     "lacme_watch.sinks.email",
     "lacme_watch.sinks.shell",
     "lacme_watch.sinks.webhook",
@@ -269,12 +308,12 @@ UNCHANGED_RESCAN_NEVER_NEEDS = {
     "lacme_watch.events.lifecycle",
     "lacme_watch.events.renewal",
     "lacme_watch.events.chains",
-    "lacme_watch.reader",
-    "lacme_watch.chains",
-    "lacme_watch.forked",
-    "lacme_watch.verdicts",
-    "lacme_watch.freshness",
-    "lacme_watch.certfacts",
+    "lacme_watch.reading.reader",
+    "lacme_watch.detection.chains",
+    "lacme_watch.reading.forked",
+    "lacme_watch.detection.verdicts",
+    "lacme_watch.detection.freshness",
+    "lacme_watch.reading.certfacts",
     "cryptography.x509",
     "yaml",
     "socket",  # the default host is uname's nodename (cryptography's email.utils imports it)
@@ -288,7 +327,7 @@ no event class (each family is a few milliseconds of frozen-dataclass creation);
 first pass kept the parsed configuration in state_dir, so PyYAML is not loaded."""
 
 
-_TRUST_FRESH_FILES = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
+_TRUST_FRESH_FILES = "from lacme_watch.reading import statrecord\nstatrecord.RACY = -3600.0\n"
 """Files written a moment ago are trusted by their lstat, as a cron pass an hour on would."""
 
 
@@ -334,7 +373,7 @@ def test_a_cron_pass_over_pem_files_imports_only_what_it_needs(
 
     lines = log.read_text().splitlines() if log.exists() else []
     assert [json.loads(line)["type"].removeprefix("lacme.") for line in lines] == expected
-    assert "lacme_watch.stores.pem" in loaded  # the pass really ran its store
+    assert "lacme_watch.sources.stores.pem" in loaded  # the pass really ran its store
     pulled_in = {m for m in loaded if m in CRON_NEVER_NEEDS or m.split(".")[0] in CRON_NEVER_NEEDS}
     assert pulled_in == set()
 
@@ -349,11 +388,11 @@ def test_an_unchanged_rescan_reads_nothing_and_builds_no_event_class(tmp_path: P
     # The file was written a moment ago: trust its lstat anyway, as a cron pass an hour on would.
     probe = _TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat())
     first = _modules_after(probe)
-    assert "lacme_watch.reader" in first  # the first pass read the file
+    assert "lacme_watch.reading.reader" in first  # the first pass read the file
 
     loaded = _modules_after(probe)
 
-    assert "lacme_watch.stores.pem" in loaded
+    assert "lacme_watch.sources.stores.pem" in loaded
     assert not (tmp_path / "events.jsonl").exists()  # nothing to tell, twice
     never = CRON_NEVER_NEEDS | UNCHANGED_RESCAN_NEVER_NEEDS
     assert {m for m in loaded if m in never or m.split(".")[0] in never} == set()
@@ -378,11 +417,11 @@ def test_a_rescan_where_time_alone_crossed_a_threshold_loads_no_reader(tmp_path:
     assert json.loads(lines[0])["data"]["threshold"] == "33%"  # 29 of 90 days left
     assert "lacme_watch.events.lacme" in loaded  # the event was built, and its family loaded
     never = {
-        "lacme_watch.reader",
-        "lacme_watch.chains",
-        "lacme_watch.forked",
-        "lacme_watch.verdicts",
-        "lacme_watch.certfacts",
+        "lacme_watch.reading.reader",
+        "lacme_watch.detection.chains",
+        "lacme_watch.reading.forked",
+        "lacme_watch.detection.verdicts",
+        "lacme_watch.reading.certfacts",
         "cryptography.x509",
     }
     assert {m for m in loaded if m in never} == set()
@@ -404,13 +443,13 @@ def test_an_unchanged_lacme_store_is_rescanned_without_the_reader(tmp_path: Path
     first = _modules_after(
         _TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=now.isoformat())
     )
-    assert "lacme_watch.reader" in first
+    assert "lacme_watch.reading.reader" in first
 
     later = (now + timedelta(days=31)).isoformat()  # 29 days left: 33% crossed, overdue
     for at in (now.isoformat(), later):
         loaded = _modules_after(_TRUST_FRESH_FILES + WATCH_ONCE.format(config=str(config), now=at))
-        assert "lacme_watch.stores.lacme" in loaded
-        assert {"lacme_watch.reader", "cryptography.x509"} & loaded == set()
+        assert "lacme_watch.sources.stores.lacme" in loaded
+        assert {"lacme_watch.reading.reader", "cryptography.x509"} & loaded == set()
     lines = log.read_text().splitlines()
     assert [json.loads(line)["type"] for line in lines] == [
         "lacme.certificate_expiring",
@@ -426,8 +465,12 @@ def test_decoding_one_event_loads_only_its_family() -> None:
         if envelope.event.kind == "certificate_unreadable"
     )
     loaded = _modules_after(
-        f"from lacme_watch.cloudevents import from_json\n"
+        f"from lacme_watch.events.cloudevents import from_json\n"
         f"assert from_json({line!r}).event.kind == 'certificate_unreadable'\n"
     )
     families = {m for m in loaded if m.startswith("lacme_watch.events.")}
-    assert families == {"lacme_watch.events.base", "lacme_watch.events.lifecycle"}
+    assert families == {
+        "lacme_watch.events.cloudevents",  # the codec itself
+        "lacme_watch.events.base",
+        "lacme_watch.events.lifecycle",
+    }

@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lacme_watch.detect import SourceSnapshot
-from lacme_watch.passes import run_pass
+from lacme_watch.detection.detect import SourceSnapshot
+from lacme_watch.run.passes import run_pass
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore
 from lacme_watch.statedb.marks import pack, unpack
 from lacme_watch.testing import RecordingSink

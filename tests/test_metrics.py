@@ -18,9 +18,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lacme_watch.config import build
-from lacme_watch.metrics import Metrics
 from lacme_watch.options import parse_yaml
-from lacme_watch.passes import pass_metrics, run_pass
+from lacme_watch.run.metrics import Metrics
+from lacme_watch.run.passes import pass_metrics, run_pass
 from lacme_watch.statedb import StateStore
 
 from .acme import free_port

@@ -12,10 +12,10 @@ import trustme
 
 from lacme_watch import CertificateReader, Options, ScanResult, SourceError
 from lacme_watch.config import Config
-from lacme_watch.passes import run_pass
-from lacme_watch.routes import SinkRoute
+from lacme_watch.config.routes import SinkRoute
+from lacme_watch.run.passes import run_pass
+from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import RecordingSink
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -87,7 +87,7 @@ def test_a_source_that_raises_mid_pass_is_its_own_problem(
 
         flaky.fault = fault
         _pem(last, "new.example", days_left=5)  # news in the source after the broken one
-        with caplog.at_level(logging.DEBUG, logger="lacme_watch.scans"):
+        with caplog.at_level(logging.DEBUG, logger="lacme_watch.run.scans"):
             report = run_pass(config, store, NOW + timedelta(hours=1))
 
         assert report.exit_code == 1

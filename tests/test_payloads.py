@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lacme_watch import payloads
-from lacme_watch.payloads import PayloadStream
+from lacme_watch.reading import payloads
+from lacme_watch.reading.payloads import PayloadStream
 from lacme_watch.statedb import StateStore, snapshots
 
 

@@ -82,7 +82,7 @@ def test_a_plugin_never_silently_shadows_a_built_in(site: Path) -> None:
 
     message = str(raised.value)
     assert message.startswith("c.yaml:2: stores[0].type: type 'pem' is registered more than once")
-    assert "lacme_watch.stores.pem:PemStore" in message
+    assert "lacme_watch.sources.stores.pem:PemStore" in message
     assert "acme_plugins:PemLookalike" in message
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lacme import CertificateAuthority
 
-from lacme_watch.chains import Anchors, structure
+from lacme_watch.detection.chains import Anchors, structure
 from lacme_watch.testing import TlsServer
 
 from .conftest import CliRunner, data, kinds, watch, write_config

@@ -36,12 +36,12 @@ def test_all_is_exactly_the_public_namespace() -> None:
 
 
 def test_a_name_loaded_on_demand_is_the_one_its_module_defines() -> None:
-    import lacme_watch.cloudevents
+    import lacme_watch.events.cloudevents
     import lacme_watch.events.renewal
-    import lacme_watch.reader
+    import lacme_watch.reading.reader
 
-    assert lacme_watch.Envelope is lacme_watch.cloudevents.Envelope
-    assert lacme_watch.CertificateReader is lacme_watch.reader.CertificateReader
+    assert lacme_watch.Envelope is lacme_watch.events.cloudevents.Envelope
+    assert lacme_watch.CertificateReader is lacme_watch.reading.reader.CertificateReader
     assert lacme_watch.events.Change is lacme_watch.events.renewal.Change
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         lacme_watch.Nothing  # noqa: B018
@@ -55,7 +55,7 @@ def test_a_bare_import_still_reaches_the_submodules() -> None:
         "import lacme_watch\n"
         "assert lacme_watch.events.CertificateExpiring is lacme_watch.CertificateExpiring\n"
         "assert lacme_watch.events.lacme.CertificateIssued.kind == 'certificate_issued'\n"
-        "assert lacme_watch.cloudevents.to_json is lacme_watch.to_json\n"
+        "assert lacme_watch.events.cloudevents.to_json is lacme_watch.to_json\n"
         "assert not hasattr(lacme_watch, 'nothing_of_the_kind')\n"
         "assert not hasattr(lacme_watch.events, 'nothing_of_the_kind')\n"
     )
@@ -107,7 +107,7 @@ def test_the_testing_module_pins_its_surface_too() -> None:
     }
     assert defined <= set(testing.__all__)
     assert [name for name in testing.__all__ if not hasattr(testing, name)] == []
-    assert testing.TlsServer.__module__ == "lacme_watch.loopback"  # product code, not a fake
+    assert testing.TlsServer.__module__ == "lacme_watch.cli.loopback"  # product code, not a fake
 
 
 def test_built_in_plugins_register_through_entry_points() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
-from lacme_watch.certfacts import describe
+from lacme_watch.reading.certfacts import describe
 
 from .acme import require
 from .conftest import write_config

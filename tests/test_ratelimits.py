@@ -10,8 +10,8 @@ import pytest
 from lacme import FileStore
 from lacme.ratelimit import IssuanceRecord, RateLimitTracker
 
+from lacme_watch.detection.ratelimits import RateLimits, Rule, evaluate, merge, registered_domain
 from lacme_watch.observations import Issuance
-from lacme_watch.ratelimits import RateLimits, Rule, evaluate, merge, registered_domain
 
 from .acme import Certbot, Pebble
 from .conftest import CliRunner, read_events

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lacme_watch.guarded import _KEY_FILE_NAME, looks_like_private_key
 from lacme_watch.observations import CertificateFacts, Problem
-from lacme_watch.reader import CertificateReader
-from lacme_watch.stores.pem import PemStore
+from lacme_watch.reading.guarded import _KEY_FILE_NAME, looks_like_private_key
+from lacme_watch.reading.reader import CertificateReader
+from lacme_watch.sources.stores.pem import PemStore
 
 _OPENED: list[str] | None = None
 
@@ -316,7 +316,7 @@ def test_a_missing_glob_base_fails_the_source_so_its_inventory_carries_over(tmp_
 
 _READ = """
 import sys
-from lacme_watch.reader import CertificateReader
+from lacme_watch.reading.reader import CertificateReader
 print(CertificateReader().read_certificates(sys.argv[1]))
 """
 
@@ -371,8 +371,8 @@ def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path, ca: trustme.CA) -
 def test_scanning_a_lacme_store_and_its_ca_opens_no_key(tmp_path: Path, opened: list[str]) -> None:
     from lacme import CertificateAuthority, FileStore
 
-    from lacme_watch.authorities.lacme import LacmeAuthority
-    from lacme_watch.stores.lacme import LacmeStore
+    from lacme_watch.sources.authorities.lacme import LacmeAuthority
+    from lacme_watch.sources.stores.lacme import LacmeStore
 
     store = FileStore(tmp_path / "lacme")
     authority = CertificateAuthority(store, name="root")

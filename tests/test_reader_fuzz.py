@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch.chains import signs
+from lacme_watch.detection.chains import signs
 from lacme_watch.observations import Problem
-from lacme_watch.reader import CertificateReader
+from lacme_watch.reading.reader import CertificateReader
 from lacme_watch.testing import TlsServer
 
 from .conftest import CliRunner

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch.cloudevents import format_time, from_json, parse_time
+from lacme_watch.detection.thresholds import days_remaining
+from lacme_watch.events.cloudevents import format_time, from_json, parse_time
 from lacme_watch.sinks.email import EmailSink
-from lacme_watch.thresholds import days_remaining
 
 from .acme import require
 from .conftest import CliRunner, data, kinds, watch, write_config

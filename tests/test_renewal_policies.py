@@ -12,12 +12,8 @@ import trustme
 from cryptography import x509
 
 from lacme_watch.bridge import report_run
-from lacme_watch.certfacts import describe
-from lacme_watch.cloudevents import from_json, to_json, wrap
 from lacme_watch.config import load
-from lacme_watch.events import CertificateChanged, Change
-from lacme_watch.passes import run_pass
-from lacme_watch.renewal import (
+from lacme_watch.detection.renewal import (
     BeforeExpiry,
     LifetimeLeft,
     RenewAt,
@@ -29,6 +25,10 @@ from lacme_watch.renewal import (
     policy_to_json,
     renew_after,
 )
+from lacme_watch.events import CertificateChanged, Change
+from lacme_watch.events.cloudevents import from_json, to_json, wrap
+from lacme_watch.reading.certfacts import describe
+from lacme_watch.run.passes import run_pass
 from lacme_watch.sinks.shell import event_environment
 from lacme_watch.statedb import StateStore
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from lacme_watch.crl import CrlFetcher, MemoryCrlCache, RevocationOptions
 from lacme_watch.observations import Problem
+from lacme_watch.sources.crl import CrlFetcher, MemoryCrlCache, RevocationOptions
 
 from .authorities.easyrsa_tool import easyrsa
 from .conftest import CliRunner, data, days, kinds, watch, write_config

@@ -15,12 +15,13 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import forked, slices, statrecord
-from lacme_watch.passes import PassReport
 from lacme_watch.plugins import Source
+from lacme_watch.reading import forked, statrecord
+from lacme_watch.run import slices
+from lacme_watch.run.passes import PassReport
+from lacme_watch.sources.stores.lacme import LacmeStore
+from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.lacme import LacmeStore
-from lacme_watch.stores.pem import PemStore
 
 from .conftest import PassWatch, save_acme_cert
 

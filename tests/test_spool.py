@@ -15,12 +15,12 @@ from lacme.errors import ACMEValidationError
 from lacme.events import EventDispatcher
 from lacme.ratelimit import RateLimitTracker
 
-from lacme_watch import spool
 from lacme_watch.bridge import attach
-from lacme_watch.cloudevents import Envelope, to_json, wrap
 from lacme_watch.config import Config
+from lacme_watch.config.routes import SinkRoute, route
+from lacme_watch.dispatch import spool
 from lacme_watch.events import ChallengeFailed
-from lacme_watch.routes import SinkRoute, route
+from lacme_watch.events.cloudevents import Envelope, to_json, wrap
 from lacme_watch.statedb import StateStore
 from lacme_watch.testing import RecordingSink
 

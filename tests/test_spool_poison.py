@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lacme import FileStore
 
-from lacme_watch import boundedjson, spool
-from lacme_watch.cloudevents import to_json, wrap
+from lacme_watch import boundedjson
+from lacme_watch.dispatch import spool
 from lacme_watch.events import ChallengeFailed
+from lacme_watch.events.cloudevents import to_json, wrap
 from lacme_watch.statedb import StateStore
 
 from .conftest import CliRunner, data, kinds, read_events, save_acme_cert

@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.certfacts import observation_json
-from lacme_watch.cloudevents import wrap
 from lacme_watch.config import Config
-from lacme_watch.delivery import RetryPolicy, SinkRoute, drain
-from lacme_watch.detect import SourceSnapshot
+from lacme_watch.detection.detect import SourceSnapshot
+from lacme_watch.detection.renewal import BeforeExpiry, LifetimeLeft, RenewAt
+from lacme_watch.dispatch.delivery import RetryPolicy, SinkRoute, drain
 from lacme_watch.errors import StoreError
 from lacme_watch.events import Heartbeat
+from lacme_watch.events.cloudevents import wrap
 from lacme_watch.observations import Observation
-from lacme_watch.passes import run_pass
-from lacme_watch.reader import CertificateReader
-from lacme_watch.renewal import BeforeExpiry, LifetimeLeft, RenewAt
+from lacme_watch.reading.certfacts import observation_json
+from lacme_watch.reading.reader import CertificateReader
+from lacme_watch.run.passes import run_pass
+from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identity
-from lacme_watch.stores.pem import PemStore
 from lacme_watch.testing import FailingSink, RecordingSink
 
 from .conftest import store_config

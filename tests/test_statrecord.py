@@ -16,12 +16,13 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import guarded, rescans, statrecord
-from lacme_watch.passes import PassReport
 from lacme_watch.plugins import Source
+from lacme_watch.reading import guarded, statrecord
+from lacme_watch.run import rescans
+from lacme_watch.run.passes import PassReport
+from lacme_watch.sources.stores.lacme import LacmeStore
+from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.lacme import LacmeStore
-from lacme_watch.stores.pem import PemStore
 
 from .conftest import PassWatch, kind_and_domain, save_acme_cert
 
@@ -198,7 +199,7 @@ def linked(tmp_path: Path, ca: trustme.CA) -> tuple[Path, _Watch]:
 
 
 def _not_read(caplog: pytest.LogCaptureFixture) -> bool:
-    said = [r.getMessage() for r in caplog.records if r.name == "lacme_watch.scans"]
+    said = [r.getMessage() for r in caplog.records if r.name == "lacme_watch.run.scans"]
     caplog.clear()
     return any(line.endswith("unchanged since the last pass, not read") for line in said)
 
@@ -383,7 +384,7 @@ def test_a_file_renewed_just_before_a_scan_is_read_again_alone(
     assert ("certificate_renewed", "c.example") in events
 
     def looked_at() -> list[str]:
-        said = [r.getMessage() for r in caplog.records if r.name == "lacme_watch.rescans"]
+        said = [r.getMessage() for r in caplog.records if r.name == "lacme_watch.run.rescans"]
         caplog.clear()
         return [line.partition(": ")[2] for line in said]
 
@@ -408,7 +409,7 @@ def test_a_lacme_renewal_just_before_a_scan_is_read_again_alone(
     """lacme's FileStore renews into the certificate's own directory: renewed a moment
     before a pass, that directory (and only it) is read again by the next one."""
     monkeypatch.setattr(statrecord, "RACY", 0.3)
-    caplog.set_level(logging.DEBUG, logger="lacme_watch.rescans")
+    caplog.set_level(logging.DEBUG, logger="lacme_watch.run.rescans")
     store = FileStore(tmp_path / "lacme")
     for name in ("one.example", "two.example", "three.example"):
         save_acme_cert(
@@ -459,7 +460,7 @@ def test_a_store_most_of_which_changed_is_read_in_full(
     partial scan would hold the old record beside the new for little less reading."""
     certs, watching = tree
     monkeypatch.setattr(rescans, "WHOLE_AFTER", 2)
-    caplog.set_level(logging.DEBUG, logger="lacme_watch.rescans")
+    caplog.set_level(logging.DEBUG, logger="lacme_watch.run.rescans")
     assert watching.carried()
     for name in ("a", "b"):
         leaf = ca.issue_cert(f"{name}.example", not_after=NOW + timedelta(days=80))

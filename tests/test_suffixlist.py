@@ -13,9 +13,9 @@ import pytest
 import trustme
 from publicsuffixlist import PublicSuffixList
 
-from lacme_watch import suffixlist
+from lacme_watch.detection import suffixlist
+from lacme_watch.detection.ratelimits import RateLimits, evaluate
 from lacme_watch.observations import Issuance
-from lacme_watch.ratelimits import RateLimits, evaluate
 
 from .conftest import CliRunner, read_events, write_config
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.guarded import looks_like_private_key
 from lacme_watch.observations import Problem, ScanResult
-from lacme_watch.reader import CertificateReader
-from lacme_watch.stores.crl import CrlStore
-from lacme_watch.stores.lacme import LacmeStore
-from lacme_watch.stores.pem import PemStore
+from lacme_watch.reading.guarded import looks_like_private_key
+from lacme_watch.reading.reader import CertificateReader
+from lacme_watch.sources.stores.crl import CrlStore
+from lacme_watch.sources.stores.lacme import LacmeStore
+from lacme_watch.sources.stores.pem import PemStore
 
 from .conftest import CliRunner, kinds, read_events
 from .hierarchy import certificate, crl

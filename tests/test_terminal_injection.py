@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lacme_watch import logconfig
+from lacme_watch.run import logconfig
 
 from .conftest import CliRunner
 
@@ -93,11 +93,11 @@ def test_daemon_log_lines_escape_control_characters(monkeypatch: pytest.MonkeyPa
     handlers, level = root.handlers[:], root.level
     try:
         logconfig.configure("warning", "text", stream)
-        logging.getLogger("lacme_watch.daemon").warning(
+        logging.getLogger("lacme_watch.run.daemon").warning(
             "%s: %s", "pem:/x", "a\nERROR forged\x1b[2J"
         )
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
 
-    assert stream.getvalue() == "WARNING lacme_watch.daemon: pem:/x: a\\nERROR forged\\x1b[2J\n"
+    assert stream.getvalue() == "WARNING lacme_watch.run.daemon: pem:/x: a\\nERROR forged\\x1b[2J\n"

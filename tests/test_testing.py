@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lacme import CertificateAuthority, FileStore
 
 from lacme_watch import CertificateReader, Envelope, Problem, ScanResult, SinkError
-from lacme_watch.cloudevents import from_json, to_json
 from lacme_watch.config import build
 from lacme_watch.events import EVENT_TYPES
+from lacme_watch.events.cloudevents import from_json, to_json
 from lacme_watch.options import parse_yaml
 from lacme_watch.plugins import BUILT_IN, GROUPS, Source
 from lacme_watch.testing import (

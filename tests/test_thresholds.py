@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lacme_watch.thresholds import Policy
+from lacme_watch.detection.thresholds import Policy
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ import shlex
 from collections.abc import Callable
 
 from ..plugins import Source
-from ..stores.certbot import CertbotStore
-from ..stores.dehydrated import DehydratedStore
+from ..sources.stores.certbot import CertbotStore
+from ..sources.stores.dehydrated import DehydratedStore
 
 MAX_CONFIG = 256 * 1024
 DEHYDRATED_PRESETS = {

@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .. import events as _events
-from ..cloudevents import Envelope
+from ..detection.renewal import RenewAt
+from ..events.cloudevents import Envelope
 from ..observations import ScanResult
-from ..renewal import RenewAt
 
 if TYPE_CHECKING:
     from .window import AriRecord

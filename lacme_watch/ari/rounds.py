@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from ..certfacts import fingerprint
-from ..detect import certificate_fields
+from ..detection.detect import certificate_fields
+from ..detection.thresholds import days_remaining
 from ..events import Event, RenewalOverdue, RenewalWindowMoved
 from ..observations import CertificateFacts, Observation, Problem
 from ..plugins import Source
-from ..reader import CertificateReader
-from ..thresholds import days_remaining
+from ..reading.certfacts import fingerprint
+from ..reading.reader import CertificateReader
 from . import records
 from .carried import CarriedStore, split
 from .certid import cert_id

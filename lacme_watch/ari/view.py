@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from ..cloudevents import format_time
+from ..events.cloudevents import format_time
 from ..observations import Observation
 from . import records
 from .window import AriRecord, late_in_window

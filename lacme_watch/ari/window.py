@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from .. import boundedjson
-from ..cloudevents import parse_time
+from ..events.cloudevents import parse_time
 from ..observations import Observation
 
 RETRY_AFTER_MIN = timedelta(minutes=1)

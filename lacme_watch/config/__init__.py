@@ -18,10 +18,9 @@ from pathlib import Path
 
 from ..ari.settings import StoreAri, ari_settings, store_ari
 from ..errors import ConfigError
-from ..guarded import DEFAULT_MAX_FILE_SIZE
 from ..options import Node, Options, parse_bytes, read_config
 from ..plugins import GROUPS, Source, lookup
-from ..routes import SinkRoute
+from ..reading.guarded import DEFAULT_MAX_FILE_SIZE
 from . import cache, sections
 from .discovery import (
     LOCAL_CONFIG,
@@ -32,6 +31,7 @@ from .discovery import (
     zero_config,
 )
 from .model import DEFAULT_SCAN, Config, MetricsOptions, Schedule, SourceRenewal
+from .routes import SinkRoute
 
 __all__ = [
     "DEFAULT_SCAN",

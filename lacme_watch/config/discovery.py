@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..plugins import Source
-from ..routes import SinkRoute
 from .model import Config
+from .routes import SinkRoute
 
 SYSTEM_CONFIG = Path("/etc/lacme-watch/config.yaml")
 LOCAL_CONFIG = Path("lacme-watch.yaml")
@@ -49,10 +49,10 @@ def zero_config(home: Path | None = None) -> tuple[Config, list[str]]:
 
     Returns the configuration and the places watched (the CLI says them on stderr).
     """
-    from ..authorities.lacme import LacmeAuthority
-    from ..stores.certbot import CertbotStore
-    from ..stores.dehydrated import DehydratedStore
-    from ..stores.lacme import LacmeStore
+    from ..sources.authorities.lacme import LacmeAuthority
+    from ..sources.stores.certbot import CertbotStore
+    from ..sources.stores.dehydrated import DehydratedStore
+    from ..sources.stores.lacme import LacmeStore
 
     home = home or Path.home()
     stores: list[Source] = []

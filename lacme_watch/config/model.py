@@ -8,14 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from ..ari.settings import AriSettings
-from ..crl import RevocationOptions
-from ..guarded import DEFAULT_MAX_FILE_SIZE
+from ..detection.ratelimits import RateLimits
+from ..detection.renewal import DEFAULT_AGENT_STALE_AFTER, RenewalPolicy
+from ..detection.thresholds import Policy
 from ..options import format_duration
 from ..plugins import Source
-from ..ratelimits import RateLimits
-from ..renewal import DEFAULT_AGENT_STALE_AFTER, RenewalPolicy
-from ..routes import RetryPolicy, SinkRoute
-from ..thresholds import Policy
+from ..reading.guarded import DEFAULT_MAX_FILE_SIZE
+from ..sources.crl import RevocationOptions
+from .routes import RetryPolicy, SinkRoute
 
 DEFAULT_SCAN = timedelta(minutes=15)
 

@@ -9,16 +9,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .. import events as _events
-from ..changes import FIELDS as CHANGE_FIELDS
-from ..crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
+from ..detection.changes import FIELDS as CHANGE_FIELDS
+from ..detection.ratelimits import RULE_NAMES, RateLimits, Rule
+from ..detection.renewal import DEFAULT_AGENT_STALE_AFTER, DEFAULT_GRACE, parse_renew_before
+from ..detection.thresholds import Policy
 from ..errors import ConfigError
 from ..options import Options, parse_duration
 from ..plugins import GROUPS, Sink, lookup
-from ..ratelimits import RULE_NAMES, RateLimits, Rule
-from ..renewal import DEFAULT_AGENT_STALE_AFTER, DEFAULT_GRACE, parse_renew_before
-from ..routes import RetryPolicy, SinkRoute
-from ..thresholds import Policy
+from ..sources.crl import DEFAULT_MAX_CRL_SIZE, RevocationOptions
 from .model import MetricsOptions, Schedule, SourceRenewal
+from .routes import RetryPolicy, SinkRoute
 
 if TYPE_CHECKING:
     pass
@@ -108,7 +108,7 @@ def schedule(options: Options) -> Schedule:
     if (interval := parse_duration(node.value)) is not None and interval.total_seconds() > 0:
         return replace(base, interval=interval)
     if len(node.value.split()) == 5:
-        from .. import cron  # its field grammar: only for a schedule written in cron's
+        from . import cron  # its field grammar: only for a schedule written in cron's
 
         try:
             cron.parse(node.value)
@@ -147,7 +147,7 @@ def rate_limits(options: Options) -> RateLimits:
 def metrics(options: Options) -> MetricsOptions:
     listen = options.optional_string("listen")
     if listen is not None:
-        from ..metrics import parse_listen
+        from ..run.metrics import parse_listen
 
         try:
             parse_listen(listen)

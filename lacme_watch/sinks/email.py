@@ -19,9 +19,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Self
 
-from ..cloudevents import Envelope, host_of
 from ..errors import ConfigError, SinkError
 from ..events import CertificateChanged, CertificateExpiring, Change, Event
+from ..events.cloudevents import Envelope, host_of
 from ..options import Options
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")

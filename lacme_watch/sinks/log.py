@@ -17,8 +17,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Self
 
-from ..cloudevents import Envelope, format_time, to_json
 from ..errors import SinkError
+from ..events.cloudevents import Envelope, format_time, to_json
 from ..options import Options
 from ..printable import printable
 

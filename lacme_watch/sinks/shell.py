@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Self
 
-from ..cloudevents import Envelope, event_data, format_time, to_json
 from ..errors import ConfigError, SinkError
+from ..events.cloudevents import Envelope, event_data, format_time, to_json
 from ..options import Options
 from ..wording import duration
 

@@ -22,8 +22,8 @@ from email.utils import parsedate_to_datetime
 from typing import Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..cloudevents import Envelope, to_cloudevent
 from ..errors import ConfigError, SinkError
+from ..events.cloudevents import Envelope, to_cloudevent
 from ..options import Options, expand_env
 
 USER_AGENT = "lacme-watch"

@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from ..cloudevents import Envelope
 from ..errors import StoreError
+from ..events.cloudevents import Envelope
 from ..observations import Issuance
-from ..statefiles import (
+from . import marks
+from .connected import collector_paused, epoch
+from .files import (
     DATABASE_NAME,
     StateReset,
     connect_read_only,
@@ -32,8 +34,6 @@ from ..statefiles import (
     read_reset_note,
     tighten_mode,
 )
-from . import marks
-from .connected import collector_paused, epoch
 from .history import AgentRun, History, record_runs
 from .outbox import Backlog, Delivery, HistoryEntry, IdConflict, Outbox, OutboxRow, write_events
 from .schema import SCHEMA, SCHEMA_VERSION, upgrade

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from ..statefiles import (
+from .files import (
     database_error,
 )
 

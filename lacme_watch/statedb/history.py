@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..crl import CachedCrl
 from ..observations import Issuance
+from ..sources.crl import CachedCrl
 from .connected import Connected, epoch
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .. import events as _events
-from ..cloudevents import Envelope, from_json, to_cloudevent, to_json, uuid5_text
+from ..events.cloudevents import Envelope, from_json, to_cloudevent, to_json, uuid5_text
 from .connected import Connected, epoch
 from .history import record_runs
 from .snapshots import execute_in_chunks, in_chunks

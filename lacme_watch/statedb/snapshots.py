@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..detect import SourceSnapshot
+from ..detection.detect import SourceSnapshot
 from ..observations import Observation, Problem
 from .connected import Connected, epoch
 from .marks import unpacked, write_marks
 from .stored import StoredObservation, stored_identity
 
 if TYPE_CHECKING:
-    from ..reader import CachedFile
+    from ..reading.reader import CachedFile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,7 +202,7 @@ class Snapshots(Connected):
         rescan's); a few (up to PAYLOADS_WITH_ROWS) with their payloads: scattered over
         a large store, the stream would step through the rows between them to reach
         each. More are as many as a first pass's slice or a whole store's: streamed."""
-        from ..reader import CachedFile  # the reader's modules: only when files are read
+        from ..reading.reader import CachedFile  # the reader's modules: only when files are read
 
         if paths is None:
             rows: Iterable[tuple[Any, ...]] = self._db.execute(_IDENTITIES, (source,))
@@ -381,7 +381,7 @@ def write_snapshot(
         if _changed(old.get(lineage), observation, identities, lineage, made)
     ]
     if written:
-        from ..certfacts import observation_json  # the reader's modules: only when written
+        from ..reading.certfacts import observation_json  # the reader's modules: only when written
 
         db.executemany(  # a generator: one row's JSON at a time, not the whole store's
             "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",

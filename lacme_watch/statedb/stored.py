@@ -6,8 +6,8 @@ import dataclasses
 import json
 from typing import Any
 
+from ..detection.renewal import policy_from_json
 from ..observations import CertificateFacts, Observation
-from ..renewal import policy_from_json
 
 
 class StoredObservation(Observation):

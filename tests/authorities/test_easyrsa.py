@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lacme_watch.authorities.easyrsa import parse_index, parse_time
+from lacme_watch.sources.authorities.easyrsa import parse_index, parse_time
 
 from ..conftest import CliRunner, data, kinds, read_events
 from .easyrsa_tool import easyrsa

@@ -20,8 +20,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from lacme_watch.cloudevents import Envelope, wrap
 from lacme_watch.events import CertificateExpiring, CertificateRenewed, ChallengeFailed
+from lacme_watch.events.cloudevents import Envelope, wrap
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

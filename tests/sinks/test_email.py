@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from lacme_watch import testing
-from lacme_watch.cloudevents import wrap
 from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.events import (
@@ -19,6 +18,7 @@ from lacme_watch.events import (
     ChallengeFailed,
     CrlExpiring,
 )
+from lacme_watch.events.cloudevents import wrap
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.email import EmailSink
 
@@ -226,8 +226,8 @@ def test_a_bad_subject_template_is_a_config_error() -> None:
 def test_a_server_that_is_down_queues_the_digest_until_it_is_back(tmp_path: Path) -> None:
     """End to end: the outbox keeps the digest while SMTP is down, then sends it once."""
     from lacme_watch.config import Config
-    from lacme_watch.delivery import RetryPolicy, SinkRoute
-    from lacme_watch.ingest import record
+    from lacme_watch.dispatch.delivery import RetryPolicy, SinkRoute
+    from lacme_watch.dispatch.ingest import record
     from lacme_watch.statedb import StateStore
 
     from .conftest import NOW, _start
@@ -260,7 +260,7 @@ def test_a_server_that_is_down_queues_the_digest_until_it_is_back(tmp_path: Path
         mailbox = Mailbox("127.0.0.1", port)
         controller = _start(mailbox)
         try:
-            from lacme_watch.delivery import drain
+            from lacme_watch.dispatch.delivery import drain
 
             up = drain(store, config.sinks, NOW + timedelta(hours=1), config.retry)
         finally:

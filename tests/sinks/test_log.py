@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lacme_watch.cloudevents import Envelope, from_json, to_json, wrap
 from lacme_watch.errors import SinkError
 from lacme_watch.events import CertificateExpiring, ChallengeFailed
+from lacme_watch.events.cloudevents import Envelope, from_json, to_json, wrap
 from lacme_watch.sinks.log import LogSink
 
 T = datetime(2026, 11, 22, 12, tzinfo=UTC)

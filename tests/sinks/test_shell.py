@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from lacme_watch.config import build
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.options import parse_yaml
-from lacme_watch.passes import run_pass
+from lacme_watch.run.passes import run_pass
 from lacme_watch.sinks.shell import ShellSink
 from lacme_watch.statedb import StateStore
 

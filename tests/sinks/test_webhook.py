@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from lacme import CertificateAuthority
 
-from lacme_watch.cloudevents import from_json, to_cloudevent
 from lacme_watch.config import build
-from lacme_watch.delivery import DeliveryReport, RetryPolicy, SinkRoute, drain
+from lacme_watch.dispatch.delivery import DeliveryReport, RetryPolicy, SinkRoute, drain
 from lacme_watch.errors import ConfigError, SinkError
 from lacme_watch.events import ChallengeFailed
+from lacme_watch.events.cloudevents import from_json, to_cloudevent
 from lacme_watch.options import parse_yaml
 from lacme_watch.sinks.webhook import WebhookSink
 from lacme_watch.statedb import StateStore

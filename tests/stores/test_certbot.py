@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lacme_watch.cloudevents import parse_time
+from lacme_watch.events.cloudevents import parse_time
 from lacme_watch.observations import Problem
-from lacme_watch.stores._certbot_log import challenge_failures, is_record_start
-from lacme_watch.stores._logfollow import follow
+from lacme_watch.sources.stores._certbot_log import challenge_failures, is_record_start
+from lacme_watch.sources.stores._logfollow import follow
 
 from ..acme import Certbot, Pebble
 from ..conftest import CliRunner, data, kinds, watch

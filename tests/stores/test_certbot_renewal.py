@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from lacme_watch.cloudevents import parse_time
+from lacme_watch.events.cloudevents import parse_time
 
 from ..acme import Certbot, Pebble
 from ..conftest import CliRunner, data, kinds, watch

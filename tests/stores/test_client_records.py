@@ -19,16 +19,16 @@ import pytest
 import trustme
 from lacme import FileStore
 
-from lacme_watch import statrecord
 from lacme_watch.ari.settings import AriSettings
-from lacme_watch.passes import PassReport
+from lacme_watch.detection.renewal import BeforeExpiry
+from lacme_watch.detection.thresholds import Policy
 from lacme_watch.plugins import Source
-from lacme_watch.renewal import BeforeExpiry
+from lacme_watch.reading import statrecord
+from lacme_watch.run.passes import PassReport
+from lacme_watch.sources.stores.certbot import CertbotStore
+from lacme_watch.sources.stores.dehydrated import DehydratedStore
+from lacme_watch.sources.stores.lacme import LacmeStore
 from lacme_watch.statedb import StateStore
-from lacme_watch.stores.certbot import CertbotStore
-from lacme_watch.stores.dehydrated import DehydratedStore
-from lacme_watch.stores.lacme import LacmeStore
-from lacme_watch.thresholds import Policy
 
 from ..acme import Certbot, Dehydrated, Pebble
 from ..ari_server import AriServer
@@ -70,7 +70,7 @@ class _Watch(PassWatch):
         """The report, the events (kind, domain) and whether the store went unread."""
         self.caplog.clear()
         report, envelopes = self.run_pass(at)
-        said = [r.getMessage() for r in self.caplog.records if r.name == "lacme_watch.scans"]
+        said = [r.getMessage() for r in self.caplog.records if r.name == "lacme_watch.run.scans"]
         unread = f"{self.source}: unchanged since the last pass, not read" in said
         return report, kind_and_domain(envelopes), unread
 

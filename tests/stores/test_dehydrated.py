@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lacme_watch.cloudevents import parse_time
+from lacme_watch.events.cloudevents import parse_time
 
 from ..acme import Dehydrated, Pebble
 from ..conftest import CliRunner, kinds, read_events

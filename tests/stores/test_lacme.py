@@ -11,7 +11,7 @@ from pathlib import Path
 import trustme
 from lacme import CertificateAuthority, FileStore
 
-from lacme_watch.cloudevents import from_json, parse_time
+from lacme_watch.events.cloudevents import from_json, parse_time
 
 from ..conftest import CliRunner, data, kinds, read_events, save_acme_cert, watch
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from lacme_watch.reader import CertificateReader
-from lacme_watch.stores.tls import Endpoint, TlsStore, parse_endpoint
+from lacme_watch.reading.reader import CertificateReader
+from lacme_watch.sources.stores.tls import Endpoint, TlsStore, parse_endpoint
 from lacme_watch.testing import TlsServer
 
 from ..conftest import CliRunner, kinds, read_events

@@ -1,0 +1,1 @@
+"""The `lacme-watch` command line: grammar, commands, and what they print."""
