@@ -474,3 +474,26 @@ def test_decoding_one_event_loads_only_its_family() -> None:
         "lacme_watch.events.base",
         "lacme_watch.events.lifecycle",
     }
+
+
+def _architecture_rows() -> dict[str, str]:
+    """The README's Architecture table: first cell -> the whole row."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("### Architecture", 1)[1].split("\n## ", 1)[0]
+    return {line.split(" | ")[0]: line for line in section.splitlines() if line.startswith("| `")}
+
+
+def test_the_readme_architecture_map_names_every_module() -> None:
+    """A newcomer finds every module's job there: by its path, or as a named part of its
+    folder's own row (`statedb/`: `schema`, `outbox`, ...)."""
+    rows = _architecture_rows()
+    cells = " ".join(rows)
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if path.name == "__init__.py" or f"`{relative}`" in cells:
+            continue
+        folder = f"| `{path.parent.relative_to(PACKAGE).as_posix()}/`"
+        if f"`{path.stem}`" not in rows.get(folder, ""):
+            missing.append(relative)
+    assert missing == []
