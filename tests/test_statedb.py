@@ -24,6 +24,7 @@ from lacme_watch.reading.reader import CertificateReader
 from lacme_watch.run.passes import run_pass
 from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identity
+from lacme_watch.statedb.files import create_database
 from lacme_watch.statedb.rows import ROW_VERSION, decode_row, observation_row
 from lacme_watch.testing import FailingSink, RecordingSink
 
@@ -82,6 +83,39 @@ def test_a_fresh_database_has_the_schema_and_a_later_open_writes_nothing(
         str(SCHEMA_VERSION),
     )
     watcher.close()
+
+
+def test_a_new_database_is_put_in_place_whole_in_wal_mode(tmp_path: Path) -> None:
+    with StateStore(tmp_path):
+        pass
+    database = tmp_path / "state.sqlite3"
+    assert database.read_bytes()[18:20] == b"\x02\x02"  # WAL, as the file's header keeps it
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite3"]  # nothing left over
+
+
+def test_a_new_database_is_written_whole_before_it_is_put_in_place(tmp_path: Path) -> None:
+    database = tmp_path / "state.sqlite3"
+
+    def populate(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (1)")
+        assert not database.exists()  # built aside: nobody sees it half-written
+
+    create_database(database, populate=populate)
+    placed = sqlite3.connect(database)
+    assert placed.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert placed.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    placed.close()
+
+    def failing(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE t (x)")
+        raise KeyError("populate failed")
+
+    other = tmp_path / "other.sqlite3"
+    with pytest.raises(KeyError):
+        create_database(other, populate=failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite3"]
 
 
 def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:

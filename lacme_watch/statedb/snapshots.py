@@ -269,6 +269,13 @@ class Snapshots(Connected):
             )
         }
 
+    def last_scan(self, source: str) -> float | None:
+        """Epoch of the pass that last scanned (or carried) the source; None: never."""
+        row = self._db.execute(
+            "SELECT last_scan FROM sources WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def fingerprints_of(self, source: str) -> list[tuple[str, str]]:
         """(lineage, fingerprint) of a source's certificates, no observation decoded."""
         return self._db.execute(
