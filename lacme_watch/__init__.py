@@ -71,11 +71,11 @@ if _typing.TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _HOMES: dict[str, str] = {
-    "Envelope": "cloudevents",
-    "from_json": "cloudevents",
-    "to_cloudevent": "cloudevents",
-    "to_json": "cloudevents",
-    "EventDispatcher": "dispatch",
+    "Envelope": "events.cloudevents",
+    "from_json": "events.cloudevents",
+    "to_cloudevent": "events.cloudevents",
+    "to_json": "events.cloudevents",
+    "EventDispatcher": "dispatch.subscribers",
     "ConfigError": "errors",
     "EventFormatError": "errors",
     "LacmeWatchError": "errors",
@@ -119,7 +119,7 @@ _HOMES: dict[str, str] = {
     "Options": "options",
     "Sink": "plugins",
     "Source": "plugins",
-    "CertificateReader": "reader",
+    "CertificateReader": "reading.reader",
 }
 """Where each public name lives. Loaded on first use (PEP 562), so that `import
 lacme_watch.cli.commands` for a cron pass does not build every event class, the CloudEvents

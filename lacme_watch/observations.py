@@ -159,6 +159,11 @@ facts_values = operator.attrgetter(*FACTS_FIELDS)
 stand-in for one, certfacts.StoredFacts)."""
 
 
+def facts_from_values(values: Sequence[Any]) -> CertificateFacts:
+    """CertificateFacts from its values in FACTS_FIELDS' order (a certificate row's)."""
+    return _certificate_facts(*values)
+
+
 def _certificate_facts(*values: Any) -> CertificateFacts:
     """CertificateFacts from __reduce__'s values (a frozen dataclass's fields are set
     as its own __init__ sets them)."""

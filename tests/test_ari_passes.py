@@ -4,6 +4,7 @@ lineages (issued by pebble), asked of a real RFC 9773 server on loopback."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -533,3 +534,51 @@ def test_a_lacme_renewal_read_alone_is_asked_about_in_the_same_pass(
     with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as db:
         kept = db.execute("SELECT count(*) FROM ari_certificates").fetchone()[0]
     assert kept == 2  # b's, and the renewal's: a's old certificate is forgotten
+
+
+def test_while_ari_ramps_up_a_pass_reads_only_the_certificates_it_asks_about(
+    tmp_path: Path, ari: AriServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four certificates never asked, two requests a pass (the directory is one): the
+    first pass reads one file for its certID and asks about it, the next two; a pass
+    does not read every certificate it is not asking about yet."""
+    from lacme_watch.ari import rounds
+    from lacme_watch.ari.settings import AriSettings, StoreAri
+    from lacme_watch.observations import Observation
+    from lacme_watch.reading.reader import CertificateReader
+    from lacme_watch.sources.stores.lacme import LacmeStore
+
+    from .conftest import PassWatch
+
+    read: list[str] = []
+    real = rounds._cert_id_of
+
+    def counted(reader: CertificateReader, observation: Observation) -> str | None:
+        read.append(observation.lineage)
+        return real(reader, observation)
+
+    monkeypatch.setattr(rounds, "_cert_id_of", counted)
+    ca = trustme.CA()
+    store = tmp_path / "lacme"
+    for name in ("a.example.com", "b.example.com", "c.example.com", "d.example.com"):
+        save_acme_cert(
+            FileStore(store),
+            ca,
+            [name],
+            not_before=NOW - timedelta(days=1),
+            not_after=NOW + timedelta(days=89),
+        )
+        ari.add(store / "certs" / name / "cert.pem")
+    source = LacmeStore(str(store))
+    watching = PassWatch(tmp_path / "state", source)
+    settings = AriSettings(
+        max_requests_per_pass=2, stores={source.id: StoreAri(directory=ari.directory)}
+    )
+    watching.config = replace(watching.config, ari=settings)
+
+    first, _ = watching.run_pass(NOW)
+    assert (first.ari_requests, len(read)) == (2, 1)  # the directory, and one certificate
+    second, _ = watching.run_pass(NOW + timedelta(minutes=15))
+    assert (second.ari_requests, len(read)) == (2, 3)  # two more, each read once
+    assert len(set(read)) == 3
+    assert ari.count("/renewal-info/") == 3

@@ -294,7 +294,7 @@ def test_the_command_collects_cycles_again_once_started(tmp_path: Path) -> None:
     probe = (
         "import gc, sys\n"
         f"sys.argv = ['lacme-watch', '--config', {str(config)!r}, 'config', 'check']\n"
-        "from lacme_watch import cli\n"
+        "from lacme_watch.cli import commands as cli\n"
         "seen = []\n"
         "real = cli._config_check\n"
         "cli._HANDLERS['config check'] = lambda a, io: seen.append(gc.isenabled()) or real(a, io)\n"

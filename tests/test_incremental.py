@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import tempfile
 from dataclasses import replace
@@ -22,6 +23,7 @@ from lacme_watch.events import Event
 from lacme_watch.observations import Observation, Problem, ScanResult
 from lacme_watch.run.passes import run_pass
 from lacme_watch.statedb import SCHEMA_VERSION, StateStore, identity
+from lacme_watch.statedb.rows import decode_row
 from lacme_watch.testing import FailingSink, RecordingSink, StaticSource
 
 from .conftest import CliRunner, data, expiring, pem_config, watch, write_config, write_leaves
@@ -166,6 +168,69 @@ def _downgrade_to_schema_4(path: Path) -> None:
         UPDATE meta SET value = '4' WHERE key = 'schema';
         """
     )
+    db.commit()
+    db.close()
+
+
+def test_a_schema_7_state_dir_upgrades_every_row_losing_no_mark_and_resending_nothing(
+    tmp_path: Path,
+) -> None:
+    """Schema 7 kept each observation as an object of named values: the upgrade
+    rewrites every row as the array of schema 8, every row, mark, index entry and
+    pending delivery kept, so the pass after it sends nothing again (what a failing
+    sink still owes is delivered once) and the next threshold still comes, once."""
+    certs = tmp_path / "certs"
+    write_leaves(certs, {"a": 25, "b": 35, "c": 80}, now=NOW, lifetime_days=100)
+    sink = RecordingSink()
+    owing = FailingSink("owing", failures=2)  # fails both passes before the upgrade
+    config = replace(
+        pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
+    )
+    source = config.stores[0].id
+    later = NOW + timedelta(days=5, hours=6)  # b: 29.75 days left, past 30d; a: 19.75
+    with StateStore(config.state_dir) as store:
+        run_pass(config, store, NOW)  # the baseline announces a's 30d at once
+        run_pass(config, store, later)
+        index = store.load_index(source)
+        snapshot = store.load_snapshot(source)
+        inventory = store.inventory()
+        history = [(e.envelope.id, e.deliveries) for e in store.history()]
+    sent = [(e.domain, e.threshold) for e in expiring(sink)]
+    assert sent == [("a.example", "30d"), ("b.example", "30d")]
+    path = config.state_dir / "state.sqlite3"
+    _downgrade_to_schema_7(path)
+
+    with StateStore(config.state_dir) as store:
+        assert store.load_index(source) == index
+        assert store.load_snapshot(source) == snapshot
+        assert store.inventory() == inventory
+        assert [(e.envelope.id, e.deliveries) for e in store.history()] == history
+        assert not run_pass(config, store, later + timedelta(hours=1)).envelopes
+        assert [[e.event.kind for e in batch] for batch in owing.batches] == [
+            ["certificate_expiring", "certificate_expiring"]
+        ]
+        run_pass(config, store, later + timedelta(days=6))  # a: 13.75 days left
+    assert [(e.domain, e.threshold) for e in expiring(sink)] == [*sent, ("a.example", "14d")]
+    assert [len(batch) for batch in owing.batches] == [2, 1]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
+    rows = [raw for (raw,) in db.execute("SELECT observation FROM certificates")]
+    assert len(rows) == 3
+    assert all(raw.startswith("[") for raw in rows)
+    db.close()
+
+
+def _downgrade_to_schema_7(path: Path) -> None:
+    """Every certificate row as schema 7 wrote it: `Observation.to_json()`'s object."""
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT rowid, lineage, observation FROM certificates").fetchall()
+    db.executemany(
+        "UPDATE certificates SET observation = ? WHERE rowid = ?",
+        [(json.dumps(decode_row(lineage, raw).to_json()), rowid) for rowid, lineage, raw in rows],
+    )
+    db.execute("UPDATE meta SET value = '7' WHERE key = 'schema'")
     db.commit()
     db.close()
 

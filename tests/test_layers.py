@@ -24,33 +24,55 @@ from .conftest import save_acme_cert
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lacme_watch"
 
+STAGES = {"reading", "sources", "detection", "dispatch", "run", "cli"}
+"""The stage folders: each holds modules of several tiers, and imports nothing itself."""
+
 TIERS: list[set[str]] = [
-    {"beside"},
-    {"wording", "printable", "boundedjson", "statrecord", "atomicfile"},
-    {"suffixlist"},
-    {"errors", "events", "instants", "cron", "logconfig", "notify", "loopback", "terminal"},
-    {"renewal"},
-    {"thresholds"},
-    {"options", "statefiles", "observations", "cloudevents", "dispatch"},
-    {"profiles", "changes", "dernames"},
-    {"certfacts", "forked", "chains", "guarded"},
-    {"reader", "payloads", "ratelimits", "detect", "spool", "metrics", "lock"},
-    {"plugins", "crl", "freshness"},
-    {"stores", "authorities", "sinks", "routes", "bridge"},
-    {"ari", "verdicts"},
+    STAGES,
+    {"reading.beside"},
+    {"wording", "printable", "boundedjson", "reading.statrecord", "atomicfile"},
+    {"detection.suffixlist"},
+    {
+        "errors",
+        "events",
+        "instants",
+        "config.cron",
+        "run.logconfig",
+        "run.notify",
+        "cli.loopback",
+        "cli.terminal",
+    },
+    {"detection.renewal"},
+    {"detection.thresholds"},
+    {"options", "statedb.files", "observations", "events.cloudevents", "dispatch.subscribers"},
+    {"detection.profiles", "detection.changes", "reading.dernames"},
+    {"reading.certfacts", "reading.forked", "detection.chains", "reading.guarded"},
+    {
+        "reading.reader",
+        "reading.payloads",
+        "detection.ratelimits",
+        "detection.detect",
+        "dispatch.spool",
+        "run.metrics",
+        "statedb.lock",
+    },
+    {"plugins", "sources.crl", "detection.freshness"},
+    {"sources.stores", "sources.authorities", "sinks", "config.routes", "bridge"},
+    {"ari", "detection.verdicts"},
     {"config", "statedb", "testing"},
-    {"delivery", "verify", "incremental"},
-    {"rescans"},
-    {"slices"},
-    {"scans"},
-    {"ingest", "passes"},
-    {"check", "demo", "daemon", "views", "units"},
-    {"inventory"},
-    {"arguments"},
-    {"cli", "__main__", ""},
+    {"dispatch.delivery", "detection.verify", "detection.incremental"},
+    {"run.rescans"},
+    {"run.slices"},
+    {"run.scans"},
+    {"dispatch.ingest", "run.passes"},
+    {"cli.check", "cli.demo", "run.daemon", "cli.views", "cli.units"},
+    {"cli.inventory"},
+    {"cli.arguments"},
+    {"cli.commands", "__main__", ""},
 ]
-"""Data-flow order, bottom up: a module imports only from tiers below its own (or its own
-package, for stores/, authorities/ and sinks/)."""
+"""Data-flow order, bottom up: a module imports only from tiers below its own, or from its
+own entry's package (config/, statedb/, events/, ari/, sources/stores/ ...). A stage
+folder's name covers only its own __init__: each of its modules has a tier of its own."""
 
 
 def _module(path: Path) -> str:
@@ -85,9 +107,19 @@ def _names() -> frozenset[str]:
     return frozenset(_module(path) for path in PACKAGE.rglob("*.py"))
 
 
+def _entry(module: str) -> str | None:
+    """The TIERS entry a module falls under: itself, or the longest package around it."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        name = ".".join(parts[:end])
+        if any(name in tier for tier in TIERS) and (end == len(parts) or name not in STAGES):
+            return name
+    return "" if module == "" else None
+
+
 def _tier(module: str) -> int:
-    top = module.split(".")[0]
-    return next(index for index, tier in enumerate(TIERS) if top in tier)
+    entry = _entry(module)
+    return next(index for index, tier in enumerate(TIERS) if entry in tier)
 
 
 def _reaches(start: str) -> set[str]:
@@ -102,7 +134,7 @@ def _reaches(start: str) -> set[str]:
 
 
 def test_every_module_has_a_tier() -> None:
-    assert {m for m in _names() if not any(m.split(".")[0] in t for t in TIERS)} == set()
+    assert {m for m in _names() if _entry(m) is None} == set()
 
 
 def test_nothing_imports_back_up_the_data_flow() -> None:
@@ -110,7 +142,7 @@ def test_nothing_imports_back_up_the_data_flow() -> None:
         f"{module} imports {dependency}"
         for module, dependencies in _graph().items()
         for dependency in dependencies
-        if _tier(dependency) >= _tier(module) and dependency.split(".")[0] != module.split(".")[0]
+        if _tier(dependency) >= _tier(module) and _entry(dependency) != _entry(module)
     )
     assert upward == []
 
@@ -118,12 +150,15 @@ def test_nothing_imports_back_up_the_data_flow() -> None:
 @pytest.mark.parametrize(
     ("module", "never"),
     [
-        ("observations", {"cloudevents", "reader", "detect", "statedb"}),
-        ("detect", {"cloudevents", "reader", "statedb", "config"}),
-        ("config", {"statedb", "delivery", "passes", "daemon", "testing"}),
-        ("demo", {"testing", "daemon"}),
-        ("statedb", {"config", "delivery", "passes"}),
-        ("passes", {"daemon", "cli", "check", "demo"}),
+        (
+            "observations",
+            {"events.cloudevents", "reading.reader", "detection.detect", "statedb"},
+        ),
+        ("detection.detect", {"events.cloudevents", "reading.reader", "statedb", "config"}),
+        ("config", {"statedb", "dispatch.delivery", "run.passes", "run.daemon", "testing"}),
+        ("cli.demo", {"testing", "run.daemon"}),
+        ("statedb", {"config", "dispatch.delivery", "run.passes"}),
+        ("run.passes", {"run.daemon", "cli.commands", "cli.check", "cli.demo"}),
     ],
 )
 def test_what_each_layer_does_not_reach(module: str, never: set[str]) -> None:
@@ -211,7 +246,7 @@ def test_only_the_daemon_imports_apscheduler() -> None:
             )
             if any(name.split(".")[0] == "apscheduler" for name in names):
                 importers.add(_module(path))
-    assert importers == {"daemon"}
+    assert importers == {"run.daemon"}
 
 
 WATCH_ONCE = """
@@ -292,7 +327,7 @@ no event class (each family is a few milliseconds of frozen-dataclass creation);
 first pass kept the parsed configuration in state_dir, so PyYAML is not loaded."""
 
 
-_TRUST_FRESH_FILES = "from lacme_watch import statrecord\nstatrecord.RACY = -3600.0\n"
+_TRUST_FRESH_FILES = "from lacme_watch.reading import statrecord\nstatrecord.RACY = -3600.0\n"
 """Files written a moment ago are trusted by their lstat, as a cron pass an hour on would."""
 
 
@@ -434,4 +469,31 @@ def test_decoding_one_event_loads_only_its_family() -> None:
         f"assert from_json({line!r}).event.kind == 'certificate_unreadable'\n"
     )
     families = {m for m in loaded if m.startswith("lacme_watch.events.")}
-    assert families == {"lacme_watch.events.base", "lacme_watch.events.lifecycle"}
+    assert families == {
+        "lacme_watch.events.cloudevents",  # the codec itself
+        "lacme_watch.events.base",
+        "lacme_watch.events.lifecycle",
+    }
+
+
+def _architecture_rows() -> dict[str, str]:
+    """The README's Architecture table: first cell -> the whole row."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("### Architecture", 1)[1].split("\n## ", 1)[0]
+    return {line.split(" | ")[0]: line for line in section.splitlines() if line.startswith("| `")}
+
+
+def test_the_readme_architecture_map_names_every_module() -> None:
+    """A newcomer finds every module's job there: by its path, or as a named part of its
+    folder's own row (`statedb/`: `schema`, `outbox`, ...)."""
+    rows = _architecture_rows()
+    cells = " ".join(rows)
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if path.name == "__init__.py" or f"`{relative}`" in cells:
+            continue
+        folder = f"| `{path.parent.relative_to(PACKAGE).as_posix()}/`"
+        if f"`{path.stem}`" not in rows.get(folder, ""):
+            missing.append(relative)
+    assert missing == []

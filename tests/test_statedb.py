@@ -20,11 +20,12 @@ from lacme_watch.errors import StoreError
 from lacme_watch.events import Heartbeat
 from lacme_watch.events.cloudevents import wrap
 from lacme_watch.observations import Observation
-from lacme_watch.reading.certfacts import observation_json
 from lacme_watch.reading.reader import CertificateReader
 from lacme_watch.run.passes import run_pass
 from lacme_watch.sources.stores.pem import PemStore
 from lacme_watch.statedb import SCHEMA_VERSION, SourceChange, StateStore, identity
+from lacme_watch.statedb.files import create_database
+from lacme_watch.statedb.rows import ROW_VERSION, decode_row, observation_row
 from lacme_watch.testing import FailingSink, RecordingSink
 
 from .conftest import store_config
@@ -82,6 +83,39 @@ def test_a_fresh_database_has_the_schema_and_a_later_open_writes_nothing(
         str(SCHEMA_VERSION),
     )
     watcher.close()
+
+
+def test_a_new_database_is_put_in_place_whole_in_wal_mode(tmp_path: Path) -> None:
+    with StateStore(tmp_path):
+        pass
+    database = tmp_path / "state.sqlite3"
+    assert database.read_bytes()[18:20] == b"\x02\x02"  # WAL, as the file's header keeps it
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite3"]  # nothing left over
+
+
+def test_a_new_database_is_written_whole_before_it_is_put_in_place(tmp_path: Path) -> None:
+    database = tmp_path / "state.sqlite3"
+
+    def populate(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (1)")
+        assert not database.exists()  # built aside: nobody sees it half-written
+
+    create_database(database, populate=populate)
+    placed = sqlite3.connect(database)
+    assert placed.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert placed.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    placed.close()
+
+    def failing(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE t (x)")
+        raise KeyError("populate failed")
+
+    other = tmp_path / "other.sqlite3"
+    with pytest.raises(KeyError):
+        create_database(other, populate=failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite3"]
 
 
 def test_an_unwritable_state_dir_is_a_store_error(tmp_path: Path) -> None:
@@ -242,6 +276,38 @@ def test_a_batch_mixing_new_resent_and_clashing_ids_keeps_its_order(tmp_path: Pa
     assert [row.envelope.event.events for row in due] == [2, 3, 4, 5]  # type: ignore[attr-defined]
 
 
+def test_each_sink_queues_exactly_the_events_routed_to_it_and_marks_those_it_had(
+    tmp_path: Path,
+) -> None:
+    """A sink's outbox rows go in by runs of consecutive events: events routed to
+    other sinks (or none) between them are not queued for it, and delivering some of
+    its rows marks those only, once each (a row given twice counts one attempt)."""
+
+    def beat(events: int) -> Heartbeat:
+        return Heartbeat(
+            host="h", pass_at=NOW, certificates=1, sources=1, sources_failed=0, events=events,
+            problems=0,
+        )  # fmt: skip
+
+    sinks = [("a",), ("b",), ("a", "b"), (), ("a", "a"), ("a",), ("b",), ("a",)]
+    routed = [(wrap(beat(n), host="h", time=NOW, id=f"e{n}"), s) for n, s in enumerate(sinks)]
+    with StateStore(tmp_path) as store:
+        store.record_events(routed, NOW)
+        due_a = store.due("a", NOW)
+        assert [row.envelope.id for row in due_a] == ["e0", "e2", "e4", "e5", "e7"]
+        assert [row.envelope.id for row in store.due("b", NOW)] == ["e1", "e2", "e6"]
+        store.mark_delivered("a", [due_a[4], due_a[0], due_a[2], due_a[3], due_a[3]], NOW)
+        assert [row.envelope.id for row in store.due("a", NOW)] == ["e2"]
+        assert len(store.due("b", NOW)) == 3
+        deliveries = {e.envelope.id: e.deliveries for e in store.history()}
+        counts = store.outbox_counts()
+    assert deliveries["e3"] == {}
+    assert deliveries["e5"]["a"].state == "delivered"
+    assert deliveries["e5"]["a"].attempts == 1
+    assert deliveries["e2"]["a"].state == "pending"
+    assert counts == {("a", "delivered"): 4, ("a", "pending"): 1, ("b", "pending"): 3}
+
+
 def test_an_event_recorded_twice_is_queued_once_and_delivered_as_first_recorded(
     tmp_path: Path,
 ) -> None:
@@ -332,13 +398,19 @@ def _odd_observations(tmp_path: Path) -> list[Observation]:
     return [*made, replace(made[0], lineage=str(pem), certificate=real[0])]
 
 
-def test_a_snapshot_row_is_the_json_of_its_observation(tmp_path: Path) -> None:
-    """observation_json writes what json.dumps(to_json()) would (it reads back the
-    same), and every such row is stored and loaded back equal."""
+def test_a_snapshot_row_is_its_observations_values_in_a_json_array(tmp_path: Path) -> None:
+    """observation_row writes a JSON array of the observation's values (the lineage is
+    the row's own column), read back equal, as the object rows of schema 7 still are;
+    a layout it does not know is refused; and every such row is stored and loaded
+    back equal."""
     made = _odd_observations(tmp_path)
     for one in made:
-        assert json.loads(observation_json(one)) == one.to_json()
-        assert Observation.from_json(json.loads(observation_json(one))) == one
+        row = observation_row(one)
+        assert json.loads(row)[0] == ROW_VERSION
+        assert decode_row(one.lineage, row) == one
+        assert decode_row(one.lineage, json.dumps(one.to_json())) == one  # schema 7's
+        with pytest.raises(ValueError, match="layout 2"):
+            decode_row(one.lineage, json.dumps([2, *json.loads(row)[1:]]))
     after = SourceSnapshot(
         source="static:odd", baselined=True, certificates={o.lineage: o for o in made}
     )

@@ -64,3 +64,21 @@ def test_the_default_policy_on_a_90_day_certificate() -> None:
         days=30, seconds=1
     )
     assert policy.next_crossing(START, not_after, not_after) is None
+
+
+def test_each_policy_answers_with_its_own_thresholds_when_an_old_ones_id_is_reused() -> None:
+    """What a policy worked out is remembered by its identity: a policy made after
+    another was dropped (often at the same address) never gets the other's answers."""
+    not_before = datetime(2026, 1, 1, tzinfo=UTC)
+    not_after = not_before + timedelta(days=90)
+    now = not_after - timedelta(days=20)
+    for days in range(21, 46):  # each dropped before the next is made (45d: half of 90)
+        policy = Policy(thresholds_days=(days,), thresholds_percent=())
+        assert policy.crossed(not_before, not_after, now) == [f"{days}d"]
+        assert policy.next_crossing(not_before, not_after, now) == not_after - timedelta(seconds=1)
+        del policy
+    narrow = Policy(thresholds_days=(7,), thresholds_percent=())
+    assert narrow.crossed(not_before, not_after, now) == []
+    assert narrow.next_crossing(not_before, not_after, now) == not_after - timedelta(
+        days=7, seconds=1
+    )

@@ -12,6 +12,7 @@ budget) -> judge every candidate -> problems.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,8 @@ class _Candidate:
     observation: Observation
     directory: str
     record: AriRecord | None
+    unnamed: bool = False
+    """Read, and found without an Authority Key Identifier: not read again this pass."""
 
     def due(self, now: datetime) -> bool:
         return self.record is None or self.record.next_check <= now
@@ -114,20 +117,24 @@ def run_round(
     loaded, kept = split(carried, known, directories, now, DIRECTORY_FRESH)
     candidates = _candidates(settings, stores, [*inventory, *loaded], known, now)
     result.keep = set(candidates) | kept
-    due = _identify(
-        sorted(
-            (c for c in candidates.values() if c.due(now)),
-            key=lambda c: c.record.next_check.timestamp() if c.record else float("-inf"),
-        ),
-        CertificateReader(max_file_size=max_file_size),
-        now,
-        result.keep,
+    due = sorted(
+        (c for c in candidates.values() if c.due(now)),
+        key=lambda c: c.record.next_check.timestamp() if c.record else float("-inf"),
     )
+    for candidate in due:  # the files may have moved to another CA
+        if candidate.record is not None and candidate.directory != candidate.record.directory:
+            candidate.record = replace(candidate.record, directory=candidate.directory)
+    reader = CertificateReader(max_file_size=max_file_size)
+    identify = functools.partial(_identify, reader=reader, now=now, keep=result.keep)
+    wanted: set[str] = set()  # directories with a certificate RFC 9773 can name
+    for candidate in due:
+        if candidate.directory not in wanted and identify(candidate) is not None:
+            wanted.add(candidate.directory)
     fetcher = fetch or _lazy_fetcher(settings)
     budget = settings.max_requests_per_pass
     stale = [
         directory
-        for directory in sorted({record.directory for _, record in due})
+        for directory in sorted(wanted)
         if directory not in directories
         or directories[directory].error is not None
         or now - directories[directory].fetched_at >= DIRECTORY_FRESH
@@ -136,7 +143,16 @@ def run_round(
         directories[found.directory] = found
         result.directories.append(found)
     result.requests += len(stale)
-    answered = _ask_due(due, directories, fetcher, now, budget - len(stale), settings, result)
+    answered = _ask_due(
+        due,
+        identify,
+        directories,
+        fetcher,
+        now,
+        budget - len(stale),
+        settings,
+        result,
+    )
     for candidate in candidates.values():
         grace = (
             overdue_grace(candidate.source, candidate.observation.certificate)
@@ -199,32 +215,29 @@ def _candidates(
 
 
 def _identify(
-    due: Sequence[_Candidate], reader: CertificateReader, now: datetime, keep: set[str]
-) -> list[tuple[_Candidate, AriRecord]]:
-    """Each due certificate with its record; a new one gets its certID (read once)."""
-    found: list[tuple[_Candidate, AriRecord]] = []
-    for candidate in due:
-        record = candidate.record
-        if record is None:
-            identifier = _cert_id_of(reader, candidate.observation)
-            if identifier is None:
-                keep.discard(candidate.observation.fingerprint)
-                continue  # no Authority Key Identifier: RFC 9773 cannot name it
-            record = AriRecord(
-                fingerprint=candidate.observation.fingerprint,
-                cert_id=identifier,
-                directory=candidate.directory,
-                next_check=now,
-            )
-        elif candidate.directory != record.directory:
-            record = replace(record, directory=candidate.directory)
-        candidate.record = record
-        found.append((candidate, record))
-    return found
+    candidate: _Candidate, *, reader: CertificateReader, now: datetime, keep: set[str]
+) -> AriRecord | None:
+    """The due certificate's record; a new one gets its certID, its file read once, only
+    when it is about to be asked: while ARI ramps up over a large store, a pass reads
+    the `max_requests_per_pass` it asks about, not every certificate never asked."""
+    if candidate.record is None and not candidate.unnamed:
+        identifier = _cert_id_of(reader, candidate.observation)
+        if identifier is None:
+            keep.discard(candidate.observation.fingerprint)
+            candidate.unnamed = True
+            return None  # no Authority Key Identifier: RFC 9773 cannot name it
+        candidate.record = AriRecord(
+            fingerprint=candidate.observation.fingerprint,
+            cert_id=identifier,
+            directory=candidate.directory,
+            next_check=now,
+        )
+    return candidate.record
 
 
 def _ask_due(
-    due: Sequence[tuple[_Candidate, AriRecord]],
+    due: Sequence[_Candidate],
+    record_of: Callable[[_Candidate], AriRecord | None],
     directories: Mapping[str, DirectoryRecord],
     fetch: Fetch,
     now: datetime,
@@ -234,13 +247,16 @@ def _ask_due(
 ) -> set[str]:
     """Ask about as many due certificates as the budget allows; the fingerprints answered."""
     asked: list[tuple[_Candidate, AriRecord, str]] = []
-    for candidate, record in due:
-        entry = directories.get(record.directory)
+    for candidate in due if budget > 0 else ():
+        entry = directories.get(candidate.directory)
         if entry is None or entry.error is not None or entry.renewal_info is None:
             continue  # directory not fetched (budget), failing (reported) or without ARI
+        record = record_of(candidate)
+        if record is None:
+            continue
+        asked.append((candidate, record, entry.renewal_info))
         if len(asked) >= budget:
             break  # the rest wait for the next pass, most overdue first
-        asked.append((candidate, record, entry.renewal_info))
 
     def question(item: tuple[_Candidate, AriRecord, str]) -> AriRecord:
         _, record, renewal_info = item

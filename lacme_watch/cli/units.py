@@ -38,7 +38,8 @@ class Unit:
 
 def templates() -> Path:
     """The shipped units: inside the wheel, or the checkout's systemd/ (editable install)."""
-    for candidate in (Path(__file__).parent / "units", Path(__file__).parents[1] / "systemd"):
+    package = Path(__file__).parents[1]
+    for candidate in (package / "units", package.parent / "systemd"):
         if (candidate / DAEMON[0]).is_file():
             return candidate
     raise ConfigError("systemd install", "the unit templates are missing from this install")

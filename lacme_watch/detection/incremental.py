@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ..ari.overdue import with_windows
 from ..observations import Observation, ScanResult
 from ..statedb import Indexed, SourceChange, StateStore, identity
 from . import renewal
@@ -21,6 +22,7 @@ from .detect import Authority, SourceSnapshot, detect
 from .thresholds import Policy
 
 if TYPE_CHECKING:
+    from ..ari.window import AriRecord
     from ..events import Event
     from ..reading.reader import CachedFile
 
@@ -60,10 +62,14 @@ def detect_changes(
     authorities: Mapping[str, Authority],
     files_before: Mapping[str, CachedFile],
     files_after: Mapping[str, CachedFile],
+    reshow: Collection[str] = frozenset(),
+    windows: Mapping[str, AriRecord] | None = None,
 ) -> Outcome:
     """detect() over what changed since the last pass, or over everything when it must:
     a first pass, a failed scan (its inventory carries over whole), TLS endpoints
-    (compared with every store by deployment_stale)."""
+    (compared with every store by deployment_stale). After a partial rescan, `reshow`
+    lineages are shown again as the database holds them, with `windows` (the CA's
+    renewal windows) as their leaves' renewal policy, as a full scan would apply them."""
     if scan.covered is not None and not scan.failed:  # a partial rescan: its lineages only
         index = store.load_index(source, {o.lineage for o in scan.observations} | scan.covered)
         whole, partial = False, True
@@ -83,7 +89,7 @@ def detect_changes(
         previous = store.load_snapshot(source)
         shown = scan
     else:
-        involved = _involved(store, source, index, current, now, scan.covered, made)
+        involved = _involved(store, source, index, current, now, scan.covered, made, reshow)
         marks_of = (involved | current.keys() | (scan.covered or set())) if partial else None
         previous = _previous(store, source, involved, index, made, marks_of)
         shown = replace(
@@ -91,6 +97,7 @@ def detect_changes(
         )
         if partial and previous is not None:
             shown = _with_the_rest(shown, previous, current, scan.covered or frozenset())
+            shown = with_windows(shown, windows or {})
     after, events = detect(
         previous, shown, source=source, now=now, policy=policy, authorities=authorities
     )
@@ -134,12 +141,13 @@ def _involved(
     now: datetime,
     covered: frozenset[str] | None,
     made: dict[str, tuple[Observation, bytes]],
+    reshow: Collection[str] = frozenset(),
 ) -> set[str]:
-    """Lineages that are new or changed, gone (removed or held), or due a threshold;
-    after a partial rescan, gone only among the lineages it covered. The identities
-    made of the involved ones go into `made`, each beside its observation (the commit
-    needs them again)."""
-    due = set(store.thresholds_due(source, now))
+    """Lineages that are new or changed, gone (removed or held), due a threshold, or to
+    be shown again (`reshow`); after a partial rescan, gone only among the lineages it
+    covered. The identities made of the involved ones go into `made`, each beside its
+    observation (the commit needs them again)."""
+    due = set(store.thresholds_due(source, now)) | set(reshow)
     involved = set()
     for lineage, observation in current.items():
         digest = identity(observation)

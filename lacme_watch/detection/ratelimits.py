@@ -34,6 +34,8 @@ RULE_NAMES = ("registered_domain", "exact_set", "failed_authorizations")
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """At most `limit` issuances in any `window`."""
+
     limit: int
     window: timedelta
 
@@ -115,6 +117,8 @@ def merge(issuances: Iterable[Issuance]) -> list[Issuance]:
 
 @dataclass(frozen=True, slots=True)
 class Warning:
+    """A rule's count nearing its limit for one key (a registered domain or name set)."""
+
     rule: str
     key: str
     count: int

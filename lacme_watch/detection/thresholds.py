@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from . import renewal
 
@@ -51,24 +52,20 @@ class Policy:
     def _offsets(self, lifetime: float) -> tuple[timedelta, ...]:
         """How long before expiry each window opens, expiry itself (0) included, longest
         first: their instants in time order (remembered like _windows)."""
-        key = (self, lifetime)
-        found = _OFFSETS.get(key)
+        known = _remembered(_OFFSETS, self)
+        found = known.get(lifetime)
         if found is None:
-            if len(_OFFSETS) > 4096:
-                _OFFSETS.clear()
             offsets = {timedelta(seconds=s) for _, s in self._windows(lifetime)} | {timedelta(0)}
-            found = _OFFSETS[key] = tuple(sorted(offsets, reverse=True))
+            found = known[lifetime] = tuple(sorted(offsets, reverse=True))
         return found
 
     def _windows(self, lifetime: float) -> tuple[tuple[str, float], ...]:
         """(label, seconds before expiry) for the thresholds that suit this lifetime
         (remembered per lifetime: a store's certificates mostly share one)."""
-        key = (self, lifetime)
-        found = _WINDOWS.get(key)
+        known = _remembered(_WINDOWS, self)
+        found = known.get(lifetime)
         if found is None:
-            if len(_WINDOWS) > 4096:
-                _WINDOWS.clear()
-            found = _WINDOWS[key] = self._compute_windows(lifetime)
+            found = known[lifetime] = self._compute_windows(lifetime)
         return found
 
     def _compute_windows(self, lifetime: float) -> tuple[tuple[str, float], ...]:
@@ -90,8 +87,28 @@ class Policy:
         return tuple(sorted(windows, key=lambda window: window[1]))
 
 
-_WINDOWS: dict[tuple[Policy, float], tuple[tuple[str, float], ...]] = {}
-_OFFSETS: dict[tuple[Policy, float], tuple[timedelta, ...]] = {}
+_Found = TypeVar("_Found")
+_WINDOWS: dict[int, tuple[Policy, dict[float, tuple[tuple[str, float], ...]]]] = {}
+_OFFSETS: dict[int, tuple[Policy, dict[float, tuple[timedelta, ...]]]] = {}
+_KEPT = 4096
+"""Lifetimes remembered per policy (and policies): beyond, the table starts anew."""
+
+
+def _remembered(
+    table: dict[int, tuple[Policy, dict[float, _Found]]], policy: Policy
+) -> dict[float, _Found]:
+    """A policy's own table of what it worked out, by lifetime. Found by the policy's
+    identity, not its value: hashing a Policy (every field, a frozenset among them) cost
+    as much as the rest of crossed() for each of a pass's thousands of certificates.
+    Kept beside the policy itself, so an id reused by another object cannot mislead."""
+    entry = table.get(id(policy))
+    if entry is None or entry[0] is not policy or len(entry[1]) > _KEPT:
+        if len(table) > 64:
+            table.clear()
+        entry = table[id(policy)] = (policy, {})
+    return entry[1]
+
+
 _SECOND = timedelta(seconds=1)
 
 

@@ -245,20 +245,23 @@ class SourceChecks:
     def finish(
         self, after: SourceSnapshot, previous: SourceSnapshot | None
     ) -> tuple[SourceSnapshot, list[Event]]:
-        kept = {
-            mark
-            for mark in after.reported
-            if not (mark[0] in self.analysed and mark[2].startswith(_CHAIN_MARKS))
-        }
+        kept = after.reported
+        if self.analysed:  # their chain and name marks are this pass's (self.marks)
+            kept = frozenset(
+                mark
+                for mark in kept
+                if not (mark[0] in self.analysed and mark[2].startswith(_CHAIN_MARKS))
+            )
         # detect() keeps marks only for certificates; a CRL not read this pass keeps its own.
-        kept |= unread_crl_marks(self.before, self.crl_lineages)
+        # Added only if there are any: a pass where 5,000 came due holds ~15,000 marks.
+        more = unread_crl_marks(self.before, self.crl_lineages) | self.marks
         old_problems = previous.problems if previous else frozenset()
         self.events += unreadable_events(
             self.source, frozenset(self.problems) - old_problems, self.now
         )
         updated = replace(
             after,
-            reported=frozenset(kept | self.marks),
+            reported=kept | more if more else kept,
             problems=after.problems | self.problems,
         )
         return updated, self.events

@@ -252,6 +252,8 @@ def findings(snapshot: SourceSnapshot) -> list[tuple[str, str]]:
     `revoked`, `not www.example.com`."""
     found: list[tuple[str, str]] = []
     for lineage, _, label in snapshot.reported:  # sorted once found: most marks are none
+        if ":" not in label:  # an expiry threshold (`30d`, `10%`, `expired`) or `overdue`
+            continue
         if label.startswith("chain:"):
             reason = label.split(":", 3)[2]
             if reason != "checked":

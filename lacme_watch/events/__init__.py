@@ -145,8 +145,8 @@ def __getattr__(name: str) -> object:
         value = _event_types()
     elif name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    elif name in _HOMES.values():
-        return importlib.import_module(f".{name}", __name__)  # a family, as when all loaded
+    elif name in _HOMES.values() or name == "cloudevents":
+        return importlib.import_module(f".{name}", __name__)  # a family, or the codec
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # the next lookup is an ordinary one

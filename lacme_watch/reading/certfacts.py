@@ -26,13 +26,11 @@ from ..detection.profiles import (
     signature_name,
     usage_names,
 )
-from ..detection.renewal import policy_to_json
 from ..instants import format_time, parse_time
 from ..observations import (
     FACTS_FIELDS,
     FACTS_VERSION,
     CertificateFacts,
-    Observation,
     Problem,
     Profile,
     facts_values,
@@ -317,29 +315,6 @@ def encode_one(facts: CertificateFacts) -> str:
     raw = _facts_json(facts, names)
     ca = "ca" if facts.is_ca else ""
     return f"{facts.fingerprint}\t{facts.signed_by or ''}\t{ca}\t{names}\t{raw}"
-
-
-def observation_json(observation: Observation) -> str:
-    """`json.dumps(observation.to_json())` as its snapshot row keeps it (the same JSON:
-    it reads back the same), written from the fields, the facts as encode_one writes
-    them: the encoder's walk of the dictionaries was a third of a first pass's commit.
-    Paths and names are ASCII-escaped, as json.dumps escapes them."""
-    facts = observation.certificate
-    domains = ", ".join(map(_ASCII, observation.domains))
-    length = observation.chain_length
-    renewal = observation.renewal
-    return (
-        f'{{"lineage": {_ASCII(observation.lineage)}, "role": {_ASCII(observation.role)},'
-        f' "path": {_ASCII(observation.path)}, "domain": {_ASCII(observation.domain)},'
-        f' "domains": [{domains}],'
-        f' "certificate": {_facts_json(facts, _names_json(facts.names))},'
-        f' "chain_length": {"null" if length is None else int(length)},'
-        f' "renewal": {"null" if renewal is None else json.dumps(policy_to_json(renewal))}}}'
-    )
-
-
-_ASCII: Callable[[str], str] = json.encoder.encode_basestring_ascii
-"""How json.dumps writes a string: `"`, escapes (non-ASCII too), `"`."""
 
 
 def _names_json(names: tuple[str, ...]) -> str:

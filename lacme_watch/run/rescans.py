@@ -4,10 +4,11 @@ in part when its source can rescan only what changed, read in full otherwise.
 
 The record holds for one key: everything beside the files that decides what a scan
 says (the store's own settings, its renewal settings, the watched CAs and signers,
-the facts' version, the expiry policy, and of the CA's ARI answers only the windows'
-ends, which become the leaves' renewal policy). What else the ARI round keeps (when
-to ask next, failures) changes every pass but no scan's outcome: the round judges
-windows itself, carried stores' certificates included (passes.py). A store that
+the facts' version, the expiry policy, whether the CA's ARI windows apply). The
+windows themselves are not in it: a window becomes its leaf's renewal policy, so the
+leaves whose CA answered since the store was last scanned are shown to detect()
+again from the state database (window_lineages), their files not read; the round
+judges windows itself, carried stores' certificates included (passes.py). A store that
 checks revocation keeps none: the network decides what its scan says.
 """
 
@@ -19,8 +20,10 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..ari.overdue import ARI_POLICY
 from ..config import Config
 from ..detection.detect import Authority
+from ..detection.renewal import RenewAt
 from ..observations import FACTS_VERSION, ScanResult
 from ..plugins import Source
 from ..reading import statrecord
@@ -42,17 +45,12 @@ def record_key(
     source: Source,
     signers: list[x509.Certificate],
     authorities: Mapping[str, Authority],
-    windows: Mapping[str, AriRecord],
-    store: StateStore,
 ) -> str | None:
     """Everything beside its files that decides a file store's outcome; None for a
-    source that cannot keep a stat record (network, logs, plugins, revocation).
-    `windows`: every certificate's ARI answer; the key holds those of the store's own
-    certificates, looked up only where they can apply."""
+    source that cannot keep a stat record (network, logs, plugins, revocation)."""
     if getattr(source, "stat_record", False) is not True or config.checks_revocation(source.id):
         return None
     renewal = config.renewal_of(source.id)
-    ari = config.ari.for_store(source.id)
     text = repr(
         (
             _signers_key(signers),  # and the facts' version
@@ -63,37 +61,48 @@ def record_key(
             renewal,
             config.policy,
             sorted(authorities),
-            _windows_key(_store_windows(store, source.id, windows))
-            if ari.enabled and not renewal.no_policy
-            else "",
+            windows_apply(config, source.id),
         )
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _store_windows(
+def windows_apply(config: Config, source: str) -> bool:
+    """Whether the CA's ARI windows are this store's leaves' renewal policy."""
+    return config.ari.for_store(source).enabled and not config.renewal_of(source).no_policy
+
+
+def window_lineages(
     store: StateStore, source: str, windows: Mapping[str, AriRecord]
-) -> dict[str, AriRecord]:
-    """The CA's answers for the certificates this store held last pass: while its files
-    are unchanged, these are the leaves it would apply them to (another store's answers
-    change nothing it says)."""
+) -> frozenset[str]:
+    """The store's lineages whose leaf's renewal policy no longer matches its CA's
+    window: detect() must see them again. Only leaves whose CA answered since the
+    store was last scanned can differ (the round asks at most `max_requests_per_pass`
+    a pass), so only those rows are decoded. A window once given is never withdrawn
+    (an answer always holds one; a failure keeps the last), so no leaf goes back to its
+    client's own policy, which only the files hold."""
     if not windows:
-        return {}
-    return {fp: windows[fp] for _, fp in store.fingerprints_of(source) if fp in windows}
-
-
-def _windows_key(windows: Mapping[str, AriRecord]) -> str:
-    """What of the CA's answers a scan applies (ari/overdue.with_windows: a leaf's
-    renewal policy is its window's end), not when the round asks next or how it
-    failed: those move every pass and change no scan's outcome."""
-    ends = sorted(
-        (fingerprint, record.window.end.timestamp())
+        return frozenset()
+    since = store.last_scan(source)
+    if since is None:
+        return frozenset()
+    answered = {
+        fingerprint
         for fingerprint, record in windows.items()
-        if record.window is not None
-    )
-    if not ends:
-        return ""
-    return hashlib.sha256(repr(ends).encode()).hexdigest()
+        if record.checked_at is not None and record.checked_at.timestamp() >= since
+    }
+    candidates = [lineage for lineage, fp in store.fingerprints_of(source) if fp in answered]
+    snapshot = store.load_snapshot(source, candidates, marks_of=()) if candidates else None
+    if snapshot is None:
+        return frozenset()
+    moved: set[str] = set()
+    for lineage, observation in snapshot.certificates.items():
+        record = windows.get(observation.fingerprint)
+        if observation.role != "leaf" or record is None or record.window is None:
+            continue
+        if observation.renewal != RenewAt(at=record.window.end, origin=ARI_POLICY):
+            moved.add(lineage)
+    return frozenset(moved)
 
 
 def _signers_key(signers: Sequence[x509.Certificate]) -> str:

@@ -116,19 +116,34 @@ def scan_sources(
     windows = known or {}
     verifier = verifier_for(config, store, now)
     for source in config.sources:
-        key = rescans.record_key(config, source, tally.signers, tally.authorities, windows, store)
+        key = rescans.record_key(config, source, tally.signers, tally.authorities)
         kept = store.load_stat_record(source.id) if quick and key is not None else None
         changed = (
             rescans.changes_since(source.id, kept, key, now) if quick and key is not None else None
         )
         if key is None and quick:
             _log.debug("%s: read in full, it keeps no stat record", source.id)
-        if changed == [] and (carry := rescans.carried(store, source.id, now)):
+        reshow = (
+            rescans.window_lineages(store, source.id, windows)
+            if changed is not None and rescans.windows_apply(config, source.id)
+            else frozenset()
+        )
+        if reshow:
+            _log.debug("%s: %d renewal windows moved, shown again", source.id, len(reshow))
+        if changed == [] and not reshow and (carry := rescans.carried(store, source.id, now)):
             _log.debug("%s: unchanged since the last pass, not read", source.id)
             _carry(tally, store, source.id, carry)
             continue
         settle = functools.partial(
-            _settle, tally, config, store, now, verifier, windows, source.id in authority_ids
+            _settle,
+            tally,
+            config,
+            store,
+            now,
+            verifier,
+            windows,
+            source.id in authority_ids,
+            reshow=reshow,
         )
         payloads = PayloadStream(store.connection, source.id)
         scan = None
@@ -278,6 +293,8 @@ def _settle(
     scan: ScanResult,
     reader: CertificateReader | NothingRead,
     files_before: Mapping[str, CachedFile],
+    *,
+    reshow: frozenset[str] = frozenset(),
 ) -> Settled:
     """One scan (or one slice of it) detected and checked. What the rest of the pass
     needs of it goes into `tally`, but for the problems, which the caller reports once."""
@@ -290,8 +307,8 @@ def _settle(
     else:
         scan = _without_watched_cas(scan, tally.authorities)
     scan = _with_renewal(scan, config.renewal_of(source))
-    if config.ari.for_store(source).enabled and not config.renewal_of(source).no_policy:
-        scan = with_windows(scan, windows)  # the CA's window is the renewal policy
+    applied = windows if rescans.windows_apply(config, source) else {}
+    scan = with_windows(scan, applied)  # the CA's window is the renewal policy
     if scan.agent_runs:
         tally.agent_runs[source] = max(scan.agent_runs)
     outcome = detect_changes(
@@ -303,6 +320,8 @@ def _settle(
         authorities=tally.authorities,
         files_before=files_before,
         files_after=files_before if scan.failed else reader.files,
+        reshow=reshow,
+        windows=applied,
     )
     verified_after, verified, until = verifier.verify(
         outcome.change.before,

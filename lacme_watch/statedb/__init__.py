@@ -105,9 +105,9 @@ class StateStore(Snapshots, Outbox, History):
     def _open_writable(self) -> sqlite3.Connection:
         if self.path.exists() and (reason := damage(self.path)) is not None:
             self._may_repair(reason)
-            create_database(self.path, move_aside(self.path, reason))
+            create_database(self.path, move_aside(self.path, reason), _populate)
         elif not self.path.exists():
-            create_database(self.path)
+            create_database(self.path, populate=_populate)
         tighten_mode(self.path)
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
@@ -118,7 +118,7 @@ class StateStore(Snapshots, Outbox, History):
             if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
                 raise database_error(self.path, exc) from exc
             self._may_repair(str(exc))
-            create_database(self.path, move_aside(self.path, str(exc)))
+            create_database(self.path, move_aside(self.path, str(exc)), _populate)
             db = sqlite3.connect(self.path, isolation_level=None)
             note = db.execute("SELECT value FROM meta WHERE key = 'reset'").fetchone()
         self.reset = read_reset_note(note[0]) if note else None
@@ -195,9 +195,7 @@ class StateStore(Snapshots, Outbox, History):
 
     def _migrate(self) -> None:
         with self.transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+            _create_tables(self._db)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(
@@ -207,12 +205,8 @@ class StateStore(Snapshots, Outbox, History):
             if row is not None and int(row[0]) < SCHEMA_VERSION:
                 upgrade(self._db, int(row[0]))
             if row is None or int(row[0]) != SCHEMA_VERSION:  # else a start writes nothing:
-                self._db.execute(  # its commit, of no page, syncs no file (~0.5 ms of cron's)
-                    "INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-            self._db.execute(  # secrets.token_hex's bytes, without its imports
-                "INSERT OR IGNORE INTO meta VALUES ('id_salt', ?)", (os.urandom(16).hex(),)
-            )
+                _set_version(self._db)  # its commit, of no page, syncs no file (~0.5 ms of cron's)
+            _add_salt(self._db)
 
     def commit_pass(
         self,
@@ -268,3 +262,26 @@ class StateStore(Snapshots, Outbox, History):
                 )
         self._written = written
         return conflicts
+
+
+def _populate(db: sqlite3.Connection) -> None:
+    """A new database's tables and first rows, written before it is put in place."""
+    _create_tables(db)
+    _set_version(db)
+    _add_salt(db)
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _set_version(db: sqlite3.Connection) -> None:
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+
+def _add_salt(db: sqlite3.Connection) -> None:
+    db.execute(  # secrets.token_hex's bytes, without its imports
+        "INSERT OR IGNORE INTO meta VALUES ('id_salt', ?)", (os.urandom(16).hex(),)
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
-from ..observations import Observation
 from .marks import pack_marks
+from .rows import decode_row, observation_row
 from .snapshots import identity
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """2: deployment_stale marks moved out of `reported` into `stale_deployments`.
 3: certificates carry an identity key and their next threshold instant (indexed).
 4: `stat_records`, one per file store (statrecord.py); a new table, nothing to move.
@@ -26,7 +25,10 @@ insert, not three.
 7: events are numbered (`seq`, their rowid made an INTEGER PRIMARY KEY, which VACUUM
 keeps), and the outbox is keyed by (sink, event seq), WITHOUT ROWID: one B-tree of
 short integer keys, in each sink's queue order, instead of a table and an index of
-event ids (random UUIDs) beside it; each of a pass's 5,000 events is one insert fewer."""
+event ids (random UUIDs) beside it; each of a pass's 5,000 events is one insert fewer.
+8: a certificate's observation is kept as a JSON array of its values (rows.py), not
+an object of named values: half the text, decoded in about a third of the time (a
+pass where 5,000 certificates came due decodes 5,000 rows)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,11 +92,42 @@ def upgrade(db: sqlite3.Connection, version: int) -> None:
     pack_marks(db, _created("reported"))
     db.execute("DROP INDEX IF EXISTS outbox_due")  # outbox_pending (SCHEMA's) replaces it
     number_events(db)
+    compact_observations(db)
 
 
 def _created(table: str) -> str:
     """SCHEMA's CREATE statement of one table."""
     return next(part for part in SCHEMA.split(";") if f"EXISTS {table} (" in part)
+
+
+_REWRITTEN_AT_ONCE = 2_000
+"""Rows the schema 8 upgrade decodes and rewrites at a time: memory bounded by it, not
+by the store."""
+
+
+def compact_observations(db: sqlite3.Connection) -> None:
+    """Schema 7 -> 8: every certificate row's observation, an object of named values
+    up to 7, is rewritten as rows.py's array of the same values (its lineage, key,
+    fingerprint, identity and thresholds as they were). A row in the array layout
+    already is left as it is."""
+    last = 0
+    while True:
+        found = db.execute(
+            "SELECT rowid, lineage, observation FROM certificates WHERE rowid > ?"
+            " ORDER BY rowid LIMIT ?",
+            (last, _REWRITTEN_AT_ONCE),
+        ).fetchall()
+        if not found:
+            return
+        last = found[-1][0]
+        db.executemany(
+            "UPDATE certificates SET observation = ? WHERE rowid = ?",
+            [
+                (observation_row(decode_row(lineage, raw)), rowid)
+                for rowid, lineage, raw in found
+                if raw.startswith("{")
+            ],
+        )
 
 
 def number_events(db: sqlite3.Connection) -> None:
@@ -153,10 +186,7 @@ def narrow_index(db: sqlite3.Connection) -> None:
     ).fetchall()
     db.executemany(
         "INSERT INTO lineage_index VALUES (?, ?, ?, 0)",
-        [
-            (source, lineage, identity(Observation.from_json(json.loads(raw))))
-            for source, lineage, raw in missing
-        ],
+        [(source, lineage, identity(decode_row(lineage, raw))) for source, lineage, raw in missing],
     )
 
 

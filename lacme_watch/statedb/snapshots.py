@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import sqlite3
 import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -16,6 +15,7 @@ from ..detection.detect import SourceSnapshot
 from ..observations import Observation, Problem
 from .connected import Connected, epoch
 from .marks import unpacked, write_marks
+from .rows import decode_row, observation_row
 from .stored import StoredObservation, stored_identity
 
 if TYPE_CHECKING:
@@ -260,16 +260,21 @@ class Snapshots(Connected):
             rows = self._select(
                 "SELECT lineage, observation FROM certificates WHERE source = ?", source, lineages
             )
-            return {
-                lineage: Observation.from_json(json.loads(raw)) for lineage, raw in sorted(rows)
-            }
+            return {lineage: decode_row(lineage, raw) for lineage, raw in sorted(rows)}
         return {
-            lineage: Observation.from_json(json.loads(raw))
+            lineage: decode_row(lineage, raw)
             for lineage, raw in self._db.execute(
                 "SELECT lineage, observation FROM certificates WHERE source = ? ORDER BY lineage",
                 (source,),
             )
         }
+
+    def last_scan(self, source: str) -> float | None:
+        """Epoch of the pass that last scanned (or carried) the source; None: never."""
+        row = self._db.execute(
+            "SELECT last_scan FROM sources WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def fingerprints_of(self, source: str) -> list[tuple[str, str]]:
         """(lineage, fingerprint) of a source's certificates, no observation decoded."""
@@ -280,10 +285,10 @@ class Snapshots(Connected):
     def inventory(self) -> dict[str, list[Observation]]:
         """Every source's certificates as of the last pass."""
         found: dict[str, list[Observation]] = {}
-        for source, raw in self._db.execute(
-            "SELECT source, observation FROM certificates ORDER BY source, lineage"
+        for source, lineage, raw in self._db.execute(
+            "SELECT source, lineage, observation FROM certificates ORDER BY source, lineage"
         ):
-            found.setdefault(source, []).append(Observation.from_json(json.loads(raw)))
+            found.setdefault(source, []).append(decode_row(lineage, raw))
         return found
 
 
@@ -381,12 +386,10 @@ def write_snapshot(
         if _changed(old.get(lineage), observation, identities, lineage, made)
     ]
     if written:
-        from ..reading.certfacts import observation_json  # the reader's modules: only when written
-
         db.executemany(  # a generator: one row's JSON at a time, not the whole store's
             "INSERT OR REPLACE INTO certificates VALUES (?, ?, ?, ?)",
             (
-                (source, lineage, observation.fingerprint, observation_json(observation))
+                (source, lineage, observation.fingerprint, observation_row(observation))
                 for lineage, observation in written
             ),
         )
@@ -489,14 +492,6 @@ def in_chunks(
     parameters); only placeholders are formatted into the SQL, never a value. The
     cursors are chained, not re-yielded: no Python frame per row."""
     return itertools.chain.from_iterable(_chunk_cursors(db, query, first, keys))
-
-
-def execute_in_chunks(
-    db: sqlite3.Connection, query: str, first: tuple[object, ...], keys: Sequence[object]
-) -> None:
-    """in_chunks() for a statement that returns no rows (an UPDATE ... IN)."""
-    for _ in _chunk_cursors(db, query, first, keys):
-        pass
 
 
 def _chunk_cursors(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
-from ..detection.renewal import policy_from_json
-from ..observations import CertificateFacts, Observation
+from ..observations import Observation
+from .rows import row_values
 
 
 class StoredObservation(Observation):
@@ -43,21 +42,15 @@ class StoredObservation(Observation):
     def __getattr__(self, name: str) -> Any:
         """Only reached for a slot not set yet: every field once the JSON is decoded.
 
-        The fields are set straight from the JSON, as Observation.from_json reads them
-        (the lineage is the row's): no whole Observation made and copied, for each of
-        the thousands of rows a pass shows detect() because they came due."""
+        The fields are set straight from the row's values (the lineage is the row's
+        column): no whole Observation made and copied, for each of the thousands of
+        rows a pass shows detect() because they came due."""
         if name not in _FIELDS:
             raise AttributeError(name)
-        raw = json.loads(object.__getattribute__(self, "_raw"))
+        values = row_values(object.__getattribute__(self, "_raw"))
         put = object.__setattr__
-        put(self, "role", raw["role"])
-        put(self, "path", raw["path"])
-        put(self, "domain", raw["domain"])
-        put(self, "domains", tuple(raw["domains"]))
-        put(self, "certificate", CertificateFacts.from_json(raw["certificate"]))
-        put(self, "chain_length", raw.get("chain_length"))
-        renewal = raw.get("renewal")
-        put(self, "renewal", policy_from_json(renewal) if renewal else None)
+        for field, value in zip(_AFTER_LINEAGE, values, strict=True):
+            put(self, field, value)
         return object.__getattribute__(self, name)
 
     def __eq__(self, other: object) -> bool:
@@ -70,6 +63,8 @@ class StoredObservation(Observation):
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(Observation))
+_AFTER_LINEAGE = tuple(name for name in _FIELDS if name != "lineage")
+"""The fields row_values() returns, in its order (the lineage is Observation's first)."""
 
 
 def _values(observation: Observation) -> tuple[object, ...]:

@@ -20,7 +20,7 @@ import trustme
 from lacme import FileStore
 
 from lacme_watch.ari.settings import AriSettings
-from lacme_watch.detection.renewal import BeforeExpiry
+from lacme_watch.detection.renewal import BeforeExpiry, RenewAt
 from lacme_watch.detection.thresholds import Policy
 from lacme_watch.plugins import Source
 from lacme_watch.reading import statrecord
@@ -64,6 +64,8 @@ class _Watch(PassWatch):
             trust=(str(trust),) if trust else (),
         )
         self.caplog = caplog
+        self.said: list[str] = []
+        """What the last pass logged of its scans."""
         caplog.set_level(logging.DEBUG, logger="lacme_watch")
 
     def run(self, at: datetime = NOW) -> tuple[PassReport, list[tuple[str, str]], bool]:
@@ -71,8 +73,15 @@ class _Watch(PassWatch):
         self.caplog.clear()
         report, envelopes = self.run_pass(at)
         said = [r.getMessage() for r in self.caplog.records if r.name == "lacme_watch.run.scans"]
+        self.said = said
         unread = f"{self.source}: unchanged since the last pass, not read" in said
         return report, kind_and_domain(envelopes), unread
+
+    def shown_again(self, report: PassReport, windows: int) -> bool:
+        """Whether the last pass showed detect() `windows` leaves again whose CA's window
+        moved, from the state database, reading no file."""
+        moved = f"{self.source}: {windows} renewal windows moved, shown again"
+        return moved in self.said and report.files_parsed == 0 and self.source in report.carried
 
     def carried(self, at: datetime = NOW) -> bool:
         report, _, unread = self.run(at)
@@ -295,8 +304,9 @@ def test_a_carried_certbot_store_is_still_asked_and_its_windows_judged(
 
     report, events, unread = watching.run()  # read in full; both asked, windows learnt
     assert (events, unread, report.ari_requests) == ([], False, 3)  # the directory too
-    _, _, unread = watching.run()  # the windows are the leaves' renewal policy now
-    assert not unread
+    report, events, _ = watching.run()  # the windows become the leaves' renewal policy:
+    assert watching.shown_again(report, 2)  # from the database, no file read
+    assert events == []
     assert watching.carried()
     assert _ari_rows(watching) == 2  # a carried store's records are kept
 
@@ -314,14 +324,15 @@ def test_a_carried_certbot_store_is_still_asked_and_its_windows_judged(
     assert getattr(overdue, "policy", None) == "ari"
     assert _ari_rows(watching) == 2
 
-    # The moved window's end is NAME's renewal policy from the next pass (read in full
-    # once: a window's end is in the record's key); nothing is said twice.
-    _, events, unread = watching.run(later)
-    assert (events, unread) == ([], False)
+    # The moved window's end is NAME's renewal policy from the next pass (NAME alone is
+    # shown to detect() again, no file read); nothing is said twice.
+    report, events, _ = watching.run(later)
+    assert watching.shown_again(report, 1)
+    assert events == []
     with StateStore(watching.config.state_dir) as store:
         policy = store.inventory_of(watching.source)[NAME].renewal
-    assert policy is not None
-    assert policy.origin == "ari"
+    assert isinstance(policy, RenewAt)
+    assert (policy.origin, policy.at) == ("ari", NOW - timedelta(days=2))
     assert watching.carried(later)
     _, events, _ = watching.run(later + timedelta(hours=3))  # asked again: the same window
     assert events == []
@@ -374,7 +385,8 @@ def test_a_window_that_closes_between_questions_is_overdue_in_a_pass_that_reads_
     watching.config = replace(watching.config, policy=Policy(overdue_grace=timedelta(hours=1)))
     _, events, _ = watching.run()
     assert events == [("renewal_window_moved", NAME)]  # early: before two thirds
-    watching.run()  # the window's end is NAME's policy now: read in full once
+    report, _, _ = watching.run()  # the windows' ends are the leaves' policies now
+    assert watching.shown_again(report, 2)
     assert watching.carried()
 
     report, events, _ = watching.run(NOW + timedelta(hours=3))
@@ -390,7 +402,8 @@ def test_another_stores_new_windows_leave_a_store_carried(
     tmp_path: Path, certbot: Certbot, ari: AriServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A lacme store beside the certbot store whose CA answers: the windows certbot's
-    leaves get are not the lacme store's, which stays unread while certbot's is read."""
+    leaves get are not the lacme store's, which stays unread while certbot's leaves are
+    shown again."""
     _asking(certbot, ari.directory)
     for name in (NAME, f"other.{NAME}"):
         ari.add(certbot.config_dir / "live" / name / "cert.pem")
@@ -409,7 +422,8 @@ def test_another_stores_new_windows_leave_a_store_carried(
     watching.config = replace(watching.config, stores=(*watching.config.stores, beside))
     report, _, _ = watching.run()  # both read; certbot's leaves get their windows
     assert report.carried == ()
-    report, _, _ = watching.run()  # certbot's read again: its leaves' policies moved
-    assert report.carried == (beside.id,)
+    report, _, _ = watching.run()  # certbot's leaves' policies moved: shown again
+    assert watching.shown_again(report, 2)
+    assert report.carried == (watching.source, beside.id)
     report, _, _ = watching.run()
     assert report.carried == (watching.source, beside.id)
