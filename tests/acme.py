@@ -253,6 +253,12 @@ class Dehydrated:
             "  deploy_challenge) curl -s -X POST -d "
             f'\'{{"host":"_acme-challenge.\'"$2"\'.","value":"\'"$4"\'"}}\' '
             f"http://{management}/set-txt ;;\n"
+            # challtestsrv keeps every TXT value it is given: without clearing them, the
+            # session's issuances of one name grow its answer past a DNS message
+            # ("dns: overflowing header size") and a later dns-01 challenge fails.
+            "  clean_challenge) curl -s -X POST -d "
+            f'\'{{"host":"_acme-challenge.\'"$2"\'."}}\' '
+            f"http://{management}/clear-txt ;;\n"
             f"{self.hook_cases}"
             "  *) ;;\nesac\nexit 0\n"
         )
