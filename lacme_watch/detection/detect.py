@@ -370,20 +370,13 @@ def _context(source: str, observation: Observation) -> _Context:
 
 
 def certificate_fields(source: str, observation: Observation) -> CertificateFields:
-    """The fields naming `observation` in `source`, shared by every certificate event
-    (_context's and three more, in one dict: thousands of events a pass are made so)."""
-    facts = observation.certificate
+    """The fields naming `observation` in `source`, shared by every certificate event:
+    _context's and three more."""
     return {
-        "store": source,
-        "lineage": observation.lineage,
-        "path": observation.path,
-        "fingerprint": facts.fingerprint,
-        "serial": facts.serial,
-        "issuer": facts.issuer,
-        "not_before": facts.not_before,
+        **_context(source, observation),
         "domain": observation.domain,
         "domains": observation.domains,
-        "expires_at": facts.not_after,
+        "expires_at": observation.certificate.not_after,
     }
 
 
