@@ -97,6 +97,22 @@ def _downgrade_to_schema_1(path: Path) -> None:
     db.close()
 
 
+def _owing_before_an_upgrade(
+    tmp_path: Path,
+) -> tuple[Config, RecordingSink, FailingSink, str, datetime]:
+    """Three leaves a, b and c, a recording sink and one that fails both passes before
+    an upgrade; the config, both sinks, the store's id and the second pass's instant
+    (b: 29.75 days left, past 30d; a: 19.75)."""
+    certs = tmp_path / "certs"
+    write_leaves(certs, {"a": 25, "b": 35, "c": 80}, now=NOW, lifetime_days=100)
+    sink = RecordingSink()
+    owing = FailingSink("owing", failures=2)
+    config = replace(
+        pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
+    )
+    return config, sink, owing, config.stores[0].id, NOW + timedelta(days=5, hours=6)
+
+
 def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     tmp_path: Path,
 ) -> None:
@@ -104,15 +120,7 @@ def test_a_schema_4_state_dir_upgrades_losing_no_mark_and_resending_nothing(
     `reported` with a rowid, and every outbox row in its index: the upgrade moves them
     as they are, so the pass after it sends nothing again (what a failing sink still
     owes it delivers, once) and the next threshold still comes, once."""
-    certs = tmp_path / "certs"
-    write_leaves(certs, {"a": 25, "b": 35, "c": 80}, now=NOW, lifetime_days=100)
-    sink = RecordingSink()
-    owing = FailingSink("owing", failures=2)  # fails both passes before the upgrade
-    config = replace(
-        pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
-    )
-    source = config.stores[0].id
-    later = NOW + timedelta(days=5, hours=6)  # b: 29.75 days left, past 30d; a: 19.75
+    config, sink, owing, source, later = _owing_before_an_upgrade(tmp_path)
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)  # the baseline announces a's 30d at once
         run_pass(config, store, later)
@@ -179,15 +187,7 @@ def test_a_schema_7_state_dir_upgrades_every_row_losing_no_mark_and_resending_no
     rewrites every row as the array of schema 8, every row, mark, index entry and
     pending delivery kept, so the pass after it sends nothing again (what a failing
     sink still owes is delivered once) and the next threshold still comes, once."""
-    certs = tmp_path / "certs"
-    write_leaves(certs, {"a": 25, "b": 35, "c": 80}, now=NOW, lifetime_days=100)
-    sink = RecordingSink()
-    owing = FailingSink("owing", failures=2)  # fails both passes before the upgrade
-    config = replace(
-        pem_config(tmp_path, certs, sink), sinks=(SinkRoute(sink=sink), SinkRoute(sink=owing))
-    )
-    source = config.stores[0].id
-    later = NOW + timedelta(days=5, hours=6)  # b: 29.75 days left, past 30d; a: 19.75
+    config, sink, owing, source, later = _owing_before_an_upgrade(tmp_path)
     with StateStore(config.state_dir) as store:
         run_pass(config, store, NOW)  # the baseline announces a's 30d at once
         run_pass(config, store, later)
